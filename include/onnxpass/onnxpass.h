@@ -1,0 +1,121 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * onnx-pass: torch.ao.pruning's sparsifier workflow as ONNX graph passes.
+ *
+ * Conventions: every function returns 0 or a negative errno and fills its
+ * ret_ out-parameters only on success. Functions that can fail take a
+ * struct onnxpass_error (may be NULL) which receives a one-line message.
+ * The library never prints and never exits. Destructors accept NULL.
+ */
+#ifndef ONNXPASS_ONNXPASS_H
+#define ONNXPASS_ONNXPASS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define ONNXPASS_EXPORT __attribute__((visibility("default")))
+#else
+#define ONNXPASS_EXPORT
+#endif
+
+#define ONNXPASS_ERROR_MAX 1024
+
+/* A failure's negative errno and message, filled by the failing call. */
+struct onnxpass_error {
+	int code;
+	char message[ONNXPASS_ERROR_MAX];
+};
+
+/* An ONNX model held in memory. */
+struct onnxpass_model;
+
+/* Flags for onnxpass_model_save_file(). */
+enum onnxpass_save_flags {
+	/* store large tensors in a side file even if the input had none */
+	ONNXPASS_SAVE_EXTERNAL_DATA = 1u << 0,
+};
+
+ONNXPASS_EXPORT const char *onnxpass_version(void);
+
+/* Load a model file; external data is resolved relative to its folder. */
+ONNXPASS_EXPORT int onnxpass_model_load_file(const char *path,
+					     struct onnxpass_model **ret_model,
+					     struct onnxpass_error *err);
+
+/* Load a serialised model. base_dir (may be NULL) resolves external data. */
+ONNXPASS_EXPORT int onnxpass_model_load_bytes(const void *data, size_t size,
+					      const char *base_dir,
+					      struct onnxpass_model **ret_model,
+					      struct onnxpass_error *err);
+
+/* Write atomically (temp file + rename); path may equal the input's. */
+ONNXPASS_EXPORT int onnxpass_model_save_file(struct onnxpass_model *model,
+					     const char *path, unsigned flags,
+					     struct onnxpass_error *err);
+
+/* Serialise to a malloc'd buffer the caller frees with onnxpass_free(). */
+ONNXPASS_EXPORT int onnxpass_model_save_bytes(struct onnxpass_model *model,
+					      void **ret_data, size_t *ret_size,
+					      struct onnxpass_error *err);
+
+/* Frees the model; returns NULL. */
+ONNXPASS_EXPORT struct onnxpass_model *onnxpass_model_free(struct onnxpass_model *model);
+
+/* The protobuf-c Onnx__ModelProto behind the model, for plugins that
+ * generate onnx.pb-c.h from the same onnx.proto. Everything a plugin
+ * splices into it must be malloc'd (the library frees it with protobuf-c). */
+ONNXPASS_EXPORT void *onnxpass_model_get_proto(struct onnxpass_model *model);
+
+/* Frees memory returned by the library. */
+ONNXPASS_EXPORT void onnxpass_free(void *p);
+
+/* A set of passes: the built-in ones plus loaded plugins. */
+struct onnxpass_registry;
+
+ONNXPASS_EXPORT int onnxpass_registry_new(struct onnxpass_registry **ret_registry,
+					  struct onnxpass_error *err);
+ONNXPASS_EXPORT struct onnxpass_registry *onnxpass_registry_free(struct onnxpass_registry *registry);
+
+/* Load a plugin .so (see plugin.h) and add its passes. */
+ONNXPASS_EXPORT int onnxpass_registry_load_plugin(struct onnxpass_registry *registry,
+						  const char *path,
+						  struct onnxpass_error *err);
+
+/* Number of passes and their descriptors (struct onnxpass_pass, plugin.h). */
+ONNXPASS_EXPORT size_t onnxpass_registry_count(const struct onnxpass_registry *registry);
+ONNXPASS_EXPORT const struct onnxpass_pass *onnxpass_registry_get(const struct onnxpass_registry *registry,
+								  size_t index);
+
+/*
+ * Run a comma-separated pass list ("prepare,step,convert") on a model.
+ * config_json (may be NULL) is the sparsity config (SPEC 5) with an optional
+ * "options" object for pass options. Text the passes produce (config,
+ * inspect) is returned in *ret_report (malloc'd, may be NULL when
+ * ret_report is NULL). On failure the model may be partially modified.
+ */
+ONNXPASS_EXPORT int onnxpass_registry_run(const struct onnxpass_registry *registry,
+					  struct onnxpass_model *model,
+					  const char *passes, const char *config_json,
+					  char **ret_report, struct onnxpass_error *err);
+
+/*
+ * Bytes in, bytes out: run the built-in passes on a serialised model.
+ * On success *ret_out / *ret_out_size hold the new model (free with
+ * onnxpass_free()). On failure *ret_error (if not NULL) holds a malloc'd
+ * message to free with onnxpass_free(). Thread-safe: no global state.
+ */
+ONNXPASS_EXPORT int onnxpass_transform_bytes(const void *in, size_t in_size,
+					     const char *passes, const char *config_json,
+					     void **ret_out, size_t *ret_out_size,
+					     char **ret_error);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

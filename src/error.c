@@ -1,0 +1,23 @@
+/* SPDX-License-Identifier: MIT */
+#include <stdarg.h>
+#include <stdio.h>
+
+#include "error.h"
+
+ONNXPASS_EXPORT int onnxpass_error_set(struct onnxpass_error *err, int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!err)
+		return code;
+	err->code = code;
+	va_start(ap, fmt);
+	vsnprintf(err->message, sizeof(err->message), fmt, ap);
+	va_end(ap);
+	return code;
+}
+
+ONNXPASS_EXPORT const char *onnxpass_version(void)
+{
+	return "0.1.0";
+}

@@ -1,0 +1,70 @@
+/* SPDX-License-Identifier: MIT */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include "testlib.h"
+
+int test_run_suite(Suite *suite)
+{
+	SRunner *runner = srunner_create(suite);
+	int failed;
+
+	srunner_run_all(runner, CK_NORMAL);
+	failed = srunner_ntests_failed(runner);
+	srunner_free(runner);
+	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
+
+char *test_tmpdir(void)
+{
+	char tmpl[] = "/tmp/onnx-pass-test-XXXXXX";
+
+	if (!mkdtemp(tmpl))
+		return NULL;
+	return strdup(tmpl);
+}
+
+int test_system(const char *fmt, ...)
+{
+	char *cmd = NULL;
+	va_list ap;
+	int r;
+
+	va_start(ap, fmt);
+	r = vasprintf(&cmd, fmt, ap);
+	va_end(ap);
+	if (r < 0)
+		return -1;
+	r = system(cmd);
+	free(cmd);
+	if (r == -1 || !WIFEXITED(r))
+		return -1;
+	return WEXITSTATUS(r);
+}
+
+char *test_read_file(const char *path, size_t *ret_size)
+{
+	FILE *f = fopen(path, "rb");
+	char *buf = NULL;
+	long size;
+
+	if (!f)
+		return NULL;
+	if (fseek(f, 0, SEEK_END) == 0 && (size = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0) {
+		buf = malloc((size_t)size + 1);
+		if (buf && fread(buf, 1, (size_t)size, f) != (size_t)size) {
+			free(buf);
+			buf = NULL;
+		}
+		if (buf) {
+			buf[size] = '\0';
+			if (ret_size)
+				*ret_size = (size_t)size;
+		}
+	}
+	fclose(f);
+	return buf;
+}

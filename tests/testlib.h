@@ -1,0 +1,18 @@
+/* SPDX-License-Identifier: MIT */
+/* Helpers shared by the Check suites. */
+#pragma once
+
+#include <check.h>
+#include <stddef.h>
+
+/* Run a Check suite, print Check's summary, return the process exit code. */
+int test_run_suite(Suite *suite);
+
+/* A new empty temporary folder (malloc'd path). */
+char *test_tmpdir(void);
+
+/* Run a shell command; returns its exit status (or -1). */
+int test_system(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Read a whole file into a malloc'd buffer (NUL-terminated). NULL on error. */
+char *test_read_file(const char *path, size_t *ret_size);
