@@ -1,0 +1,196 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "error.h"
+#include "fileio.h"
+
+#define OPASS_WRITE_BUFFER (1u << 20)
+
+int opass_file_map(const char *path, struct opass_mapped_file *ret_file, struct onnxpass_error *err)
+{
+	struct stat st;
+	void *data;
+	int fd, r = 0;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return opass_error(err, -errno, "%s: %s", path, strerror(errno));
+	if (fstat(fd, &st) < 0) {
+		r = opass_error(err, -errno, "%s: %s", path, strerror(errno));
+		goto out;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		r = opass_error(err, -EISDIR, "%s: not a regular file", path);
+		goto out;
+	}
+	data = st.st_size ? mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0) : NULL;
+	if (data == MAP_FAILED) {
+		r = opass_error(err, -errno, "%s: %s", path, strerror(errno));
+		goto out;
+	}
+	ret_file->data = data;
+	ret_file->size = (size_t)st.st_size;
+out:
+	close(fd);
+	return r;
+}
+
+void opass_file_unmap(struct opass_mapped_file *file)
+{
+	if (file && file->data)
+		munmap(file->data, file->size);
+	if (file)
+		file->data = NULL;
+}
+
+int opass_atomic_open(const char *path, struct opass_atomic_file *ret_file, struct onnxpass_error *err)
+{
+	struct opass_atomic_file f = { .fd = -1 };
+	char *copy = strdup(path), *dir, *base;
+	mode_t mask;
+
+	if (!copy)
+		return opass_error(err, -ENOMEM, "out of memory");
+	dir = dirname(copy);
+	base = strrchr(path, '/') ? strrchr(path, '/') + 1 : (char *)path;
+	f.path = strdup(path);
+	if (f.path && asprintf(&f.tmp_path, "%s/.%s.XXXXXX", dir, base) < 0)
+		f.tmp_path = NULL;
+	free(copy);
+	f.buf = malloc(OPASS_WRITE_BUFFER);
+	if (!f.path || !f.tmp_path || !f.buf) {
+		opass_atomic_abort(&f);
+		return opass_error(err, -ENOMEM, "out of memory");
+	}
+	f.fd = mkostemp(f.tmp_path, O_CLOEXEC);
+	if (f.fd < 0) {
+		int r = opass_error(err, -errno, "%s: cannot create: %s", path, strerror(errno));
+
+		free(f.tmp_path);
+		f.tmp_path = NULL;
+		opass_atomic_abort(&f);
+		return r;
+	}
+	mask = umask(0);
+	umask(mask);
+	(void)fchmod(f.fd, 0666 & ~mask);
+	*ret_file = f;
+	return 0;
+}
+
+static int atomic_flush(struct opass_atomic_file *file)
+{
+	size_t done = 0;
+
+	while (file->error == 0 && done < file->buf_len) {
+		ssize_t n = write(file->fd, file->buf + done, file->buf_len - done);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			file->error = n < 0 ? -errno : -EIO;
+		else
+			done += (size_t)n;
+	}
+	file->buf_len = 0;
+	return file->error;
+}
+
+int opass_atomic_write(struct opass_atomic_file *file, const void *data, size_t size)
+{
+	const char *p = data;
+
+	while (size > 0 && file->error == 0) {
+		size_t n = OPASS_WRITE_BUFFER - file->buf_len;
+
+		if (n > size)
+			n = size;
+		memcpy(file->buf + file->buf_len, p, n);
+		file->buf_len += n;
+		file->offset += n;
+		p += n;
+		size -= n;
+		if (file->buf_len == OPASS_WRITE_BUFFER)
+			atomic_flush(file);
+	}
+	return file->error;
+}
+
+int opass_atomic_commit(struct opass_atomic_file *file, struct onnxpass_error *err)
+{
+	int r = atomic_flush(file);
+
+	if (r == 0 && fsync(file->fd) < 0)
+		r = -errno;
+	if (r == 0 && close(file->fd) < 0)
+		r = -errno;
+	else if (r < 0)
+		close(file->fd);
+	file->fd = -1;
+	if (r == 0 && rename(file->tmp_path, file->path) < 0)
+		r = -errno;
+	if (r < 0) {
+		opass_error(err, r, "%s: cannot write: %s", file->path, strerror(-r));
+		opass_atomic_abort(file);
+		return r;
+	}
+	free(file->tmp_path);
+	file->tmp_path = NULL;
+	opass_atomic_abort(file);
+	return 0;
+}
+
+void opass_atomic_abort(struct opass_atomic_file *file)
+{
+	if (!file)
+		return;
+	if (file->fd >= 0)
+		close(file->fd);
+	if (file->tmp_path)
+		unlink(file->tmp_path);
+	free(file->tmp_path);
+	free(file->path);
+	free(file->buf);
+	*file = (struct opass_atomic_file){ .fd = -1 };
+}
+
+/* protobuf-c output sink that streams into an atomic file. */
+struct file_sink {
+	ProtobufCBuffer base;
+	struct opass_atomic_file *file;
+};
+
+static void file_sink_append(ProtobufCBuffer *buffer, size_t len, const uint8_t *data)
+{
+	struct file_sink *sink = (struct file_sink *)buffer;
+
+	opass_atomic_write(sink->file, data, len);
+}
+
+int opass_atomic_write_proto(struct opass_atomic_file *file, const ProtobufCMessage *msg)
+{
+	struct file_sink sink = { .base.append = file_sink_append, .file = file };
+
+	protobuf_c_message_pack_to_buffer(msg, &sink.base);
+	return file->error;
+}
+
+int opass_file_write_proto(const char *path, const ProtobufCMessage *msg, struct onnxpass_error *err)
+{
+	struct opass_atomic_file file;
+	int r;
+
+	r = opass_atomic_open(path, &file, err);
+	if (r < 0)
+		return r;
+	opass_atomic_write_proto(&file, msg);
+	return opass_atomic_commit(&file, err);
+}

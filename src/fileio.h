@@ -1,0 +1,42 @@
+/* SPDX-License-Identifier: MIT */
+/* File input and atomic file output (temp file in the target folder,
+ * fsync, rename): on failure nothing is left behind. */
+#pragma once
+
+#include <stddef.h>
+#include <protobuf-c/protobuf-c.h>
+
+#include "onnxpass/onnxpass.h"
+
+/* A read-only view of a whole file (mmap'd). */
+struct opass_mapped_file {
+	void *data;
+	size_t size;
+};
+
+int opass_file_map(const char *path, struct opass_mapped_file *ret_file, struct onnxpass_error *err);
+void opass_file_unmap(struct opass_mapped_file *file);
+
+/* A file being written: becomes visible at path only on commit. */
+struct opass_atomic_file {
+	int fd;
+	char *path;
+	char *tmp_path;
+	int error;      /* first write error (negative errno) */
+	char *buf;      /* write buffer */
+	size_t buf_len;
+	uint64_t offset; /* bytes written so far */
+};
+
+int opass_atomic_open(const char *path, struct opass_atomic_file *ret_file, struct onnxpass_error *err);
+int opass_atomic_write(struct opass_atomic_file *file, const void *data, size_t size);
+/* flush, fsync, rename over path; frees the file's resources either way */
+int opass_atomic_commit(struct opass_atomic_file *file, struct onnxpass_error *err);
+/* remove the temp file and free (NULL-safe on a zeroed struct) */
+void opass_atomic_abort(struct opass_atomic_file *file);
+
+/* Serialise a message into an open atomic file. */
+int opass_atomic_write_proto(struct opass_atomic_file *file, const ProtobufCMessage *msg);
+
+/* Serialise a message into a new atomic file at path. */
+int opass_file_write_proto(const char *path, const ProtobufCMessage *msg, struct onnxpass_error *err);

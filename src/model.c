@@ -1,0 +1,295 @@
+/* SPDX-License-Identifier: MIT */
+/* Model load/save (file and bytes) and walks over the protobuf tree. */
+#include <errno.h>
+#include <libgen.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "external.h"
+#include "fileio.h"
+#include "model.h"
+
+/* Deeper subgraph nesting than this is refused (walks recurse). */
+#define OPASS_MAX_GRAPH_DEPTH 256
+
+static int model_check(Onnx__ModelProto *proto, struct onnxpass_error *err)
+{
+	if (!proto->graph)
+		return opass_error(err, -EBADMSG, "model has no graph");
+	return 0;
+}
+
+ONNXPASS_EXPORT int onnxpass_model_load_bytes(const void *data, size_t size, const char *base_dir,
+					      struct onnxpass_model **ret_model,
+					      struct onnxpass_error *err)
+{
+	struct onnxpass_model *model;
+	int r;
+
+	model = calloc(1, sizeof(*model));
+	if (!model)
+		return opass_error(err, -ENOMEM, "out of memory");
+	model->proto = onnx__model_proto__unpack(NULL, size, data);
+	if (!model->proto) {
+		r = opass_error(err, -EBADMSG, "not a valid ONNX model (protobuf parse failed)");
+		goto fail;
+	}
+	r = model_check(model->proto, err);
+	if (r < 0)
+		goto fail;
+	if (base_dir) {
+		model->base_dir = strdup(base_dir);
+		if (!model->base_dir) {
+			r = opass_error(err, -ENOMEM, "out of memory");
+			goto fail;
+		}
+	}
+	r = opass_external_load(model, err);
+	if (r < 0)
+		goto fail;
+	*ret_model = model;
+	return 0;
+fail:
+	onnxpass_model_free(model);
+	return r;
+}
+
+ONNXPASS_EXPORT int onnxpass_model_load_file(const char *path, struct onnxpass_model **ret_model,
+					     struct onnxpass_error *err)
+{
+	struct opass_mapped_file file = { 0 };
+	char *copy;
+	int r;
+
+	r = opass_file_map(path, &file, err);
+	if (r < 0)
+		return r;
+	copy = strdup(path);
+	if (copy)
+		r = onnxpass_model_load_bytes(file.data, file.size, dirname(copy), ret_model, err);
+	else
+		r = opass_error(err, -ENOMEM, "out of memory");
+	free(copy);
+	opass_file_unmap(&file);
+	return r;
+}
+
+static int count_raw(Onnx__TensorProto *t, void *userdata)
+{
+	*(uint64_t *)userdata += t->has_raw_data ? t->raw_data.len : 0;
+	return 0;
+}
+
+ONNXPASS_EXPORT int onnxpass_model_save_file(struct onnxpass_model *model, const char *path,
+					     unsigned flags, struct onnxpass_error *err)
+{
+	uint64_t raw = 0;
+	bool external;
+
+	opass_model_foreach_tensor(model->proto, count_raw, &raw);
+	/* protobuf cannot hold 2 GiB in one message: such models always
+	 * keep their tensors outside. */
+	external = model->had_external || (flags & ONNXPASS_SAVE_EXTERNAL_DATA) ||
+		   raw >= ((uint64_t)2 << 30) - ((uint64_t)64 << 20);
+	if (external)
+		return opass_external_save(model, path, err);
+	return opass_file_write_proto(path, &model->proto->base, err);
+}
+
+ONNXPASS_EXPORT int onnxpass_model_save_bytes(struct onnxpass_model *model, void **ret_data,
+					      size_t *ret_size, struct onnxpass_error *err)
+{
+	size_t size = onnx__model_proto__get_packed_size(model->proto);
+	uint8_t *buf;
+
+	if (size >= ((size_t)2 << 30))
+		return opass_error(err, -EFBIG, "model is over 2 GiB: save it to a file with external data");
+	buf = malloc(size ? size : 1);
+	if (!buf)
+		return opass_error(err, -ENOMEM, "out of memory");
+	onnx__model_proto__pack(model->proto, buf);
+	*ret_data = buf;
+	*ret_size = size;
+	return 0;
+}
+
+ONNXPASS_EXPORT struct onnxpass_model *onnxpass_model_free(struct onnxpass_model *model)
+{
+	if (!model)
+		return NULL;
+	if (model->proto)
+		onnx__model_proto__free_unpacked(model->proto, NULL);
+	free(model->base_dir);
+	free(model);
+	return NULL;
+}
+
+ONNXPASS_EXPORT void *onnxpass_model_get_proto(struct onnxpass_model *model)
+{
+	return model ? model->proto : NULL;
+}
+
+ONNXPASS_EXPORT void onnxpass_free(void *p)
+{
+	free(p);
+}
+
+/* --- walks ------------------------------------------------------------ */
+
+struct walk {
+	int (*tensor_fn)(Onnx__TensorProto *tensor, void *userdata);
+	int (*graph_fn)(Onnx__GraphProto *graph, void *userdata);
+	void *userdata;
+};
+
+static int walk_graph(Onnx__GraphProto *graph, struct walk *w, unsigned depth);
+
+static int walk_tensor(Onnx__TensorProto *t, struct walk *w)
+{
+	return (t && w->tensor_fn) ? w->tensor_fn(t, w->userdata) : 0;
+}
+
+static int walk_nodes(Onnx__NodeProto **nodes, size_t n_nodes, struct walk *w, unsigned depth)
+{
+	for (size_t i = 0; i < n_nodes; i++) {
+		Onnx__NodeProto *node = nodes[i];
+
+		for (size_t a = 0; a < node->n_attribute; a++) {
+			Onnx__AttributeProto *attr = node->attribute[a];
+			int r = walk_tensor(attr->t, w);
+
+			for (size_t k = 0; r == 0 && k < attr->n_tensors; k++)
+				r = walk_tensor(attr->tensors[k], w);
+			if (r == 0 && attr->g)
+				r = walk_graph(attr->g, w, depth + 1);
+			for (size_t k = 0; r == 0 && k < attr->n_graphs; k++)
+				r = walk_graph(attr->graphs[k], w, depth + 1);
+			if (r)
+				return r;
+		}
+	}
+	return 0;
+}
+
+static int walk_graph(Onnx__GraphProto *graph, struct walk *w, unsigned depth)
+{
+	int r = 0;
+
+	if (depth > OPASS_MAX_GRAPH_DEPTH)
+		return -ELOOP;
+	if (w->graph_fn) {
+		r = w->graph_fn(graph, w->userdata);
+		if (r)
+			return r;
+	}
+	for (size_t i = 0; r == 0 && i < graph->n_initializer; i++)
+		r = walk_tensor(graph->initializer[i], w);
+	for (size_t i = 0; r == 0 && i < graph->n_sparse_initializer; i++) {
+		r = walk_tensor(graph->sparse_initializer[i]->values, w);
+		if (r == 0)
+			r = walk_tensor(graph->sparse_initializer[i]->indices, w);
+	}
+	return r ? r : walk_nodes(graph->node, graph->n_node, w, depth);
+}
+
+static int walk_model(Onnx__ModelProto *proto, struct walk *w)
+{
+	int r = proto->graph ? walk_graph(proto->graph, w, 0) : 0;
+
+	for (size_t i = 0; r == 0 && i < proto->n_functions; i++)
+		r = walk_nodes(proto->functions[i]->node, proto->functions[i]->n_node, w, 0);
+	for (size_t i = 0; r == 0 && i < proto->n_training_info; i++) {
+		Onnx__TrainingInfoProto *ti = proto->training_info[i];
+
+		if (ti->initialization)
+			r = walk_graph(ti->initialization, w, 0);
+		if (r == 0 && ti->algorithm)
+			r = walk_graph(ti->algorithm, w, 0);
+	}
+	return r;
+}
+
+int opass_model_foreach_tensor(Onnx__ModelProto *proto,
+			       int (*fn)(Onnx__TensorProto *tensor, void *userdata),
+			       void *userdata)
+{
+	struct walk w = { .tensor_fn = fn, .userdata = userdata };
+
+	return walk_model(proto, &w);
+}
+
+int opass_model_foreach_graph(Onnx__ModelProto *proto,
+			      int (*fn)(Onnx__GraphProto *graph, void *userdata),
+			      void *userdata)
+{
+	struct walk w = { .graph_fn = fn, .userdata = userdata };
+
+	return walk_model(proto, &w);
+}
+
+/* --- metadata ------------------------------------------------------------ */
+
+const char *opass_model_get_metadata(const Onnx__ModelProto *proto, const char *key)
+{
+	for (size_t i = 0; i < proto->n_metadata_props; i++) {
+		const Onnx__StringStringEntryProto *e = proto->metadata_props[i];
+
+		if (e->key && strcmp(e->key, key) == 0)
+			return e->value ? e->value : "";
+	}
+	return NULL;
+}
+
+static int metadata_remove(Onnx__ModelProto *proto, const char *key)
+{
+	for (size_t i = 0; i < proto->n_metadata_props; i++) {
+		Onnx__StringStringEntryProto *e = proto->metadata_props[i];
+
+		if (e->key && strcmp(e->key, key) == 0) {
+			onnx__string_string_entry_proto__free_unpacked(e, NULL);
+			memmove(&proto->metadata_props[i], &proto->metadata_props[i + 1],
+				(proto->n_metadata_props - i - 1) * sizeof(*proto->metadata_props));
+			proto->n_metadata_props--;
+			return 0;
+		}
+	}
+	return 0;
+}
+
+int opass_model_set_metadata(Onnx__ModelProto *proto, const char *key, const char *value)
+{
+	Onnx__StringStringEntryProto **props, *e;
+	char *v;
+
+	if (!value)
+		return metadata_remove(proto, key);
+	v = strdup(value);
+	if (!v)
+		return -ENOMEM;
+	for (size_t i = 0; i < proto->n_metadata_props; i++) {
+		e = proto->metadata_props[i];
+		if (e->key && strcmp(e->key, key) == 0) {
+			free(e->value);
+			e->value = v;
+			return 0;
+		}
+	}
+	props = realloc(proto->metadata_props, (proto->n_metadata_props + 1) * sizeof(*props));
+	if (props)
+		proto->metadata_props = props;
+	e = malloc(sizeof(*e));
+	if (e) {
+		onnx__string_string_entry_proto__init(e);
+		e->key = strdup(key);
+	}
+	if (!props || !e || !e->key) {
+		free(e ? e->key : NULL);
+		free(e);
+		free(v);
+		return -ENOMEM;
+	}
+	e->value = v;
+	proto->metadata_props[proto->n_metadata_props++] = e;
+	return 0;
+}

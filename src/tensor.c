@@ -1,0 +1,185 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "error.h"
+#include "half.h"
+#include "tensor.h"
+
+#define DT(x) ONNX__TENSOR_PROTO__DATA_TYPE__##x
+
+const char *opass_dtype_name(int32_t dtype)
+{
+	switch (dtype) {
+	case DT(FLOAT): return "float32";
+	case DT(FLOAT16): return "float16";
+	case DT(BFLOAT16): return "bfloat16";
+	case DT(DOUBLE): return "float64";
+	case DT(UINT8): return "uint8";
+	case DT(INT8): return "int8";
+	case DT(UINT16): return "uint16";
+	case DT(INT16): return "int16";
+	case DT(INT32): return "int32";
+	case DT(INT64): return "int64";
+	case DT(UINT32): return "uint32";
+	case DT(UINT64): return "uint64";
+	case DT(STRING): return "string";
+	case DT(BOOL): return "bool";
+	case DT(COMPLEX64): return "complex64";
+	case DT(COMPLEX128): return "complex128";
+	default: return "unknown";
+	}
+}
+
+bool opass_dtype_is_float(int32_t dtype)
+{
+	return dtype == DT(FLOAT) || dtype == DT(FLOAT16) || dtype == DT(BFLOAT16) ||
+	       dtype == DT(DOUBLE);
+}
+
+size_t opass_dtype_size(int32_t dtype)
+{
+	switch (dtype) {
+	case DT(BOOL): case DT(UINT8): case DT(INT8): return 1;
+	case DT(FLOAT16): case DT(BFLOAT16): case DT(UINT16): case DT(INT16): return 2;
+	case DT(FLOAT): case DT(INT32): case DT(UINT32): return 4;
+	case DT(DOUBLE): case DT(INT64): case DT(UINT64): case DT(COMPLEX64): return 8;
+	case DT(COMPLEX128): return 16;
+	default: return 0;
+	}
+}
+
+int opass_tensor_numel(const Onnx__TensorProto *t, uint64_t *ret_numel, struct onnxpass_error *err)
+{
+	const char *name = t->name ? t->name : "";
+	uint64_t n = 1;
+
+	for (size_t i = 0; i < t->n_dims; i++) {
+		if (t->dims[i] < 0)
+			return opass_error(err, -EBADMSG, "tensor '%s': negative dimension %" PRId64,
+					   name, t->dims[i]);
+		if (t->dims[i] != 0 && n > UINT64_MAX / (uint64_t)t->dims[i])
+			return opass_error(err, -EOVERFLOW, "tensor '%s': dimensions overflow", name);
+		n *= (uint64_t)t->dims[i];
+	}
+	*ret_numel = n;
+	return 0;
+}
+
+/* Number of elements the tensor's storage holds, for float dtypes. */
+static uint64_t tensor_stored(const Onnx__TensorProto *t)
+{
+	if (t->has_raw_data)
+		return t->raw_data.len / opass_dtype_size(t->data_type);
+	switch (t->data_type) {
+	case DT(FLOAT): return t->n_float_data;
+	case DT(DOUBLE): return t->n_double_data;
+	default: return t->n_int32_data;
+	}
+}
+
+int opass_tensor_check(const Onnx__TensorProto *t, uint64_t *ret_numel, struct onnxpass_error *err)
+{
+	const char *name = t->name ? t->name : "";
+	uint64_t n;
+	int r;
+
+	if (!opass_dtype_is_float(t->data_type))
+		return opass_error(err, -EBADMSG, "tensor '%s': dtype %s is not a float type",
+				   name, opass_dtype_name(t->data_type));
+	r = opass_tensor_numel(t, &n, err);
+	if (r < 0)
+		return r;
+	if (t->has_raw_data && t->raw_data.len % opass_dtype_size(t->data_type))
+		return opass_error(err, -EBADMSG, "tensor '%s': raw_data size %zu is not a multiple of %zu",
+				   name, t->raw_data.len, opass_dtype_size(t->data_type));
+	if (tensor_stored(t) != n)
+		return opass_error(err, -EBADMSG, "tensor '%s': dims hold %" PRIu64
+				   " elements but the data holds %" PRIu64, name, n, tensor_stored(t));
+	*ret_numel = n;
+	return 0;
+}
+
+double opass_tensor_get(const Onnx__TensorProto *t, uint64_t i)
+{
+	const uint8_t *raw = t->raw_data.data;
+	uint16_t h;
+	float f;
+	double d;
+
+	switch (t->data_type) {
+	case DT(FLOAT):
+		if (!t->has_raw_data)
+			return t->float_data[i];
+		memcpy(&f, raw + 4 * i, 4);
+		return f;
+	case DT(DOUBLE):
+		if (!t->has_raw_data)
+			return t->double_data[i];
+		memcpy(&d, raw + 8 * i, 8);
+		return d;
+	default:
+		if (t->has_raw_data)
+			memcpy(&h, raw + 2 * i, 2);
+		else
+			h = (uint16_t)t->int32_data[i];
+		return t->data_type == DT(FLOAT16) ? opass_half_to_float(h) : opass_bf16_to_float(h);
+	}
+}
+
+void opass_tensor_read(const Onnx__TensorProto *t, double *out)
+{
+	uint64_t n = tensor_stored(t);
+
+	if (t->data_type == DT(FLOAT) && t->has_raw_data) {
+		const uint8_t *raw = t->raw_data.data;
+
+		for (uint64_t i = 0; i < n; i++) {
+			float f;
+
+			memcpy(&f, raw + 4 * i, 4);
+			out[i] = f;
+		}
+		return;
+	}
+	for (uint64_t i = 0; i < n; i++)
+		out[i] = opass_tensor_get(t, i);
+}
+
+void opass_tensor_zero(Onnx__TensorProto *t, uint64_t i)
+{
+	size_t size = opass_dtype_size(t->data_type);
+
+	if (t->has_raw_data) {
+		memset(t->raw_data.data + size * i, 0, size);
+		return;
+	}
+	switch (t->data_type) {
+	case DT(FLOAT): t->float_data[i] = 0.0f; break;
+	case DT(DOUBLE): t->double_data[i] = 0.0; break;
+	case DT(INT64): t->int64_data[i] = 0; break;
+	case DT(UINT32): case DT(UINT64): t->uint64_data[i] = 0; break;
+	default: t->int32_data[i] = 0; break;
+	}
+}
+
+bool opass_tensor_is_zero(const Onnx__TensorProto *t, uint64_t i)
+{
+	if (opass_dtype_is_float(t->data_type))
+		return opass_tensor_get(t, i) == 0.0;
+	if (t->has_raw_data) {
+		size_t size = opass_dtype_size(t->data_type);
+
+		for (size_t k = 0; k < size; k++)
+			if (t->raw_data.data[size * i + k])
+				return false;
+		return true;
+	}
+	switch (t->data_type) {
+	case DT(INT64): return t->int64_data[i] == 0;
+	case DT(UINT32): case DT(UINT64): return t->uint64_data[i] == 0;
+	default: return t->int32_data[i] == 0;
+	}
+}

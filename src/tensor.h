@@ -1,0 +1,37 @@
+/* SPDX-License-Identifier: MIT */
+/* TensorProto access: sizes, dtype names, float views of the four float
+ * dtypes (FLOAT, FLOAT16, BFLOAT16, DOUBLE) in any storage field. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "onnx.pb-c.h"
+#include "onnxpass/onnxpass.h"
+
+/* Name of an ONNX dtype ("float32", "float16", ...; "dtype N" if unknown). */
+const char *opass_dtype_name(int32_t dtype);
+
+/* True for FLOAT, FLOAT16, BFLOAT16, DOUBLE. */
+bool opass_dtype_is_float(int32_t dtype);
+
+/* Bytes per element of fixed-size dtypes, 0 for others (string, 4-bit...). */
+size_t opass_dtype_size(int32_t dtype);
+
+/* Element count from dims, checking for negative dims and overflow. */
+int opass_tensor_numel(const Onnx__TensorProto *t, uint64_t *ret_numel, struct onnxpass_error *err);
+
+/* Check that a float tensor's data matches its dims; returns numel. */
+int opass_tensor_check(const Onnx__TensorProto *t, uint64_t *ret_numel, struct onnxpass_error *err);
+
+/* Read all elements of a checked float tensor as doubles (exact widening). */
+void opass_tensor_read(const Onnx__TensorProto *t, double *out);
+
+/* Read element i as double. */
+double opass_tensor_get(const Onnx__TensorProto *t, uint64_t i);
+
+/* Set element i to +0.0 in whatever storage it uses. */
+void opass_tensor_zero(Onnx__TensorProto *t, uint64_t i);
+
+/* Is element i (any fixed-size dtype) all-zero bits or a float equal to 0? */
+bool opass_tensor_is_zero(const Onnx__TensorProto *t, uint64_t i);
