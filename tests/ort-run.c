@@ -1,0 +1,435 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * ort-run: run an ONNX model with ONNX Runtime's CPU provider (graph optimizations on).
+ *
+ *   ort-run [--custom-ops LIB]... [--no-optimize] MODEL.onnx [IN.bin...] -- OUT_PREFIX
+ *
+ * Inputs are given in the order of the model's graph inputs. Output N is written to
+ * OUT_PREFIX.N.bin and a line "N<TAB>name<TAB>path" is printed on stdout.
+ *
+ * Tensor file: one ASCII header line "ORTT <dtype> <rank> <d0> ... <dn-1>\n" followed by
+ * the elements, row-major, little-endian. dtype: float32 float16 bfloat16 float64 int8
+ * uint8 int32 int64 bool. Exit status 0 on success, 1 on any error (message on stderr).
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <onnxruntime_c_api.h>
+
+#define TENSOR_MAX_RANK 16
+#define HEADER_MAX 512
+
+struct dtype_desc {
+	const char *name;
+	ONNXTensorElementDataType type;
+	size_t size;
+};
+
+static const struct dtype_desc dtypes[] = {
+	{ "float32", ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, 4 },
+	{ "float16", ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16, 2 },
+	{ "bfloat16", ONNX_TENSOR_ELEMENT_DATA_TYPE_BFLOAT16, 2 },
+	{ "float64", ONNX_TENSOR_ELEMENT_DATA_TYPE_DOUBLE, 8 },
+	{ "int8", ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8, 1 },
+	{ "uint8", ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8, 1 },
+	{ "int32", ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32, 4 },
+	{ "int64", ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64, 8 },
+	{ "bool", ONNX_TENSOR_ELEMENT_DATA_TYPE_BOOL, 1 },
+};
+
+struct tensor {
+	const struct dtype_desc *dtype;
+	size_t rank;
+	int64_t dims[TENSOR_MAX_RANK];
+	size_t nbytes;
+	void *data;
+};
+
+struct run {
+	OrtEnv *env;
+	OrtSessionOptions *options;
+	OrtSession *session;
+	OrtMemoryInfo *meminfo;
+	size_t n_inputs, n_outputs;
+	char **input_names, **output_names;
+	struct tensor *inputs;
+	OrtValue **input_values, **output_values;
+};
+
+static const OrtApi *ort;
+
+static int ort_check(OrtStatus *status, const char *what)
+{
+	if (!status)
+		return 0;
+	fprintf(stderr, "ort-run: %s: %s\n", what, ort->GetErrorMessage(status));
+	ort->ReleaseStatus(status);
+	return -EIO;
+}
+
+static const struct dtype_desc *dtype_by_name(const char *name)
+{
+	for (size_t i = 0; i < sizeof(dtypes) / sizeof(dtypes[0]); i++)
+		if (strcmp(dtypes[i].name, name) == 0)
+			return &dtypes[i];
+	return NULL;
+}
+
+static const struct dtype_desc *dtype_by_type(ONNXTensorElementDataType type)
+{
+	for (size_t i = 0; i < sizeof(dtypes) / sizeof(dtypes[0]); i++)
+		if (dtypes[i].type == type)
+			return &dtypes[i];
+	return NULL;
+}
+
+/* Number of bytes of a tensor of dims, or -ERANGE on overflow. */
+static int tensor_size(struct tensor *t)
+{
+	size_t n = t->dtype->size;
+
+	for (size_t i = 0; i < t->rank; i++) {
+		if (t->dims[i] < 0)
+			return -EINVAL;
+		if (t->dims[i] > 0 && n > SIZE_MAX / (uint64_t)t->dims[i])
+			return -ERANGE;
+		n *= (size_t)t->dims[i];
+	}
+	t->nbytes = n;
+	return 0;
+}
+
+static int header_parse(char *line, struct tensor *t)
+{
+	char *save = NULL, *tok, *end;
+	unsigned long long rank;
+
+	tok = strtok_r(line, " \n", &save);
+	if (!tok || strcmp(tok, "ORTT") != 0)
+		return -EINVAL;
+	tok = strtok_r(NULL, " \n", &save);
+	t->dtype = tok ? dtype_by_name(tok) : NULL;
+	if (!t->dtype)
+		return -EINVAL;
+	tok = strtok_r(NULL, " \n", &save);
+	if (!tok)
+		return -EINVAL;
+	rank = strtoull(tok, &end, 10);
+	if (*end || rank > TENSOR_MAX_RANK)
+		return -EINVAL;
+	t->rank = rank;
+	for (size_t i = 0; i < t->rank; i++) {
+		tok = strtok_r(NULL, " \n", &save);
+		if (!tok)
+			return -EINVAL;
+		errno = 0;
+		t->dims[i] = strtoll(tok, &end, 10);
+		if (*end || errno || t->dims[i] < 0)
+			return -EINVAL;
+	}
+	if (strtok_r(NULL, " \n", &save))
+		return -EINVAL;
+	return tensor_size(t);
+}
+
+static int tensor_read(const char *path, struct tensor *ret)
+{
+	char line[HEADER_MAX];
+	struct tensor t = { 0 };
+	FILE *f;
+	int r = -EINVAL;
+
+	f = fopen(path, "rb");
+	if (!f) {
+		fprintf(stderr, "ort-run: %s: %s\n", path, strerror(errno));
+		return -errno;
+	}
+	if (!fgets(line, sizeof(line), f) || !strchr(line, '\n') || header_parse(line, &t) < 0) {
+		fprintf(stderr, "ort-run: %s: bad tensor header\n", path);
+		goto out;
+	}
+	t.data = malloc(t.nbytes ? t.nbytes : 1);
+	if (!t.data) {
+		r = -ENOMEM;
+		goto out;
+	}
+	if (fread(t.data, 1, t.nbytes, f) != t.nbytes || fgetc(f) != EOF) {
+		fprintf(stderr, "ort-run: %s: data size does not match the header\n", path);
+		free(t.data);
+		goto out;
+	}
+	*ret = t;
+	r = 0;
+out:
+	fclose(f);
+	return r;
+}
+
+static int tensor_write(const char *path, const struct tensor *t)
+{
+	FILE *f;
+	int r = 0;
+
+	f = fopen(path, "wb");
+	if (!f) {
+		fprintf(stderr, "ort-run: %s: %s\n", path, strerror(errno));
+		return -errno;
+	}
+	fprintf(f, "ORTT %s %zu", t->dtype->name, t->rank);
+	for (size_t i = 0; i < t->rank; i++)
+		fprintf(f, " %" PRId64, t->dims[i]);
+	fputc('\n', f);
+	if (t->nbytes)
+		fwrite(t->data, 1, t->nbytes, f);
+	if (ferror(f))
+		r = -EIO;
+	if (fclose(f) != 0)
+		r = -EIO;
+	if (r < 0)
+		fprintf(stderr, "ort-run: %s: write failed\n", path);
+	return r;
+}
+
+static void names_free(char **names, size_t n)
+{
+	if (!names)
+		return;
+	for (size_t i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+}
+
+static void run_free(struct run *r)
+{
+	for (size_t i = 0; r->input_values && i < r->n_inputs; i++)
+		ort->ReleaseValue(r->input_values[i]);
+	for (size_t i = 0; r->output_values && i < r->n_outputs; i++)
+		ort->ReleaseValue(r->output_values[i]);
+	for (size_t i = 0; r->inputs && i < r->n_inputs; i++)
+		free(r->inputs[i].data);
+	free(r->input_values);
+	free(r->output_values);
+	free(r->inputs);
+	names_free(r->input_names, r->n_inputs);
+	names_free(r->output_names, r->n_outputs);
+	ort->ReleaseMemoryInfo(r->meminfo);
+	ort->ReleaseSession(r->session);
+	ort->ReleaseSessionOptions(r->options);
+	ort->ReleaseEnv(r->env);
+}
+
+static int session_open(struct run *r, const char *model, char **libs, size_t n_libs,
+			int optimize)
+{
+	GraphOptimizationLevel level = optimize ? ORT_ENABLE_ALL : ORT_DISABLE_ALL;
+	int k;
+
+	k = ort_check(ort->CreateEnv(ORT_LOGGING_LEVEL_ERROR, "ort-run", &r->env), "CreateEnv");
+	if (k == 0)
+		k = ort_check(ort->CreateSessionOptions(&r->options), "CreateSessionOptions");
+	if (k == 0)
+		k = ort_check(ort->SetSessionGraphOptimizationLevel(r->options, level),
+			      "SetSessionGraphOptimizationLevel");
+	if (k == 0)
+		k = ort_check(ort->SetIntraOpNumThreads(r->options, 1), "SetIntraOpNumThreads");
+	for (size_t i = 0; k == 0 && i < n_libs; i++)
+		k = ort_check(ort->RegisterCustomOpsLibrary_V2(r->options, libs[i]), libs[i]);
+	if (k == 0)
+		k = ort_check(ort->CreateSession(r->env, model, r->options, &r->session), model);
+	if (k == 0)
+		k = ort_check(ort->CreateCpuMemoryInfo(OrtArenaAllocator, OrtMemTypeDefault,
+						       &r->meminfo), "CreateCpuMemoryInfo");
+	return k;
+}
+
+static int names_get(struct run *r, int outputs, char ***ret, size_t *ret_n)
+{
+	OrtAllocator *alloc;
+	char **names, *name;
+	size_t n;
+	int k;
+
+	k = ort_check(ort->GetAllocatorWithDefaultOptions(&alloc), "GetAllocator");
+	if (k == 0)
+		k = ort_check(outputs ? ort->SessionGetOutputCount(r->session, &n) :
+				  ort->SessionGetInputCount(r->session, &n), "SessionGetCount");
+	if (k < 0)
+		return k;
+	names = calloc(n ? n : 1, sizeof(*names));
+	if (!names)
+		return -ENOMEM;
+	for (size_t i = 0; k == 0 && i < n; i++) {
+		k = ort_check(outputs ? ort->SessionGetOutputName(r->session, i, alloc, &name) :
+				  ort->SessionGetInputName(r->session, i, alloc, &name),
+			      "SessionGetName");
+		if (k < 0)
+			break;
+		names[i] = strdup(name);
+		k = ort_check(ort->AllocatorFree(alloc, name), "AllocatorFree");
+		if (k == 0 && !names[i])
+			k = -ENOMEM;
+	}
+	if (k < 0) {
+		names_free(names, n);
+		return k;
+	}
+	*ret = names;
+	*ret_n = n;
+	return 0;
+}
+
+static int inputs_load(struct run *r, char **paths, size_t n)
+{
+	if (n != r->n_inputs) {
+		fprintf(stderr, "ort-run: the model has %zu inputs, %zu given:", r->n_inputs, n);
+		for (size_t i = 0; i < r->n_inputs; i++)
+			fprintf(stderr, " %s", r->input_names[i]);
+		fputc('\n', stderr);
+		return -EINVAL;
+	}
+	r->inputs = calloc(n ? n : 1, sizeof(*r->inputs));
+	r->input_values = calloc(n ? n : 1, sizeof(*r->input_values));
+	if (!r->inputs || !r->input_values)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		struct tensor *t = &r->inputs[i];
+		int k = tensor_read(paths[i], t);
+
+		if (k < 0)
+			return k;
+		k = ort_check(ort->CreateTensorWithDataAsOrtValue(r->meminfo, t->data, t->nbytes,
+								  t->dims, t->rank,
+								  t->dtype->type,
+								  &r->input_values[i]),
+			      r->input_names[i]);
+		if (k < 0)
+			return k;
+	}
+	return 0;
+}
+
+static int output_to_tensor(OrtValue *value, struct tensor *ret)
+{
+	OrtTensorTypeAndShapeInfo *info = NULL;
+	ONNXTensorElementDataType type;
+	struct tensor t = { 0 };
+	int is_tensor = 0, k;
+
+	k = ort_check(ort->IsTensor(value, &is_tensor), "IsTensor");
+	if (k < 0 || !is_tensor)
+		return k < 0 ? k : -EMEDIUMTYPE;
+	k = ort_check(ort->GetTensorTypeAndShape(value, &info), "GetTensorTypeAndShape");
+	if (k == 0)
+		k = ort_check(ort->GetTensorElementType(info, &type), "GetTensorElementType");
+	if (k == 0)
+		k = ort_check(ort->GetDimensionsCount(info, &t.rank), "GetDimensionsCount");
+	if (k == 0 && t.rank > TENSOR_MAX_RANK)
+		k = -E2BIG;
+	if (k == 0)
+		k = ort_check(ort->GetDimensions(info, t.dims, t.rank), "GetDimensions");
+	ort->ReleaseTensorTypeAndShapeInfo(info);
+	if (k < 0)
+		return k;
+	t.dtype = dtype_by_type(type);
+	if (!t.dtype)
+		return -EMEDIUMTYPE;
+	k = tensor_size(&t);
+	if (k == 0)
+		k = ort_check(ort->GetTensorMutableData(value, &t.data), "GetTensorMutableData");
+	if (k == 0)
+		*ret = t;
+	return k;
+}
+
+static int outputs_write(struct run *r, const char *prefix)
+{
+	for (size_t i = 0; i < r->n_outputs; i++) {
+		struct tensor t = { 0 };
+		char *path;
+		int k;
+
+		k = output_to_tensor(r->output_values[i], &t);
+		if (k == -EMEDIUMTYPE || k == -E2BIG)
+			fprintf(stderr, "ort-run: output %s: not a tensor of a supported type/rank\n",
+				r->output_names[i]);
+		if (k < 0)
+			return k;
+		if (asprintf(&path, "%s.%zu.bin", prefix, i) < 0)
+			return -ENOMEM;
+		k = tensor_write(path, &t);
+		if (k == 0)
+			printf("%zu\t%s\t%s\n", i, r->output_names[i], path);
+		free(path);
+		if (k < 0)
+			return k;
+	}
+	return 0;
+}
+
+static int run_model(struct run *r)
+{
+	r->output_values = calloc(r->n_outputs ? r->n_outputs : 1, sizeof(*r->output_values));
+	if (!r->output_values)
+		return -ENOMEM;
+	return ort_check(ort->Run(r->session, NULL, (const char *const *)r->input_names,
+				  (const OrtValue *const *)r->input_values, r->n_inputs,
+				  (const char *const *)r->output_names, r->n_outputs,
+				  r->output_values), "Run");
+}
+
+static int usage(void)
+{
+	fprintf(stderr, "usage: ort-run [--custom-ops LIB]... [--no-optimize] MODEL.onnx "
+		"[IN.bin...] -- OUT_PREFIX\n");
+	return 1;
+}
+
+int main(int argc, char **argv)
+{
+	char *libs[16];
+	size_t n_libs = 0, n_in, n_inputs = 0, n_outputs = 0;
+	struct run r = { 0 };
+	int i = 1, optimize = 1, sep, k;
+
+	for (; i < argc && strncmp(argv[i], "--", 2) == 0 && argv[i][2]; i++) {
+		if (strcmp(argv[i], "--no-optimize") == 0)
+			optimize = 0;
+		else if (strcmp(argv[i], "--custom-ops") == 0 && i + 1 < argc && n_libs < 16)
+			libs[n_libs++] = argv[++i];
+		else
+			return usage();
+	}
+	for (sep = i; sep < argc && strcmp(argv[sep], "--") != 0; sep++)
+		;
+	if (i >= sep || sep + 2 != argc)
+		return usage();
+	n_in = (size_t)(sep - i - 1);
+
+	ort = OrtGetApiBase()->GetApi(ORT_API_VERSION);
+	if (!ort) {
+		fprintf(stderr, "ort-run: ONNX Runtime does not provide API version %d\n",
+			ORT_API_VERSION);
+		return 1;
+	}
+	k = session_open(&r, argv[i], libs, n_libs, optimize);
+	if (k == 0)
+		k = names_get(&r, 0, &r.input_names, &n_inputs);
+	r.n_inputs = n_inputs;
+	if (k == 0)
+		k = names_get(&r, 1, &r.output_names, &n_outputs);
+	r.n_outputs = n_outputs;
+	if (k == 0)
+		k = inputs_load(&r, argv + i + 1, n_in);
+	if (k == 0)
+		k = run_model(&r);
+	if (k == 0)
+		k = outputs_write(&r, argv[sep + 1]);
+	if (k == -ENOMEM)
+		fprintf(stderr, "ort-run: out of memory\n");
+	run_free(&r);
+	return k < 0 ? 1 : 0;
+}
