@@ -13,3 +13,11 @@
  * k > n, or -ENOMEM.
  */
 int opass_select_smallest(const double *keys, size_t n, size_t k, uint8_t *ret_selected);
+
+/*
+ * Same as opass_select_smallest, with caller-provided scratch space of at
+ * least n entries, so it never allocates (for many small selections, e.g.
+ * one per sparse block). Returns 0 or -EINVAL if k > n.
+ */
+int opass_select_smallest_with(const double *keys, size_t n, size_t k, uint64_t *scratch,
+			       uint8_t *ret_selected);
