@@ -21,3 +21,14 @@ ONNXPASS_EXPORT const char *onnxpass_version(void)
 {
 	return "0.1.0";
 }
+
+int opass_error_prefix(struct onnxpass_error *err, const char *prefix)
+{
+	char msg[ONNXPASS_ERROR_MAX];
+
+	if (!err)
+		return 0;
+	snprintf(msg, sizeof(msg), "%s", err->message);
+	snprintf(err->message, sizeof(err->message), "%s%s", prefix, msg);
+	return err->code;
+}

@@ -1,0 +1,167 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * convert: torch.ao.pruning convert(): squash, then store weights sparse.
+ *
+ * Before:   W ─► Mul(W, Cast(W_mask)) ─► consumers          (prepared model)
+ *
+ * After:    sparse_initializer W { values [NNZ], indices INT64 [NNZ], dims }
+ *           ─► consumers
+ *
+ * Conditions: the model is prepared; options.format is "auto" (default:
+ * sparse when COO is smaller than dense), "coo" (always) or "dense" (never).
+ * A weight stays dense when it lives in a Constant node or a subgraph, or
+ * when the model's IR version is below 6 (no sparse_initializer). Indices
+ * are linear (row-major over the weight's dims), strictly increasing.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "graph.h"
+#include "passes.h"
+#include "tensor.h"
+
+enum convert_format { FORMAT_AUTO, FORMAT_COO, FORMAT_DENSE };
+
+static int convert_format(const struct opass_config *config, enum convert_format *ret,
+			  struct onnxpass_error *err)
+{
+	const cJSON *f = opass_config_option(config, "format");
+
+	if (!f || cJSON_IsNull(f) || (cJSON_IsString(f) && strcmp(f->valuestring, "auto") == 0))
+		*ret = FORMAT_AUTO;
+	else if (cJSON_IsString(f) && strcmp(f->valuestring, "coo") == 0)
+		*ret = FORMAT_COO;
+	else if (cJSON_IsString(f) && strcmp(f->valuestring, "dense") == 0)
+		*ret = FORMAT_DENSE;
+	else
+		return opass_error(err, -EINVAL, "options: format must be auto, coo or dense");
+	return 0;
+}
+
+static Onnx__TensorProto *tensor_new(const char *name, int32_t dtype, uint64_t n, size_t elem)
+{
+	Onnx__TensorProto *t = malloc(sizeof(*t));
+
+	if (!t)
+		return NULL;
+	onnx__tensor_proto__init(t);
+	t->name = strdup(name);
+	t->has_data_type = true;
+	t->data_type = dtype;
+	t->dims = malloc(sizeof(*t->dims));
+	t->raw_data.data = malloc(n * elem > 0 ? n * elem : 1);
+	t->has_raw_data = true;
+	if (!t->name || !t->dims || !t->raw_data.data) {
+		onnx__tensor_proto__free_unpacked(t, NULL);
+		return NULL;
+	}
+	t->n_dims = 1;
+	t->dims[0] = (int64_t)n;
+	t->raw_data.len = n * elem;
+	return t;
+}
+
+/* Element i of a float tensor in its little-endian storage encoding. */
+static void element_bytes(const Onnx__TensorProto *t, uint64_t i, size_t elem, uint8_t *out)
+{
+	if (t->has_raw_data) {
+		memcpy(out, t->raw_data.data + elem * i, elem);
+	} else if (t->data_type == ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT) {
+		memcpy(out, &t->float_data[i], 4);
+	} else if (t->data_type == ONNX__TENSOR_PROTO__DATA_TYPE__DOUBLE) {
+		memcpy(out, &t->double_data[i], 8);
+	} else {
+		uint16_t h = (uint16_t)t->int32_data[i];
+
+		memcpy(out, &h, 2);
+	}
+}
+
+static Onnx__SparseTensorProto *sparse_new(const Onnx__TensorProto *w, uint64_t numel, uint64_t nnz)
+{
+	size_t elem = opass_dtype_size(w->data_type);
+	Onnx__SparseTensorProto *s = malloc(sizeof(*s));
+	uint64_t k = 0;
+
+	if (!s)
+		return NULL;
+	onnx__sparse_tensor_proto__init(s);
+	s->values = tensor_new(w->name, w->data_type, nnz, elem);
+	s->indices = tensor_new(w->name, ONNX__TENSOR_PROTO__DATA_TYPE__INT64, nnz, 8);
+	s->dims = malloc((w->n_dims ? w->n_dims : 1) * sizeof(*s->dims));
+	if (!s->values || !s->indices || !s->dims) {
+		onnx__sparse_tensor_proto__free_unpacked(s, NULL);
+		return NULL;
+	}
+	s->n_dims = w->n_dims;
+	memcpy(s->dims, w->dims, w->n_dims * sizeof(*s->dims));
+	free(s->indices->name);
+	s->indices->name = NULL;
+	for (uint64_t i = 0; i < numel; i++) {
+		int64_t index = (int64_t)i;
+
+		if (opass_tensor_get(w, i) == 0.0)
+			continue;
+		element_bytes(w, i, elem, s->values->raw_data.data + k * elem);
+		memcpy(s->indices->raw_data.data + k * 8, &index, 8);
+		k++;
+	}
+	return s;
+}
+
+static int group_convert(Onnx__ModelProto *model, const struct opass_group *g,
+			 enum convert_format format, struct onnxpass_error *err)
+{
+	const Onnx__TensorProto *w = g->weight.tensor;
+	Onnx__GraphProto *graph = model->graph;
+	Onnx__SparseTensorProto **list, *s;
+	uint64_t numel, nnz = 0;
+	size_t elem = opass_dtype_size(w->data_type);
+	int r;
+
+	if (format == FORMAT_DENSE || g->weight.node || g->weight.graph != graph ||
+	    model->ir_version < 6)
+		return 0;
+	r = opass_tensor_check(w, &numel, err);
+	if (r < 0)
+		return r;
+	for (uint64_t i = 0; i < numel; i++)
+		nnz += opass_tensor_get(w, i) != 0.0;
+	if (format == FORMAT_AUTO && nnz * (elem + 8) >= numel * elem)
+		return 0;
+	s = sparse_new(w, numel, nnz);
+	list = realloc(graph->sparse_initializer,
+		       (graph->n_sparse_initializer + 1) * sizeof(*list));
+	if (!s || !list) {
+		onnx__sparse_tensor_proto__free_unpacked(s, NULL);
+		if (list)
+			graph->sparse_initializer = list;
+		return opass_error(err, -ENOMEM, "out of memory");
+	}
+	graph->sparse_initializer = list;
+	graph->sparse_initializer[graph->n_sparse_initializer++] = s;
+	return opass_graph_remove_initializer(graph, s->values->name);
+}
+
+int opass_pass_convert(struct onnxpass_model *model, struct onnxpass_context *ctx, struct onnxpass_error *err)
+{
+	struct opass_config *config = NULL;
+	struct opass_state *state = NULL;
+	enum convert_format format = FORMAT_AUTO;
+	int r;
+
+	r = opass_context_config(ctx, &config, err);
+	if (r == 0)
+		r = convert_format(config, &format, err);
+	if (r == 0)
+		r = opass_state_load(model->proto, &state, err);
+	if (r == 0)
+		r = opass_squash_apply(model->proto, state, config, err);
+	for (size_t i = 0; r == 0 && i < state->n_groups; i++)
+		r = group_convert(model->proto, &state->groups[i], format, err);
+	opass_state_free(state);
+	opass_config_free(config);
+	return r;
+}

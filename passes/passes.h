@@ -1,0 +1,24 @@
+/* SPDX-License-Identifier: MIT */
+/* The built-in passes (one file each) and what they share. */
+#pragma once
+
+#include "onnxpass/plugin.h"
+#include "sparsity/sparsity.h"
+
+int opass_pass_config(struct onnxpass_model *model, struct onnxpass_context *ctx, struct onnxpass_error *err);
+int opass_pass_inspect(struct onnxpass_model *model, struct onnxpass_context *ctx, struct onnxpass_error *err);
+int opass_pass_prepare(struct onnxpass_model *model, struct onnxpass_context *ctx, struct onnxpass_error *err);
+int opass_pass_step(struct onnxpass_model *model, struct onnxpass_context *ctx, struct onnxpass_error *err);
+int opass_pass_squash(struct onnxpass_model *model, struct onnxpass_context *ctx, struct onnxpass_error *err);
+int opass_pass_convert(struct onnxpass_model *model, struct onnxpass_context *ctx, struct onnxpass_error *err);
+int opass_pass_sparsify(struct onnxpass_model *model, struct onnxpass_context *ctx, struct onnxpass_error *err);
+int opass_pass_state_export(struct onnxpass_model *model, struct onnxpass_context *ctx, struct onnxpass_error *err);
+int opass_pass_state_load(struct onnxpass_model *model, struct onnxpass_context *ctx, struct onnxpass_error *err);
+
+/* prepare with an already parsed config (state load reuses it). */
+int opass_prepare_apply(Onnx__ModelProto *model, struct opass_config *config, struct onnxpass_error *err);
+
+/* squash every group of a loaded state; the state is consumed (metadata
+ * removed) but the struct stays valid for reading group names. */
+int opass_squash_apply(Onnx__ModelProto *model, struct opass_state *state,
+		       const struct opass_config *config, struct onnxpass_error *err);

@@ -1,0 +1,89 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Shared by the sparsity passes: the sparsifier state stored in the model
+ * (metadata_props "onnx_pass.sparsity", JSON), groups resolved against the
+ * model, and the 2-D views of SPEC 4.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <cjson/cJSON.h>
+
+#include "config.h"
+#include "model.h"
+#include "weights.h"
+
+#define OPASS_STATE_KEY "onnx_pass.sparsity"
+#define OPASS_PARAMS_KEY "onnx_pass.sparse_params"
+#define OPASS_STATE_FORMAT "onnx_pass.sparsity/1"
+
+/* Where a constant lives. */
+struct opass_constant {
+	Onnx__TensorProto *tensor;
+	Onnx__GraphProto *graph;
+	Onnx__NodeProto *node; /* Constant node, or NULL for an initializer */
+};
+
+/* Find the initializer or Constant output called name (first in graph order,
+ * main graph first). */
+int opass_constant_find(Onnx__ModelProto *model, const char *name, struct opass_constant *ret);
+
+/* Mapping between a weight's 2-D view and its storage order. */
+struct opass_view_map {
+	enum opass_view view;
+	enum opass_conv_view conv_view;
+	int64_t rows, cols;
+	int64_t conv_channels; /* I/g (conv only) */
+	int64_t conv_kernel;   /* prod(k) (conv only) */
+};
+
+int opass_view_map_init(struct opass_view_map *map, enum opass_view view, enum opass_conv_view cv,
+			const Onnx__TensorProto *t, struct onnxpass_error *err);
+/* Storage index of view element (i, j). */
+uint64_t opass_view_offset(const struct opass_view_map *map, int64_t i, int64_t j);
+enum opass_view opass_view_from_name(const char *name);
+
+/* A group of the state, resolved against the model. */
+struct opass_group {
+	cJSON *json;                /* the group's object in the state */
+	const char *name;           /* tensor_fqn */
+	struct opass_constant weight;
+	Onnx__TensorProto *mask;    /* BOOL, same dims */
+	struct opass_args args;
+	struct opass_view_map map;
+};
+
+/* The parsed state, with groups resolved. */
+struct opass_state {
+	cJSON *root;
+	enum opass_sparsifier sparsifier;
+	struct opass_group *groups;
+	size_t n_groups;
+};
+
+/* -ENOENT (with a message) when the model is not prepared. */
+int opass_state_load(Onnx__ModelProto *model, struct opass_state **ret_state,
+		     struct onnxpass_error *err);
+struct opass_state *opass_state_free(struct opass_state *state);
+/* Write state->root back into metadata_props. */
+int opass_state_store(Onnx__ModelProto *model, const struct opass_state *state,
+		      struct onnxpass_error *err);
+
+/* Read the currently masked weight (W * mask) in view order. */
+int opass_group_read_masked(const struct opass_group *group, double **ret_values,
+			    struct onnxpass_error *err);
+/* Store a view-order mask into the group's mask tensor. */
+void opass_group_write_mask(struct opass_group *group, const uint8_t *view_mask);
+/* Is storage element i kept by the mask? */
+bool opass_group_mask_get(const struct opass_group *group, uint64_t i);
+
+/* JSON helpers. */
+double opass_json_number(const cJSON *obj, const char *key, double fallback);
+const char *opass_json_string(const cJSON *obj, const char *key);
+bool opass_json_bool(const cJSON *obj, const char *key, bool fallback);
+/* Parse the config of a pass context; -EINVAL with line/column on errors. */
+int opass_context_config(struct onnxpass_context *ctx, struct opass_config **ret_config,
+			 struct onnxpass_error *err);
+/* The options object of a config, or NULL. */
+const cJSON *opass_config_option(const struct opass_config *config, const char *key);

@@ -1,0 +1,275 @@
+/* SPDX-License-Identifier: MIT */
+/* The sparsifier state in metadata_props, and helpers shared by passes. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "graph.h"
+#include "sparsity/sparsity.h"
+#include "tensor.h"
+
+double opass_json_number(const cJSON *obj, const char *key, double fallback)
+{
+	const cJSON *item = cJSON_GetObjectItemCaseSensitive(obj, key);
+
+	return cJSON_IsNumber(item) ? item->valuedouble : fallback;
+}
+
+const char *opass_json_string(const cJSON *obj, const char *key)
+{
+	const cJSON *item = cJSON_GetObjectItemCaseSensitive(obj, key);
+
+	return cJSON_IsString(item) ? item->valuestring : NULL;
+}
+
+bool opass_json_bool(const cJSON *obj, const char *key, bool fallback)
+{
+	const cJSON *item = cJSON_GetObjectItemCaseSensitive(obj, key);
+
+	return cJSON_IsBool(item) ? cJSON_IsTrue(item) : fallback;
+}
+
+int opass_context_config(struct onnxpass_context *ctx, struct opass_config **ret_config,
+			 struct onnxpass_error *err)
+{
+	return opass_config_parse(onnxpass_context_get_config(ctx), ret_config, err);
+}
+
+const cJSON *opass_config_option(const struct opass_config *config, const char *key)
+{
+	return config->options ? cJSON_GetObjectItemCaseSensitive(config->options, key) : NULL;
+}
+
+/* --- finding constants ----------------------------------------------------- */
+
+struct find_constant {
+	const char *name;
+	struct opass_constant found;
+};
+
+static int find_in_graph(Onnx__GraphProto *g, void *userdata)
+{
+	struct find_constant *f = userdata;
+
+	for (size_t i = 0; i < g->n_initializer; i++) {
+		if (g->initializer[i]->name && strcmp(g->initializer[i]->name, f->name) == 0) {
+			f->found = (struct opass_constant){ .tensor = g->initializer[i], .graph = g };
+			return 1;
+		}
+	}
+	for (size_t i = 0; i < g->n_node; i++) {
+		Onnx__NodeProto *node = g->node[i];
+		const Onnx__AttributeProto *value = opass_node_attr(node, "value");
+
+		if (opass_node_is(node, "Constant") && node->n_output == 1 && value && value->t &&
+		    strcmp(node->output[0], f->name) == 0) {
+			f->found = (struct opass_constant){ .tensor = value->t, .graph = g, .node = node };
+			return 1;
+		}
+	}
+	return 0;
+}
+
+int opass_constant_find(Onnx__ModelProto *model, const char *name, struct opass_constant *ret)
+{
+	struct find_constant f = { .name = name };
+
+	if (!name || opass_model_foreach_graph(model, find_in_graph, &f) != 1)
+		return -ENOENT;
+	*ret = f.found;
+	return 0;
+}
+
+/* --- views ------------------------------------------------------------------- */
+
+enum opass_view opass_view_from_name(const char *name)
+{
+	if (name && strcmp(name, "as_is") == 0)
+		return OPASS_VIEW_AS_IS;
+	if (name && strcmp(name, "transposed") == 0)
+		return OPASS_VIEW_TRANSPOSED;
+	return OPASS_VIEW_CONV;
+}
+
+int opass_view_map_init(struct opass_view_map *map, enum opass_view view, enum opass_conv_view cv,
+			const Onnx__TensorProto *t, struct onnxpass_error *err)
+{
+	uint64_t numel;
+	int r = opass_tensor_numel(t, &numel, err);
+
+	if (r < 0)
+		return r;
+	*map = (struct opass_view_map){ .view = view, .conv_view = cv };
+	if (view == OPASS_VIEW_CONV) {
+		if (t->n_dims < 3 || t->dims[0] == 0 || t->dims[1] == 0)
+			return opass_error(err, -EBADMSG, "tensor '%s': not a Conv weight", t->name);
+		map->rows = t->dims[0];
+		map->cols = (int64_t)(numel / (uint64_t)t->dims[0]);
+		map->conv_channels = t->dims[1];
+		map->conv_kernel = map->cols / t->dims[1];
+		return 0;
+	}
+	if (t->n_dims != 2)
+		return opass_error(err, -EBADMSG, "tensor '%s': not a rank-2 weight", t->name);
+	map->rows = t->dims[view == OPASS_VIEW_AS_IS ? 0 : 1];
+	map->cols = t->dims[view == OPASS_VIEW_AS_IS ? 1 : 0];
+	return 0;
+}
+
+uint64_t opass_view_offset(const struct opass_view_map *map, int64_t i, int64_t j)
+{
+	switch (map->view) {
+	case OPASS_VIEW_TRANSPOSED:
+		return (uint64_t)(j * map->rows + i);
+	case OPASS_VIEW_CONV:
+		if (map->conv_view == OPASS_CONV_VIEW_OHWI) {
+			int64_t k = j / map->conv_channels, c = j % map->conv_channels;
+
+			return (uint64_t)(i * map->cols + c * map->conv_kernel + k);
+		}
+		return (uint64_t)(i * map->cols + j);
+	default:
+		return (uint64_t)(i * map->cols + j);
+	}
+}
+
+/* --- masks ------------------------------------------------------------------- */
+
+bool opass_group_mask_get(const struct opass_group *group, uint64_t i)
+{
+	return group->mask->raw_data.data[i] != 0;
+}
+
+int opass_group_read_masked(const struct opass_group *group, double **ret_values,
+			    struct onnxpass_error *err)
+{
+	const struct opass_view_map *map = &group->map;
+	const Onnx__TensorProto *t = group->weight.tensor;
+	double *values;
+	uint64_t n = (uint64_t)map->rows * (uint64_t)map->cols;
+
+	values = malloc((n ? n : 1) * sizeof(*values));
+	if (!values)
+		return opass_error(err, -ENOMEM, "out of memory");
+	for (int64_t i = 0; i < map->rows; i++) {
+		for (int64_t j = 0; j < map->cols; j++) {
+			uint64_t off = opass_view_offset(map, i, j);
+
+			values[i * map->cols + j] = opass_group_mask_get(group, off) ?
+						    opass_tensor_get(t, off) : 0.0;
+		}
+	}
+	*ret_values = values;
+	return 0;
+}
+
+void opass_group_write_mask(struct opass_group *group, const uint8_t *view_mask)
+{
+	const struct opass_view_map *map = &group->map;
+
+	for (int64_t i = 0; i < map->rows; i++)
+		for (int64_t j = 0; j < map->cols; j++)
+			group->mask->raw_data.data[opass_view_offset(map, i, j)] =
+				view_mask[i * map->cols + j] ? 1 : 0;
+}
+
+/* --- state ------------------------------------------------------------------- */
+
+static int group_resolve(Onnx__ModelProto *model, struct opass_state *state, cJSON *json,
+			 struct opass_group *g, struct onnxpass_error *err)
+{
+	struct opass_constant mask;
+	uint64_t n_weight, n_mask;
+	int r;
+
+	g->json = json;
+	g->name = opass_json_string(json, "tensor_fqn");
+	if (!g->name || opass_constant_find(model, opass_json_string(json, "weight"), &g->weight) < 0)
+		return opass_error(err, -EBADMSG, "sparsity state: group '%s': weight not found",
+				   g->name ? g->name : "?");
+	if (opass_constant_find(model, opass_json_string(json, "mask"), &mask) < 0 ||
+	    mask.tensor->data_type != ONNX__TENSOR_PROTO__DATA_TYPE__BOOL || !mask.tensor->has_raw_data)
+		return opass_error(err, -EBADMSG, "sparsity state: group '%s': mask not found", g->name);
+	g->mask = mask.tensor;
+	r = opass_tensor_check(g->weight.tensor, &n_weight, err);
+	if (r == 0)
+		r = opass_tensor_numel(g->mask, &n_mask, err);
+	if (r < 0)
+		return r;
+	if (n_mask != n_weight || g->mask->raw_data.len != n_mask)
+		return opass_error(err, -EBADMSG, "sparsity state: group '%s': mask size differs from the weight",
+				   g->name);
+	r = opass_args_parse(cJSON_GetObjectItemCaseSensitive(json, "args"), state->sparsifier, &g->args,
+			     err);
+	if (r < 0)
+		return r;
+	return opass_view_map_init(&g->map, opass_view_from_name(opass_json_string(json, "view")),
+				   g->args.conv_view, g->weight.tensor, err);
+}
+
+int opass_state_load(Onnx__ModelProto *model, struct opass_state **ret_state,
+		     struct onnxpass_error *err)
+{
+	const char *text = opass_model_get_metadata(model, OPASS_STATE_KEY);
+	struct opass_state *state;
+	const cJSON *groups;
+	const char *kind;
+	int r = 0;
+
+	if (!text)
+		return opass_error(err, -ENOENT, "model is not prepared (no %s metadata): run prepare first",
+				   OPASS_STATE_KEY);
+	state = calloc(1, sizeof(*state));
+	if (!state)
+		return opass_error(err, -ENOMEM, "out of memory");
+	state->root = cJSON_Parse(text);
+	groups = cJSON_GetObjectItemCaseSensitive(state->root, "groups");
+	kind = opass_json_string(state->root, "sparsifier");
+	if (!cJSON_IsArray(groups) || !kind) {
+		r = opass_error(err, -EBADMSG, "sparsity state (%s metadata) is malformed", OPASS_STATE_KEY);
+		goto out;
+	}
+	state->sparsifier = strcmp(kind, "nearly_diagonal") == 0 ? OPASS_SPARSIFIER_NEARLY_DIAGONAL :
+								   OPASS_SPARSIFIER_WEIGHT_NORM;
+	state->groups = calloc((size_t)cJSON_GetArraySize(groups) + 1, sizeof(*state->groups));
+	if (!state->groups) {
+		r = opass_error(err, -ENOMEM, "out of memory");
+		goto out;
+	}
+	for (cJSON *g = groups->child; g && r == 0; g = g->next)
+		r = group_resolve(model, state, g, &state->groups[state->n_groups++], err);
+	/* args errors from a stored state are model errors, not config errors */
+	if (r == -EINVAL)
+		r = -EBADMSG;
+out:
+	if (r < 0) {
+		opass_state_free(state);
+		return r;
+	}
+	*ret_state = state;
+	return 0;
+}
+
+struct opass_state *opass_state_free(struct opass_state *state)
+{
+	if (!state)
+		return NULL;
+	cJSON_Delete(state->root);
+	free(state->groups);
+	free(state);
+	return NULL;
+}
+
+int opass_state_store(Onnx__ModelProto *model, const struct opass_state *state,
+		      struct onnxpass_error *err)
+{
+	char *text = cJSON_PrintUnformatted(state->root);
+	int r;
+
+	if (!text)
+		return opass_error(err, -ENOMEM, "out of memory");
+	r = opass_model_set_metadata(model, OPASS_STATE_KEY, text);
+	free(text);
+	return r < 0 ? opass_error(err, r, "out of memory") : 0;
+}

@@ -1,0 +1,165 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * step: torch.ao.pruning BaseSparsifier.step() -> update_mask() per group,
+ * with the sparsity scheduler (CubicSL or a linear ramp) applied first.
+ *
+ * Before:   W_mask = previous mask (all true right after prepare)
+ * After:    W_mask = weight_norm / nearly_diagonal mask computed from W * W_mask
+ *
+ * Conditions: the model is prepared; enable_mask_update is true (options
+ * "freeze"/"unfreeze" change it); options "sparsity_level" overrides the
+ * level for this one step; the step count is incremented per update.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "masks/masks.h"
+#include "passes.h"
+
+/* torch CubicSL.sparsity_compute_fn (Zhu & Gupta) and a linear ramp. */
+static int schedule_level(const cJSON *schedule, double s_f, double t, double *ret_level,
+			  struct onnxpass_error *err)
+{
+	const char *type = opass_json_string(schedule, "type");
+	double s_0 = opass_json_number(schedule, "init_sl", 0.0);
+	double t_0 = opass_json_number(schedule, "init_t", 0.0);
+	double dt = opass_json_number(schedule, "delta_t", 10.0);
+	double n = opass_json_number(schedule, "total_t", 100.0);
+	double s, frac;
+
+	if (!type || (strcmp(type, "cubic") != 0 && strcmp(type, "linear") != 0))
+		return opass_error(err, -EINVAL, "schedule: 'type' must be \"cubic\" or \"linear\"");
+	if (opass_json_bool(schedule, "initially_zero", false) && t < t_0) {
+		*ret_level = 0.0;
+		return 0;
+	}
+	if (strcmp(type, "cubic") == 0) {
+		if (dt * n == 0.0)
+			return opass_error(err, -EINVAL, "schedule: delta_t * total_t must not be 0");
+		s = s_f + (s_0 - s_f) * pow(1.0 - (t - t_0) / (dt * n), 3);
+		*ret_level = fmax(s_0, fmin(s_f, s));
+		return 0;
+	}
+	if (n <= 0.0)
+		return opass_error(err, -EINVAL, "schedule: total_t must be > 0");
+	frac = fmin(1.0, fmax(0.0, (t - t_0) / n));
+	*ret_level = s_0 + (s_f - s_0) * frac;
+	return 0;
+}
+
+static int group_update(struct opass_group *g, enum opass_sparsifier kind, double level,
+			struct onnxpass_error *err)
+{
+	size_t rows = (size_t)g->map.rows, cols = (size_t)g->map.cols;
+	double *values = NULL;
+	uint8_t *mask;
+	int r;
+
+	mask = malloc(rows * cols > 0 ? rows * cols : 1);
+	if (!mask)
+		return opass_error(err, -ENOMEM, "out of memory");
+	if (kind == OPASS_SPARSIFIER_NEARLY_DIAGONAL) {
+		r = opass_nearly_diagonal_mask(rows, cols, g->args.nearliness, mask);
+	} else {
+		struct opass_weight_norm_args wn = {
+			.sparsity_level = level,
+			.block_rows = g->args.block_rows,
+			.block_cols = g->args.block_cols,
+			.zeros_per_block = g->args.zeros_per_block,
+			.norm = g->args.norm,
+		};
+		bool wide = g->weight.tensor->data_type == ONNX__TENSOR_PROTO__DATA_TYPE__DOUBLE;
+
+		r = opass_group_read_masked(g, &values, err);
+		if (r == 0)
+			r = opass_weight_norm_mask(values, rows, cols, wide, &wn, mask);
+	}
+	if (r == 0)
+		opass_group_write_mask(g, mask);
+	else if (r != -ENOMEM || !err || !err->code)
+		opass_error(err, r, "group '%s': mask update failed (%s)", g->name, strerror(-r));
+	free(values);
+	free(mask);
+	return r;
+}
+
+static int step_levels(struct opass_state *state, const struct opass_config *config, double t,
+		       struct onnxpass_error *err)
+{
+	const cJSON *override = opass_config_option(config, "sparsity_level");
+	const cJSON *schedule = cJSON_GetObjectItemCaseSensitive(state->root, "schedule");
+	int r = 0;
+
+	if (override && (!cJSON_IsNumber(override) || override->valuedouble < 0 ||
+			 override->valuedouble > 1))
+		return opass_error(err, -EINVAL, "options: sparsity_level must be a number in [0, 1]");
+	for (size_t i = 0; r == 0 && i < state->n_groups; i++) {
+		struct opass_group *g = &state->groups[i];
+		double level = g->args.sparsity_level;
+
+		if (override)
+			level = override->valuedouble;
+		else if (cJSON_IsObject(schedule))
+			r = schedule_level(schedule, g->args.sparsity_level, t, &level, err);
+		if (r == 0)
+			r = group_update(g, state->sparsifier, level, err);
+		if (r == 0 && state->sparsifier == OPASS_SPARSIFIER_WEIGHT_NORM) {
+			cJSON_DeleteItemFromObjectCaseSensitive(g->json, "current_sparsity_level");
+			cJSON_AddNumberToObject(g->json, "current_sparsity_level", level);
+		}
+	}
+	return r;
+}
+
+static void state_set_number(cJSON *root, const char *key, double value)
+{
+	cJSON_DeleteItemFromObjectCaseSensitive(root, key);
+	cJSON_AddNumberToObject(root, key, value);
+}
+
+static void state_set_bool(cJSON *root, const char *key, bool value)
+{
+	cJSON_DeleteItemFromObjectCaseSensitive(root, key);
+	cJSON_AddBoolToObject(root, key, value);
+}
+
+int opass_pass_step(struct onnxpass_model *model, struct onnxpass_context *ctx, struct onnxpass_error *err)
+{
+	struct opass_config *config = NULL;
+	struct opass_state *state = NULL;
+	double t;
+	int r;
+
+	r = opass_context_config(ctx, &config, err);
+	if (r == 0)
+		r = opass_state_load(model->proto, &state, err);
+	if (r < 0)
+		goto out;
+	if (opass_json_bool(config->options, "freeze", false))
+		state_set_bool(state->root, "enable_mask_update", false);
+	else if (opass_json_bool(config->options, "unfreeze", false))
+		state_set_bool(state->root, "enable_mask_update", true);
+	if (opass_json_bool(config->options, "freeze", false) ||
+	    !opass_json_bool(state->root, "enable_mask_update", true)) {
+		r = opass_state_store(model->proto, state, err);
+		goto out;
+	}
+	if (cJSON_IsObject(opass_config_option(config, "schedule"))) {
+		cJSON_DeleteItemFromObjectCaseSensitive(state->root, "schedule");
+		cJSON_AddItemToObject(state->root, "schedule",
+				      cJSON_Duplicate(opass_config_option(config, "schedule"), true));
+	}
+	t = opass_json_number(state->root, "step_count", 0);
+	r = step_levels(state, config, t, err);
+	if (r == 0) {
+		state_set_number(state->root, "step_count", t + 1);
+		r = opass_state_store(model->proto, state, err);
+	}
+out:
+	opass_state_free(state);
+	opass_config_free(config);
+	return r;
+}
