@@ -40,6 +40,8 @@ if [ ! -f "$ort_dir/lib/libonnxruntime.so" ]; then
 	[ -n "$so" ] && [ -n "$hdr" ] || { echo "bootstrap: ORT package layout not recognised" >&2; exit 1; }
 	mkdir -p "$ort_dir/lib" "$ort_dir/include"
 	cp "$so" "$ort_dir/lib/libonnxruntime.so"
+	# the library's SONAME is libonnxruntime.so.1
+	ln -sf libonnxruntime.so "$ort_dir/lib/libonnxruntime.so.1"
 	cp "$(dirname "$hdr")"/*.h "$ort_dir/include/"
 fi
 echo "bootstrap: ok"
