@@ -232,20 +232,26 @@ ONNXPASS_EXPORT int onnxpass_context_print(struct onnxpass_context *ctx, const c
 ONNXPASS_EXPORT int onnxpass_transform_bytes(const void *in, size_t in_size,
 					     const char *passes, const char *config_json,
 					     void **ret_out, size_t *ret_out_size,
-					     char **ret_error)
+					     char **ret_report, char **ret_error)
 {
 	struct onnxpass_error err = { 0 };
 	struct onnxpass_registry *reg = NULL;
 	struct onnxpass_model *model = NULL;
+	char *report = NULL;
 	int r;
 
 	r = onnxpass_registry_new(&reg, &err);
 	if (r == 0)
 		r = onnxpass_model_load_bytes(in, in_size, NULL, &model, &err);
 	if (r == 0)
-		r = onnxpass_registry_run(reg, model, passes, config_json, NULL, &err);
+		r = onnxpass_registry_run(reg, model, passes, config_json, &report, &err);
 	if (r == 0)
 		r = onnxpass_model_save_bytes(model, ret_out, ret_out_size, &err);
+	if (r == 0 && ret_report) {
+		*ret_report = report;
+		report = NULL;
+	}
+	free(report);
 	if (r < 0 && ret_error)
 		*ret_error = strdup(err.message);
 	onnxpass_model_free(model);
