@@ -120,7 +120,7 @@ END_TEST
 
 START_TEST(select_large_sizes)
 {
-	static const size_t sizes[] = { 100, 257, 1000, 4099, 65536, 300000 };
+	static const size_t sizes[] = { 17, 33, 100, 257, 1000, 4099, 65536, 200000 };
 
 	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++)
 		for (int kind = 0; kind < 4; kind++)

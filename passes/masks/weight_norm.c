@@ -101,37 +101,69 @@ static double wn_norm(double v, bool wide, int norm)
 	return n;
 }
 
+static size_t wn_min(size_t a, size_t b)
+{
+	return a < b ? a : b;
+}
+
 /* The in-bounds rectangle of block b: rows [*r0, *r1), cols [*c0, *c1). */
 static void wn_block_bounds(const struct wn_grid *g, size_t b, size_t *r0, size_t *r1,
 			    size_t *c0, size_t *c1)
 {
 	*r0 = b / g->nbc * g->br;
 	*c0 = b % g->nbc * g->bc;
-	*r1 = *r0 + g->br < g->rows ? *r0 + g->br : g->rows;
-	*c1 = *c0 + g->bc < g->cols ? *c0 + g->bc : g->cols;
+	*r1 = wn_min(*r0 + g->br, g->rows);
+	*c1 = wn_min(*c0 + g->bc, g->cols);
 }
 
-static double wn_block_score(const double *v, const struct wn_grid *g, size_t b, bool wide,
-			     int norm)
+/* Add n(x) of one row to the running sums of the blocks it crosses. */
+static void wn_row_sums(const double *row, const struct wn_grid *g, bool wide, int norm,
+			double *sums)
 {
-	size_t r0, r1, c0, c1, count;
-	double dsum = 0.0;
-	float fsum = 0.0f;
+	for (size_t bj = 0, c0 = 0; c0 < g->cols; bj++, c0 += g->bc) {
+		size_t c1 = wn_min(c0 + g->bc, g->cols);
 
-	wn_block_bounds(g, b, &r0, &r1, &c0, &c1);
-	count = (r1 - r0) * (c1 - c0);
-	for (size_t r = r0; r < r1; r++) {
-		for (size_t c = c0; c < c1; c++) {
-			if (wide)
-				dsum += wn_norm(v[r * g->cols + c], true, norm);
-			else
-				fsum += (float)wn_norm(v[r * g->cols + c], false, norm);
+		if (wide) {
+			double acc = sums[bj];
+
+			for (size_t c = c0; c < c1; c++)
+				acc += wn_norm(row[c], true, norm);
+			sums[bj] = acc;
+		} else {
+			float acc = (float)sums[bj];   /* holds a float32 value exactly */
+
+			for (size_t c = c0; c < c1; c++)
+				acc += (float)wn_norm(row[c], false, norm);
+			sums[bj] = acc;
 		}
 	}
-	if (wide)
-		return dsum / (double)count;
-	fsum = fsum / (float)count;
-	return fsum;
+}
+
+/*
+ * All block scores, streaming over the rows: each block's sum still runs over
+ * its elements in row-major order, as avg_pool2d's does.
+ */
+static void wn_block_scores(const double *v, const struct wn_grid *g, bool wide, int norm,
+			    double *scores)
+{
+	for (size_t bi = 0; bi < g->nbr; bi++) {
+		double *sums = scores + bi * g->nbc;
+		size_t r0 = bi * g->br, r1 = wn_min(r0 + g->br, g->rows);
+
+		for (size_t bj = 0; bj < g->nbc; bj++)
+			sums[bj] = 0.0;
+		for (size_t r = r0; r < r1; r++)
+			wn_row_sums(v + r * g->cols, g, wide, norm, sums);
+		for (size_t bj = 0; bj < g->nbc; bj++) {
+			size_t c0 = bj * g->bc;
+			size_t count = (r1 - r0) * (wn_min(c0 + g->bc, g->cols) - c0);
+
+			if (wide)
+				sums[bj] = sums[bj] / (double)count;
+			else
+				sums[bj] = (float)sums[bj] / (float)count;
+		}
+	}
 }
 
 /* Python round(): nearest integer, halves to even. x >= 0. */
@@ -157,8 +189,8 @@ static void wn_tensor_mask(const double *v, const struct wn_grid *g, bool wide,
 	k = wn_round_half_even(a->sparsity_level * (double)g->nb);
 	if (k > (double)(g->nb - 1))
 		k = (double)(g->nb - 1);
-	for (size_t b = 0; k > 0 && b < g->nb; b++)
-		s->scores[b] = wn_block_score(v, g, b, wide, a->norm);
+	if (k > 0)
+		wn_block_scores(v, g, wide, a->norm, s->scores);
 	/* k <= nb - 1 < nb: cannot fail */
 	(void)opass_select_smallest_with(s->scores, g->nb, (size_t)k, s->sel, s->pruned);
 }
@@ -183,13 +215,20 @@ static void wn_block_mask(const double *v, const struct wn_grid *g, size_t b, bo
 			mask[r * g->cols + c] = !s->chosen[m++];
 }
 
-static void wn_zero_block(const struct wn_grid *g, size_t b, uint8_t *mask)
+/* Zero every element of the pruned blocks, row by row. */
+static void wn_zero_pruned(const struct wn_grid *g, const uint8_t *pruned, uint8_t *mask)
 {
-	size_t r0, r1, c0, c1;
+	for (size_t r = 0; r < g->rows; r++) {
+		const uint8_t *p = pruned + r / g->br * g->nbc;
+		uint8_t *row = mask + r * g->cols;
 
-	wn_block_bounds(g, b, &r0, &r1, &c0, &c1);
-	for (size_t r = r0; r < r1; r++)
-		memset(mask + r * g->cols + c0, 0, c1 - c0);
+		for (size_t bj = 0, c0 = 0; c0 < g->cols; bj++, c0 += g->bc) {
+			if (!p[bj])
+				continue;
+			for (size_t c = c0, c1 = wn_min(c0 + g->bc, g->cols); c < c1; c++)
+				row[c] = 0;
+		}
+	}
 }
 
 int opass_weight_norm_mask(const double *values, size_t rows, size_t cols, bool wide,
@@ -226,14 +265,12 @@ int opass_weight_norm_mask(const double *values, size_t rows, size_t cols, bool 
 	wn_tensor_mask(values, &g, wide, args, &s);
 	/* mask = T OR B: only blocks pruned by T can lose elements. */
 	memset(ret_mask, 1, rows * cols);
-	for (size_t b = 0; b < g.nb; b++) {
-		if (!s.pruned[b])
-			continue;
-		if (args->zeros_per_block == bs)
-			wn_zero_block(&g, b, ret_mask);
-		else
-			wn_block_mask(values, &g, b, wide, args, &s, ret_mask);
-	}
+	if (args->zeros_per_block == bs)
+		wn_zero_pruned(&g, s.pruned, ret_mask);
+	else
+		for (size_t b = 0; b < g.nb; b++)
+			if (s.pruned[b])
+				wn_block_mask(values, &g, b, wide, args, &s, ret_mask);
 	wn_scratch_free(&s);
 	return 0;
 }
