@@ -102,7 +102,7 @@ static Onnx__SparseTensorProto *sparse_new(const Onnx__TensorProto *w, uint64_t 
 	for (uint64_t i = 0; i < numel; i++) {
 		int64_t index = (int64_t)i;
 
-		if (opass_tensor_get(w, i) == 0.0)
+		if (opass_tensor_is_zero(w, i))
 			continue;
 		element_bytes(w, i, elem, s->values->raw_data.data + k * elem);
 		memcpy(s->indices->raw_data.data + k * 8, &index, 8);
@@ -117,7 +117,7 @@ static int group_convert(Onnx__ModelProto *model, const struct opass_group *g,
 	const Onnx__TensorProto *w = g->weight.tensor;
 	Onnx__GraphProto *graph = model->graph;
 	Onnx__SparseTensorProto **list, *s;
-	uint64_t numel, nnz = 0;
+	uint64_t numel, nnz;
 	size_t elem = opass_dtype_size(w->data_type);
 	int r;
 
@@ -127,8 +127,7 @@ static int group_convert(Onnx__ModelProto *model, const struct opass_group *g,
 	r = opass_tensor_check(w, &numel, err);
 	if (r < 0)
 		return r;
-	for (uint64_t i = 0; i < numel; i++)
-		nnz += opass_tensor_get(w, i) != 0.0;
+	nnz = opass_tensor_count_nonzero(w, numel);
 	if (format == FORMAT_AUTO && nnz * (elem + 8) >= numel * elem)
 		return 0;
 	s = sparse_new(w, numel, nnz);

@@ -161,7 +161,7 @@ static int row_dense(struct inspect *in, const char *name, const char *alias, co
 	if (!nz)
 		return opass_error(err, -ENOMEM, "out of memory");
 	for (uint64_t i = 0; i < row->numel; i++)
-		nz[i] = opass_tensor_get(t, i) != 0.0 && (!mask || mask->raw_data.data[i]);
+		nz[i] = !opass_tensor_is_zero(t, i) && (!mask || mask->raw_data.data[i]);
 	row_stats(row, nz, map);
 	free(nz);
 	return 0;

@@ -72,9 +72,7 @@ static int group_squash(Onnx__ModelProto *model, struct opass_group *g, struct o
 
 	if (!mul || !cast)
 		return opass_error(err, -EBADMSG, "group '%s': mask nodes not found", g->name);
-	for (uint64_t i = 0; i < n; i++)
-		if (!opass_group_mask_get(g, i))
-			opass_tensor_zero(g->weight.tensor, i);
+	opass_tensor_zero_masked(g->weight.tensor, g->mask->raw_data.data, n);
 	opass_model_foreach_graph(model, rename_inputs, &rn);
 	if (rn.error)
 		return opass_error(err, rn.error, "out of memory");

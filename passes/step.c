@@ -17,6 +17,7 @@
 
 #include "error.h"
 #include "masks/masks.h"
+#include "parallel.h"
 #include "passes.h"
 
 /* torch CubicSL.sparsity_compute_fn (Zhu & Gupta) and a linear ramp. */
@@ -50,19 +51,38 @@ static int schedule_level(const cJSON *schedule, double s_f, double t, double *r
 	return 0;
 }
 
+/* Buffers one worker thread reuses across groups. */
+struct scratch {
+	double *values;
+	double *stored;
+	uint8_t *mask;
+	size_t cap;
+};
+
+static int scratch_reserve(struct scratch *s, size_t n)
+{
+	if (n <= s->cap)
+		return 0;
+	free(s->values);
+	free(s->stored);
+	free(s->mask);
+	s->values = malloc(n * sizeof(*s->values));
+	s->stored = malloc(n * sizeof(*s->stored));
+	s->mask = malloc(n);
+	s->cap = s->values && s->stored && s->mask ? n : 0;
+	return s->cap ? 0 : -ENOMEM;
+}
+
 static int group_update(struct opass_group *g, enum opass_sparsifier kind, double level,
-			struct onnxpass_error *err)
+			struct scratch *s, struct onnxpass_error *err)
 {
 	size_t rows = (size_t)g->map.rows, cols = (size_t)g->map.cols;
-	double *values = NULL;
-	uint8_t *mask;
 	int r;
 
-	mask = malloc(rows * cols > 0 ? rows * cols : 1);
-	if (!mask)
+	if (scratch_reserve(s, rows * cols > 0 ? rows * cols : 1) < 0)
 		return opass_error(err, -ENOMEM, "out of memory");
 	if (kind == OPASS_SPARSIFIER_NEARLY_DIAGONAL) {
-		r = opass_nearly_diagonal_mask(rows, cols, g->args.nearliness, mask);
+		r = opass_nearly_diagonal_mask(rows, cols, g->args.nearliness, s->mask);
 	} else {
 		struct opass_weight_norm_args wn = {
 			.sparsity_level = level,
@@ -73,17 +93,30 @@ static int group_update(struct opass_group *g, enum opass_sparsifier kind, doubl
 		};
 		bool wide = g->weight.tensor->data_type == ONNX__TENSOR_PROTO__DATA_TYPE__DOUBLE;
 
-		r = opass_group_read_masked(g, &values, err);
-		if (r == 0)
-			r = opass_weight_norm_mask(values, rows, cols, wide, &wn, mask);
+		opass_group_read_masked(g, s->values, s->stored);
+		r = opass_weight_norm_mask(s->values, rows, cols, wide, &wn, s->mask);
 	}
 	if (r == 0)
-		opass_group_write_mask(g, mask);
-	else if (r != -ENOMEM || !err || !err->code)
+		opass_group_write_mask(g, s->mask);
+	else if (!err->code)
 		opass_error(err, r, "group '%s': mask update failed (%s)", g->name, strerror(-r));
-	free(values);
-	free(mask);
 	return r;
+}
+
+/* One mask update per group, groups spread over the cores. */
+struct step_job {
+	struct opass_state *state;
+	const double *levels;
+	struct onnxpass_error *errors;
+	struct scratch scratch[OPASS_MAX_THREADS];
+};
+
+static int step_one(size_t i, unsigned thread, void *userdata)
+{
+	struct step_job *job = userdata;
+
+	return group_update(&job->state->groups[i], job->state->sparsifier, job->levels[i],
+			    &job->scratch[thread], &job->errors[i]);
 }
 
 static int step_levels(struct opass_state *state, const struct opass_config *config, double t,
@@ -91,26 +124,50 @@ static int step_levels(struct opass_state *state, const struct opass_config *con
 {
 	const cJSON *override = opass_config_option(config, "sparsity_level");
 	const cJSON *schedule = cJSON_GetObjectItemCaseSensitive(state->root, "schedule");
+	size_t n = state->n_groups;
+	struct step_job *job = calloc(1, sizeof(*job));
+	double *levels = calloc(n + 1, sizeof(*levels));
 	int r = 0;
 
-	if (override && (!cJSON_IsNumber(override) || override->valuedouble < 0 ||
-			 override->valuedouble > 1))
-		return opass_error(err, -EINVAL, "options: sparsity_level must be a number in [0, 1]");
-	for (size_t i = 0; r == 0 && i < state->n_groups; i++) {
-		struct opass_group *g = &state->groups[i];
-		double level = g->args.sparsity_level;
-
+	if (!job || !levels || !(job->errors = calloc(n + 1, sizeof(*job->errors))))
+		r = opass_error(err, -ENOMEM, "out of memory");
+	else if (override && (!cJSON_IsNumber(override) || override->valuedouble < 0 ||
+			      override->valuedouble > 1))
+		r = opass_error(err, -EINVAL, "options: sparsity_level must be a number in [0, 1]");
+	for (size_t i = 0; r == 0 && i < n; i++) {
+		levels[i] = state->groups[i].args.sparsity_level;
 		if (override)
-			level = override->valuedouble;
+			levels[i] = override->valuedouble;
 		else if (cJSON_IsObject(schedule))
-			r = schedule_level(schedule, g->args.sparsity_level, t, &level, err);
-		if (r == 0)
-			r = group_update(g, state->sparsifier, level, err);
-		if (r == 0 && state->sparsifier == OPASS_SPARSIFIER_WEIGHT_NORM) {
-			cJSON_DeleteItemFromObjectCaseSensitive(g->json, "current_sparsity_level");
-			cJSON_AddNumberToObject(g->json, "current_sparsity_level", level);
-		}
+			r = schedule_level(schedule, state->groups[i].args.sparsity_level, t, &levels[i], err);
 	}
+	if (r == 0)
+	if (r == 0) {
+		job->state = state;
+		job->levels = levels;
+		r = opass_parallel_for(n, (unsigned)opass_json_number(config->options, "threads", 0),
+				       step_one, job);
+	}
+	for (size_t i = 0; r < 0 && err && job && job->errors && i < n; i++)
+		if (job->errors[i].code) {
+			*err = job->errors[i];
+			break;
+		}
+	for (size_t i = 0; r == 0 && i < n; i++) {
+		if (state->sparsifier != OPASS_SPARSIFIER_WEIGHT_NORM)
+			continue;
+		cJSON_DeleteItemFromObjectCaseSensitive(state->groups[i].json, "current_sparsity_level");
+		cJSON_AddNumberToObject(state->groups[i].json, "current_sparsity_level", levels[i]);
+	}
+	for (size_t k = 0; job && k < OPASS_MAX_THREADS; k++) {
+		free(job->scratch[k].values);
+		free(job->scratch[k].stored);
+		free(job->scratch[k].mask);
+	}
+	if (job)
+		free(job->errors);
+	free(job);
+	free(levels);
 	return r;
 }
 

@@ -104,9 +104,33 @@ static int atomic_flush(struct opass_atomic_file *file)
 	return file->error;
 }
 
+/* Write straight from the caller's memory (large chunks skip the buffer). */
+static int atomic_write_direct(struct opass_atomic_file *file, const char *p, size_t size)
+{
+	if (atomic_flush(file) < 0)
+		return file->error;
+	while (size > 0 && file->error == 0) {
+		ssize_t n = write(file->fd, p, size);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			file->error = n < 0 ? -errno : -EIO;
+		else {
+			p += n;
+			size -= (size_t)n;
+			file->offset += (uint64_t)n;
+		}
+	}
+	return file->error;
+}
+
 int opass_atomic_write(struct opass_atomic_file *file, const void *data, size_t size)
 {
 	const char *p = data;
+
+	if (size >= OPASS_WRITE_BUFFER)
+		return atomic_write_direct(file, p, size);
 
 	while (size > 0 && file->error == 0) {
 		size_t n = OPASS_WRITE_BUFFER - file->buf_len;

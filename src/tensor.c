@@ -165,21 +165,58 @@ void opass_tensor_zero(Onnx__TensorProto *t, uint64_t i)
 	}
 }
 
+/* Zero test on the raw little-endian bits of a float (sign ignored). */
+static bool raw_float_is_zero(const uint8_t *p, size_t size)
+{
+	uint64_t v = 0;
+
+	memcpy(&v, p, size);
+	return (v << (65 - 8 * size)) == 0;
+}
+
 bool opass_tensor_is_zero(const Onnx__TensorProto *t, uint64_t i)
 {
-	if (opass_dtype_is_float(t->data_type))
-		return opass_tensor_get(t, i) == 0.0;
 	if (t->has_raw_data) {
 		size_t size = opass_dtype_size(t->data_type);
 
-		for (size_t k = 0; k < size; k++)
-			if (t->raw_data.data[size * i + k])
-				return false;
-		return true;
+		return raw_float_is_zero(t->raw_data.data + size * i, size);
 	}
-	switch (t->data_type) {
-	case DT(INT64): return t->int64_data[i] == 0;
-	case DT(UINT32): case DT(UINT64): return t->uint64_data[i] == 0;
-	default: return t->int32_data[i] == 0;
+	return opass_tensor_get(t, i) == 0.0;
+}
+
+uint64_t opass_tensor_count_nonzero(const Onnx__TensorProto *t, uint64_t n)
+{
+	uint64_t nnz = 0;
+
+	if (t->has_raw_data && t->data_type == DT(FLOAT)) {
+		const uint8_t *raw = t->raw_data.data;
+
+		for (uint64_t i = 0; i < n; i++) {
+			uint32_t v;
+
+			memcpy(&v, raw + 4 * i, 4);
+			nnz += (v & 0x7fffffffu) != 0;
+		}
+		return nnz;
 	}
+	for (uint64_t i = 0; i < n; i++)
+		nnz += !opass_tensor_is_zero(t, i);
+	return nnz;
+}
+
+void opass_tensor_zero_masked(Onnx__TensorProto *t, const uint8_t *keep, uint64_t n)
+{
+	size_t size = opass_dtype_size(t->data_type);
+
+	if (t->has_raw_data && size == 4) {
+		uint8_t *raw = t->raw_data.data;
+
+		for (uint64_t i = 0; i < n; i++)
+			if (!keep[i])
+				memset(raw + 4 * i, 0, 4);
+		return;
+	}
+	for (uint64_t i = 0; i < n; i++)
+		if (!keep[i])
+			opass_tensor_zero(t, i);
 }

@@ -33,5 +33,11 @@ double opass_tensor_get(const Onnx__TensorProto *t, uint64_t i);
 /* Set element i to +0.0 in whatever storage it uses. */
 void opass_tensor_zero(Onnx__TensorProto *t, uint64_t i);
 
-/* Is element i (any fixed-size dtype) all-zero bits or a float equal to 0? */
+/* Is float element i equal to 0 (either sign)? */
 bool opass_tensor_is_zero(const Onnx__TensorProto *t, uint64_t i);
+
+/* Number of nonzero elements among the first n of a checked float tensor. */
+uint64_t opass_tensor_count_nonzero(const Onnx__TensorProto *t, uint64_t n);
+
+/* Set element i to +0.0 wherever keep[i] is 0. */
+void opass_tensor_zero_masked(Onnx__TensorProto *t, const uint8_t *keep, uint64_t n);

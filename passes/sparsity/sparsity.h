@@ -70,13 +70,11 @@ struct opass_state *opass_state_free(struct opass_state *state);
 int opass_state_store(Onnx__ModelProto *model, const struct opass_state *state,
 		      struct onnxpass_error *err);
 
-/* Read the currently masked weight (W * mask) in view order. */
-int opass_group_read_masked(const struct opass_group *group, double **ret_values,
-			    struct onnxpass_error *err);
+/* Read the currently masked weight (W * mask) in view order into values;
+ * scratch (same size) is used for views that are not the storage order. */
+void opass_group_read_masked(const struct opass_group *group, double *values, double *scratch);
 /* Store a view-order mask into the group's mask tensor. */
 void opass_group_write_mask(struct opass_group *group, const uint8_t *view_mask);
-/* Is storage element i kept by the mask? */
-bool opass_group_mask_get(const struct opass_group *group, uint64_t i);
 
 /* JSON helpers. */
 double opass_json_number(const cJSON *obj, const char *key, double fallback);

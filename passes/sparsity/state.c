@@ -136,42 +136,66 @@ uint64_t opass_view_offset(const struct opass_view_map *map, int64_t i, int64_t 
 
 /* --- masks ------------------------------------------------------------------- */
 
-bool opass_group_mask_get(const struct opass_group *group, uint64_t i)
+/* Transposes go tile by tile to stay in cache. */
+#define TILE 32
+
+/* Is the view the storage order itself? */
+static bool view_is_identity(const struct opass_view_map *map)
 {
-	return group->mask->raw_data.data[i] != 0;
+	return map->view == OPASS_VIEW_AS_IS ||
+	       (map->view == OPASS_VIEW_CONV && map->conv_view == OPASS_CONV_VIEW_OIHW);
 }
 
-int opass_group_read_masked(const struct opass_group *group, double **ret_values,
-			    struct onnxpass_error *err)
+void opass_group_read_masked(const struct opass_group *group, double *values, double *scratch)
 {
 	const struct opass_view_map *map = &group->map;
-	const Onnx__TensorProto *t = group->weight.tensor;
-	double *values;
+	const uint8_t *mask = group->mask->raw_data.data;
 	uint64_t n = (uint64_t)map->rows * (uint64_t)map->cols;
+	double *stored = view_is_identity(map) ? values : scratch;
 
-	values = malloc((n ? n : 1) * sizeof(*values));
-	if (!values)
-		return opass_error(err, -ENOMEM, "out of memory");
-	for (int64_t i = 0; i < map->rows; i++) {
-		for (int64_t j = 0; j < map->cols; j++) {
-			uint64_t off = opass_view_offset(map, i, j);
+	opass_tensor_read(group->weight.tensor, stored);
+	if (stored == values) {
+		for (uint64_t off = 0; off < n; off++)
+			if (!mask[off])
+				values[off] = 0.0;
+	} else if (map->view == OPASS_VIEW_TRANSPOSED) {
+		/* stored [cols][rows] -> values [rows][cols], in cache-sized tiles */
+		for (int64_t j0 = 0; j0 < map->cols; j0 += TILE)
+			for (int64_t i0 = 0; i0 < map->rows; i0 += TILE)
+				for (int64_t j = j0; j < j0 + TILE && j < map->cols; j++)
+					for (int64_t i = i0; i < i0 + TILE && i < map->rows; i++) {
+						int64_t off = j * map->rows + i;
 
-			values[i * map->cols + j] = opass_group_mask_get(group, off) ?
-						    opass_tensor_get(t, off) : 0.0;
-		}
+						values[i * map->cols + j] = mask[off] ? stored[off] : 0.0;
+					}
+	} else {
+		for (int64_t i = 0; i < map->rows; i++)
+			for (int64_t j = 0; j < map->cols; j++) {
+				uint64_t off = opass_view_offset(map, i, j);
+
+				values[i * map->cols + j] = mask[off] ? stored[off] : 0.0;
+			}
 	}
-	*ret_values = values;
-	return 0;
 }
 
 void opass_group_write_mask(struct opass_group *group, const uint8_t *view_mask)
 {
 	const struct opass_view_map *map = &group->map;
+	uint8_t *mask = group->mask->raw_data.data;
 
-	for (int64_t i = 0; i < map->rows; i++)
-		for (int64_t j = 0; j < map->cols; j++)
-			group->mask->raw_data.data[opass_view_offset(map, i, j)] =
-				view_mask[i * map->cols + j] ? 1 : 0;
+	if (view_is_identity(map)) {
+		memcpy(mask, view_mask, (size_t)(map->rows * map->cols));
+	} else if (map->view == OPASS_VIEW_TRANSPOSED) {
+		for (int64_t j0 = 0; j0 < map->cols; j0 += TILE)
+			for (int64_t i0 = 0; i0 < map->rows; i0 += TILE)
+				for (int64_t j = j0; j < j0 + TILE && j < map->cols; j++)
+					for (int64_t i = i0; i < i0 + TILE && i < map->rows; i++)
+						mask[j * map->rows + i] = view_mask[i * map->cols + j];
+	} else {
+		for (int64_t i = 0; i < map->rows; i++)
+			for (int64_t j = 0; j < map->cols; j++)
+				mask[opass_view_offset(map, i, j)] = view_mask[i * map->cols + j];
+	}
 }
 
 /* --- state ------------------------------------------------------------------- */
