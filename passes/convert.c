@@ -19,6 +19,7 @@
 
 #include "error.h"
 #include "graph.h"
+#include "parallel.h"
 #include "passes.h"
 #include "tensor.h"
 
@@ -79,11 +80,42 @@ static void element_bytes(const Onnx__TensorProto *t, uint64_t i, size_t elem, u
 	}
 }
 
+/* Copy the nonzero elements and their linear indices (little-endian INT64). */
+static void sparse_fill(const Onnx__TensorProto *w, uint64_t numel, size_t elem,
+			uint8_t *values, uint8_t *indices)
+{
+	uint64_t k = 0;
+
+	if (w->has_raw_data && elem == 4) {
+		const uint8_t *raw = w->raw_data.data;
+
+		for (uint64_t i = 0; i < numel; i++) {
+			uint32_t v;
+			int64_t index = (int64_t)i;
+
+			memcpy(&v, raw + 4 * i, 4);
+			if ((v & 0x7fffffffu) == 0)
+				continue;
+			memcpy(values + 4 * k, &v, 4);
+			memcpy(indices + 8 * k++, &index, 8);
+		}
+		return;
+	}
+	for (uint64_t i = 0; i < numel; i++) {
+		int64_t index = (int64_t)i;
+
+		if (opass_tensor_is_zero(w, i))
+			continue;
+		element_bytes(w, i, elem, values + k * elem);
+		memcpy(indices + k * 8, &index, 8);
+		k++;
+	}
+}
+
 static Onnx__SparseTensorProto *sparse_new(const Onnx__TensorProto *w, uint64_t numel, uint64_t nnz)
 {
 	size_t elem = opass_dtype_size(w->data_type);
 	Onnx__SparseTensorProto *s = malloc(sizeof(*s));
-	uint64_t k = 0;
 
 	if (!s)
 		return NULL;
@@ -99,49 +131,93 @@ static Onnx__SparseTensorProto *sparse_new(const Onnx__TensorProto *w, uint64_t 
 	memcpy(s->dims, w->dims, w->n_dims * sizeof(*s->dims));
 	free(s->indices->name);
 	s->indices->name = NULL;
-	for (uint64_t i = 0; i < numel; i++) {
-		int64_t index = (int64_t)i;
-
-		if (opass_tensor_is_zero(w, i))
-			continue;
-		element_bytes(w, i, elem, s->values->raw_data.data + k * elem);
-		memcpy(s->indices->raw_data.data + k * 8, &index, 8);
-		k++;
-	}
+	sparse_fill(w, numel, elem, s->values->raw_data.data, s->indices->raw_data.data);
 	return s;
 }
 
-static int group_convert(Onnx__ModelProto *model, const struct opass_group *g,
-			 enum convert_format format, struct onnxpass_error *err)
+struct convert_job {
+	Onnx__ModelProto *model;
+	const struct opass_state *state;
+	enum convert_format format;
+	Onnx__SparseTensorProto **built;   /* per group, NULL when it stays dense */
+	struct onnxpass_error *errors;
+};
+
+/* Build the sparse form of group i when it is eligible and worth it. */
+static int group_build(size_t i, unsigned thread, void *userdata)
 {
+	struct convert_job *job = userdata;
+	const struct opass_group *g = &job->state->groups[i];
 	const Onnx__TensorProto *w = g->weight.tensor;
-	Onnx__GraphProto *graph = model->graph;
-	Onnx__SparseTensorProto **list, *s;
-	uint64_t numel, nnz;
 	size_t elem = opass_dtype_size(w->data_type);
+	uint64_t numel, nnz;
 	int r;
 
-	if (format == FORMAT_DENSE || g->weight.node || g->weight.graph != graph ||
-	    model->ir_version < 6)
+	(void)thread;
+	if (job->format == FORMAT_DENSE || g->weight.node || g->weight.graph != job->model->graph ||
+	    job->model->ir_version < 6)
 		return 0;
-	r = opass_tensor_check(w, &numel, err);
+	r = opass_tensor_check(w, &numel, &job->errors[i]);
 	if (r < 0)
 		return r;
 	nnz = opass_tensor_count_nonzero(w, numel);
-	if (format == FORMAT_AUTO && nnz * (elem + 8) >= numel * elem)
+	if (job->format == FORMAT_AUTO && nnz * (elem + 8) >= numel * elem)
 		return 0;
-	s = sparse_new(w, numel, nnz);
-	list = realloc(graph->sparse_initializer,
-		       (graph->n_sparse_initializer + 1) * sizeof(*list));
-	if (!s || !list) {
-		onnx__sparse_tensor_proto__free_unpacked(s, NULL);
-		if (list)
-			graph->sparse_initializer = list;
+	job->built[i] = sparse_new(w, numel, nnz);
+	return job->built[i] ? 0 : opass_error(&job->errors[i], -ENOMEM, "out of memory");
+}
+
+/* Swap the dense initializers for the built sparse ones (graph order kept). */
+static int groups_splice(struct convert_job *job, size_t n, struct onnxpass_error *err)
+{
+	Onnx__GraphProto *graph = job->model->graph;
+	Onnx__SparseTensorProto **list;
+	size_t add = 0;
+
+	for (size_t i = 0; i < n; i++)
+		add += job->built[i] != NULL;
+	list = realloc(graph->sparse_initializer, (graph->n_sparse_initializer + add + 1) * sizeof(*list));
+	if (!list)
 		return opass_error(err, -ENOMEM, "out of memory");
-	}
 	graph->sparse_initializer = list;
-	graph->sparse_initializer[graph->n_sparse_initializer++] = s;
-	return opass_graph_remove_initializer(graph, s->values->name);
+	for (size_t i = 0; i < n; i++) {
+		if (!job->built[i])
+			continue;
+		opass_graph_remove_initializer(graph, job->built[i]->values->name);
+		list[graph->n_sparse_initializer++] = job->built[i];
+		job->built[i] = NULL;
+	}
+	return 0;
+}
+
+static int groups_convert(Onnx__ModelProto *model, const struct opass_state *state,
+			  const struct opass_config *config, enum convert_format format,
+			  struct onnxpass_error *err)
+{
+	size_t n = state->n_groups;
+	struct convert_job job = { .model = model, .state = state, .format = format };
+	int r;
+
+	job.built = calloc(n + 1, sizeof(*job.built));
+	job.errors = calloc(n + 1, sizeof(*job.errors));
+	if (!job.built || !job.errors)
+		r = opass_error(err, -ENOMEM, "out of memory");
+	else
+		r = opass_parallel_for(n, (unsigned)opass_json_number(config->options, "threads", 0),
+				       group_build, &job);
+	for (size_t i = 0; r < 0 && err && job.errors && i < n; i++)
+		if (job.errors[i].code) {
+			*err = job.errors[i];
+			break;
+		}
+	if (r == 0)
+		r = groups_splice(&job, n, err);
+	for (size_t i = 0; job.built && i < n; i++)
+		if (job.built[i])
+			onnx__sparse_tensor_proto__free_unpacked(job.built[i], NULL);
+	free(job.built);
+	free(job.errors);
+	return r;
 }
 
 int opass_pass_convert(struct onnxpass_model *model, struct onnxpass_context *ctx, struct onnxpass_error *err)
@@ -158,8 +234,8 @@ int opass_pass_convert(struct onnxpass_model *model, struct onnxpass_context *ct
 		r = opass_state_load(model->proto, &state, err);
 	if (r == 0)
 		r = opass_squash_apply(model->proto, state, config, err);
-	for (size_t i = 0; r == 0 && i < state->n_groups; i++)
-		r = group_convert(model->proto, &state->groups[i], format, err);
+	if (r == 0)
+		r = groups_convert(model->proto, state, config, format, err);
 	opass_state_free(state);
 	opass_config_free(config);
 	return r;
