@@ -5,7 +5,7 @@
  *
  * state-export   Before: a prepared model   After: unchanged; report = JSON
  *                {format, sparsifier, defaults, enable_mask_update, step_count,
- *                 schedule, groups: [{..., "mask": {"shape", "bits"}}]} with
+ *                 schedule, groups: [{..., "mask_data": {"shape", "bits"}}]} with
  *                masks bit-packed (LSB first, storage order) in base64.
  * state-load     Before: a model, prepared or not   After: prepared with the
  *                state's groups and masks (options.state holds the state).
