@@ -211,7 +211,8 @@ static void assert_weight(const char *model, const char *source, const cJSON *e,
 	ck_assert_msg(w->n_uses == (size_t)num(e, "consumers"), "%s %s: %zu uses, expected %g",
 		      model, name, w->n_uses, num(e, "consumers"));
 	via = item(e, "via");
-	ck_assert_int_eq(w->via_transpose, cJSON_IsString(via) && strcmp(via->valuestring, "Transpose") == 0);
+	ck_assert_int_eq(w->via_transpose,
+			 cJSON_IsString(via) && strcmp(via->valuestring, "Transpose") == 0);
 	conflict = item(e, "view_conflict");
 	ck_assert_msg((w->note != NULL) == cJSON_IsTrue(conflict), "%s %s: note '%s'", model, name,
 		      w->note ? w->note : "(none)");
@@ -234,7 +235,8 @@ static const char *reason_word(const char *reason)
 	return NULL;
 }
 
-static void assert_skipped(const char *model, const cJSON *list, const struct opass_weights *weights)
+static void assert_skipped(const char *model, const cJSON *list,
+			   const struct opass_weights *weights)
 {
 	const cJSON *e;
 
