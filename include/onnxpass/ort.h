@@ -1,0 +1,45 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * onnx-pass for ONNX Runtime hosts: run passes on a model and open the result
+ * as an OrtSession, without a temporary file.
+ *
+ * The library does not link ONNX Runtime: the caller passes its OrtApi
+ * (OrtGetApiBase()->GetApi(ORT_API_VERSION)), so any ONNX Runtime whose
+ * OrtApi has CreateSessionFromArray works. Only built when the library was
+ * configured with ONNX Runtime's headers (meson option 'ort').
+ */
+#ifndef ONNXPASS_ORT_H
+#define ONNXPASS_ORT_H
+
+#include <onnxruntime_c_api.h>
+
+#include "onnxpass.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/*
+ * Load a model (model_path, or else model_bytes/model_size), run the
+ * comma-separated passes (NULL or "" for none) with config_json (may be NULL;
+ * see onnxpass_registry_run) using the built-in passes, and create a session
+ * from the result with api->CreateSessionFromArray(env, ..., options).
+ *
+ * A model loaded from a path may use external data: it is read in and the
+ * session gets one self-contained model (which must stay under 2 GiB).
+ * On success *ret_session is the caller's (api->ReleaseSession); on failure
+ * err gets the library's or ONNX Runtime's message and nothing is returned.
+ */
+ONNXPASS_EXPORT int onnxpass_ort_create_session(const OrtApi *api, const OrtEnv *env,
+						const OrtSessionOptions *options,
+						const char *model_path,
+						const void *model_bytes, size_t model_size,
+						const char *passes, const char *config_json,
+						OrtSession **ret_session,
+						struct onnxpass_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

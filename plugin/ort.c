@@ -1,0 +1,95 @@
+/* SPDX-License-Identifier: MIT */
+/* ONNX Runtime helper: passes, then an OrtSession from the serialised result. */
+#include <errno.h>
+#include <stdlib.h>
+
+#include "error.h"
+#include "onnxpass/ort.h"
+
+static int ort_error_to_errno(OrtErrorCode code)
+{
+	switch (code) {
+	case ORT_NO_SUCHFILE:
+		return -ENOENT;
+	case ORT_INVALID_ARGUMENT:
+	case ORT_INVALID_PROTOBUF:
+	case ORT_INVALID_GRAPH:
+		return -EINVAL;
+	case ORT_NOT_IMPLEMENTED:
+		return -ENOTSUP;
+	default:
+		return -EIO;
+	}
+}
+
+static int ort_model_load(const char *path, const void *bytes, size_t size,
+			  struct onnxpass_model **ret_model, struct onnxpass_error *err)
+{
+	if (path)
+		return onnxpass_model_load_file(path, ret_model, err);
+	if (!bytes)
+		return opass_error(err, -EINVAL, "no model given (path or bytes)");
+	return onnxpass_model_load_bytes(bytes, size, NULL, ret_model, err);
+}
+
+static int ort_model_transform(struct onnxpass_model *model, const char *passes,
+			       const char *config_json, struct onnxpass_error *err)
+{
+	struct onnxpass_registry *registry = NULL;
+	int r;
+
+	if (!passes || !*passes)
+		return 0;
+	r = onnxpass_registry_new(&registry, err);
+	if (r == 0)
+		r = onnxpass_registry_run(registry, model, passes, config_json, NULL, err);
+	onnxpass_registry_free(registry);
+	return r;
+}
+
+static int ort_session_from_bytes(const OrtApi *api, const OrtEnv *env,
+				  const OrtSessionOptions *options, const void *data, size_t size,
+				  OrtSession **ret_session, struct onnxpass_error *err)
+{
+	OrtSession *session = NULL;
+	OrtStatus *status;
+	int r;
+
+	status = api->CreateSessionFromArray(env, data, size, options, &session);
+	if (!status) {
+		*ret_session = session;
+		return 0;
+	}
+	r = opass_error(err, ort_error_to_errno(api->GetErrorCode(status)),
+			"ONNX Runtime: %s", api->GetErrorMessage(status));
+	api->ReleaseStatus(status);
+	return r;
+}
+
+ONNXPASS_EXPORT int onnxpass_ort_create_session(const OrtApi *api, const OrtEnv *env,
+						const OrtSessionOptions *options,
+						const char *model_path,
+						const void *model_bytes, size_t model_size,
+						const char *passes, const char *config_json,
+						OrtSession **ret_session,
+						struct onnxpass_error *err)
+{
+	struct onnxpass_model *model = NULL;
+	void *data = NULL;
+	size_t size = 0;
+	int r;
+
+	if (!api || !env || !options || !ret_session)
+		return opass_error(err, -EINVAL, "ONNX Runtime API, env, options and session "
+				   "pointer are required");
+	r = ort_model_load(model_path, model_bytes, model_size, &model, err);
+	if (r == 0)
+		r = ort_model_transform(model, passes, config_json, err);
+	if (r == 0)
+		r = onnxpass_model_save_bytes(model, &data, &size, err);
+	onnxpass_model_free(model);
+	if (r == 0)
+		r = ort_session_from_bytes(api, env, options, data, size, ret_session, err);
+	free(data);
+	return r;
+}
