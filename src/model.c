@@ -9,9 +9,29 @@
 #include "external.h"
 #include "fileio.h"
 #include "model.h"
+#include "wire.h"
 
-/* Deeper subgraph nesting than this is refused (walks recurse). */
-#define OPASS_MAX_GRAPH_DEPTH 256
+/* The protobuf tree may take this many times the serialised size, plus a
+ * constant; a legitimate model needs far less (see opass_wire_check). */
+#define OPASS_MAX_MEMORY_FACTOR 16
+#define OPASS_MAX_MEMORY_SLACK ((uint64_t)64 << 20)
+
+/* Bounded, iterative check of the bytes before protobuf-c's recursive unpack. */
+static int model_wire_check(const void *data, size_t size, struct onnxpass_error *err)
+{
+	const struct opass_wire_limits limits = {
+		.max_depth = OPASS_MAX_MESSAGE_DEPTH,
+		.counted = &onnx__graph_proto__descriptor,
+		.max_counted = OPASS_MAX_GRAPH_DEPTH,
+		.counted_what = "subgraphs",
+		.max_memory = OPASS_MAX_MEMORY_FACTOR * (uint64_t)size + OPASS_MAX_MEMORY_SLACK,
+	};
+	int r = opass_wire_check(&onnx__model_proto__descriptor, data, size, &limits, NULL, err);
+
+	if (r == -EBADMSG)
+		opass_error_prefix(err, "not a valid ONNX model: ");
+	return r;
+}
 
 static int model_check(Onnx__ModelProto *proto, struct onnxpass_error *err)
 {
@@ -30,6 +50,9 @@ ONNXPASS_EXPORT int onnxpass_model_load_bytes(const void *data, size_t size, con
 	model = calloc(1, sizeof(*model));
 	if (!model)
 		return opass_error(err, -ENOMEM, "out of memory");
+	r = model_wire_check(data, size, err);
+	if (r < 0)
+		goto fail;
 	model->proto = onnx__model_proto__unpack(NULL, size, data);
 	if (!model->proto) {
 		r = opass_error(err, -EBADMSG, "not a valid ONNX model (protobuf parse failed)");
@@ -176,7 +199,8 @@ static int walk_graph(Onnx__GraphProto *graph, struct walk *w, unsigned depth)
 {
 	int r = 0;
 
-	if (depth > OPASS_MAX_GRAPH_DEPTH)
+	/* the wire check bounds loaded models; this guards models built in memory */
+	if (depth >= OPASS_MAX_GRAPH_DEPTH)
 		return -ELOOP;
 	if (w->graph_fn) {
 		r = w->graph_fn(graph, w->userdata);

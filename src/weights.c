@@ -10,6 +10,7 @@
 #include "strmap.h"
 #include "tensor.h"
 #include "weights.h"
+#include "wire.h"
 
 /* Uses of one constant, collected during the walk. */
 struct use_list {
@@ -307,8 +308,9 @@ static int node_subgraphs(struct find_ctx *ctx, const struct opass_scope *scope,
 			struct opass_scope child;
 			int r;
 
-			if (scope->depth >= 256)
-				return opass_error(ctx->err, -ELOOP, "subgraphs nested too deeply");
+			if (scope->depth + 1 >= OPASS_MAX_GRAPH_DEPTH)
+				return opass_error(ctx->err, -ELOOP, "subgraphs nested deeper than %d",
+						   OPASS_MAX_GRAPH_DEPTH);
 			r = opass_scope_init(&child, g, scope, ctx->err);
 			if (r < 0)
 				return r;
