@@ -404,8 +404,14 @@ static int cli_main(struct cli *cli, struct flags *fl, int argc, char **argv)
 	int c, r = 0, index;
 
 	/* GNU getopt permutes: options may come anywhere, positionals follow */
-	while (r == 0 && (c = getopt_long(argc, argv, "o:h", options, NULL)) != -1)
+	opterr = 0;
+	while (r == 0 && (c = getopt_long(argc, argv, ":o:h", options, NULL)) != -1) {
+		if (c == '?')
+			return fail(EXIT_USAGE, "unknown option '%s' (see --help)", argv[optind - 1]);
+		if (c == ':')
+			return fail(EXIT_USAGE, "option '%s' needs a value", argv[optind - 1]);
 		r = parse_flag(cli, fl, c, optarg);
+	}
 	if (r)
 		return EXIT_USAGE;
 	if (fl->help) {

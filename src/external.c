@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "error.h"
 #include "external.h"
@@ -279,6 +280,35 @@ static void save_restore(struct save_ctx *ctx)
 	ctx->n_saved = 0;
 }
 
+/*
+ * Make the new side file and model visible. The old side file (if any) is
+ * kept under a backup link until the model's rename succeeded, and put back
+ * if it failed, so a failed save leaves the old pair as it was.
+ */
+static int commit_pair(struct opass_atomic_file *data, struct opass_atomic_file *model,
+		       const char *data_path, struct onnxpass_error *err)
+{
+	char *backup = NULL;
+	bool had_old;
+	int r;
+
+	if (asprintf(&backup, "%s.old", data->tmp_path) < 0)
+		return opass_error(err, -ENOMEM, "out of memory");
+	had_old = link(data_path, backup) == 0;
+	r = opass_atomic_commit(data, err);
+	if (r == 0) {
+		r = opass_atomic_commit(model, err);
+		if (r < 0 && had_old)
+			rename(backup, data_path);
+		else if (r < 0)
+			unlink(data_path);
+	}
+	if (had_old)
+		unlink(backup);
+	free(backup);
+	return r;
+}
+
 int opass_external_save(struct onnxpass_model *model, const char *path, struct onnxpass_error *err)
 {
 	struct save_ctx ctx = { .data_file = { .fd = -1 } };
@@ -305,9 +335,7 @@ int opass_external_save(struct onnxpass_model *model, const char *path, struct o
 		r = opass_error(err, model_file.error, "%s: cannot write: %s", path,
 				strerror(-model_file.error));
 	if (r == 0)
-		r = opass_atomic_commit(&ctx.data_file, err);
-	if (r == 0)
-		r = opass_atomic_commit(&model_file, err);
+		r = commit_pair(&ctx.data_file, &model_file, data_path, err);
 	opass_atomic_abort(&ctx.data_file);
 	opass_atomic_abort(&model_file);
 out:
