@@ -211,9 +211,14 @@ void opass_tensor_zero_masked(Onnx__TensorProto *t, const uint8_t *keep, uint64_
 	if (t->has_raw_data && size == 4) {
 		uint8_t *raw = t->raw_data.data;
 
-		for (uint64_t i = 0; i < n; i++)
-			if (!keep[i])
-				memset(raw + 4 * i, 0, 4);
+		/* branch-free: keep[i] is 0 or 1 */
+		for (uint64_t i = 0; i < n; i++) {
+			uint32_t v;
+
+			memcpy(&v, raw + 4 * i, 4);
+			v &= -(uint32_t)(keep[i] != 0);
+			memcpy(raw + 4 * i, &v, 4);
+		}
 		return;
 	}
 	for (uint64_t i = 0; i < n; i++)

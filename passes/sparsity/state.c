@@ -136,6 +136,13 @@ uint64_t opass_view_offset(const struct opass_view_map *map, int64_t i, int64_t 
 
 /* --- masks ------------------------------------------------------------------- */
 
+/* W * mask exactly as torch's FakeSparsity computes it (NaN * 0 stays NaN,
+ * -x * 0 is -0.0); mask bytes are 0 or 1. */
+static inline double masked(double v, uint8_t m)
+{
+	return v * (double)m;
+}
+
 /* Transposes go tile by tile to stay in cache. */
 #define TILE 32
 
@@ -156,8 +163,7 @@ void opass_group_read_masked(const struct opass_group *group, double *values, do
 	opass_tensor_read(group->weight.tensor, stored);
 	if (stored == values) {
 		for (uint64_t off = 0; off < n; off++)
-			if (!mask[off])
-				values[off] = 0.0;
+			values[off] = masked(stored[off], mask[off]);
 	} else if (map->view == OPASS_VIEW_TRANSPOSED) {
 		/* stored [cols][rows] -> values [rows][cols], in cache-sized tiles */
 		for (int64_t j0 = 0; j0 < map->cols; j0 += TILE)
@@ -166,7 +172,7 @@ void opass_group_read_masked(const struct opass_group *group, double *values, do
 					for (int64_t i = i0; i < i0 + TILE && i < map->rows; i++) {
 						int64_t off = j * map->rows + i;
 
-						values[i * map->cols + j] = mask[off] ? stored[off] : 0.0;
+						values[i * map->cols + j] = masked(stored[off], mask[off]);
 					}
 	} else {
 		for (int64_t i = 0; i < map->rows; i++)
