@@ -1,0 +1,101 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Sparse-weight matrix products for the ai.onnx_pass custom ops (ort_ops.c),
+ * usable without ONNX Runtime.
+ *
+ *   Y[M, N] = A[M, K] · B[K, N] (+ bias[N])     B constant and sparse
+ *
+ * The weight is stored as B^T ([N, K], the [out, in] orientation of a torch
+ * Linear weight) in block-sparse rows (BSR; CSR is BSR with 1x1 blocks):
+ * blocks of br x bc elements aligned at multiples of (br, bc); block b of
+ * block row i covers rows n = i*br ... i*br+br-1 and columns
+ * k = col[b]*bc ... col[b]*bc+bc-1, its values row-major at values[b*br*bc].
+ * The last block row / column may reach past N / K: those elements must be 0.
+ *
+ * Why B^T by output row: A is packed once per call into column tiles
+ * At[K][64] (64 rows of A, transposed), so each nonzero w(n, k) becomes one
+ * broadcast-multiply-add of w by the contiguous row At[k] into output row n's
+ * 64 accumulators, which stay in registers (AVX-512: 4 zmm, AVX2: 8 ymm).
+ * Every nonzero costs the same vector work as a dense GEMM's inner step
+ * without any wasted multiply by zero; 4x1 blocks (4 outputs, one k) reuse
+ * each At row for 4 outputs.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "onnxpass/onnxpass.h"
+
+/* Kernel variants; OPASS_SPMM_ISA_AUTO picks the best the CPU has. */
+enum opass_spmm_isa {
+	OPASS_SPMM_ISA_AUTO,
+	OPASS_SPMM_ISA_GENERIC,
+	OPASS_SPMM_ISA_AVX2,
+	OPASS_SPMM_ISA_AVX512,
+};
+
+/* Block-sparse rows of B^T, as the custom op's inputs carry them. */
+struct opass_bsr {
+	int64_t n, k;              /* B^T is [n, k] */
+	int64_t br, bc;            /* block shape */
+	int64_t n_blocks;
+	float *values;             /* [n_blocks * br * bc] */
+	int64_t *col;              /* [n_blocks] block column */
+	int64_t *row_ptr;          /* [ceil(n / br) + 1] */
+};
+
+/* Build the BSR of a dense row-major bt [n, k]; a block is stored when any of
+ * its elements is nonzero (-0.0 counts as zero). */
+int opass_bsr_from_dense(const float *bt, int64_t n, int64_t k, int64_t br, int64_t bc,
+			 struct opass_bsr **ret_bsr, struct onnxpass_error *err);
+struct opass_bsr *opass_bsr_free(struct opass_bsr *bsr);
+
+/* Number of blocks a BSR of bt would store (any nonzero element), and the
+ * number of nonzero elements, without building it. */
+void opass_bsr_count(const float *bt, int64_t n, int64_t k, int64_t br, int64_t bc,
+		     int64_t *ret_blocks, int64_t *ret_nonzero);
+
+/* The kernel's own copy of a weight. */
+struct opass_spmm;
+
+/*
+ * Validate BSR arrays (as in struct opass_bsr; col and row_ptr are INT32
+ * when index64 is false, else INT64) and build the kernel's weight. Sizes
+ * are element counts. -EINVAL with a message for anything inconsistent:
+ * row_ptr not starting at 0, decreasing or not ending at the block count,
+ * block columns out of range or not increasing within a row, nonzero
+ * padding, a bad block shape (1..16 each).
+ */
+int opass_spmm_new(int64_t n, int64_t k, int64_t br, int64_t bc,
+		   const float *values, size_t n_values,
+		   const void *col, size_t n_col, const void *row_ptr, size_t n_row_ptr,
+		   bool index64, struct opass_spmm **ret_spmm, struct onnxpass_error *err);
+struct opass_spmm *opass_spmm_free(struct opass_spmm *spmm);
+
+struct opass_spmm_exec {
+	/* run fn(data, i) for every i in [0, n), possibly in parallel; NULL: own pthreads */
+	void (*parallel_for)(void *ctx, void (*fn)(void *data, size_t i), size_t n, void *data);
+	void *ctx;
+	unsigned threads;                    /* own pthreads: 0 = online CPUs */
+	enum opass_spmm_isa isa;
+	/* scratch memory (64-byte aligned); NULL: aligned_alloc/free */
+	void *(*alloc)(void *ctx, size_t size);
+	void (*release)(void *ctx, void *p);
+};
+
+/*
+ * y[m, n] = sum_k a[m, k] * B[k, n] (+ bias), a [m, K] and y [m, N]
+ * row-major. bias is NULL, or n_bias = 1 (scalar) or N values. exec may be
+ * NULL (defaults). -ENOMEM, or -ENOTSUP for an ISA the CPU lacks.
+ */
+int opass_spmm_run(const struct opass_spmm *spmm, const float *a, int64_t m,
+		   const float *bias, size_t n_bias, float *y,
+		   const struct opass_spmm_exec *exec);
+
+/* Shape of a weight. */
+void opass_spmm_shape(const struct opass_spmm *spmm, int64_t *ret_n, int64_t *ret_k);
+
+/* Is this kernel variant usable on this CPU? */
+bool opass_spmm_isa_supported(enum opass_spmm_isa isa);
