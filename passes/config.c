@@ -16,6 +16,7 @@
 #include "error.h"
 #include "passes.h"
 #include "tensor.h"
+#include "validate.h"
 
 static cJSON *shape_json(const Onnx__TensorProto *t)
 {
@@ -94,6 +95,8 @@ int opass_pass_config(struct onnxpass_model *model, struct onnxpass_context *ctx
 	int r;
 
 	r = opass_context_config(ctx, &config, err);
+	if (r == 0)
+		r = opass_model_validate(model->proto, err);
 	if (r == 0)
 		r = opass_weights_find(model->proto, &weights, err);
 	if (r == 0) {

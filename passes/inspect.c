@@ -21,6 +21,7 @@
 #include "graph.h"
 #include "passes.h"
 #include "tensor.h"
+#include "validate.h"
 
 struct row {
 	char *name;
@@ -478,6 +479,8 @@ int opass_pass_inspect(struct onnxpass_model *model, struct onnxpass_context *ct
 	int r;
 
 	r = opass_context_config(ctx, &config, err);
+	if (r == 0)
+		r = opass_model_validate(model->proto, err);
 	if (r == 0 && opass_model_get_metadata(model->proto, OPASS_STATE_KEY))
 		r = opass_state_load(model->proto, &in.state, err);
 	if (r == 0)

@@ -23,6 +23,7 @@
 #include "graph.h"
 #include "passes.h"
 #include "tensor.h"
+#include "validate.h"
 
 /* Where the next initializer-weight nodes go, per graph. */
 struct insert_pos {
@@ -196,8 +197,10 @@ static int group_add(struct prepare *p, const struct opass_weight *w, cJSON *arg
 	int r;
 
 	r = opass_tensor_check(w->tensor, &numel, p->err);
-	if (r < 0)
+	if (r < 0) {
+		cJSON_Delete(args);
 		return r;
+	}
 	for (size_t i = 0; r == 0 && i < 5; i++)
 		r = opass_names_make(&p->names, w->name, suffixes[i], &names[i]);
 	if (r == 0) {
@@ -276,6 +279,9 @@ int opass_prepare_apply(Onnx__ModelProto *model, struct opass_config *config, st
 		return opass_error(err, -EALREADY,
 				   "model is already prepared (%s metadata present): squash or convert it first",
 				   OPASS_STATE_KEY);
+	r = opass_model_validate(model, err);
+	if (r < 0)
+		return r;
 	state.root = state_new(config);
 	p.groups = cJSON_GetObjectItemCaseSensitive(state.root, "groups");
 	if (!p.groups) {

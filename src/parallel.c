@@ -49,6 +49,8 @@ int opass_parallel_for(size_t n, unsigned threads,
 	pthread_t tids[OPASS_MAX_THREADS];
 	size_t started = 0;
 
+	if (n == 0)
+		return 0;
 	threads = opass_parallel_threads(threads);
 	if (threads > n)
 		threads = (unsigned)n;

@@ -8,6 +8,7 @@
 #include "graph.h"
 #include "sparsity/sparsity.h"
 #include "tensor.h"
+#include "validate.h"
 
 double opass_json_number(const cJSON *obj, const char *key, double fallback)
 {
@@ -250,6 +251,9 @@ int opass_state_load(Onnx__ModelProto *model, struct opass_state **ret_state,
 	if (!text)
 		return opass_error(err, -ENOENT, "model is not prepared (no %s metadata): run prepare first",
 				   OPASS_STATE_KEY);
+	r = opass_model_validate(model, err);
+	if (r < 0)
+		return r;
 	state = calloc(1, sizeof(*state));
 	if (!state)
 		return opass_error(err, -ENOMEM, "out of memory");
