@@ -21,3 +21,7 @@ int opass_select_smallest(const double *keys, size_t n, size_t k, uint8_t *ret_s
  */
 int opass_select_smallest_with(const double *keys, size_t n, size_t k, uint64_t *scratch,
 			       uint8_t *ret_selected);
+
+/* The same on float32 keys (half the memory traffic), scratch of n entries. */
+int opass_select_smallest_f32_with(const float *keys, size_t n, size_t k, uint32_t *scratch,
+				   uint8_t *ret_selected);

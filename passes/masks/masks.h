@@ -28,6 +28,11 @@ struct opass_weight_norm_args {
 int opass_weight_norm_mask(const double *values, size_t rows, size_t cols, bool wide,
 			   const struct opass_weight_norm_args *args, uint8_t *ret_mask);
 
+/* The same for float32 values (weights of dtype float32, float16 or
+ * bfloat16, widened exactly): norms and scores in float32. */
+int opass_weight_norm_mask_f32(const float *values, size_t rows, size_t cols,
+			       const struct opass_weight_norm_args *args, uint8_t *ret_mask);
+
 /* NearlyDiagonalSparsifier.update_mask: ones where |r - c| <= nearliness / 2,
  * all zeros if nearliness <= 0. -EINVAL for even nearliness or
  * nearliness / 2 >= min(rows, cols). */

@@ -21,44 +21,6 @@ struct wn_grid {
 	size_t nbr, nbc, nb;    /* blocks per column, per row, total */
 };
 
-struct wn_scratch {
-	double *scores;         /* nb block scores */
-	uint8_t *pruned;        /* nb: 1 where the tensor mask is zero */
-	double *keys;           /* br * bc norms of one block */
-	uint8_t *chosen;        /* br * bc */
-	uint64_t *sel;          /* max(nb, br * bc) for opass_select_smallest_with */
-};
-
-static void wn_scratch_free(struct wn_scratch *s)
-{
-	if (!s)
-		return;
-	free(s->scores);
-	free(s->pruned);
-	free(s->keys);
-	free(s->chosen);
-	free(s->sel);
-}
-
-static int wn_scratch_alloc(struct wn_scratch *s, const struct wn_grid *g)
-{
-	size_t bs = g->br * g->bc;
-	size_t nsel = g->nb > bs ? g->nb : bs;
-
-	*s = (struct wn_scratch){
-		.scores = malloc(g->nb * sizeof(double)),
-		.pruned = malloc(g->nb),
-		.keys = malloc(bs * sizeof(double)),
-		.chosen = malloc(bs),
-		.sel = malloc(nsel * sizeof(uint64_t)),
-	};
-	if (!s->scores || !s->pruned || !s->keys || !s->chosen || !s->sel) {
-		wn_scratch_free(s);
-		return -ENOMEM;
-	}
-	return 0;
-}
-
 static int wn_check_args(const struct opass_weight_norm_args *a)
 {
 	if (!a || isnan(a->sparsity_level))
@@ -89,18 +51,6 @@ static void wn_grid_init(struct wn_grid *g, size_t rows, size_t cols,
 	g->nb = g->nbr * g->nbc;
 }
 
-/* n(x) in the weight's accumulation type, returned widened. */
-static double wn_norm(double v, bool wide, int norm)
-{
-	float f, n;
-
-	if (wide)
-		return norm == 1 ? fabs(v) : v * v;
-	f = (float)v;
-	n = norm == 1 ? fabsf(f) : f * f;
-	return n;
-}
-
 static size_t wn_min(size_t a, size_t b)
 {
 	return a < b ? a : b;
@@ -116,56 +66,6 @@ static void wn_block_bounds(const struct wn_grid *g, size_t b, size_t *r0, size_
 	*c1 = wn_min(*c0 + g->bc, g->cols);
 }
 
-/* Add n(x) of one row to the running sums of the blocks it crosses. */
-static void wn_row_sums(const double *row, const struct wn_grid *g, bool wide, int norm,
-			double *sums)
-{
-	for (size_t bj = 0, c0 = 0; c0 < g->cols; bj++, c0 += g->bc) {
-		size_t c1 = wn_min(c0 + g->bc, g->cols);
-
-		if (wide) {
-			double acc = sums[bj];
-
-			for (size_t c = c0; c < c1; c++)
-				acc += wn_norm(row[c], true, norm);
-			sums[bj] = acc;
-		} else {
-			float acc = (float)sums[bj];   /* holds a float32 value exactly */
-
-			for (size_t c = c0; c < c1; c++)
-				acc += (float)wn_norm(row[c], false, norm);
-			sums[bj] = acc;
-		}
-	}
-}
-
-/*
- * All block scores, streaming over the rows: each block's sum still runs over
- * its elements in row-major order, as avg_pool2d's does.
- */
-static void wn_block_scores(const double *v, const struct wn_grid *g, bool wide, int norm,
-			    double *scores)
-{
-	for (size_t bi = 0; bi < g->nbr; bi++) {
-		double *sums = scores + bi * g->nbc;
-		size_t r0 = bi * g->br, r1 = wn_min(r0 + g->br, g->rows);
-
-		for (size_t bj = 0; bj < g->nbc; bj++)
-			sums[bj] = 0.0;
-		for (size_t r = r0; r < r1; r++)
-			wn_row_sums(v + r * g->cols, g, wide, norm, sums);
-		for (size_t bj = 0; bj < g->nbc; bj++) {
-			size_t c0 = bj * g->bc;
-			size_t count = (r1 - r0) * (wn_min(c0 + g->bc, g->cols) - c0);
-
-			if (wide)
-				sums[bj] = sums[bj] / (double)count;
-			else
-				sums[bj] = (float)sums[bj] / (float)count;
-		}
-	}
-}
-
 /* Python round(): nearest integer, halves to even. x >= 0. */
 static double wn_round_half_even(double x)
 {
@@ -174,45 +74,6 @@ static double wn_round_half_even(double x)
 	if (frac > 0.5 || (frac == 0.5 && fmod(fl, 2.0) != 0.0))
 		return fl + 1.0;
 	return fl;
-}
-
-/* Tensor mask: s->pruned[b] = 1 for the blocks whose tensor-mask value is zero. */
-static void wn_tensor_mask(const double *v, const struct wn_grid *g, bool wide,
-			   const struct opass_weight_norm_args *a, struct wn_scratch *s)
-{
-	double k;
-
-	if (a->sparsity_level >= 1.0) {
-		memset(s->pruned, 1, g->nb);
-		return;
-	}
-	k = wn_round_half_even(a->sparsity_level * (double)g->nb);
-	if (k > (double)(g->nb - 1))
-		k = (double)(g->nb - 1);
-	if (k > 0)
-		wn_block_scores(v, g, wide, a->norm, s->scores);
-	/* k <= nb - 1 < nb: cannot fail */
-	(void)opass_select_smallest_with(s->scores, g->nb, (size_t)k, s->sel, s->pruned);
-}
-
-/* Block mask restricted to block b: zero its zeros_per_block smallest in-bounds norms. */
-static void wn_block_mask(const double *v, const struct wn_grid *g, size_t b, bool wide,
-			  const struct opass_weight_norm_args *a, struct wn_scratch *s,
-			  uint8_t *mask)
-{
-	size_t r0, r1, c0, c1, m = 0, z = (size_t)a->zeros_per_block;
-
-	wn_block_bounds(g, b, &r0, &r1, &c0, &c1);
-	for (size_t r = r0; r < r1; r++)
-		for (size_t c = c0; c < c1; c++)
-			s->keys[m++] = wn_norm(v[r * g->cols + c], wide, a->norm);
-	if (z > m)
-		z = m;
-	(void)opass_select_smallest_with(s->keys, m, z, s->sel, s->chosen);
-	m = 0;
-	for (size_t r = r0; r < r1; r++)
-		for (size_t c = c0; c < c1; c++)
-			mask[r * g->cols + c] = !s->chosen[m++];
 }
 
 /* Zero every element of the pruned blocks, row by row. */
@@ -231,46 +92,92 @@ static void wn_zero_pruned(const struct wn_grid *g, const uint8_t *pruned, uint8
 	}
 }
 
-int opass_weight_norm_mask(const double *values, size_t rows, size_t cols, bool wide,
-			   const struct opass_weight_norm_args *args, uint8_t *ret_mask)
+/* k = round(sparsity_level * nb) (Python round), clamped to [0, nb - 1]. */
+static size_t wn_tensor_k(double sparsity_level, size_t nb)
 {
-	struct wn_scratch s;
-	struct wn_grid g;
-	int64_t bs;
-	int r;
+	double k = wn_round_half_even(sparsity_level * (double)nb);
 
-	r = wn_check_args(args);
+	return k > (double)(nb - 1) ? nb - 1 : (size_t)k;
+}
+
+#define WN_T float
+#define WN_U uint32_t
+#define WN_SIGN (UINT32_C(1) << 31)
+#define WN_EXP_ONES UINT32_C(0x7f800000)
+#define WN_ABS fabsf
+#define WN_FN(name) wn_##name##_f32
+#define WN_SELECT opass_select_smallest_f32_with
+#include "weight_norm_impl.h"
+#undef WN_T
+#undef WN_U
+#undef WN_SIGN
+#undef WN_EXP_ONES
+#undef WN_ABS
+#undef WN_FN
+#undef WN_SELECT
+
+#define WN_T double
+#define WN_U uint64_t
+#define WN_SIGN (UINT64_C(1) << 63)
+#define WN_EXP_ONES UINT64_C(0x7ff0000000000000)
+#define WN_ABS fabs
+#define WN_FN(name) wn_##name##_f64
+#define WN_SELECT opass_select_smallest_with
+#include "weight_norm_impl.h"
+
+/* 1 when the mask is all ones or all zeros (and written), 0 for the general
+ * case, -EINVAL for invalid arguments. */
+static int wn_trivial(const void *values, size_t rows, size_t cols,
+		      const struct opass_weight_norm_args *args, uint8_t *ret_mask)
+{
+	int r = wn_check_args(args);
+
 	if (r < 0)
 		return r;
 	if (cols > 0 && rows > SIZE_MAX / cols)
 		return -EINVAL;
 	if (rows == 0 || cols == 0)
-		return 0;
+		return 1;
 	if (!values || !ret_mask)
 		return -EINVAL;
-	bs = args->block_rows * args->block_cols;
 	if (args->sparsity_level <= 0.0 || args->zeros_per_block == 0) {
 		memset(ret_mask, 1, rows * cols);
-		return 0;
+		return 1;
 	}
-	if (args->sparsity_level >= 1.0 && args->zeros_per_block == bs) {
+	if (args->sparsity_level >= 1.0 &&
+	    args->zeros_per_block == args->block_rows * args->block_cols) {
 		memset(ret_mask, 0, rows * cols);
-		return 0;
+		return 1;
 	}
-
-	wn_grid_init(&g, rows, cols, args);
-	r = wn_scratch_alloc(&s, &g);
-	if (r < 0)
-		return r;
-	wn_tensor_mask(values, &g, wide, args, &s);
-	/* mask = T OR B: only blocks pruned by T can lose elements. */
-	memset(ret_mask, 1, rows * cols);
-	if (args->zeros_per_block == bs)
-		wn_zero_pruned(&g, s.pruned, ret_mask);
-	else
-		for (size_t b = 0; b < g.nb; b++)
-			if (s.pruned[b])
-				wn_block_mask(values, &g, b, wide, args, &s, ret_mask);
-	wn_scratch_free(&s);
 	return 0;
+}
+
+int opass_weight_norm_mask_f32(const float *values, size_t rows, size_t cols,
+			       const struct opass_weight_norm_args *args, uint8_t *ret_mask)
+{
+	int r = wn_trivial(values, rows, cols, args, ret_mask);
+
+	if (r != 0)
+		return r < 0 ? r : 0;
+	return wn_mask_f32(values, rows, cols, args, ret_mask);
+}
+
+int opass_weight_norm_mask(const double *values, size_t rows, size_t cols, bool wide,
+			   const struct opass_weight_norm_args *args, uint8_t *ret_mask)
+{
+	int r = wn_trivial(values, rows, cols, args, ret_mask);
+	float *f;
+
+	if (r != 0)
+		return r < 0 ? r : 0;
+	if (wide)
+		return wn_mask_f64(values, rows, cols, args, ret_mask);
+	f = malloc(rows * cols * sizeof(*f));
+	if (!f)
+		return -ENOMEM;
+	for (size_t i = 0; i < rows * cols; i++)
+		f[i] = (float)values[i];
+	r = wn_mask_f32(f, rows, cols, args, ret_mask);
+	free(f);
+	return r;
 }

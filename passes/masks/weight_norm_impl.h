@@ -1,0 +1,217 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The typed half of weight_norm.c, included once per accumulation type with:
+ *   WN_T (float | double), WN_U (the same-width unsigned integer), WN_SIGN and
+ *   WN_EXP_ONES (its sign bit and +inf's bits), WN_ABS (fabsf | fabs),
+ *   WN_FN(name) (a suffixed name), WN_SELECT (the selection function).
+ * Norms, block sums and block scores are all computed in WN_T, as torch does
+ * in the weight's accumulation type.
+ */
+
+struct WN_FN(scratch) {
+	WN_T *scores;           /* nb block scores */
+	uint8_t *pruned;        /* nb: 1 where the tensor mask is zero */
+	WN_T *keys;             /* br * bc norms of one block */
+	uint8_t *chosen;        /* br * bc */
+	WN_U *sel;              /* max(nb, br * bc) selection scratch */
+};
+
+static void WN_FN(scratch_free)(struct WN_FN(scratch) *s)
+{
+	free(s->scores);
+	free(s->pruned);
+	free(s->keys);
+	free(s->chosen);
+	free(s->sel);
+}
+
+static int WN_FN(scratch_alloc)(struct WN_FN(scratch) *s, const struct wn_grid *g)
+{
+	size_t bs = g->br * g->bc;
+	size_t nsel = g->nb > bs ? g->nb : bs;
+
+	*s = (struct WN_FN(scratch)){
+		.scores = malloc(g->nb * sizeof(WN_T)),
+		.pruned = malloc(g->nb),
+		.keys = malloc(bs * sizeof(WN_T)),
+		.chosen = malloc(bs),
+		.sel = malloc(nsel * sizeof(WN_U)),
+	};
+	if (!s->scores || !s->pruned || !s->keys || !s->chosen || !s->sel) {
+		WN_FN(scratch_free)(s);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+/* n(x): |x| (norm 1) or x * x (norm 2). */
+static inline WN_T WN_FN(norm)(WN_T v, int norm)
+{
+	return norm == 1 ? WN_ABS(v) : v * v;
+}
+
+/* Add n(x) of one row to the running sums of the blocks it crosses. */
+static void WN_FN(row_sums)(const WN_T *row, const struct wn_grid *g, int norm, WN_T *sums)
+{
+	if (g->bc == 4 && g->cols % 4 == 0) {
+		for (size_t bj = 0; bj < g->nbc; bj++) {
+			const WN_T *p = row + 4 * bj;
+			WN_T acc = sums[bj];
+
+			acc += WN_FN(norm)(p[0], norm);
+			acc += WN_FN(norm)(p[1], norm);
+			acc += WN_FN(norm)(p[2], norm);
+			acc += WN_FN(norm)(p[3], norm);
+			sums[bj] = acc;
+		}
+		return;
+	}
+	for (size_t bj = 0, c0 = 0; c0 < g->cols; bj++, c0 += g->bc) {
+		size_t c1 = wn_min(c0 + g->bc, g->cols);
+		WN_T acc = sums[bj];
+
+		for (size_t c = c0; c < c1; c++)
+			acc += WN_FN(norm)(row[c], norm);
+		sums[bj] = acc;
+	}
+}
+
+/*
+ * All block scores, streaming over the rows: each block's sum still runs over
+ * its elements in row-major order, as avg_pool2d's does.
+ */
+static void WN_FN(block_scores)(const WN_T *v, const struct wn_grid *g, int norm, WN_T *scores)
+{
+	if (g->br == 1 && g->bc == 1) {
+		for (size_t i = 0; i < g->nb; i++)
+			scores[i] = WN_FN(norm)(v[i], norm);
+		return;
+	}
+	for (size_t bi = 0; bi < g->nbr; bi++) {
+		WN_T *sums = scores + bi * g->nbc;
+		size_t r0 = bi * g->br, r1 = wn_min(r0 + g->br, g->rows);
+
+		for (size_t bj = 0; bj < g->nbc; bj++)
+			sums[bj] = 0;
+		for (size_t r = r0; r < r1; r++)
+			WN_FN(row_sums)(v + r * g->cols, g, norm, sums);
+		for (size_t bj = 0; bj < g->nbc; bj++) {
+			size_t c0 = bj * g->bc;
+			size_t count = (r1 - r0) * (wn_min(c0 + g->bc, g->cols) - c0);
+
+			sums[bj] = sums[bj] / (WN_T)count;
+		}
+	}
+}
+
+/* Tensor mask: s->pruned[b] = 1 for the blocks whose tensor-mask value is zero. */
+static void WN_FN(tensor_mask)(const WN_T *v, const struct wn_grid *g,
+			       const struct opass_weight_norm_args *a, struct WN_FN(scratch) *s)
+{
+	size_t k;
+
+	if (a->sparsity_level >= 1.0) {
+		memset(s->pruned, 1, g->nb);
+		return;
+	}
+	k = wn_tensor_k(a->sparsity_level, g->nb);
+	if (k > 0)
+		WN_FN(block_scores)(v, g, a->norm, s->scores);
+	/* k <= nb - 1 < nb: cannot fail */
+	(void)WN_SELECT(s->scores, g->nb, k, s->sel, s->pruned);
+}
+
+/* Order-preserving integer key of a norm (norms are >= +0 or NaN): the bits
+ * without the sign, every NaN mapped above +inf and equal to each other. */
+static inline WN_U WN_FN(key)(WN_T n)
+{
+	WN_U u;
+
+	memcpy(&u, &n, sizeof(u));
+	u &= ~WN_SIGN;
+	return u > WN_EXP_ONES ? (WN_U)~(WN_U)0 : u;
+}
+
+/* Zero, inside a 1 x 4 block, the z elements with the smallest norms (ties:
+ * lower index) by ranking the four keys against each other. */
+static void WN_FN(block_mask_1x4)(const WN_T *p, int norm, size_t z, uint8_t *mask)
+{
+	WN_U k[4];
+	size_t before[4] = { 0 };
+
+	for (size_t i = 0; i < 4; i++)
+		k[i] = WN_FN(key)(WN_FN(norm)(p[i], norm));
+	for (size_t i = 0; i < 4; i++) {
+		for (size_t j = i + 1; j < 4; j++) {
+			size_t i_first = k[i] <= k[j];
+
+			before[j] += i_first;
+			before[i] += 1 - i_first;
+		}
+	}
+	for (size_t j = 0; j < 4; j++)
+		mask[j] = before[j] >= z;
+}
+
+/* Block mask restricted to block b: zero its zeros_per_block smallest in-bounds norms. */
+static void WN_FN(block_mask)(const WN_T *v, const struct wn_grid *g, size_t b,
+			      const struct opass_weight_norm_args *a, struct WN_FN(scratch) *s,
+			      uint8_t *mask)
+{
+	size_t r0, r1, c0, c1, m = 0, z = (size_t)a->zeros_per_block;
+
+	wn_block_bounds(g, b, &r0, &r1, &c0, &c1);
+	for (size_t r = r0; r < r1; r++)
+		for (size_t c = c0; c < c1; c++)
+			s->keys[m++] = WN_FN(norm)(v[r * g->cols + c], a->norm);
+	if (z > m)
+		z = m;
+	(void)WN_SELECT(s->keys, m, z, s->sel, s->chosen);
+	m = 0;
+	for (size_t r = r0; r < r1; r++)
+		for (size_t c = c0; c < c1; c++)
+			mask[r * g->cols + c] = !s->chosen[m++];
+}
+
+/* Block masks of every block the tensor mask prunes. */
+static void WN_FN(block_masks)(const WN_T *values, const struct wn_grid *g,
+			       const struct opass_weight_norm_args *args, struct WN_FN(scratch) *s,
+			       uint8_t *mask)
+{
+	size_t z = (size_t)args->zeros_per_block;
+
+	if (g->br == 1 && g->bc == 4 && g->cols % 4 == 0) {
+		/* block b is elements 4b .. 4b + 3 */
+		for (size_t b = 0; b < g->nb; b++)
+			if (s->pruned[b])
+				WN_FN(block_mask_1x4)(values + 4 * b, args->norm, z, mask + 4 * b);
+		return;
+	}
+	for (size_t b = 0; b < g->nb; b++)
+		if (s->pruned[b])
+			WN_FN(block_mask)(values, g, b, args, s, mask);
+}
+
+/* The general case (not all ones, not all zeros). */
+static int WN_FN(mask)(const WN_T *values, size_t rows, size_t cols,
+		       const struct opass_weight_norm_args *args, uint8_t *ret_mask)
+{
+	int64_t bs = args->block_rows * args->block_cols;
+	struct WN_FN(scratch) s;
+	struct wn_grid g;
+	int r;
+
+	wn_grid_init(&g, rows, cols, args);
+	r = WN_FN(scratch_alloc)(&s, &g);
+	if (r < 0)
+		return r;
+	WN_FN(tensor_mask)(values, &g, args, &s);
+	/* mask = T OR B: only blocks pruned by T can lose elements. */
+	memset(ret_mask, 1, rows * cols);
+	if (args->zeros_per_block == bs)
+		wn_zero_pruned(&g, s.pruned, ret_mask);
+	else
+		WN_FN(block_masks)(values, &g, args, &s, ret_mask);
+	WN_FN(scratch_free)(&s);
+	return 0;
+}

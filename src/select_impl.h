@@ -1,0 +1,143 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Selection template, included by select.c once per key type with:
+ *   SEL_FLOAT (float | double), SEL_UINT / SEL_INT (same-width integers),
+ *   SEL_BITS, SEL_SIGN, SEL_EXP_ONES, SEL_UINT_MAX, SEL_FN(name) (a suffixed
+ *   name) and SEL_PUBLIC (the public function's name).
+ */
+
+/* Branch-free: negative numbers flip all bits, others the sign bit; zeros and NaNs collapse. */
+static SEL_UINT SEL_FN(select_key)(SEL_FLOAT d)
+{
+	SEL_UINT u, flip;
+
+	memcpy(&u, &d, sizeof(u));
+	u = (u & ~SEL_SIGN) == 0 ? 0 : u;
+	flip = (SEL_UINT)((SEL_INT)u >> (SEL_BITS - 1)) | SEL_SIGN;
+	return (u & ~SEL_SIGN) > SEL_EXP_ONES ? SEL_UINT_MAX : u ^ flip;
+}
+
+/* Digit of key u for the pass that keeps `shift` low bits. */
+static size_t SEL_FN(select_digit)(SEL_UINT u, int shift)
+{
+	return (size_t)(u >> shift) & (DIGIT_VALUES - 1);
+}
+
+/*
+ * The bucket holding rank *rank; *rank becomes the rank inside the bucket and
+ * the keys of the buckets below (all smaller) are added to *less.
+ */
+static size_t SEL_FN(select_bucket)(const size_t *hist, size_t *rank, size_t *less)
+{
+	size_t b = 0;
+
+	while (*rank >= hist[b]) {
+		*rank -= hist[b];
+		*less += hist[b++];
+	}
+	return b;
+}
+
+static SEL_UINT SEL_FN(select_small_kth)(SEL_UINT *a, size_t n, size_t rank, size_t *less)
+{
+	for (size_t i = 1; i < n; i++) {
+		SEL_UINT v = a[i];
+		size_t j = i;
+
+		for (; j > 0 && a[j - 1] > v; j--)
+			a[j] = a[j - 1];
+		a[j] = v;
+	}
+	for (size_t i = 0; a[i] < a[rank]; i++)
+		(*less)++;
+	return a[rank];
+}
+
+/*
+ * The mapped key of rank `rank` (0-based) among keys[0..n), and in *ret_less
+ * how many keys are smaller. The first pass counts the top digit straight
+ * from keys; only that digit's bucket is copied to scratch and refined.
+ */
+static SEL_UINT SEL_FN(select_kth)(const SEL_FLOAT *keys, size_t n, size_t rank, SEL_UINT *scratch,
+				   size_t *ret_less)
+{
+	size_t hist[DIGIT_VALUES] = { 0 };
+	size_t b, m = 0, less = 0;
+	int shift = SEL_BITS - DIGIT_BITS;
+
+	for (size_t i = 0; i < n; i++)
+		hist[SEL_FN(select_digit)(SEL_FN(select_key)(keys[i]), shift)]++;
+	b = SEL_FN(select_bucket)(hist, &rank, &less);
+	for (size_t i = 0; i < n; i++) {
+		SEL_UINT u = SEL_FN(select_key)(keys[i]);
+
+		scratch[m] = u;   /* branch-free compaction: kept only if m advances */
+		m += SEL_FN(select_digit)(u, shift) == b;
+	}
+	n = m;
+	while (n > SELECT_SMALL && shift > 0) {
+		shift = shift > DIGIT_BITS ? shift - DIGIT_BITS : 0;
+		memset(hist, 0, sizeof(hist));
+		for (size_t i = 0; i < n; i++)
+			hist[SEL_FN(select_digit)(scratch[i], shift)]++;
+		b = SEL_FN(select_bucket)(hist, &rank, &less);
+		m = 0;
+		for (size_t i = 0; i < n; i++) {
+			scratch[m] = scratch[i];
+			m += SEL_FN(select_digit)(scratch[i], shift) == b;
+		}
+		n = m;
+	}
+	*ret_less = less;
+	if (shift == 0)   /* every candidate left has the same key */
+		return scratch[rank];
+	return SEL_FN(select_small_kth)(scratch, n, rank, ret_less);
+}
+
+/* Few keys: key j is selected when fewer than k keys come before it. */
+static void SEL_FN(select_by_rank)(const SEL_FLOAT *keys, size_t n, size_t k, uint8_t *ret_selected)
+{
+	SEL_UINT u[SELECT_RANK_MAX];
+
+	for (size_t i = 0; i < n; i++)
+		u[i] = SEL_FN(select_key)(keys[i]);
+	for (size_t j = 0; j < n; j++) {
+		size_t before = 0;
+
+		for (size_t i = 0; i < n; i++)
+			before += u[i] < u[j] || (u[i] == u[j] && i < j);
+		ret_selected[j] = before < k;
+	}
+}
+
+int SEL_PUBLIC(const SEL_FLOAT *keys, size_t n, size_t k, SEL_UINT *scratch, uint8_t *ret_selected)
+{
+	size_t need;
+	SEL_UINT t;
+
+	if (k > n || (n > 0 && !ret_selected))
+		return -EINVAL;
+	if (k == 0 || k == n) {
+		if (n > 0)
+			memset(ret_selected, k == n, n);
+		return 0;
+	}
+	if (!keys)
+		return -EINVAL;
+	if (n <= SELECT_RANK_MAX) {
+		SEL_FN(select_by_rank)(keys, n, k, ret_selected);
+		return 0;
+	}
+	if (!scratch)
+		return -EINVAL;
+	t = SEL_FN(select_kth)(keys, n, k - 1, scratch, &need);
+	need = k - need;   /* keys equal to t to take, lowest indices first */
+	for (size_t i = 0; i < n; i++) {
+		SEL_UINT u = SEL_FN(select_key)(keys[i]);
+
+		ret_selected[i] = u < t || (u == t && need > 0);
+		need -= u == t && need > 0;
+	}
+	return 0;
+}
+
