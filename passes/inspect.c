@@ -293,6 +293,10 @@ static int row_sparse(struct inspect *in, const Onnx__SparseTensorProto *s, stru
 		r = opass_tensor_check(s->values, &nnz_stored, err);
 	if (r < 0)
 		return r;
+	if (row->numel > OPASS_MAX_DENSE_ELEMENTS)
+		return opass_error(err, -E2BIG, "sparse tensor '%s': dims claim %" PRIu64
+				   " elements for %" PRIu64 " stored values (limit %" PRIu64 ")",
+				   s->values->name, row->numel, nnz_stored, OPASS_MAX_DENSE_ELEMENTS);
 	if (map.cols == 0)
 		map.cols = (int64_t)row->numel;
 	row->op = op;

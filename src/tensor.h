@@ -18,6 +18,10 @@ bool opass_dtype_is_float(int32_t dtype);
 /* Bytes per element of fixed-size dtypes, 0 for others (string, 4-bit...). */
 size_t opass_dtype_size(int32_t dtype);
 
+/* Dense element count above which a tensor whose dims are not backed by
+ * stored elements (a sparse tensor) is refused rather than expanded. */
+#define OPASS_MAX_DENSE_ELEMENTS ((uint64_t)1 << 31)
+
 /* Element count from dims, checking for negative dims and overflow. */
 int opass_tensor_numel(const Onnx__TensorProto *t, uint64_t *ret_numel, struct onnxpass_error *err);
 
