@@ -56,7 +56,9 @@ static void usage(FILE *f)
 	      "  --zeros-per-block N   --norm 1|2   --nearliness N   --conv-view oihw|ohwi\n"
 	      "Options:\n"
 	      "  -o, --output FILE       output (may equal the input; written atomically)\n"
-	      "  --format auto|coo|dense sparse storage for convert/sparsify (default auto)\n"
+	      "  --format auto|coo|dense|ort-sparse  storage for convert/sparsify (default auto);\n"
+	      "                          ort-sparse: MatMul/Gemm -> ai.onnx_pass::SparseMatMul\n"
+	      "  --min-sparsity X        ort-sparse: convert weights with >= X zeros (default 0.5)\n"
 	      "  --keep-params K1,K2     squash/convert: keep these args (params_to_keep)\n"
 	      "  --strict, --no-strict   state load: every group must exist (default strict)\n"
 	      "  --external-data         write tensors to OUTPUT.data\n"
@@ -182,6 +184,7 @@ enum {
 	OPT_SPARSITY = 1000, OPT_BLOCK, OPT_ZEROS, OPT_NORM, OPT_SPARSIFIER, OPT_NEARLINESS,
 	OPT_CONV_VIEW, OPT_FORMAT, OPT_KEEP, OPT_STRICT, OPT_NO_STRICT, OPT_EXTERNAL, OPT_JSON,
 	OPT_FREEZE, OPT_UNFREEZE, OPT_CONFIG, OPT_PLUGIN, OPT_LIST, OPT_VERSION,
+	OPT_MIN_SPARSITY,
 };
 
 static const struct option options[] = {
@@ -195,6 +198,7 @@ static const struct option options[] = {
 	{ "nearliness", required_argument, NULL, OPT_NEARLINESS },
 	{ "conv-view", required_argument, NULL, OPT_CONV_VIEW },
 	{ "format", required_argument, NULL, OPT_FORMAT },
+	{ "min-sparsity", required_argument, NULL, OPT_MIN_SPARSITY },
 	{ "keep-params", required_argument, NULL, OPT_KEEP },
 	{ "strict", no_argument, NULL, OPT_STRICT },
 	{ "no-strict", no_argument, NULL, OPT_NO_STRICT },
@@ -250,6 +254,11 @@ static int parse_flag(struct cli *cli, struct flags *fl, int c, const char *arg)
 	case OPT_CONV_VIEW: json_set(fl->defaults, "conv_view", cJSON_CreateString(arg)); break;
 	case OPT_SPARSIFIER: fl->sparsifier = arg; break;
 	case OPT_FORMAT: json_set(fl->opts, "format", cJSON_CreateString(arg)); break;
+	case OPT_MIN_SPARSITY:
+		r = parse_number("--min-sparsity", arg, &v);
+		if (r == 0)
+			json_set(fl->opts, "min_sparsity", cJSON_CreateNumber(v));
+		break;
 	case OPT_KEEP: json_set(fl->opts, "keep_params", split_list(arg)); break;
 	case OPT_STRICT: json_set(fl->opts, "strict", cJSON_CreateTrue()); break;
 	case OPT_NO_STRICT: json_set(fl->opts, "strict", cJSON_CreateFalse()); break;

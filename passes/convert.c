@@ -8,7 +8,9 @@
  *           ─► consumers
  *
  * Conditions: the model is prepared; options.format is "auto" (default:
- * sparse when COO is smaller than dense), "coo" (always) or "dense" (never).
+ * sparse when COO is smaller than dense), "coo" (always), "dense" (never)
+ * or "ort-sparse" (MatMul/Gemm weights with at least options.min_sparsity
+ * zeros, default 0.5, become ai.onnx_pass::SparseMatMul: see ort_sparse.c).
  * A weight stays dense when it lives in a Constant node or a subgraph, or
  * when the model's IR version is below 6 (no sparse_initializer). Indices
  * are linear (row-major over the weight's dims), strictly increasing.
@@ -20,10 +22,11 @@
 #include "error.h"
 #include "graph.h"
 #include "parallel.h"
+#include "ort_sparse.h"
 #include "passes.h"
 #include "tensor.h"
 
-enum convert_format { FORMAT_AUTO, FORMAT_COO, FORMAT_DENSE };
+enum convert_format { FORMAT_AUTO, FORMAT_COO, FORMAT_DENSE, FORMAT_ORT_SPARSE };
 
 static int convert_format(const struct opass_config *config, enum convert_format *ret,
 			  struct onnxpass_error *err)
@@ -36,8 +39,27 @@ static int convert_format(const struct opass_config *config, enum convert_format
 		*ret = FORMAT_COO;
 	else if (cJSON_IsString(f) && strcmp(f->valuestring, "dense") == 0)
 		*ret = FORMAT_DENSE;
+	else if (cJSON_IsString(f) && strcmp(f->valuestring, "ort-sparse") == 0)
+		*ret = FORMAT_ORT_SPARSE;
 	else
-		return opass_error(err, -EINVAL, "options: format must be auto, coo or dense");
+		return opass_error(err, -EINVAL, "options: format must be auto, coo, dense or "
+				   "ort-sparse");
+	return 0;
+}
+
+/* options.min_sparsity (ort-sparse): a fraction of zeros in [0, 1], default 0.5. */
+static int convert_min_sparsity(const struct opass_config *config, double *ret,
+				struct onnxpass_error *err)
+{
+	const cJSON *v = opass_config_option(config, "min_sparsity");
+
+	if (!v || cJSON_IsNull(v)) {
+		*ret = 0.5;
+		return 0;
+	}
+	if (!cJSON_IsNumber(v) || !(v->valuedouble >= 0.0 && v->valuedouble <= 1.0))
+		return opass_error(err, -EINVAL, "options: min_sparsity must be a number in [0, 1]");
+	*ret = v->valuedouble;
 	return 0;
 }
 
@@ -225,16 +247,21 @@ int opass_pass_convert(struct onnxpass_model *model, struct onnxpass_context *ct
 	struct opass_config *config = NULL;
 	struct opass_state *state = NULL;
 	enum convert_format format = FORMAT_AUTO;
+	double min_sparsity = 0.5;
 	int r;
 
 	r = opass_context_config(ctx, &config, err);
 	if (r == 0)
 		r = convert_format(config, &format, err);
 	if (r == 0)
+		r = convert_min_sparsity(config, &min_sparsity, err);
+	if (r == 0)
 		r = opass_state_load(model->proto, &state, err);
 	if (r == 0)
 		r = opass_squash_apply(model->proto, state, config, err);
-	if (r == 0)
+	if (r == 0 && format == FORMAT_ORT_SPARSE)
+		r = opass_ort_sparse_apply(model->proto, state, min_sparsity, err);
+	else if (r == 0)
 		r = groups_convert(model->proto, state, config, format, err);
 	opass_state_free(state);
 	opass_config_free(config);

@@ -314,11 +314,11 @@ static void row_avx2(const struct opass_spmm *s, int64_t row, int r, const float
 
 #pragma GCC unroll 8
 			for (int j = 0; j < TILE_M / 8; j++)
-				acc[j] = _mm256_fmadd_ps(w, _mm256_load_ps(x + 8 * j), acc[j]);
+				acc[j] = _mm256_fmadd_ps(w, _mm256_loadu_ps(x + 8 * j), acc[j]);
 		}
 	}
 	for (int j = 0; j < TILE_M / 8; j++)
-		_mm256_store_ps(out + 8 * j, acc[j]);
+		_mm256_storeu_ps(out + 8 * j, acc[j]);
 }
 
 __attribute__((target("avx2,fma")))
@@ -346,11 +346,11 @@ static void row_avx512(const struct opass_spmm *s, int64_t row, int r, const flo
 
 #pragma GCC unroll 4
 			for (int j = 0; j < TILE_M / 16; j++)
-				acc[j] = _mm512_fmadd_ps(w, _mm512_load_ps(x + 16 * j), acc[j]);
+				acc[j] = _mm512_fmadd_ps(w, _mm512_loadu_ps(x + 16 * j), acc[j]);
 		}
 	}
 	for (int j = 0; j < TILE_M / 16; j++)
-		_mm512_store_ps(out + 16 * j, acc[j]);
+		_mm512_storeu_ps(out + 16 * j, acc[j]);
 }
 
 /* 4x1 blocks: four outputs share each packed row of A. */
@@ -369,7 +369,7 @@ static void rows4_avx512(const struct opass_spmm *s, int64_t row, const float *a
 
 #pragma GCC unroll 4
 		for (int j = 0; j < TILE_M / 16; j++)
-			xs[j] = _mm512_load_ps(x + 16 * j);
+			xs[j] = _mm512_loadu_ps(x + 16 * j);
 #pragma GCC unroll 4
 		for (int r = 0; r < 4; r++) {
 			__m512 w = _mm512_set1_ps(v[r]);
@@ -381,7 +381,7 @@ static void rows4_avx512(const struct opass_spmm *s, int64_t row, const float *a
 	}
 	for (int r = 0; r < 4; r++)
 		for (int j = 0; j < TILE_M / 16; j++)
-			_mm512_store_ps(out + r * TILE_M + 16 * j, acc[r][j]);
+			_mm512_storeu_ps(out + r * TILE_M + 16 * j, acc[r][j]);
 }
 
 __attribute__((target("avx512f")))
@@ -441,7 +441,8 @@ static float bias_at(const struct spmm_job *job, int64_t n)
 	return job->bias[job->n_bias == 1 ? 0 : n];
 }
 
-/* at[k][i] = a[m0 + i][k] for one tile; rows past m and columns past K are 0. */
+/* at[k][i] = a[m0 + i][k] for one tile; rows past m and columns past K are 0.
+ * Transposed in 16x16 blocks so that reads and writes both stay in L1. */
 static void tile_pack(void *data, size_t t)
 {
 	const struct spmm_job *job = data;
@@ -449,14 +450,15 @@ static void tile_pack(void *data, size_t t)
 	int64_t rows = job->m - m0 < TILE_M ? job->m - m0 : TILE_M;
 	float *at = job->at + (size_t)t * (size_t)k_pad * TILE_M;
 
-	for (int64_t c0 = 0; c0 < k; c0 += PACK_K) {
-		int64_t c1 = c0 + PACK_K < k ? c0 + PACK_K : k;
+	for (int64_t c0 = 0; c0 < k; c0 += 16) {
+		int64_t c1 = c0 + 16 < k ? c0 + 16 : k;
 
-		for (int64_t i = 0; i < rows; i++) {
-			const float *src = job->a + (m0 + i) * k;
+		for (int64_t i0 = 0; i0 < rows; i0 += 16) {
+			int64_t i1 = i0 + 16 < rows ? i0 + 16 : rows;
 
 			for (int64_t c = c0; c < c1; c++)
-				at[c * TILE_M + i] = src[c];
+				for (int64_t i = i0; i < i1; i++)
+					at[c * TILE_M + i] = job->a[(m0 + i) * k + c];
 		}
 		for (int64_t c = c0; rows < TILE_M && c < c1; c++)
 			memset(at + c * TILE_M + rows, 0, (size_t)(TILE_M - rows) * sizeof(float));
@@ -464,16 +466,28 @@ static void tile_pack(void *data, size_t t)
 	memset(at + k * TILE_M, 0, (size_t)(k_pad - k) * TILE_M * sizeof(float));
 }
 
+/* y[m0 + i][n0 + j] = out[j][i] + bias, in 16x16 blocks. */
 static void tile_store(const struct spmm_job *job, int64_t m0, int64_t n0, int64_t n_out,
 		       const float *out)
 {
 	int64_t rows = job->m - m0 < TILE_M ? job->m - m0 : TILE_M, n = job->s->n;
+	float bias[CHUNK_N];
 
-	for (int64_t i = 0; i < rows; i++) {
-		float *y = job->y + (m0 + i) * n + n0;
+	for (int64_t j = 0; j < n_out; j++)
+		bias[j] = bias_at(job, n0 + j);
+	for (int64_t i0 = 0; i0 < rows; i0 += 16) {
+		int64_t i1 = i0 + 16 < rows ? i0 + 16 : rows;
 
-		for (int64_t j = 0; j < n_out; j++)
-			y[j] = out[j * TILE_M + i] + bias_at(job, n0 + j);
+		for (int64_t j0 = 0; j0 < n_out; j0 += 16) {
+			int64_t j1 = j0 + 16 < n_out ? j0 + 16 : n_out;
+
+			for (int64_t i = i0; i < i1; i++) {
+				float *y = job->y + (m0 + i) * n + n0;
+
+				for (int64_t j = j0; j < j1; j++)
+					y[j] = out[j * TILE_M + i] + bias[j];
+			}
+		}
 	}
 }
 
