@@ -132,11 +132,13 @@ int SEL_PUBLIC(const SEL_FLOAT *keys, size_t n, size_t k, SEL_UINT *scratch, uin
 		return -EINVAL;
 	t = SEL_FN(select_kth)(keys, n, k - 1, scratch, &need);
 	need = k - need;   /* keys equal to t to take, lowest indices first */
-	for (size_t i = 0; i < n; i++) {
-		SEL_UINT u = SEL_FN(select_key)(keys[i]);
-
-		ret_selected[i] = u < t || (u == t && need > 0);
-		need -= u == t && need > 0;
+	for (size_t i = 0; i < n; i++)
+		ret_selected[i] = SEL_FN(select_key)(keys[i]) < t;
+	for (size_t i = 0; need > 0 && i < n; i++) {
+		if (SEL_FN(select_key)(keys[i]) == t) {
+			ret_selected[i] = 1;
+			need--;
+		}
 	}
 	return 0;
 }

@@ -79,6 +79,19 @@ static double wn_round_half_even(double x)
 /* Zero every element of the pruned blocks, row by row. */
 static void wn_zero_pruned(const struct wn_grid *g, const uint8_t *pruned, uint8_t *mask)
 {
+	if (g->br == 1 && g->bc == 1) {
+		for (size_t i = 0; i < g->nb; i++)
+			mask[i] = !pruned[i];
+		return;
+	}
+	if (g->br == 1 && g->bc == 4 && g->cols % 4 == 0) {
+		for (size_t b = 0; b < g->nb; b++) {
+			uint32_t v = pruned[b] ? 0 : 0x01010101u;
+
+			memcpy(mask + 4 * b, &v, 4);
+		}
+		return;
+	}
 	for (size_t r = 0; r < g->rows; r++) {
 		const uint8_t *p = pruned + r / g->br * g->nbc;
 		uint8_t *row = mask + r * g->cols;
