@@ -51,7 +51,8 @@ static int schedule_level(const cJSON *schedule, double s_f, double t, double *r
 	return 0;
 }
 
-/* Buffers one worker thread reuses across groups. */
+/* Buffers one worker thread reuses across groups (room for doubles; float
+ * weights use them as floats). */
 struct scratch {
 	double *values;
 	double *stored;
@@ -91,10 +92,13 @@ static int group_update(struct opass_group *g, enum opass_sparsifier kind, doubl
 			.zeros_per_block = g->args.zeros_per_block,
 			.norm = g->args.norm,
 		};
-		bool wide = g->weight.tensor->data_type == ONNX__TENSOR_PROTO__DATA_TYPE__DOUBLE;
-
-		opass_group_read_masked(g, s->values, s->stored);
-		r = opass_weight_norm_mask(s->values, rows, cols, wide, &wn, s->mask);
+		if (g->weight.tensor->data_type == ONNX__TENSOR_PROTO__DATA_TYPE__DOUBLE) {
+			opass_group_read_masked(g, s->values, s->stored);
+			r = opass_weight_norm_mask(s->values, rows, cols, true, &wn, s->mask);
+		} else {
+			opass_group_read_masked_f32(g, (float *)s->values, (float *)s->stored);
+			r = opass_weight_norm_mask_f32((float *)s->values, rows, cols, &wn, s->mask);
+		}
 	}
 	if (r == 0)
 		opass_group_write_mask(g, s->mask);

@@ -148,6 +148,22 @@ void opass_tensor_read(const Onnx__TensorProto *t, double *out)
 		out[i] = opass_tensor_get(t, i);
 }
 
+void opass_tensor_read_f32(const Onnx__TensorProto *t, float *out)
+{
+	uint64_t n = tensor_stored(t);
+
+	if (t->data_type == DT(FLOAT) && t->has_raw_data) {
+		memcpy(out, t->raw_data.data, n * 4);
+		return;
+	}
+	if (t->data_type == DT(FLOAT)) {
+		memcpy(out, t->float_data, n * 4);
+		return;
+	}
+	for (uint64_t i = 0; i < n; i++)
+		out[i] = (float)opass_tensor_get(t, i);
+}
+
 void opass_tensor_zero(Onnx__TensorProto *t, uint64_t i)
 {
 	size_t size = opass_dtype_size(t->data_type);

@@ -31,6 +31,9 @@ int opass_tensor_check(const Onnx__TensorProto *t, uint64_t *ret_numel, struct o
 /* Read all elements of a checked float tensor as doubles (exact widening). */
 void opass_tensor_read(const Onnx__TensorProto *t, double *out);
 
+/* The same as float for FLOAT, FLOAT16 and BFLOAT16 tensors (exact). */
+void opass_tensor_read_f32(const Onnx__TensorProto *t, float *out);
+
 /* Read element i as double. */
 double opass_tensor_get(const Onnx__TensorProto *t, uint64_t i);
 

@@ -73,6 +73,8 @@ int opass_state_store(Onnx__ModelProto *model, const struct opass_state *state,
 /* Read the currently masked weight (W * mask) in view order into values;
  * scratch (same size) is used for views that are not the storage order. */
 void opass_group_read_masked(const struct opass_group *group, double *values, double *scratch);
+/* The same in float32, for float32/float16/bfloat16 weights (exact). */
+void opass_group_read_masked_f32(const struct opass_group *group, float *values, float *scratch);
 /* Store a view-order mask into the group's mask tensor. */
 void opass_group_write_mask(struct opass_group *group, const uint8_t *view_mask);
 

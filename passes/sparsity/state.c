@@ -137,13 +137,6 @@ uint64_t opass_view_offset(const struct opass_view_map *map, int64_t i, int64_t 
 
 /* --- masks ------------------------------------------------------------------- */
 
-/* W * mask exactly as torch's FakeSparsity computes it (NaN * 0 stays NaN,
- * -x * 0 is -0.0); mask bytes are 0 or 1. */
-static inline double masked(double v, uint8_t m)
-{
-	return v * (double)m;
-}
-
 /* Transposes go tile by tile to stay in cache. */
 #define TILE 32
 
@@ -154,35 +147,55 @@ static bool view_is_identity(const struct opass_view_map *map)
 	       (map->view == OPASS_VIEW_CONV && map->conv_view == OPASS_CONV_VIEW_OIHW);
 }
 
+/* Copy elements of esize bytes from storage order into view order (inlined
+ * with a constant esize by each caller). */
+static inline __attribute__((always_inline)) void
+view_gather(const struct opass_view_map *map, const uint8_t *stored, uint8_t *values, size_t esize)
+{
+	int64_t rows = map->rows, cols = map->cols;
+
+	if (map->view == OPASS_VIEW_TRANSPOSED) {
+		/* stored [cols][rows] -> values [rows][cols] */
+		for (int64_t j0 = 0; j0 < cols; j0 += TILE)
+			for (int64_t i0 = 0; i0 < rows; i0 += TILE)
+				for (int64_t j = j0; j < j0 + TILE && j < cols; j++)
+					for (int64_t i = i0; i < i0 + TILE && i < rows; i++)
+						memcpy(values + (uint64_t)(i * cols + j) * esize,
+						       stored + (uint64_t)(j * rows + i) * esize, esize);
+		return;
+	}
+	for (int64_t i = 0; i < rows; i++)
+		for (int64_t j = 0; j < cols; j++)
+			memcpy(values + (uint64_t)(i * cols + j) * esize,
+			       stored + opass_view_offset(map, i, j) * esize, esize);
+}
+
+/* W * mask is computed as torch's FakeSparsity does (NaN * 0 stays NaN,
+ * -x * 0 is -0.0), in storage order, then put in view order. */
 void opass_group_read_masked(const struct opass_group *group, double *values, double *scratch)
 {
-	const struct opass_view_map *map = &group->map;
 	const uint8_t *mask = group->mask->raw_data.data;
-	uint64_t n = (uint64_t)map->rows * (uint64_t)map->cols;
-	double *stored = view_is_identity(map) ? values : scratch;
+	uint64_t n = (uint64_t)group->map.rows * (uint64_t)group->map.cols;
+	double *stored = view_is_identity(&group->map) ? values : scratch;
 
 	opass_tensor_read(group->weight.tensor, stored);
-	if (stored == values) {
-		for (uint64_t off = 0; off < n; off++)
-			values[off] = masked(stored[off], mask[off]);
-	} else if (map->view == OPASS_VIEW_TRANSPOSED) {
-		/* stored [cols][rows] -> values [rows][cols], in cache-sized tiles */
-		for (int64_t j0 = 0; j0 < map->cols; j0 += TILE)
-			for (int64_t i0 = 0; i0 < map->rows; i0 += TILE)
-				for (int64_t j = j0; j < j0 + TILE && j < map->cols; j++)
-					for (int64_t i = i0; i < i0 + TILE && i < map->rows; i++) {
-						int64_t off = j * map->rows + i;
+	for (uint64_t off = 0; off < n; off++)
+		stored[off] *= (double)mask[off];
+	if (stored != values)
+		view_gather(&group->map, (const uint8_t *)stored, (uint8_t *)values, sizeof(*values));
+}
 
-						values[i * map->cols + j] = masked(stored[off], mask[off]);
-					}
-	} else {
-		for (int64_t i = 0; i < map->rows; i++)
-			for (int64_t j = 0; j < map->cols; j++) {
-				uint64_t off = opass_view_offset(map, i, j);
+void opass_group_read_masked_f32(const struct opass_group *group, float *values, float *scratch)
+{
+	const uint8_t *mask = group->mask->raw_data.data;
+	uint64_t n = (uint64_t)group->map.rows * (uint64_t)group->map.cols;
+	float *stored = view_is_identity(&group->map) ? values : scratch;
 
-				values[i * map->cols + j] = mask[off] ? stored[off] : 0.0;
-			}
-	}
+	opass_tensor_read_f32(group->weight.tensor, stored);
+	for (uint64_t off = 0; off < n; off++)
+		stored[off] *= (float)mask[off];
+	if (stored != values)
+		view_gather(&group->map, (const uint8_t *)stored, (uint8_t *)values, sizeof(*values));
 }
 
 void opass_group_write_mask(struct opass_group *group, const uint8_t *view_mask)
