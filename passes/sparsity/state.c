@@ -137,8 +137,8 @@ uint64_t opass_view_offset(const struct opass_view_map *map, int64_t i, int64_t 
 
 /* --- masks ------------------------------------------------------------------- */
 
-/* Transposes go tile by tile to stay in cache. */
-#define TILE 32
+/* Transposes go tile by tile to stay in cache (16 measured best here). */
+#define TILE 16
 
 /* Is the view the storage order itself? */
 static bool view_is_identity(const struct opass_view_map *map)
@@ -155,11 +155,11 @@ view_gather(const struct opass_view_map *map, const uint8_t *stored, uint8_t *va
 	int64_t rows = map->rows, cols = map->cols;
 
 	if (map->view == OPASS_VIEW_TRANSPOSED) {
-		/* stored [cols][rows] -> values [rows][cols] */
-		for (int64_t j0 = 0; j0 < cols; j0 += TILE)
-			for (int64_t i0 = 0; i0 < rows; i0 += TILE)
-				for (int64_t j = j0; j < j0 + TILE && j < cols; j++)
-					for (int64_t i = i0; i < i0 + TILE && i < rows; i++)
+		/* stored [cols][rows] -> values [rows][cols], writes contiguous */
+		for (int64_t i0 = 0; i0 < rows; i0 += TILE)
+			for (int64_t j0 = 0; j0 < cols; j0 += TILE)
+				for (int64_t i = i0; i < i0 + TILE && i < rows; i++)
+					for (int64_t j = j0; j < j0 + TILE && j < cols; j++)
 						memcpy(values + (uint64_t)(i * cols + j) * esize,
 						       stored + (uint64_t)(j * rows + i) * esize, esize);
 		return;
