@@ -1,0 +1,412 @@
+/* SPDX-License-Identifier: MIT */
+/* plugin/sparse_kernels.c against a dense double-precision reference. */
+#include <errno.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sparse_kernels.h"
+#include "testlib.h"
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15u;
+
+static uint64_t rng(void)
+{
+	rng_state ^= rng_state << 13;
+	rng_state ^= rng_state >> 7;
+	rng_state ^= rng_state << 17;
+	return rng_state;
+}
+
+static float frand(void)
+{
+	return (float)(rng() >> 40) / (float)(1 << 23) - 1.0f;
+}
+
+/* Dense bt [n, k] with zeros: each br x bc block kept with probability keep,
+ * and a kept block's elements zeroed with probability hole. Row 1 is empty. */
+static float *weight_make(int64_t n, int64_t k, int64_t br, int64_t bc, double keep, double hole)
+{
+	float *bt = calloc((size_t)(n * k + 1), sizeof(*bt));
+
+	ck_assert_ptr_nonnull(bt);
+	for (int64_t i = 0; i < n; i += br)
+		for (int64_t j = 0; j < k; j += bc) {
+			if ((double)(rng() % 1000) >= keep * 1000)
+				continue;
+			for (int64_t r = i; r < i + br && r < n; r++)
+				for (int64_t c = j; c < j + bc && c < k; c++)
+					if ((double)(rng() % 1000) >= hole * 1000 && r != 1)
+						bt[r * k + c] = frand();
+		}
+	return bt;
+}
+
+static double *reference(const float *a, const float *bt, const float *bias, size_t n_bias,
+			 int64_t m, int64_t n, int64_t k)
+{
+	double *y = calloc((size_t)(m * n + 1), sizeof(*y));
+
+	ck_assert_ptr_nonnull(y);
+	for (int64_t i = 0; i < m; i++)
+		for (int64_t j = 0; j < n; j++) {
+			double s = bias ? bias[n_bias == 1 ? 0 : j] : 0.0;
+
+			for (int64_t c = 0; c < k; c++)
+				s += (double)a[i * k + c] * (double)bt[j * k + c];
+			y[i * n + j] = s;
+		}
+	return y;
+}
+
+static void assert_close(const float *y, const double *ref, int64_t count, const char *what)
+{
+	double scale = 1e-30;
+
+	for (int64_t i = 0; i < count; i++)
+		scale = fmax(scale, fabs(ref[i]));
+	for (int64_t i = 0; i < count; i++)
+		ck_assert_msg(fabs((double)y[i] - ref[i]) <= 1e-5 * scale,
+			      "%s: element %lld is %g, expected %g", what, (long long)i,
+			      (double)y[i], ref[i]);
+}
+
+static struct opass_spmm *spmm_from(const float *bt, int64_t n, int64_t k, int64_t br,
+				    int64_t bc, bool index64)
+{
+	struct onnxpass_error err = { 0 };
+	struct opass_bsr *bsr = NULL;
+	struct opass_spmm *spmm = NULL;
+	int32_t *col32, *ptr32;
+	int64_t rows = (n + br - 1) / br + 1;
+	int r;
+
+	ck_assert_int_eq(opass_bsr_from_dense(bt, n, k, br, bc, &bsr, &err), 0);
+	col32 = malloc((size_t)(bsr->n_blocks + 1) * sizeof(*col32));
+	ptr32 = malloc((size_t)rows * sizeof(*ptr32));
+	ck_assert(col32 && ptr32);
+	for (int64_t i = 0; i < bsr->n_blocks; i++)
+		col32[i] = (int32_t)bsr->col[i];
+	for (int64_t i = 0; i < rows; i++)
+		ptr32[i] = (int32_t)bsr->row_ptr[i];
+	r = opass_spmm_new(n, k, br, bc, bsr->values, (size_t)(bsr->n_blocks * br * bc),
+			   index64 ? (void *)bsr->col : col32, (size_t)bsr->n_blocks,
+			   index64 ? (void *)bsr->row_ptr : ptr32, (size_t)rows, index64, &spmm,
+			   &err);
+	ck_assert_msg(r == 0, "opass_spmm_new: %s", err.message);
+	free(col32);
+	free(ptr32);
+	opass_bsr_free(bsr);
+	return spmm;
+}
+
+struct shape {
+	int64_t m, n, k, br, bc;
+	double keep, hole;
+};
+
+static void check_shape(const struct shape *s, enum opass_spmm_isa isa, unsigned threads,
+			int bias_kind)
+{
+	float *bt = weight_make(s->n, s->k, s->br, s->bc, s->keep, s->hole);
+	float *a = malloc((size_t)(s->m * s->k + 1) * sizeof(*a));
+	float *y = malloc((size_t)(s->m * s->n + 1) * sizeof(*y));
+	float *bias = malloc((size_t)(s->n + 1) * sizeof(*bias));
+	size_t n_bias = bias_kind == 2 ? (size_t)s->n : (size_t)bias_kind;
+	struct opass_spmm_exec exec = { .isa = isa, .threads = threads };
+	struct opass_spmm *spmm;
+	double *ref;
+	char what[160];
+
+	ck_assert(a && y && bias);
+	for (int64_t i = 0; i < s->m * s->k; i++)
+		a[i] = frand();
+	for (int64_t i = 0; i <= s->n; i++)
+		bias[i] = frand();
+	for (int64_t i = 0; i < s->m * s->n; i++)
+		y[i] = NAN;
+	spmm = spmm_from(bt, s->n, s->k, s->br, s->bc, (s->m & 1) != 0);
+	ref = reference(a, bt, n_bias ? bias : NULL, n_bias, s->m, s->n, s->k);
+	ck_assert_int_eq(opass_spmm_run(spmm, a, s->m, n_bias ? bias : NULL, n_bias, y, &exec), 0);
+	snprintf(what, sizeof(what), "M=%lld N=%lld K=%lld %lldx%lld isa %d threads %u bias %d",
+		 (long long)s->m, (long long)s->n, (long long)s->k, (long long)s->br,
+		 (long long)s->bc, isa, threads, bias_kind);
+	assert_close(y, ref, s->m * s->n, what);
+	opass_spmm_free(spmm);
+	free(ref);
+	free(bt);
+	free(a);
+	free(y);
+	free(bias);
+}
+
+static const enum opass_spmm_isa isas[] = {
+	OPASS_SPMM_ISA_AUTO, OPASS_SPMM_ISA_GENERIC, OPASS_SPMM_ISA_AVX2, OPASS_SPMM_ISA_AVX512,
+};
+
+static const int64_t block_shapes[][2] = { { 1, 1 }, { 1, 4 }, { 4, 1 }, { 2, 3 }, { 16, 16 } };
+
+START_TEST(test_random_shapes)
+{
+	static const int64_t ms[] = { 1, 3, 8, 63, 64, 65, 130 };
+	static const int64_t ns[] = { 1, 5, 17, 64, 65, 130 };
+	static const int64_t ks[] = { 1, 5, 67, 130 };
+	size_t runs = 0;
+
+	for (size_t b = 0; b < sizeof(block_shapes) / sizeof(block_shapes[0]); b++)
+		for (size_t i = 0; i < sizeof(ms) / sizeof(ms[0]); i++)
+			for (size_t j = 0; j < 3; j++) {
+				struct shape s = {
+					.m = ms[i], .n = ns[(i + j + b) % 6], .k = ks[(i * 3 + j) % 4],
+					.br = block_shapes[b][0], .bc = block_shapes[b][1],
+					.keep = 0.3 + 0.3 * (double)j, .hole = j == 1 ? 0.3 : 0.0,
+				};
+
+				for (size_t t = 0; t < sizeof(isas) / sizeof(isas[0]); t++) {
+					if (!opass_spmm_isa_supported(isas[t]))
+						continue;
+					check_shape(&s, isas[t], 1 + (unsigned)(j % 2), (int)(i % 3));
+					runs++;
+				}
+			}
+	ck_assert_uint_ge(runs, 2 * 5 * 7 * 3);
+}
+END_TEST
+
+START_TEST(test_all_zero_and_dense)
+{
+	struct shape zero = { .m = 70, .n = 33, .k = 40, .br = 1, .bc = 1, .keep = 0.0 };
+	struct shape dense = { .m = 70, .n = 33, .k = 40, .br = 4, .bc = 1, .keep = 1.0 };
+
+	for (size_t t = 0; t < sizeof(isas) / sizeof(isas[0]); t++) {
+		if (!opass_spmm_isa_supported(isas[t]))
+			continue;
+		check_shape(&zero, isas[t], 2, 2);
+		check_shape(&zero, isas[t], 1, 0);
+		check_shape(&dense, isas[t], 2, 1);
+	}
+}
+END_TEST
+
+START_TEST(test_empty_dims)
+{
+	float a[8] = { 1, 2, 3, 4, 5, 6, 7, 8 }, y[8], bias[4] = { 1, 2, 3, 4 };
+	struct opass_spmm *spmm;
+	int64_t ptr[5] = { 0 }, c[1] = { 0 };
+	float v[1] = { 0 };
+
+	/* K = 0: y is the bias */
+	ck_assert_int_eq(opass_spmm_new(4, 0, 1, 1, v, 0, c, 0, ptr, 5, true, &spmm, NULL), 0);
+	ck_assert_int_eq(opass_spmm_run(spmm, a, 2, bias, 4, y, NULL), 0);
+	for (int i = 0; i < 8; i++)
+		ck_assert_float_eq(y[i], bias[i % 4]);
+	for (int64_t m = 0; m < 70; m += 69) {
+		float *big_a = calloc(70, sizeof(float)), *big_y = malloc(70 * 4 * sizeof(float));
+
+		ck_assert_int_eq(opass_spmm_run(spmm, big_a, m, NULL, 0, big_y, NULL), 0);
+		for (int64_t i = 0; i < m * 4; i++)
+			ck_assert_float_eq(big_y[i], 0.0f);
+		free(big_a);
+		free(big_y);
+	}
+	opass_spmm_free(spmm);
+	/* N = 0: nothing to write */
+	ck_assert_int_eq(opass_spmm_new(0, 3, 1, 1, v, 0, c, 0, ptr, 1, true, &spmm, NULL), 0);
+	ck_assert_int_eq(opass_spmm_run(spmm, a, 2, NULL, 0, y, NULL), 0);
+	opass_spmm_free(spmm);
+}
+END_TEST
+
+START_TEST(test_bsr_from_dense)
+{
+	/* 3 x 6 with 2x4 blocks: columns 4, 5 and row 2 are padding */
+	static const float bt[18] = {
+		0, 0, 0, 0,  0, 1,
+		0, -0.0f, 0, 0,  0, 0,
+		2, 0, 0, 3,  0, 0,
+	};
+	struct onnxpass_error err = { 0 };
+	struct opass_bsr *bsr = NULL;
+	int64_t blocks, nonzero;
+
+	opass_bsr_count(bt, 3, 6, 2, 4, &blocks, &nonzero);
+	ck_assert_int_eq(blocks, 2);
+	ck_assert_int_eq(nonzero, 3);
+	ck_assert_int_eq(opass_bsr_from_dense(bt, 3, 6, 2, 4, &bsr, &err), 0);
+	ck_assert_int_eq(bsr->n_blocks, 2);
+	ck_assert_int_eq(bsr->row_ptr[0], 0);
+	ck_assert_int_eq(bsr->row_ptr[1], 1);
+	ck_assert_int_eq(bsr->row_ptr[2], 2);
+	ck_assert_int_eq(bsr->col[0], 1);
+	ck_assert_int_eq(bsr->col[1], 0);
+	/* block (0, 1): rows 0-1, columns 4-7 */
+	ck_assert_float_eq(bsr->values[1], 1.0f);
+	for (int i = 0; i < 8; i++)
+		if (i != 1)
+			ck_assert_float_eq(bsr->values[i], 0.0f);
+	/* block (1, 0): row 2 then the padding row */
+	ck_assert_float_eq(bsr->values[8], 2.0f);
+	ck_assert_float_eq(bsr->values[11], 3.0f);
+	for (int i = 12; i < 16; i++)
+		ck_assert_float_eq(bsr->values[i], 0.0f);
+	opass_bsr_free(bsr);
+	ck_assert_int_eq(opass_bsr_from_dense(bt, 3, 6, 0, 4, &bsr, &err), -EINVAL);
+	ck_assert_int_eq(opass_bsr_from_dense(bt, 3, 6, 1, 17, &bsr, &err), -EINVAL);
+	ck_assert_ptr_null(opass_bsr_free(NULL));
+}
+END_TEST
+
+/* opass_spmm_new on BSR arrays of a 4 x 6 weight with 1x2 blocks. */
+static int spmm_try(int64_t br, int64_t bc, const int32_t *col, size_t n_col,
+		    const int32_t *ptr, size_t n_ptr, const float *v, size_t n_v, char *msg)
+{
+	struct onnxpass_error err = { 0 };
+	struct opass_spmm *spmm = NULL;
+	int r = opass_spmm_new(4, 5, br, bc, v, n_v, col, n_col, ptr, n_ptr, false, &spmm, &err);
+
+	if (r == 0) {
+		ck_assert_ptr_nonnull(spmm);
+		opass_spmm_free(spmm);
+	} else {
+		ck_assert_int_eq(err.code, r);
+		strcpy(msg, err.message);
+	}
+	return r;
+}
+
+START_TEST(test_spmm_new_errors)
+{
+	static const float v[6] = { 1, 2, 3, 4, 5, 0 };
+	static const float v_pad[6] = { 1, 2, 3, 4, 5, 6 };
+	char msg[ONNXPASS_ERROR_MAX] = "";
+
+	/* K = 5, 1x2 blocks: 3 block columns, the last one half padding */
+	ck_assert_int_eq(spmm_try(1, 2, (int32_t[]){ 0, 1, 2 }, 3, (int32_t[]){ 0, 1, 2, 2, 3 }, 5,
+				  v, 6, msg), 0);
+	ck_assert_int_eq(spmm_try(1, 2, (int32_t[]){ 0, 1, 2 }, 3, (int32_t[]){ 0, 1, 2, 2, 3 }, 5,
+				  v_pad, 6, msg), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(msg, "past the weight's edge"));
+	ck_assert_int_eq(spmm_try(1, 2, (int32_t[]){ 0, 1, 3 }, 3, (int32_t[]){ 0, 1, 2, 2, 3 }, 5,
+				  v, 6, msg), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(msg, "block column 3 out of range"));
+	ck_assert_int_eq(spmm_try(1, 2, (int32_t[]){ 0, -1, 2 }, 3, (int32_t[]){ 0, 1, 2, 2, 3 }, 5,
+				  v, 6, msg), -EINVAL);
+	ck_assert_int_eq(spmm_try(1, 2, (int32_t[]){ 0, 1, 2 }, 3, (int32_t[]){ 1, 1, 2, 2, 3 }, 5,
+				  v, 6, msg), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(msg, "start at 0"));
+	ck_assert_int_eq(spmm_try(1, 2, (int32_t[]){ 0, 1, 2 }, 3, (int32_t[]){ 0, 2, 1, 2, 3 }, 5,
+				  v, 6, msg), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(msg, "decreases"));
+	ck_assert_int_eq(spmm_try(1, 2, (int32_t[]){ 0, 1, 2 }, 3, (int32_t[]){ 0, 1, 2, 2, 2 }, 5,
+				  v, 6, msg), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(msg, "ends at 2"));
+	ck_assert_int_eq(spmm_try(1, 2, (int32_t[]){ 0, 1, 2 }, 3, (int32_t[]){ 0, 1, 2, 3 }, 4,
+				  v, 6, msg), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(msg, "row_ptr has 4 entries"));
+	ck_assert_int_eq(spmm_try(1, 2, (int32_t[]){ 0, 1, 2 }, 3, (int32_t[]){ 0, 1, 2, 2, 3 }, 5,
+				  v, 5, msg), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(msg, "5 values for 3 blocks"));
+	ck_assert_int_eq(spmm_try(0, 2, (int32_t[]){ 0 }, 0, (int32_t[]){ 0 }, 1, v, 0, msg), -EINVAL);
+	ck_assert_int_eq(spmm_try(1, 17, (int32_t[]){ 0 }, 0, (int32_t[]){ 0, 0, 0, 0, 0 }, 5, v, 0,
+				  msg), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(msg, "block shape"));
+	ck_assert_ptr_null(opass_spmm_free(NULL));
+}
+END_TEST
+
+struct counting {
+	size_t parallel_calls, items, allocs, releases;
+};
+
+static void count_parallel(void *ctx, void (*fn)(void *data, size_t i), size_t n, void *data)
+{
+	struct counting *c = ctx;
+
+	c->parallel_calls++;
+	c->items += n;
+	for (size_t i = n; i > 0; i--)   /* any order must do */
+		fn(data, i - 1);
+}
+
+static void *count_alloc(void *ctx, size_t size)
+{
+	((struct counting *)ctx)->allocs++;
+	return malloc(size);
+}
+
+static void count_release(void *ctx, void *p)
+{
+	((struct counting *)ctx)->releases++;
+	free(p);
+}
+
+START_TEST(test_exec_callbacks)
+{
+	struct counting c = { 0 };
+	struct opass_spmm_exec exec = { .parallel_for = count_parallel, .ctx = &c,
+					.alloc = count_alloc, .release = count_release };
+	int64_t m = 100, n = 70, k = 33;
+	float *bt = weight_make(n, k, 1, 1, 0.5, 0.0), *a = malloc((size_t)(m * k) * 4);
+	float *y = malloc((size_t)(m * n) * 4), bias = 0.5f;
+	struct opass_spmm *spmm = spmm_from(bt, n, k, 1, 1, false);
+	double *ref;
+
+	for (int64_t i = 0; i < m * k; i++)
+		a[i] = frand();
+	ref = reference(a, bt, &bias, 1, m, n, k);
+	ck_assert_int_eq(opass_spmm_run(spmm, a, m, &bias, 1, y, &exec), 0);
+	assert_close(y, ref, m * n, "callbacks");
+	ck_assert_uint_eq(c.parallel_calls, 2);          /* pack, then compute */
+	ck_assert_uint_eq(c.items, 2 + 2 * 2);           /* 2 tiles; 2 tiles x 2 chunks */
+	ck_assert_uint_eq(c.allocs, 1);
+	ck_assert_uint_eq(c.releases, 1);
+	ck_assert_int_eq(opass_spmm_run(spmm, a, m, &bias, 2, y, &exec), -EINVAL);
+	ck_assert_int_eq(opass_spmm_run(spmm, a, -1, NULL, 0, y, &exec), -EINVAL);
+	ck_assert_int_eq(opass_spmm_run(NULL, a, m, NULL, 0, y, &exec), -EINVAL);
+	opass_spmm_free(spmm);
+	free(ref);
+	free(bt);
+	free(a);
+	free(y);
+}
+END_TEST
+
+START_TEST(test_isa_unsupported)
+{
+	for (size_t t = 0; t < sizeof(isas) / sizeof(isas[0]); t++) {
+		struct opass_spmm_exec exec = { .isa = isas[t] };
+		float bt[4] = { 1, 0, 0, 1 }, a[2] = { 1, 2 }, y[2];
+		struct opass_spmm *spmm = spmm_from(bt, 2, 2, 1, 1, false);
+		int r = opass_spmm_run(spmm, a, 1, NULL, 0, y, &exec);
+
+		ck_assert_int_eq(r, opass_spmm_isa_supported(isas[t]) ? 0 : -ENOTSUP);
+		opass_spmm_free(spmm);
+	}
+	ck_assert(opass_spmm_isa_supported(OPASS_SPMM_ISA_GENERIC));
+	ck_assert(!opass_spmm_isa_supported((enum opass_spmm_isa)99));
+}
+END_TEST
+
+static Suite *suite(void)
+{
+	Suite *s = suite_create("sparse-kernels");
+	TCase *tc = tcase_create("kernels");
+
+	tcase_set_timeout(tc, 300);
+	tcase_add_test(tc, test_random_shapes);
+	tcase_add_test(tc, test_all_zero_and_dense);
+	tcase_add_test(tc, test_empty_dims);
+	tcase_add_test(tc, test_bsr_from_dense);
+	tcase_add_test(tc, test_spmm_new_errors);
+	tcase_add_test(tc, test_exec_callbacks);
+	tcase_add_test(tc, test_isa_unsupported);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	return test_run_suite(suite());
+}
