@@ -51,36 +51,41 @@ static int schedule_level(const cJSON *schedule, double s_f, double t, double *r
 	return 0;
 }
 
-/* Buffers one worker thread reuses across groups (room for doubles; float
- * weights use them as floats). */
+/* Buffers one worker thread reuses across groups (sized in bytes: float
+ * weights need half of what double weights do). */
 struct scratch {
-	double *values;
-	double *stored;
+	void *values;
+	void *stored;
 	uint8_t *mask;
-	size_t cap;
+	size_t cap;   /* bytes of values and of stored */
+	size_t cap_mask;
 };
 
-static int scratch_reserve(struct scratch *s, size_t n)
+static int scratch_reserve(struct scratch *s, size_t n, size_t esize)
 {
-	if (n <= s->cap)
-		return 0;
-	free(s->values);
-	free(s->stored);
-	free(s->mask);
-	s->values = malloc(n * sizeof(*s->values));
-	s->stored = malloc(n * sizeof(*s->stored));
-	s->mask = malloc(n);
-	s->cap = s->values && s->stored && s->mask ? n : 0;
-	return s->cap ? 0 : -ENOMEM;
+	if (n * esize > s->cap) {
+		free(s->values);
+		free(s->stored);
+		s->values = malloc(n * esize);
+		s->stored = malloc(n * esize);
+		s->cap = s->values && s->stored ? n * esize : 0;
+	}
+	if (n > s->cap_mask) {
+		free(s->mask);
+		s->mask = malloc(n);
+		s->cap_mask = s->mask ? n : 0;
+	}
+	return s->cap && s->cap_mask ? 0 : -ENOMEM;
 }
 
 static int group_update(struct opass_group *g, enum opass_sparsifier kind, double level,
 			struct scratch *s, struct onnxpass_error *err)
 {
 	size_t rows = (size_t)g->map.rows, cols = (size_t)g->map.cols;
+	bool wide = g->weight.tensor->data_type == ONNX__TENSOR_PROTO__DATA_TYPE__DOUBLE;
 	int r;
 
-	if (scratch_reserve(s, rows * cols > 0 ? rows * cols : 1) < 0)
+	if (scratch_reserve(s, rows * cols > 0 ? rows * cols : 1, wide ? 8 : 4) < 0)
 		return opass_error(err, -ENOMEM, "out of memory");
 	if (kind == OPASS_SPARSIFIER_NEARLY_DIAGONAL) {
 		r = opass_nearly_diagonal_mask(rows, cols, g->args.nearliness, s->mask);
@@ -92,12 +97,12 @@ static int group_update(struct opass_group *g, enum opass_sparsifier kind, doubl
 			.zeros_per_block = g->args.zeros_per_block,
 			.norm = g->args.norm,
 		};
-		if (g->weight.tensor->data_type == ONNX__TENSOR_PROTO__DATA_TYPE__DOUBLE) {
+		if (wide) {
 			opass_group_read_masked(g, s->values, s->stored);
 			r = opass_weight_norm_mask(s->values, rows, cols, true, &wn, s->mask);
 		} else {
-			opass_group_read_masked_f32(g, (float *)s->values, (float *)s->stored);
-			r = opass_weight_norm_mask_f32((float *)s->values, rows, cols, &wn, s->mask);
+			opass_group_read_masked_f32(g, s->values, s->stored);
+			r = opass_weight_norm_mask_f32(s->values, rows, cols, &wn, s->mask);
 		}
 	}
 	if (r == 0)
