@@ -9,6 +9,7 @@
 #include "external.h"
 #include "fileio.h"
 #include "model.h"
+#include "unpack.h"
 #include "wire.h"
 
 /* The protobuf tree may take this many times the serialised size, plus a
@@ -40,9 +41,9 @@ static int model_check(Onnx__ModelProto *proto, struct onnxpass_error *err)
 	return 0;
 }
 
-ONNXPASS_EXPORT int onnxpass_model_load_bytes(const void *data, size_t size, const char *base_dir,
-					      struct onnxpass_model **ret_model,
-					      struct onnxpass_error *err)
+/* release: data is our own file mapping, its pages may be dropped. */
+static int model_load(const void *data, size_t size, const char *base_dir, bool release,
+		      struct onnxpass_model **ret_model, struct onnxpass_error *err)
 {
 	struct onnxpass_model *model;
 	int r;
@@ -53,7 +54,7 @@ ONNXPASS_EXPORT int onnxpass_model_load_bytes(const void *data, size_t size, con
 	r = model_wire_check(data, size, err);
 	if (r < 0)
 		goto fail;
-	model->proto = onnx__model_proto__unpack(NULL, size, data);
+	model->proto = opass_model_unpack(data, size, release);
 	if (!model->proto) {
 		r = opass_error(err, -EBADMSG, "not a valid ONNX model (protobuf parse failed)");
 		goto fail;
@@ -78,6 +79,13 @@ fail:
 	return r;
 }
 
+ONNXPASS_EXPORT int onnxpass_model_load_bytes(const void *data, size_t size, const char *base_dir,
+					      struct onnxpass_model **ret_model,
+					      struct onnxpass_error *err)
+{
+	return model_load(data, size, base_dir, false, ret_model, err);
+}
+
 ONNXPASS_EXPORT int onnxpass_model_load_file(const char *path, struct onnxpass_model **ret_model,
 					     struct onnxpass_error *err)
 {
@@ -90,7 +98,7 @@ ONNXPASS_EXPORT int onnxpass_model_load_file(const char *path, struct onnxpass_m
 		return r;
 	copy = strdup(path);
 	if (copy)
-		r = onnxpass_model_load_bytes(file.data, file.size, dirname(copy), ret_model, err);
+		r = model_load(file.data, file.size, dirname(copy), true, ret_model, err);
 	else
 		r = opass_error(err, -ENOMEM, "out of memory");
 	free(copy);
