@@ -29,7 +29,7 @@
 
 #include <onnxruntime_c_api.h>
 
-#include "onnxpass/onnxpass.h"
+#include "onnxpass/ort.h"
 #include "sparse_kernels.h"
 
 #define OPS_DOMAIN "ai.onnx_pass"
@@ -537,9 +537,6 @@ static OrtStatus *domain_get(const OrtApi *api, uint32_t version, OrtCustomOpDom
 	pthread_mutex_unlock(&ops_lock);
 	return s;
 }
-
-ONNXPASS_EXPORT OrtStatus *ORT_API_CALL RegisterCustomOps(OrtSessionOptions *options,
-							  const OrtApiBase *api_base);
 
 ONNXPASS_EXPORT OrtStatus *ORT_API_CALL RegisterCustomOps(OrtSessionOptions *options,
 							  const OrtApiBase *api_base)

@@ -38,6 +38,18 @@ ONNXPASS_EXPORT int onnxpass_ort_create_session(const OrtApi *api, const OrtEnv 
 						OrtSession **ret_session,
 						struct onnxpass_error *err);
 
+/*
+ * ONNX Runtime's custom-op library entry point: registers the custom-op
+ * domain "ai.onnx_pass" (SparseMatMul, which models converted with
+ * `--format ort-sparse` use) in options. ORT calls it when the library is
+ * loaded with RegisterCustomOpsLibrary_V2(options, "libonnxpass.so") or
+ * Python's SessionOptions.register_custom_ops_library(); an application
+ * linked with the library may call it itself with OrtGetApiBase(). The
+ * domain lives until the process exits. Returns NULL or ORT's error status.
+ */
+ONNXPASS_EXPORT OrtStatus *ORT_API_CALL RegisterCustomOps(OrtSessionOptions *options,
+							  const OrtApiBase *api_base);
+
 #ifdef __cplusplus
 }
 #endif
