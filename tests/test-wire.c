@@ -258,13 +258,17 @@ START_TEST(test_unknown_fields_pass)
 	};
 	struct opass_wire_stats stats = { 0 };
 	struct onnxpass_error err = { 0 };
+	Onnx__ModelProto *proto;
 
 	ck_assert_int_eq(opass_wire_check(&onnx__model_proto__descriptor, data, sizeof(data),
 					  &model_limits, &stats, &err), 0);
 	ck_assert_uint_eq(stats.messages, 2);
 	ck_assert_uint_eq(stats.depth, 2);
 	ck_assert_uint_eq(stats.counted, 1);
-	ck_assert_ptr_nonnull(onnx__model_proto__unpack(NULL, sizeof(data), data));
+	proto = onnx__model_proto__unpack(NULL, sizeof(data), data);
+	ck_assert_ptr_nonnull(proto);
+	ck_assert_uint_eq(proto->base.n_unknown_fields, 4);
+	onnx__model_proto__free_unpacked(proto, NULL);
 }
 END_TEST
 
