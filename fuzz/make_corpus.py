@@ -110,7 +110,7 @@ def model_seeds(onnx_pass, work, outdir):
 
 
 def config_seeds(onnx_pass, work, outdir):
-    texts = [json.dumps(c) for c in CONFIGS] + BROKEN_CONFIGS
+    texts = [json.dumps(c) for c in CONFIGS] + BROKEN_CONFIGS + state_seeds(onnx_pass, work)
     state = run([onnx_pass, "state", "export", os.path.join(work, "mlp_gemm.step.onnx")])
     if state.returncode == 0 and state.stdout:
         saved = json.loads(state.stdout)
@@ -118,6 +118,34 @@ def config_seeds(onnx_pass, work, outdir):
         texts.append(json.dumps({"options": {"state": saved}}))
     for i, text in enumerate(texts):
         write(os.path.join(outdir, "config-%02d.json" % i), text)
+
+
+def state_seeds(onnx_pass, work):
+    """The state prepare stores for fuzz_model_new(2) (fuzz/common.c): the same
+    graph built here, prepared by the tool, its metadata taken out."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+    import onnx
+
+    ws = [numpy_helper.from_array(np.arange(64, dtype=np.float32).reshape(8, 8) - 11, n)
+          for n in ("w0", "w1")]
+    nodes = [helper.make_node("Gemm", ["x", "w0"], ["h1"], name="/layer0/Gemm", transB=1),
+             helper.make_node("MatMul", ["h1", "w1"], ["h2"], name="/layer1/MatMul")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", 1, None)],
+                              [helper.make_tensor_value_info("h2", 1, None)], ws)
+    src, dst = os.path.join(work, "small.onnx"), os.path.join(work, "small.prep.onnx")
+    onnx.save(helper.make_model(graph), src)
+    texts = []
+    for args in ([], ["--sparsifier", "nearly_diagonal", "--nearliness", "3"]):
+        if run([onnx_pass, "prepare", src, "-o", dst] + args).returncode != 0:
+            continue
+        for cmd in ([], ["step"]):
+            if cmd and run([onnx_pass, "step", dst, "-o", dst]).returncode != 0:
+                continue
+            for p in onnx.load(dst).metadata_props:
+                if p.key == "onnx_pass.sparsity":
+                    texts.append(p.value)
+    return texts
 
 
 def main(argv):
