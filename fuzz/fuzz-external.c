@@ -37,6 +37,27 @@ static void file_write(const char *dir, const char *name, size_t size)
 	fclose(f);
 }
 
+static char top[PATH_MAX];
+
+/* Remove what files_make made (at exit). */
+static void files_remove(void)
+{
+	static const char *const names[] = { "model/w.data", "model/empty.data", "model/sub/x.data",
+					     "model/link.data", "model/inlink.data", "model/dirlink",
+					     "outside.data" };
+	static const char *const dirs[] = { "model/sub", "model/adir", "model", "" };
+	char path[PATH_MAX + 32];
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		snprintf(path, sizeof(path), "%s/%s", top, names[i]);
+		unlink(path);
+	}
+	for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
+		snprintf(path, sizeof(path), "%s/%s", top, dirs[i]);
+		rmdir(path);
+	}
+}
+
 /* base/: w.data (4096 B), empty.data, sub/x.data (1024 B), adir/, link.data
  * -> ../outside.data (escapes), inlink.data -> w.data, dirlink -> sub */
 static const char *files_make(void)
@@ -48,6 +69,8 @@ static const char *files_make(void)
 		return base;
 	if (!mkdtemp(tmpl))
 		abort();
+	snprintf(top, sizeof(top), "%s", tmpl);
+	atexit(files_remove);
 	snprintf(base, sizeof(base), "%s/model", tmpl);
 	snprintf(path, sizeof(path), "%s/sub", base);
 	if (mkdir(base, 0755) < 0 || mkdir(path, 0755) < 0)

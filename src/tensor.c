@@ -152,6 +152,8 @@ void opass_tensor_read_f32(const Onnx__TensorProto *t, float *out)
 {
 	uint64_t n = tensor_stored(t);
 
+	if (n == 0)
+		return; /* memcpy from a NULL array is undefined even for 0 bytes */
 	if (t->data_type == DT(FLOAT) && t->has_raw_data) {
 		memcpy(out, t->raw_data.data, n * 4);
 		return;

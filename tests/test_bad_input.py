@@ -399,6 +399,15 @@ def test_fuzz_regressions(tmp):
     w = weight("W", (4, 8))
     w.raw_data = w.raw_data[:12]
     model_errors(tmp, "leak", gemm_model([w]), ["data holds 3"], ("prepare",))
+    # fuzz-external: a weight with no elements (dims [0, 8], no data) made step
+    # memcpy from a NULL array (UBSan's nonnull check in the sanitizer build)
+    c = Case(tmp, "empty")
+    path = c.write("model.onnx", gemm_model(
+        [helper.make_tensor("W", TensorProto.FLOAT, [0, 8], [])],
+        outputs=[helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 0])]))
+    out = os.path.join(c.out, "e.onnx")
+    c.ok(["sparsify", path, "-o", out])
+    c.ok(["inspect", out])
     for name in sorted(os.listdir(REGRESS)) if os.path.isdir(REGRESS) else []:
         if not name.endswith(".onnx"):
             continue
