@@ -349,9 +349,9 @@ static OrtStatus *run(const struct ops_kernel *kernel, OrtKernelContext *ctx,
 	float *y = NULL;
 	int r;
 
-	s = kernel->api->KernelContext_GetAllocator(ctx, kernel->cpu, &e.alloc);
+	s = output_make(kernel, ctx, a, &y, &m);
 	if (!s)
-		s = output_make(kernel, ctx, a, &y, &m);
+		s = kernel->api->KernelContext_GetAllocator(ctx, kernel->cpu, &e.alloc);
 	if (s)
 		return s;
 	r = opass_spmm_run(spmm, a->data, m, c ? c->data : NULL, c ? c->numel : 0, y, &exec);

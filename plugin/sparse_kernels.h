@@ -63,10 +63,10 @@ struct opass_spmm;
 /*
  * Validate BSR arrays (as in struct opass_bsr; col and row_ptr are INT32
  * when index64 is false, else INT64) and build the kernel's weight. Sizes
- * are element counts. -EINVAL with a message for anything inconsistent:
- * row_ptr not starting at 0, decreasing or not ending at the block count,
- * block columns out of range or not increasing within a row, nonzero
- * padding, a bad block shape (1..16 each).
+ * are element counts; blocks may come in any order within a row (duplicates
+ * add up). -EINVAL with a message for anything inconsistent: row_ptr not
+ * starting at 0, decreasing or not ending at the block count, block columns
+ * out of range, nonzero padding, a bad block shape (1..16 each).
  */
 int opass_spmm_new(int64_t n, int64_t k, int64_t br, int64_t bc,
 		   const float *values, size_t n_values,
