@@ -1372,33 +1372,12 @@ static Suite *model_suite(void)
 
 int main(void)
 {
-	const char *python = getenv("PYTHON"), *srcdir = getenv("SRCDIR");
-	char *text, *path;
 	int r;
 
-	if (!srcdir) {
-		fprintf(stderr, "SRCDIR is not set (run through meson test)\n");
+	manifest = test_models_generate(&models_dir);
+	if (!manifest)
 		return EXIT_FAILURE;
-	}
-	models_dir = test_tmpdir();
-	if (!models_dir)
-		return EXIT_FAILURE;
-	r = test_system("'%s' '%s/tests/models/make_models.py' '%s' >/dev/null",
-			python ? python : "/usr/bin/python3", srcdir, models_dir);
-	if (asprintf(&path, "%s/manifest.json", models_dir) < 0)
-		return EXIT_FAILURE;
-	text = r == 0 ? test_read_file(path, NULL) : NULL;
-	manifest = text ? cJSON_Parse(text) : NULL;
-	free(text);
-	free(path);
-	if (!manifest) {
-		fprintf(stderr, "cannot generate the test models (make_models.py: %d)\n", r);
-		r = EXIT_FAILURE;
-	} else {
-		r = test_run_suite(model_suite());
-	}
-	cJSON_Delete(manifest);
-	test_system("rm -rf '%s'", models_dir);
-	free(models_dir);
+	r = test_run_suite(model_suite());
+	test_models_free(manifest, models_dir);
 	return r;
 }

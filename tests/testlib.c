@@ -5,6 +5,8 @@
 #include <string.h>
 #include <sys/wait.h>
 
+#include <cjson/cJSON.h>
+
 #include "testlib.h"
 
 int test_run_suite(Suite *suite)
@@ -67,4 +69,43 @@ char *test_read_file(const char *path, size_t *ret_size)
 	}
 	fclose(f);
 	return buf;
+}
+
+cJSON *test_models_generate(char **ret_dir)
+{
+	const char *python = getenv("PYTHON"), *srcdir = getenv("SRCDIR");
+	char *dir, *path = NULL, *text;
+	cJSON *manifest;
+	int r;
+
+	if (!srcdir) {
+		fprintf(stderr, "SRCDIR is not set (run through meson test)\n");
+		return NULL;
+	}
+	dir = test_tmpdir();
+	if (!dir)
+		return NULL;
+	r = test_system("'%s' '%s/tests/models/make_models.py' '%s' >/dev/null",
+			python ? python : "/usr/bin/python3", srcdir, dir);
+	if (asprintf(&path, "%s/manifest.json", dir) < 0)
+		path = NULL;
+	text = r == 0 && path ? test_read_file(path, NULL) : NULL;
+	manifest = text ? cJSON_Parse(text) : NULL;
+	free(text);
+	free(path);
+	if (!manifest) {
+		fprintf(stderr, "cannot generate the test models (make_models.py: %d)\n", r);
+		test_models_free(NULL, dir);
+		return NULL;
+	}
+	*ret_dir = dir;
+	return manifest;
+}
+
+void test_models_free(cJSON *manifest, char *dir)
+{
+	cJSON_Delete(manifest);
+	if (dir)
+		test_system("rm -rf '%s'", dir);
+	free(dir);
 }

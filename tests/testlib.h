@@ -14,5 +14,12 @@ char *test_tmpdir(void);
 /* Run a shell command; returns its exit status (or -1). */
 int test_system(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* Generate the test models (tests/models/make_models.py, with $PYTHON and
+ * $SRCDIR from meson) into a new temporary folder; returns the parsed
+ * manifest.json (and the folder in *ret_dir), or NULL with a message. */
+struct cJSON *test_models_generate(char **ret_dir);
+/* Delete the manifest and the folder (both may be NULL). */
+void test_models_free(struct cJSON *manifest, char *dir);
+
 /* Read a whole file into a malloc'd buffer (NUL-terminated). NULL on error. */
 char *test_read_file(const char *path, size_t *ret_size);
