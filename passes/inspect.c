@@ -34,6 +34,7 @@ struct row {
 	char pattern[64];
 	const char *storage;
 	uint64_t bytes;
+	char *note;   /* e.g. consumers disagree on the view */
 };
 
 struct inspect {
@@ -181,6 +182,8 @@ static int rows_weights(struct inspect *in, struct onnxpass_error *err)
 		if (r == 0)
 			r = row_dense(in, w->name, w->alias, w->op, w->tensor, NULL, &map,
 				      w->constant ? "constant" : "initializer", err);
+		if (r == 0 && w->note && !(in->rows[in->n_rows - 1].note = strdup(w->note)))
+			r = opass_error(err, -ENOMEM, "out of memory");
 	}
 	opass_weights_free(weights);
 	return r;
@@ -356,6 +359,9 @@ static int print_table(struct inspect *in, struct onnxpass_context *ctx)
 		nnz += row->nnz;
 		bytes += row->bytes;
 	}
+	for (size_t i = 0; i < in->n_rows; i++)
+		if (in->rows[i].note)
+			onnxpass_context_print(ctx, "note: %s: %s\n", in->rows[i].name, in->rows[i].note);
 	return onnxpass_context_print(ctx, "total: %zu weights, %" PRIu64 " values, %" PRIu64
 				      " nonzeros, sparsity %.2f%%, %" PRIu64 " bytes\n",
 				      in->n_rows, numel, nnz,
@@ -450,6 +456,8 @@ static cJSON *report_json(const struct inspect *in)
 		cJSON_AddStringToObject(o, "pattern", row->pattern);
 		cJSON_AddStringToObject(o, "storage", row->storage);
 		cJSON_AddNumberToObject(o, "bytes", (double)row->bytes);
+		if (row->note)
+			cJSON_AddStringToObject(o, "note", row->note);
 		numel += row->numel;
 		nnz += row->nnz;
 		bytes += row->bytes;
@@ -505,6 +513,7 @@ int opass_pass_inspect(struct onnxpass_model *model, struct onnxpass_context *ct
 	for (size_t i = 0; i < in.n_rows; i++) {
 		free(in.rows[i].name);
 		free(in.rows[i].alias);
+		free(in.rows[i].note);
 	}
 	free(in.rows);
 	opass_state_free(in.state);
