@@ -59,6 +59,18 @@ static void graph_remove_input(Onnx__GraphProto *g, const char *name)
 	}
 }
 
+/* mul = Mul(weight, cast_output), cast = Cast(mask): what prepare made. */
+static bool mask_nodes_match(const struct opass_group *g, const Onnx__NodeProto *mul,
+			     const Onnx__NodeProto *cast)
+{
+	const char *weight = opass_json_string(g->json, "weight");
+
+	return opass_node_is(mul, "Mul") && mul->n_input == 2 && weight &&
+	       strcmp(mul->input[0], weight) == 0 && strcmp(mul->input[1], cast->output[0]) == 0 &&
+	       opass_node_is(cast, "Cast") && cast->n_input == 1 && g->mask->name &&
+	       strcmp(cast->input[0], g->mask->name) == 0;
+}
+
 static int group_squash(Onnx__ModelProto *model, struct opass_group *g, struct onnxpass_error *err)
 {
 	Onnx__GraphProto *graph = g->weight.graph;
@@ -70,7 +82,7 @@ static int group_squash(Onnx__ModelProto *model, struct opass_group *g, struct o
 	uint64_t n = g->mask->raw_data.len;
 	char *mask_name;
 
-	if (!mul || !cast)
+	if (!mul || !cast || !mask_nodes_match(g, mul, cast))
 		return opass_error(err, -EBADMSG, "group '%s': mask nodes not found", g->name);
 	opass_tensor_zero_masked(g->weight.tensor, g->mask->raw_data.data, n);
 	opass_model_foreach_graph(model, rename_inputs, &rn);

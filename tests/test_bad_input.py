@@ -408,6 +408,45 @@ def test_fuzz_regressions(tmp):
     out = os.path.join(c.out, "e.onnx")
     c.ok(["sparsify", path, "-o", out])
     c.ok(["inspect", out])
+    # fuzz-config: a stored state whose two groups share one mask made squash
+    # use the mask initializer after the first group had freed it
+    c = Case(tmp, "shared-mask")
+    two = gemm_model([weight("A", (8, 8)), weight("B", (8, 8), 1)], nodes=[
+        helper.make_node("Gemm", ["x", "A"], ["h"], name="/a/Gemm", transB=1),
+        helper.make_node("MatMul", ["h", "B"], ["y"], name="/b/MatMul")],
+        outputs=[helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8])])
+    src = c.write("two.onnx", two)
+    prepared = os.path.join(c.root, "prepared.onnx")
+    c.ok(["prepare", src, "-o", prepared])
+
+    def tampered(name, edit):
+        m = onnx.load(prepared)
+        prop = [p for p in m.metadata_props if p.key == "onnx_pass.sparsity"][0]
+        state = json.loads(prop.value)
+        edit(state["groups"])
+        prop.value = json.dumps(state)
+        return c.write(name, m)
+
+    def share_mask(groups):
+        groups[1]["mask"] = groups[0]["mask"]
+
+    def share_weight(groups):
+        groups[1]["weight"] = groups[0]["weight"]
+
+    def wrong_output(groups):
+        groups[0]["output"] = "h"   # the Gemm's output, not the mask Mul's
+
+    for name, edit, needles in (("mask.onnx", share_mask, ["group 'B' shares its mask"]),
+                                ("weight.onnx", share_weight, ["shares its weight"]),
+                                ("output.onnx", wrong_output, ["group 'A': mask nodes not found"])):
+        path = tampered(name, edit)
+        cmds = [["squash", path, "-o", os.path.join(c.out, "o.onnx")],
+                ["convert", path, "-o", os.path.join(c.out, "o.onnx")]]
+        if name != "output.onnx":
+            cmds += [["step", path, "-o", os.path.join(c.out, "o.onnx")], ["inspect", path],
+                     ["state", "export", path]]
+        for args in cmds:
+            c.fails(args, 1, [name] + needles)
     for name in sorted(os.listdir(REGRESS)) if os.path.isdir(REGRESS) else []:
         if not name.endswith(".onnx"):
             continue

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* The sparsifier state in metadata_props, and helpers shared by passes. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -252,6 +253,33 @@ static int group_resolve(Onnx__ModelProto *model, struct opass_state *state, cJS
 				   g->args.conv_view, g->weight.tensor, err);
 }
 
+/* No tensor may be the weight or the mask of two groups (squash would free
+ * it twice), nor one group's weight and another's mask. */
+static int groups_distinct(const struct opass_state *state, struct onnxpass_error *err)
+{
+	struct opass_strmap seen = { 0 };
+	int r = 0;
+
+	for (size_t i = 0; r == 0 && i < state->n_groups; i++) {
+		const struct opass_group *g = &state->groups[i];
+		const void *tensors[2] = { g->weight.tensor, g->mask };
+
+		for (size_t k = 0; r == 0 && k < 2; k++) {
+			char key[32];
+
+			snprintf(key, sizeof(key), "%p", tensors[k]);
+			if (opass_strmap_get(&seen, key, NULL))
+				r = opass_error(err, -EBADMSG,
+						"sparsity state: group '%s' shares its %s with another group",
+						g->name, k ? "mask" : "weight");
+			else if (opass_strmap_put_copy(&seen, key, NULL) < 0)
+				r = opass_error(err, -ENOMEM, "out of memory");
+		}
+	}
+	opass_strmap_fini(&seen);
+	return r;
+}
+
 int opass_state_load(Onnx__ModelProto *model, struct opass_state **ret_state,
 		     struct onnxpass_error *err)
 {
@@ -286,6 +314,8 @@ int opass_state_load(Onnx__ModelProto *model, struct opass_state **ret_state,
 	}
 	for (cJSON *g = groups->child; g && r == 0; g = g->next)
 		r = group_resolve(model, state, g, &state->groups[state->n_groups++], err);
+	if (r == 0)
+		r = groups_distinct(state, err);
 	/* args errors from a stored state are model errors, not config errors */
 	if (r == -EINVAL)
 		r = -EBADMSG;
