@@ -12,7 +12,8 @@
  *            indices  int32 or int64 [nnzb]            block column of each block
  *            row_ptr  int32 or int64 [ceil(N / block_rows) + 1]
  *            C        float [N], [1, N] or one value   (optional bias, Gemm's C)
- *   attrs    K, N (required), block_rows, block_cols (default 1)
+ *   attrs    K, N (required), block_rows, block_cols (default 1); alpha and beta,
+ *            if given, must be 1
  *   output   Y        float [..., N]
  *
  * The weight inputs are read once at kernel creation when they are
@@ -178,6 +179,24 @@ static OrtStatus *attr_int(const OrtApi *api, const OrtKernelInfo *info, const c
 	return s;
 }
 
+/* Gemm's alpha and beta are not supported: present, they must be 1. */
+static OrtStatus *attrs_scale_check(const struct ops_kernel *kernel, const OrtKernelInfo *info)
+{
+	static const char *const names[] = { "alpha", "beta" };
+
+	for (size_t i = 0; i < 2; i++) {
+		float v = 1.0f;
+		OrtStatus *s = kernel->api->KernelInfoGetAttribute_float(info, names[i], &v);
+
+		if (s)
+			kernel->api->ReleaseStatus(s);
+		else if (v != 1.0f)
+			return ops_status(kernel->api, ORT_INVALID_ARGUMENT, kernel->name,
+					  "%s = %g is not supported (only 1)", names[i], (double)v);
+	}
+	return NULL;
+}
+
 static OrtStatus *kernel_attrs(struct ops_kernel *kernel, const OrtKernelInfo *info)
 {
 	const OrtApi *api = kernel->api;
@@ -197,7 +216,9 @@ static OrtStatus *kernel_attrs(struct ops_kernel *kernel, const OrtKernelInfo *i
 		return ops_status(api, ORT_INVALID_ARGUMENT, kernel->name,
 				  "attributes N and K (ints) are required");
 	}
-	s = attr_int(api, info, "block_rows", 1, &kernel->br);
+	s = attrs_scale_check(kernel, info);
+	if (!s)
+		s = attr_int(api, info, "block_rows", 1, &kernel->br);
 	if (!s)
 		s = attr_int(api, info, "block_cols", 1, &kernel->bc);
 	if (!s)

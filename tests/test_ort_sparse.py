@@ -177,6 +177,10 @@ def check_op_errors(tmp):
     expect_error(path, a, [], "C must have N = 8 elements")
     op_model(path, (3, k), k, n, w=w, attrs={"K": k, "N": n, "block_rows": 0})
     expect_error(path, a, [], "block shape 0x1")
+    op_model(path, (3, k), k, n, w=w, attrs={"K": k, "N": n, "alpha": 2.0})
+    expect_error(path, a, [], "alpha = 2 is not supported")
+    op_model(path, (3, k), k, n, w=w, attrs={"K": k, "N": n, "alpha": 1.0, "beta": 1.0})
+    assert_close(run_op(path, a), a.astype(np.float64) @ w, "alpha = beta = 1")
     # the same errors when the weights arrive at run time
     feeds = op_model(path, (3, k), k, n, arrays=(v, c, p[:-1]), as_inputs=True)
     expect_error(path, a, feeds, "row_ptr has 8 entries")
