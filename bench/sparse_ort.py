@@ -12,7 +12,7 @@ times each with --repeat runs after warm-up; a time is the best run of all round
 processes on the machine hits both alike.
 
     /usr/bin/python3 bench/sparse_ort.py [--build build] [--threads 2] [--repeat 20]
-                                         [--rounds 3] [--quick]
+                                         [--rounds 3] [--batches 1,8] [--quick]
 """
 
 import argparse
@@ -83,6 +83,7 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--batches", default="1,8", help="comma-separated batch sizes")
     parser.add_argument("--quick", action="store_true", help="768x768, batch 1, 90% only")
     opts = parser.parse_args()
     onnx_pass = os.path.join(opts.build, "cli", "onnx-pass")
@@ -91,7 +92,8 @@ def main():
     for path in (onnx_pass, ort_bench, lib):
         if not os.path.exists(path):
             sys.exit("sparse_ort.py: %s not found (build with -Dort=enabled)" % path)
-    shapes, batches, sparsities = SHAPES, BATCHES, SPARSITIES
+    shapes, sparsities = SHAPES, SPARSITIES
+    batches = [int(b) for b in opts.batches.split(",")]
     if opts.quick:
         shapes, batches, sparsities = SHAPES[:1], BATCHES[:1], [0.9]
 

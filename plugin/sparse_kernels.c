@@ -31,6 +31,10 @@ struct opass_spmm {
 /* Computes out[r * TILE_M + i] for the rows r of block row `row`. */
 typedef void block_row_fn(const struct opass_spmm *s, int64_t row, const float *at, float *out);
 
+/* dst[c][i] = src[i][c] (+ add[i]) for a 16 x 16 block; strides in floats. */
+typedef void transpose16_fn(const float *src, size_t src_stride, float *dst, size_t dst_stride,
+			    const float *add);
+
 struct spmm_job {
 	const struct opass_spmm *s;
 	const float *a;
@@ -42,6 +46,7 @@ struct spmm_job {
 	int64_t rows_per_chunk;    /* block rows per work item */
 	size_t n_chunks;
 	block_row_fn *block_row;
+	transpose16_fn *transpose16; /* or NULL: scalar copies */
 };
 
 static int64_t div_up(int64_t a, int64_t b)
@@ -384,6 +389,50 @@ static void rows4_avx512(const struct opass_spmm *s, int64_t row, const float *a
 			_mm512_storeu_ps(out + r * TILE_M + 16 * j, acc[r][j]);
 }
 
+/* 16 x 16 transpose in registers: pairs, then 4x4 blocks within 128-bit lanes,
+ * then the lanes themselves. */
+__attribute__((target("avx512f")))
+static void transpose16_avx512(const float *src, size_t src_stride, float *dst,
+			       size_t dst_stride, const float *add)
+{
+	__m512 r[16], t[16];
+
+#pragma GCC unroll 16
+	for (int i = 0; i < 16; i++)
+		r[i] = _mm512_loadu_ps(src + (size_t)i * src_stride);
+#pragma GCC unroll 8
+	for (int i = 0; i < 16; i += 2) {
+		t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+		t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+	}
+	/* r[4g + e], lane L: column 4L + e of rows 4g..4g+3 */
+#pragma GCC unroll 4
+	for (int i = 0; i < 16; i += 4) {
+		r[i] = _mm512_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+		r[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+		r[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+		r[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+	}
+#pragma GCC unroll 4
+	for (int e = 0; e < 4; e++) {
+		__m512 v0 = _mm512_shuffle_f32x4(r[e], r[4 + e], 0x88);
+		__m512 v1 = _mm512_shuffle_f32x4(r[e], r[4 + e], 0xdd);
+		__m512 v2 = _mm512_shuffle_f32x4(r[8 + e], r[12 + e], 0x88);
+		__m512 v3 = _mm512_shuffle_f32x4(r[8 + e], r[12 + e], 0xdd);
+
+		t[e] = _mm512_shuffle_f32x4(v0, v2, 0x88);
+		t[4 + e] = _mm512_shuffle_f32x4(v1, v3, 0x88);
+		t[8 + e] = _mm512_shuffle_f32x4(v0, v2, 0xdd);
+		t[12 + e] = _mm512_shuffle_f32x4(v1, v3, 0xdd);
+	}
+#pragma GCC unroll 16
+	for (int c = 0; c < 16; c++) {
+		__m512 v = add ? _mm512_add_ps(t[c], _mm512_loadu_ps(add)) : t[c];
+
+		_mm512_storeu_ps(dst + (size_t)c * dst_stride, v);
+	}
+}
+
 __attribute__((target("avx512f")))
 static void block_row_avx512(const struct opass_spmm *s, int64_t row, const float *at, float *out)
 {
@@ -413,7 +462,8 @@ bool opass_spmm_isa_supported(enum opass_spmm_isa isa)
 	}
 }
 
-static block_row_fn *block_row_pick(enum opass_spmm_isa isa)
+/* The job's kernels for an ISA; -ENOTSUP when the CPU lacks it. */
+static int kernels_pick(enum opass_spmm_isa isa, struct spmm_job *job)
 {
 	if (isa == OPASS_SPMM_ISA_AUTO) {
 		if (opass_spmm_isa_supported(OPASS_SPMM_ISA_AVX512))
@@ -422,14 +472,17 @@ static block_row_fn *block_row_pick(enum opass_spmm_isa isa)
 			isa = OPASS_SPMM_ISA_AVX2;
 	}
 	if (!opass_spmm_isa_supported(isa))
-		return NULL;
+		return -ENOTSUP;
+	job->block_row = block_row_generic;
 #ifdef SPMM_X86
-	if (isa == OPASS_SPMM_ISA_AVX512)
-		return block_row_avx512;
-	if (isa == OPASS_SPMM_ISA_AVX2)
-		return block_row_avx2;
+	if (isa == OPASS_SPMM_ISA_AVX512) {
+		job->block_row = block_row_avx512;
+		job->transpose16 = transpose16_avx512;
+	} else if (isa == OPASS_SPMM_ISA_AVX2) {
+		job->block_row = block_row_avx2;
+	}
 #endif
-	return block_row_generic;
+	return 0;
 }
 
 /* ---- running: pack A, then (tile, chunk) work items ---------------------- */
@@ -456,6 +509,11 @@ static void tile_pack(void *data, size_t t)
 		for (int64_t i0 = 0; i0 < rows; i0 += 16) {
 			int64_t i1 = i0 + 16 < rows ? i0 + 16 : rows;
 
+			if (job->transpose16 && c1 - c0 == 16 && i1 - i0 == 16) {
+				job->transpose16(job->a + (m0 + i0) * k + c0, (size_t)k,
+						 at + c0 * TILE_M + i0, TILE_M, NULL);
+				continue;
+			}
 			for (int64_t c = c0; c < c1; c++)
 				for (int64_t i = i0; i < i1; i++)
 					at[c * TILE_M + i] = job->a[(m0 + i) * k + c];
@@ -481,6 +539,12 @@ static void tile_store(const struct spmm_job *job, int64_t m0, int64_t n0, int64
 		for (int64_t j0 = 0; j0 < n_out; j0 += 16) {
 			int64_t j1 = j0 + 16 < n_out ? j0 + 16 : n_out;
 
+			if (job->transpose16 && i1 - i0 == 16 && j1 - j0 == 16) {
+				job->transpose16(out + j0 * TILE_M + i0, TILE_M,
+						 job->y + (m0 + i0) * n + n0 + j0, (size_t)n,
+						 bias + j0);
+				continue;
+			}
 			for (int64_t i = i0; i < i1; i++) {
 				float *y = job->y + (m0 + i) * n + n0;
 
@@ -600,8 +664,7 @@ int opass_spmm_run(const struct opass_spmm *spmm, const float *a, int64_t m,
 
 	if (!spmm || m < 0 || (bias && n_bias != 1 && n_bias != (size_t)spmm->n))
 		return -EINVAL;
-	job.block_row = block_row_pick(exec ? exec->isa : OPASS_SPMM_ISA_AUTO);
-	if (!job.block_row)
+	if (kernels_pick(exec ? exec->isa : OPASS_SPMM_ISA_AUTO, &job) < 0)
 		return -ENOTSUP;
 	if (m == 0 || spmm->n == 0)
 		return 0;
