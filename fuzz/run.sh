@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Build the libFuzzer targets (clang, ASan + UBSan) and run each for SECONDS.
 # Usage: fuzz/run.sh [SECONDS] [TARGET...]   (default 60 s, every target)
-# Env: FUZZ_BUILDDIR (default build-fuzz), FUZZ_JOBS (parallel fuzzing jobs per
-# target, default 1). Exits non-zero when a target finds a crash, a leak or a
-# timeout; the input is kept in $FUZZ_BUILDDIR/fuzz-artifacts/.
+# Env: FUZZ_BUILDDIR (default .build-fuzz: not build*, where the Python module
+# looks for an uninstrumented library). Exits non-zero when a target finds a
+# crash, a leak or a timeout; the input is kept in $FUZZ_BUILDDIR/fuzz-artifacts/.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
@@ -11,7 +11,7 @@ seconds=${1:-60}
 shift || true
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(fuzz-model fuzz-config fuzz-external)
-builddir=${FUZZ_BUILDDIR:-build-fuzz}
+builddir=${FUZZ_BUILDDIR:-.build-fuzz}
 
 if [ ! -f "$builddir/build.ninja" ]; then
 	CC=clang meson setup "$builddir" -Dfuzz=true -Dtests=false \

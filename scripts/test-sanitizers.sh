@@ -9,15 +9,16 @@
 #      build given as $1;
 #   3. each libFuzzer target for $FUZZ_SECONDS seconds (fuzz/run.sh).
 # Usage: scripts/test-sanitizers.sh NORMAL_BUILDDIR
-# Env: ASAN_BUILDDIR (build-asan), FUZZ_BUILDDIR (build-fuzz), FUZZ_SECONDS (60),
+# Env: ASAN_BUILDDIR (.build-asan), FUZZ_BUILDDIR (.build-fuzz), FUZZ_SECONDS (60),
 #      VALGRIND_SUITES, SANITIZER_STAGES (default "asan valgrind fuzz").
 # Runs every stage, prints one line per stage with its time, exits non-zero if
-# any failed.
+# any failed. The sanitizer builds live in hidden folders: the Python module looks
+# for a library in build*/, and an ASan one cannot load into Python.
 set -uo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
 normal=${1:?usage: scripts/test-sanitizers.sh NORMAL_BUILDDIR}
-asan=${ASAN_BUILDDIR:-build-asan}
+asan=${ASAN_BUILDDIR:-.build-asan}
 stages=${SANITIZER_STAGES:-asan valgrind fuzz}
 valgrind_suites=${VALGRIND_SUITES:-config wire weights model masks}
 # tests that dlopen the library from Python (ctypes)
@@ -50,7 +51,7 @@ stage_valgrind() {
 }
 
 stage_fuzz() {
-	FUZZ_BUILDDIR=${FUZZ_BUILDDIR:-build-fuzz} fuzz/run.sh "${FUZZ_SECONDS:-60}"
+	FUZZ_BUILDDIR=${FUZZ_BUILDDIR:-.build-fuzz} fuzz/run.sh "${FUZZ_SECONDS:-60}"
 }
 
 for stage in $stages; do
