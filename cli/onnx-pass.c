@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <cjson/cJSON.h>
 
@@ -111,6 +112,12 @@ static int write_text(const char *path, const char *text)
 	if (asprintf(&tmp, "%s.tmp-XXXXXX", path) < 0)
 		return -ENOMEM;
 	fd = mkstemp(tmp);
+	if (fd >= 0) {
+		mode_t mask = umask(0);
+
+		umask(mask);
+		(void)fchmod(fd, 0666 & ~mask);
+	}
 	f = fd >= 0 ? fdopen(fd, "w") : NULL;
 	if (!f) {
 		if (fd >= 0)
