@@ -13,6 +13,7 @@
 #include "fileio.h"
 
 #define OPASS_WRITE_BUFFER (1u << 20)
+#define OPASS_WRITEBACK_CHUNK (16u << 20)
 
 int opass_file_map(const char *path, struct opass_mapped_file *ret_file, struct onnxpass_error *err)
 {
@@ -104,6 +105,19 @@ static int atomic_flush(struct opass_atomic_file *file)
 	return file->error;
 }
 
+/* Start the disk writes of what has been written so far, without waiting,
+ * so that the fsync at commit has less left to wait for. */
+static void atomic_writeback(struct opass_atomic_file *file)
+{
+	uint64_t written = file->offset - file->buf_len;
+
+	if (written - file->queued < OPASS_WRITEBACK_CHUNK)
+		return;
+	(void)sync_file_range(file->fd, (off_t)file->queued, (off_t)(written - file->queued),
+			      SYNC_FILE_RANGE_WRITE);
+	file->queued = written;
+}
+
 /* Write straight from the caller's memory (large chunks skip the buffer). */
 static int atomic_write_direct(struct opass_atomic_file *file, const char *p, size_t size)
 {
@@ -122,6 +136,7 @@ static int atomic_write_direct(struct opass_atomic_file *file, const char *p, si
 			file->offset += (uint64_t)n;
 		}
 	}
+	atomic_writeback(file);
 	return file->error;
 }
 
@@ -142,8 +157,10 @@ int opass_atomic_write(struct opass_atomic_file *file, const void *data, size_t 
 		file->offset += n;
 		p += n;
 		size -= n;
-		if (file->buf_len == OPASS_WRITE_BUFFER)
+		if (file->buf_len == OPASS_WRITE_BUFFER) {
 			atomic_flush(file);
+			atomic_writeback(file);
+		}
 	}
 	return file->error;
 }

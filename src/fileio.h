@@ -26,6 +26,7 @@ struct opass_atomic_file {
 	char *buf;      /* write buffer */
 	size_t buf_len;
 	uint64_t offset; /* bytes written so far */
+	uint64_t queued; /* bytes handed to writeback so far */
 };
 
 int opass_atomic_open(const char *path, struct opass_atomic_file *ret_file, struct onnxpass_error *err);
