@@ -63,29 +63,6 @@ static int convert_min_sparsity(const struct opass_config *config, double *ret,
 	return 0;
 }
 
-static Onnx__TensorProto *tensor_new(const char *name, int32_t dtype, uint64_t n, size_t elem)
-{
-	Onnx__TensorProto *t = malloc(sizeof(*t));
-
-	if (!t)
-		return NULL;
-	onnx__tensor_proto__init(t);
-	t->name = strdup(name);
-	t->has_data_type = true;
-	t->data_type = dtype;
-	t->dims = malloc(sizeof(*t->dims));
-	t->raw_data.data = malloc(n * elem > 0 ? n * elem : 1);
-	t->has_raw_data = true;
-	if (!t->name || !t->dims || !t->raw_data.data) {
-		onnx__tensor_proto__free_unpacked(t, NULL);
-		return NULL;
-	}
-	t->n_dims = 1;
-	t->dims[0] = (int64_t)n;
-	t->raw_data.len = n * elem;
-	return t;
-}
-
 /* Element i of a float tensor in its little-endian storage encoding. */
 static void element_bytes(const Onnx__TensorProto *t, uint64_t i, size_t elem, uint8_t *out)
 {
@@ -142,8 +119,9 @@ static Onnx__SparseTensorProto *sparse_new(const Onnx__TensorProto *w, uint64_t 
 	if (!s)
 		return NULL;
 	onnx__sparse_tensor_proto__init(s);
-	s->values = tensor_new(w->name, w->data_type, nnz, elem);
-	s->indices = tensor_new(w->name, ONNX__TENSOR_PROTO__DATA_TYPE__INT64, nnz, 8);
+	s->values = opass_tensor_new(w->name, w->data_type, (const int64_t[]){ (int64_t)nnz }, 1);
+	s->indices = opass_tensor_new(NULL, ONNX__TENSOR_PROTO__DATA_TYPE__INT64,
+				      (const int64_t[]){ (int64_t)nnz }, 1);
 	s->dims = malloc((w->n_dims ? w->n_dims : 1) * sizeof(*s->dims));
 	if (!s->values || !s->indices || !s->dims) {
 		onnx__sparse_tensor_proto__free_unpacked(s, NULL);
@@ -151,8 +129,6 @@ static Onnx__SparseTensorProto *sparse_new(const Onnx__TensorProto *w, uint64_t 
 	}
 	s->n_dims = w->n_dims;
 	memcpy(s->dims, w->dims, w->n_dims * sizeof(*s->dims));
-	free(s->indices->name);
-	s->indices->name = NULL;
 	sparse_fill(w, numel, elem, s->values->raw_data.data, s->indices->raw_data.data);
 	return s;
 }

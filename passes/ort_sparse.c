@@ -196,31 +196,6 @@ static int rewrite_build(struct rewrite *rw, struct onnxpass_error *err)
 	free(bt);
 	return r;
 }
-
-/* A 1-D initializer of n elements of elem bytes (raw data, uninitialised). */
-static Onnx__TensorProto *tensor_1d(const char *name, int32_t dtype, int64_t n, size_t elem)
-{
-	Onnx__TensorProto *t = malloc(sizeof(*t));
-
-	if (!t)
-		return NULL;
-	onnx__tensor_proto__init(t);
-	t->name = strdup(name);
-	t->has_data_type = true;
-	t->data_type = dtype;
-	t->dims = malloc(sizeof(*t->dims));
-	t->has_raw_data = true;
-	t->raw_data.len = (size_t)n * elem;
-	t->raw_data.data = malloc(t->raw_data.len ? t->raw_data.len : 1);
-	if (!t->name || !t->dims || !t->raw_data.data) {
-		onnx__tensor_proto__free_unpacked(t, NULL);
-		return NULL;
-	}
-	t->n_dims = 1;
-	t->dims[0] = n;
-	return t;
-}
-
 static void index_store(uint8_t *out, const int64_t *v, int64_t n, bool index64)
 {
 	for (int64_t i = 0; i < n; i++) {
@@ -240,11 +215,11 @@ static int tensors_add(Onnx__GraphProto *g, const struct rewrite *rw)
 	int64_t n_rows = (b->n + b->br - 1) / b->br + 1, n_values = b->n_blocks * b->br * b->bc;
 	bool index64 = b->n_blocks > INT32_MAX;
 	int32_t it = index64 ? ONNX__TENSOR_PROTO__DATA_TYPE__INT64 : ONNX__TENSOR_PROTO__DATA_TYPE__INT32;
-	size_t isz = index64 ? 8 : 4, i = 0;
+	size_t i = 0;
 	Onnx__TensorProto *t[3] = {
-		tensor_1d(rw->names[0], DT_FLOAT, n_values, 4),
-		tensor_1d(rw->names[1], it, b->n_blocks, isz),
-		tensor_1d(rw->names[2], it, n_rows, isz),
+		opass_tensor_new(rw->names[0], DT_FLOAT, (const int64_t[]){ n_values }, 1),
+		opass_tensor_new(rw->names[1], it, (const int64_t[]){ b->n_blocks }, 1),
+		opass_tensor_new(rw->names[2], it, (const int64_t[]){ n_rows }, 1),
 	};
 
 	if (t[0] && t[1] && t[2]) {

@@ -40,31 +40,6 @@ struct prepare {
 	struct onnxpass_error *err;
 };
 
-static Onnx__TensorProto *mask_tensor_new(const Onnx__TensorProto *weight, const char *name,
-					  uint64_t numel)
-{
-	Onnx__TensorProto *t = malloc(sizeof(*t));
-
-	if (!t)
-		return NULL;
-	onnx__tensor_proto__init(t);
-	t->name = strdup(name);
-	t->has_data_type = true;
-	t->data_type = ONNX__TENSOR_PROTO__DATA_TYPE__BOOL;
-	t->dims = malloc((weight->n_dims ? weight->n_dims : 1) * sizeof(*t->dims));
-	t->raw_data.data = malloc(numel ? numel : 1);
-	t->has_raw_data = true;
-	if (!t->name || !t->dims || !t->raw_data.data) {
-		onnx__tensor_proto__free_unpacked(t, NULL);
-		return NULL;
-	}
-	t->n_dims = weight->n_dims;
-	memcpy(t->dims, weight->dims, weight->n_dims * sizeof(*t->dims));
-	t->raw_data.len = numel;
-	memset(t->raw_data.data, 1, numel);
-	return t;
-}
-
 /* IR < 4 requires every initializer to be a graph input too. */
 static int mask_add_input(Onnx__GraphProto *graph, const Onnx__TensorProto *mask)
 {
@@ -204,7 +179,10 @@ static int group_add(struct prepare *p, const struct opass_weight *w, cJSON *arg
 	for (size_t i = 0; r == 0 && i < 5; i++)
 		r = opass_names_make(&p->names, w->name, suffixes[i], &names[i]);
 	if (r == 0) {
-		mask = mask_tensor_new(w->tensor, names[0], numel);
+		mask = opass_tensor_new(names[0], ONNX__TENSOR_PROTO__DATA_TYPE__BOOL, w->tensor->dims,
+					w->tensor->n_dims);
+		if (mask)
+			memset(mask->raw_data.data, 1, numel);
 		r = mask && opass_graph_add_initializer(w->graph, mask) == 0 ? 0 : -ENOMEM;
 		if (r < 0)
 			onnx__tensor_proto__free_unpacked(mask, NULL);

@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "error.h"
@@ -242,4 +243,37 @@ void opass_tensor_zero_masked(Onnx__TensorProto *t, const uint8_t *keep, uint64_
 	for (uint64_t i = 0; i < n; i++)
 		if (!keep[i])
 			opass_tensor_zero(t, i);
+}
+
+Onnx__TensorProto *opass_tensor_new(const char *name, int32_t dtype, const int64_t *dims,
+				    size_t n_dims)
+{
+	Onnx__TensorProto *t = malloc(sizeof(*t));
+	uint64_t numel = 1;
+
+	for (size_t i = 0; i < n_dims; i++) {
+		if (dims[i] < 0 || (dims[i] && numel > UINT64_MAX / (uint64_t)dims[i]))
+			numel = UINT64_MAX;
+		else
+			numel *= (uint64_t)dims[i];
+	}
+	if (!t || numel > SIZE_MAX / 16 || !opass_dtype_size(dtype)) {
+		free(t);
+		return NULL;
+	}
+	onnx__tensor_proto__init(t);
+	t->name = name ? strdup(name) : NULL;
+	t->has_data_type = true;
+	t->data_type = dtype;
+	t->dims = malloc((n_dims ? n_dims : 1) * sizeof(*t->dims));
+	t->has_raw_data = true;
+	t->raw_data.len = (size_t)numel * opass_dtype_size(dtype);
+	t->raw_data.data = malloc(t->raw_data.len ? t->raw_data.len : 1);
+	if ((name && !t->name) || !t->dims || !t->raw_data.data) {
+		onnx__tensor_proto__free_unpacked(t, NULL);
+		return NULL;
+	}
+	t->n_dims = n_dims;
+	memcpy(t->dims, dims, n_dims * sizeof(*dims));
+	return t;
 }
