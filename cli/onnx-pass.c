@@ -60,6 +60,7 @@ static void usage(FILE *f)
 	      "  --format auto|coo|dense|ort-sparse  storage for convert/sparsify (default auto);\n"
 	      "                          ort-sparse: MatMul/Gemm -> ai.onnx_pass::SparseMatMul\n"
 	      "  --min-sparsity X        ort-sparse: convert weights with >= X zeros (default 0.5)\n"
+	      "  --threads N             worker threads for step/convert (default: one per CPU)\n"
 	      "  --keep-params K1,K2     squash/convert: keep these args (params_to_keep)\n"
 	      "  --strict, --no-strict   state load: every group must exist (default strict)\n"
 	      "  --external-data         write tensors to OUTPUT.data\n"
@@ -191,7 +192,7 @@ enum {
 	OPT_SPARSITY = 1000, OPT_BLOCK, OPT_ZEROS, OPT_NORM, OPT_SPARSIFIER, OPT_NEARLINESS,
 	OPT_CONV_VIEW, OPT_FORMAT, OPT_KEEP, OPT_STRICT, OPT_NO_STRICT, OPT_EXTERNAL, OPT_JSON,
 	OPT_FREEZE, OPT_UNFREEZE, OPT_CONFIG, OPT_PLUGIN, OPT_LIST, OPT_VERSION,
-	OPT_MIN_SPARSITY,
+	OPT_MIN_SPARSITY, OPT_THREADS,
 };
 
 static const struct option options[] = {
@@ -206,6 +207,7 @@ static const struct option options[] = {
 	{ "conv-view", required_argument, NULL, OPT_CONV_VIEW },
 	{ "format", required_argument, NULL, OPT_FORMAT },
 	{ "min-sparsity", required_argument, NULL, OPT_MIN_SPARSITY },
+	{ "threads", required_argument, NULL, OPT_THREADS },
 	{ "keep-params", required_argument, NULL, OPT_KEEP },
 	{ "strict", no_argument, NULL, OPT_STRICT },
 	{ "no-strict", no_argument, NULL, OPT_NO_STRICT },
@@ -262,9 +264,11 @@ static int parse_flag(struct cli *cli, struct flags *fl, int c, const char *arg)
 	case OPT_SPARSIFIER: fl->sparsifier = arg; break;
 	case OPT_FORMAT: json_set(fl->opts, "format", cJSON_CreateString(arg)); break;
 	case OPT_MIN_SPARSITY:
-		r = parse_number("--min-sparsity", arg, &v);
+	case OPT_THREADS:
+		r = parse_number(c == OPT_THREADS ? "--threads" : "--min-sparsity", arg, &v);
 		if (r == 0)
-			json_set(fl->opts, "min_sparsity", cJSON_CreateNumber(v));
+			json_set(fl->opts, c == OPT_THREADS ? "threads" : "min_sparsity",
+				 cJSON_CreateNumber(v));
 		break;
 	case OPT_KEEP: json_set(fl->opts, "keep_params", split_list(arg)); break;
 	case OPT_STRICT: json_set(fl->opts, "strict", cJSON_CreateTrue()); break;

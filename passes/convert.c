@@ -194,6 +194,7 @@ static int groups_convert(Onnx__ModelProto *model, const struct opass_state *sta
 {
 	size_t n = state->n_groups;
 	struct convert_job job = { .model = model, .state = state, .format = format };
+	unsigned threads = 0;
 	int r;
 
 	job.built = calloc(n + 1, sizeof(*job.built));
@@ -201,8 +202,9 @@ static int groups_convert(Onnx__ModelProto *model, const struct opass_state *sta
 	if (!job.built || !job.errors)
 		r = opass_error(err, -ENOMEM, "out of memory");
 	else
-		r = opass_parallel_for(n, (unsigned)opass_json_number(config->options, "threads", 0),
-				       group_build, &job);
+		r = opass_config_threads(config, &threads, err);
+	if (r == 0)
+		r = opass_parallel_for(n, threads, group_build, &job);
 	for (size_t i = 0; r < 0 && err && job.errors && i < n; i++)
 		if (job.errors[i].code) {
 			*err = job.errors[i];

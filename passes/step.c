@@ -135,6 +135,7 @@ static int step_levels(struct opass_state *state, const struct opass_config *con
 	const cJSON *schedule = cJSON_GetObjectItemCaseSensitive(state->root, "schedule");
 	size_t n = state->n_groups;
 	struct step_job *job = calloc(1, sizeof(*job));
+	unsigned threads = 0;
 	double *levels = calloc(n + 1, sizeof(*levels));
 	int r = 0;
 
@@ -151,11 +152,12 @@ static int step_levels(struct opass_state *state, const struct opass_config *con
 			r = schedule_level(schedule, state->groups[i].args.sparsity_level, t, &levels[i], err);
 	}
 	if (r == 0)
+	if (r == 0)
+		r = opass_config_threads(config, &threads, err);
 	if (r == 0) {
 		job->state = state;
 		job->levels = levels;
-		r = opass_parallel_for(n, (unsigned)opass_json_number(config->options, "threads", 0),
-				       step_one, job);
+		r = opass_parallel_for(n, threads, step_one, job);
 	}
 	for (size_t i = 0; r < 0 && err && job && job->errors && i < n; i++)
 		if (job->errors[i].code) {

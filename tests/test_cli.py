@@ -416,9 +416,26 @@ def test_external_data_flag(ctx):
     onnx.checker.check_model(onnx.load(out))
 
 
+def test_threads(ctx):
+    """--threads changes how the work is spread, never the result; bad counts are usage errors."""
+    ws = Workspace(ctx["tmp"], ctx["models"], ["transformer_matmul.onnx"])
+    outs = []
+    for n in ("1", "2", "3", "0"):
+        out = os.path.join(ws.out, "t%s.onnx" % n)
+        run_ok(["sparsify", ws.model("transformer_matmul.onnx"), "-o", out, "--threads", n,
+                "--sparsity", "0.7", "--block", "1x1", "--format", "coo"])
+        with open(out, "rb") as f:
+            outs.append(f.read())
+    if any(o != outs[0] for o in outs):
+        raise AssertionError("--threads changed the output")
+    for bad in ("-1", "1.5", "x", "5000"):
+        ws.fails(["sparsify", ws.model("transformer_matmul.onnx"), "-o",
+                  os.path.join(ws.out, "bad.onnx"), "--threads", bad], 2, what="--threads " + bad)
+
+
 TESTS = [test_help, test_version, test_list, test_config_matches_manifest, test_config_filters,
     test_inspect_pipeline, test_config_errors, test_strict_false, test_model_errors,
-    test_usage_errors, test_output_equals_input, test_external_data_flag]
+    test_usage_errors, test_output_equals_input, test_external_data_flag, test_threads]
 
 
 def main():

@@ -85,5 +85,8 @@ bool opass_json_bool(const cJSON *obj, const char *key, bool fallback);
 /* Parse the config of a pass context; -EINVAL with line/column on errors. */
 int opass_context_config(struct onnxpass_context *ctx, struct opass_config **ret_config,
 			 struct onnxpass_error *err);
+/* options.threads: worker threads (0 or absent: one per CPU). */
+int opass_config_threads(const struct opass_config *config, unsigned *ret,
+			 struct onnxpass_error *err);
 /* The options object of a config, or NULL. */
 const cJSON *opass_config_option(const struct opass_config *config, const char *key);

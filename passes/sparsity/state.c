@@ -43,6 +43,22 @@ const cJSON *opass_config_option(const struct opass_config *config, const char *
 	return config->options ? cJSON_GetObjectItemCaseSensitive(config->options, key) : NULL;
 }
 
+int opass_config_threads(const struct opass_config *config, unsigned *ret,
+			 struct onnxpass_error *err)
+{
+	const cJSON *v = opass_config_option(config, "threads");
+
+	if (!v || cJSON_IsNull(v)) {
+		*ret = 0;
+		return 0;
+	}
+	if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble > 1024 ||
+	    v->valuedouble != (double)(unsigned)v->valuedouble)
+		return opass_error(err, -EINVAL, "options: threads must be an integer in [0, 1024]");
+	*ret = (unsigned)v->valuedouble;
+	return 0;
+}
+
 /* --- finding constants ----------------------------------------------------- */
 
 struct find_constant {
