@@ -101,8 +101,10 @@ static int group_update(struct opass_group *g, enum opass_sparsifier kind, doubl
 			opass_group_read_masked(g, s->values, s->stored);
 			r = opass_weight_norm_mask(s->values, rows, cols, true, &wn, s->mask);
 		} else {
+			/* stored is free again once the view is gathered */
 			opass_group_read_masked_f32(g, s->values, s->stored);
-			r = opass_weight_norm_mask_f32(s->values, rows, cols, &wn, s->mask);
+			r = opass_weight_norm_mask_f32_with(s->values, rows, cols, &wn, s->stored,
+							    s->mask);
 		}
 	}
 	if (r == 0)

@@ -33,6 +33,12 @@ int opass_weight_norm_mask(const double *values, size_t rows, size_t cols, bool 
 int opass_weight_norm_mask_f32(const float *values, size_t rows, size_t cols,
 			       const struct opass_weight_norm_args *args, uint8_t *ret_mask);
 
+/* The same with the caller's selection scratch (rows * cols entries), so
+ * that a worker reuses one buffer across weights; values are overwritten. */
+int opass_weight_norm_mask_f32_with(float *values, size_t rows, size_t cols,
+				    const struct opass_weight_norm_args *args, uint32_t *scratch,
+				    uint8_t *ret_mask);
+
 /* NearlyDiagonalSparsifier.update_mask: ones where |r - c| <= nearliness / 2,
  * all zeros if nearliness <= 0. -EINVAL for even nearliness or
  * nearliness / 2 >= min(rows, cols). */

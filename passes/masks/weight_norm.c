@@ -165,6 +165,17 @@ static int wn_trivial(const void *values, size_t rows, size_t cols,
 	return 0;
 }
 
+int opass_weight_norm_mask_f32_with(float *values, size_t rows, size_t cols,
+				    const struct opass_weight_norm_args *args, uint32_t *scratch,
+				    uint8_t *ret_mask)
+{
+	int r = wn_trivial(values, rows, cols, args, ret_mask);
+
+	if (r != 0)
+		return r < 0 ? r : 0;
+	return wn_mask_f32(values, rows, cols, args, scratch, values, ret_mask);
+}
+
 int opass_weight_norm_mask_f32(const float *values, size_t rows, size_t cols,
 			       const struct opass_weight_norm_args *args, uint8_t *ret_mask)
 {
@@ -172,7 +183,7 @@ int opass_weight_norm_mask_f32(const float *values, size_t rows, size_t cols,
 
 	if (r != 0)
 		return r < 0 ? r : 0;
-	return wn_mask_f32(values, rows, cols, args, ret_mask);
+	return wn_mask_f32(values, rows, cols, args, NULL, NULL, ret_mask);
 }
 
 int opass_weight_norm_mask(const double *values, size_t rows, size_t cols, bool wide,
@@ -184,13 +195,13 @@ int opass_weight_norm_mask(const double *values, size_t rows, size_t cols, bool 
 	if (r != 0)
 		return r < 0 ? r : 0;
 	if (wide)
-		return wn_mask_f64(values, rows, cols, args, ret_mask);
+		return wn_mask_f64(values, rows, cols, args, NULL, NULL, ret_mask);
 	f = malloc(rows * cols * sizeof(*f));
 	if (!f)
 		return -ENOMEM;
 	for (size_t i = 0; i < rows * cols; i++)
 		f[i] = (float)values[i];
-	r = wn_mask_f32(f, rows, cols, args, ret_mask);
+	r = wn_mask_f32(f, rows, cols, args, NULL, f, ret_mask);
 	free(f);
 	return r;
 }

@@ -14,28 +14,37 @@ struct WN_FN(scratch) {
 	WN_T *keys;             /* br * bc norms of one block */
 	uint8_t *chosen;        /* br * bc */
 	WN_U *sel;              /* max(nb, br * bc) selection scratch */
+	bool own_sel;           /* sel was allocated here */
+	bool own_scores;        /* scores was allocated here */
 };
 
 static void WN_FN(scratch_free)(struct WN_FN(scratch) *s)
 {
-	free(s->scores);
+	if (s->own_scores)
+		free(s->scores);
 	free(s->pruned);
 	free(s->keys);
 	free(s->chosen);
-	free(s->sel);
+	if (s->own_sel)
+		free(s->sel);
 }
 
-static int WN_FN(scratch_alloc)(struct WN_FN(scratch) *s, const struct wn_grid *g)
+/* sel: the caller's selection scratch (rows * cols entries), or NULL;
+ * scores: where block scores may go (1x1 blocks: the values themselves), or NULL. */
+static int WN_FN(scratch_alloc)(struct WN_FN(scratch) *s, const struct wn_grid *g, WN_U *sel,
+				WN_T *scores)
 {
 	size_t bs = g->br * g->bc;
 	size_t nsel = g->nb > bs ? g->nb : bs;
 
 	*s = (struct WN_FN(scratch)){
-		.scores = malloc(g->nb * sizeof(WN_T)),
+		.scores = scores ? scores : malloc(g->nb * sizeof(WN_T)),
+		.own_scores = !scores,
 		.pruned = malloc(g->nb),
 		.keys = malloc(bs * sizeof(WN_T)),
 		.chosen = malloc(bs),
-		.sel = malloc(nsel * sizeof(WN_U)),
+		.sel = sel ? sel : malloc(nsel * sizeof(WN_U)),
+		.own_sel = !sel,
 	};
 	if (!s->scores || !s->pruned || !s->keys || !s->chosen || !s->sel) {
 		WN_FN(scratch_free)(s);
@@ -192,9 +201,14 @@ static void WN_FN(block_masks)(const WN_T *values, const struct wn_grid *g,
 			WN_FN(block_mask)(values, g, b, args, s, mask);
 }
 
-/* The general case (not all ones, not all zeros). */
+/*
+ * The general case (not all ones, not all zeros). clobber (NULL or values
+ * itself) may be overwritten: 1x1 blocks then score in place, since their
+ * block masks never read the values again.
+ */
 static int WN_FN(mask)(const WN_T *values, size_t rows, size_t cols,
-		       const struct opass_weight_norm_args *args, uint8_t *ret_mask)
+		       const struct opass_weight_norm_args *args, WN_U *sel, WN_T *clobber,
+		       uint8_t *ret_mask)
 {
 	int64_t bs = args->block_rows * args->block_cols;
 	struct WN_FN(scratch) s;
@@ -202,7 +216,7 @@ static int WN_FN(mask)(const WN_T *values, size_t rows, size_t cols,
 	int r;
 
 	wn_grid_init(&g, rows, cols, args);
-	r = WN_FN(scratch_alloc)(&s, &g);
+	r = WN_FN(scratch_alloc)(&s, &g, sel, g.br == 1 && g.bc == 1 ? clobber : NULL);
 	if (r < 0)
 		return r;
 	WN_FN(tensor_mask)(values, &g, args, &s);
