@@ -166,12 +166,6 @@ struct opass_spmm *opass_spmm_free(struct opass_spmm *spmm)
 	return NULL;
 }
 
-void opass_spmm_shape(const struct opass_spmm *spmm, int64_t *ret_n, int64_t *ret_k)
-{
-	*ret_n = spmm->n;
-	*ret_k = spmm->k;
-}
-
 static int spmm_check_shape(int64_t n, int64_t k, int64_t br, int64_t bc, size_t n_values,
 			    size_t n_col, size_t n_row_ptr, struct onnxpass_error *err)
 {

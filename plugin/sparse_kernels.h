@@ -94,8 +94,5 @@ int opass_spmm_run(const struct opass_spmm *spmm, const float *a, int64_t m,
 		   const float *bias, size_t n_bias, float *y,
 		   const struct opass_spmm_exec *exec);
 
-/* Shape of a weight. */
-void opass_spmm_shape(const struct opass_spmm *spmm, int64_t *ret_n, int64_t *ret_k);
-
 /* Is this kernel variant usable on this CPU? */
 bool opass_spmm_isa_supported(enum opass_spmm_isa isa);
