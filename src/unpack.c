@@ -7,7 +7,8 @@
  * the main graph's initializers, which hold nearly all the bytes, are unpacked
  * one by one and the mapping's pages behind them are dropped as we go; the
  * rest of the graph and of the model (small) is unpacked from copies without
- * the initializer and graph fields. The result equals a plain unpack: the
+ * the initializer and graph fields. Initializers are unpacked on all cores.
+ * The result equals a plain unpack: the
  * same fields, initializers in their order, unknown fields kept.
  */
 #include <errno.h>
@@ -16,6 +17,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "parallel.h"
 #include "unpack.h"
 
 #define FIELD_MODEL_GRAPH 7
@@ -105,61 +107,86 @@ static uint8_t *copy_without(const uint8_t *p, size_t size, uint32_t skip, size_
 	return out;
 }
 
-/* Drop the mapping's whole pages in [*released, upto). */
-static void release_pages(const uint8_t *base, size_t *released, size_t upto)
+/* Drop the mapping's whole pages inside [from, to). */
+static void release_pages(const uint8_t *from, const uint8_t *to)
 {
 	size_t page = (size_t)sysconf(_SC_PAGESIZE);
-	uintptr_t from = ((uintptr_t)base + *released + page - 1) & ~(uintptr_t)(page - 1);
-	uintptr_t to = ((uintptr_t)base + upto) & ~(uintptr_t)(page - 1);
+	uintptr_t a = ((uintptr_t)from + page - 1) & ~(uintptr_t)(page - 1);
+	uintptr_t b = (uintptr_t)to & ~(uintptr_t)(page - 1);
 
-	if (to > from)
-		madvise((void *)from, to - from, MADV_DONTNEED);
-	if (upto > *released)
-		*released = upto;
+	if (b > a)
+		madvise((void *)a, b - a, MADV_DONTNEED);
+}
+
+/* The graph's initializers, unpacked in parallel (they hold nearly all bytes). */
+struct init_job {
+	const uint8_t *p;          /* the graph's bytes */
+	const struct field *spans; /* one per initializer */
+	Onnx__TensorProto **out;
+	bool release;
+};
+
+static int init_unpack(size_t i, unsigned thread, void *userdata)
+{
+	struct init_job *job = userdata;
+	const struct field *f = &job->spans[i];
+
+	(void)thread;
+	job->out[i] = onnx__tensor_proto__unpack(NULL, f->end - f->value, job->p + f->value);
+	if (job->release)
+		release_pages(job->p + f->value, job->p + f->end);
+	return job->out[i] ? 0 : -EBADMSG;
+}
+
+/* The initializer fields of a graph, in order (*ret_n of them). */
+static struct field *init_spans(const uint8_t *p, size_t size, size_t *ret_n)
+{
+	struct field f, *spans;
+	size_t pos = 0, n = 0;
+
+	while (pos < size && next_field(p, size, &pos, &f) == 0)
+		n += f.number == FIELD_GRAPH_INITIALIZER && f.wire == WIRE_LEN;
+	spans = calloc(n ? n : 1, sizeof(*spans));
+	for (pos = 0, n = 0; spans && pos < size && next_field(p, size, &pos, &f) == 0;)
+		if (f.number == FIELD_GRAPH_INITIALIZER && f.wire == WIRE_LEN)
+			spans[n++] = f;
+	*ret_n = n;
+	return spans;
 }
 
 /* The graph: everything but its initializers from a copy, then each
  * initializer straight from the input. */
-static Onnx__GraphProto *graph_unpack(const uint8_t *base, size_t g0, size_t g1, bool release,
-				      size_t *released)
+static Onnx__GraphProto *graph_unpack(const uint8_t *p, size_t size, bool release)
 {
-	const uint8_t *p = base + g0;
-	size_t size = g1 - g0, rest_size, pos = 0, n = 0;
+	size_t rest_size, n = 0;
 	uint8_t *rest = copy_without(p, size, FIELD_GRAPH_INITIALIZER, &rest_size);
 	Onnx__GraphProto *graph = rest ? onnx__graph_proto__unpack(NULL, rest_size, rest) : NULL;
-	struct field f;
+	struct init_job job = { .p = p, .release = release };
+	int r;
 
 	free(rest);
 	if (!graph)
 		return NULL;
-	while (pos < size && next_field(p, size, &pos, &f) == 0)
-		n += f.number == FIELD_GRAPH_INITIALIZER && f.wire == WIRE_LEN;
+	job.spans = init_spans(p, size, &n);
 	graph->initializer = calloc(n ? n : 1, sizeof(*graph->initializer));
-	if (!graph->initializer) {
+	job.out = graph->initializer;
+	r = job.spans && job.out ? opass_parallel_for(n, 0, init_unpack, &job) : -ENOMEM;
+	free((void *)job.spans);
+	if (r < 0) {
+		for (size_t i = 0; job.out && i < n; i++)
+			if (job.out[i])
+				onnx__tensor_proto__free_unpacked(job.out[i], NULL);
 		onnx__graph_proto__free_unpacked(graph, NULL);
 		return NULL;
 	}
-	for (pos = 0; pos < size && next_field(p, size, &pos, &f) == 0;) {
-		Onnx__TensorProto *t;
-
-		if (f.number != FIELD_GRAPH_INITIALIZER || f.wire != WIRE_LEN)
-			continue;
-		t = onnx__tensor_proto__unpack(NULL, f.end - f.value, p + f.value);
-		if (!t) {
-			onnx__graph_proto__free_unpacked(graph, NULL);
-			return NULL;
-		}
-		graph->initializer[graph->n_initializer++] = t;
-		if (release)
-			release_pages(base, released, g0 + f.end);
-	}
+	graph->n_initializer = n;
 	return graph;
 }
 
 Onnx__ModelProto *opass_model_unpack(const void *data, size_t size, bool release)
 {
 	const uint8_t *p = data;
-	size_t pos = 0, graphs = 0, g0 = 0, g1 = 0, rest_size, released = 0;
+	size_t pos = 0, graphs = 0, g0 = 0, g1 = 0, rest_size;
 	Onnx__ModelProto *model;
 	uint8_t *rest;
 	struct field f;
@@ -181,7 +208,7 @@ Onnx__ModelProto *opass_model_unpack(const void *data, size_t size, bool release
 	free(rest);
 	if (!model)
 		return NULL;
-	model->graph = graph_unpack(p, g0, g1, release, &released);
+	model->graph = graph_unpack(p + g0, g1 - g0, release);
 	if (!model->graph) {
 		onnx__model_proto__free_unpacked(model, NULL);
 		return NULL;
