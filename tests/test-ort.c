@@ -34,17 +34,12 @@ struct run {
 
 static void ort_ok(OrtStatus *status, const char *what)
 {
-	const char *message = status ? ort->GetErrorMessage(status) : NULL;
-
-	ck_assert_msg(!status, "%s: %s", what, message);
+	test_ort_ok(ort, status, what);
 }
 
 static char *model_path(const char *name)
 {
-	char *path = NULL;
-
-	ck_assert_int_ge(asprintf(&path, "%s/%s.onnx", models_dir, name), 0);
-	return path;
+	return test_model_path(models_dir, name);
 }
 
 static void setup(void)

@@ -109,3 +109,11 @@ void test_models_free(cJSON *manifest, char *dir)
 		test_system("rm -rf '%s'", dir);
 	free(dir);
 }
+
+char *test_model_path(const char *dir, const char *name)
+{
+	char *path = NULL;
+
+	ck_assert_int_ge(asprintf(&path, "%s/%s.onnx", dir, name), 0);
+	return path;
+}
