@@ -6,7 +6,7 @@
  * After:    report = a table (or JSON with options.json) per weight: name,
  *           alias, op, shape, dtype, nonzeros, sparsity, pattern (N:M along
  *           input, block shape, unstructured, dense), storage (initializer,
- *           constant, sparse, external), bytes; model totals; on a prepared
+ *           constant, sparse, external, ort-sparse), bytes; model totals; on a prepared
  *           model the groups as torch prints them, and the masked weights.
  *
  * Conditions: none; weights of prepared groups are counted through their mask.
@@ -19,6 +19,7 @@
 
 #include "error.h"
 #include "graph.h"
+#include "ort_sparse.h"
 #include "passes.h"
 #include "tensor.h"
 #include "validate.h"
@@ -89,6 +90,12 @@ static bool block_pattern(const uint8_t *nz, const struct opass_view_map *map, i
 	return true;
 }
 
+/*
+ * The structure of the zeros: "dense", whole blocks ("1x4 blocks": every zero
+ * sits in an all-zero block), N:M ("2:4 along input": at most N nonzeros in
+ * every M consecutive inputs and at least 95% of those N slots used, so that a
+ * merely sparse matrix is not called N:M), else "unstructured".
+ */
 static void pattern_text(char *out, size_t size, const uint8_t *nz, const struct opass_view_map *map,
 			 uint64_t numel, uint64_t nnz)
 {
@@ -99,19 +106,21 @@ static void pattern_text(char *out, size_t size, const uint8_t *nz, const struct
 		snprintf(out, size, "dense");
 		return;
 	}
-	for (size_t k = 0; k < 3; k++) {
-		if (map->cols % ms[k] == 0) {
-			int64_t n = max_per_group(nz, map, ms[k]);
-
-			if (n < ms[k] && nnz > 0) {
-				snprintf(out, size, "%" PRId64 ":%" PRId64 " along input", n, ms[k]);
-				return;
-			}
+	for (size_t k = 0; nnz > 0 && k < sizeof(blocks) / sizeof(blocks[0]); k++) {
+		if (block_pattern(nz, map, blocks[k][0], blocks[k][1])) {
+			snprintf(out, size, "%" PRId64 "x%" PRId64 " blocks", blocks[k][0], blocks[k][1]);
+			return;
 		}
 	}
-	for (size_t k = 0; k < sizeof(blocks) / sizeof(blocks[0]); k++) {
-		if (nnz > 0 && block_pattern(nz, map, blocks[k][0], blocks[k][1])) {
-			snprintf(out, size, "%" PRId64 "x%" PRId64 " blocks", blocks[k][0], blocks[k][1]);
+	for (size_t k = 0; nnz > 0 && k < 3; k++) {
+		uint64_t groups = (uint64_t)map->rows * (uint64_t)(map->cols / ms[k]);
+		int64_t n;
+
+		if (map->cols % ms[k] != 0)
+			continue;
+		n = max_per_group(nz, map, ms[k]);
+		if (n < ms[k] && nnz * 20 >= groups * (uint64_t)n * 19) {
+			snprintf(out, size, "%" PRId64 ":%" PRId64 " along input", n, ms[k]);
 			return;
 		}
 	}
@@ -225,7 +234,7 @@ static void sparse_view(const Onnx__GraphProto *g, const Onnx__SparseTensorProto
 			continue;
 		if (opass_view_map_init(map, view, OPASS_CONV_VIEW_OIHW, &fake, NULL) == 0) {
 			*ret_op = node->op_type;
-			*ret_alias = opass_alias_from_node_name(node->name);
+			*ret_alias = opass_weight_alias(node->name);
 			return;
 		}
 	}
@@ -324,6 +333,74 @@ static int rows_sparse(struct inspect *in, struct onnxpass_error *err)
 
 	for (size_t i = 0; r == 0 && i < g->n_sparse_initializer; i++)
 		r = row_sparse(in, g->sparse_initializer[i], err);
+	return r;
+}
+
+/* An initializer of the main graph by name, or NULL. */
+static const Onnx__TensorProto *initializer_get(const Onnx__GraphProto *g, const char *name)
+{
+	for (size_t i = 0; name && i < g->n_initializer; i++)
+		if (g->initializer[i]->name && strcmp(g->initializer[i]->name, name) == 0)
+			return g->initializer[i];
+	return NULL;
+}
+
+/* A weight rewritten to ai.onnx_pass::SparseMatMul (convert --format
+ * ort-sparse): values / indices / row_ptr of B^T [N, K] in block rows. */
+static int row_ort_sparse(struct inspect *in, const Onnx__NodeProto *node, struct onnxpass_error *err)
+{
+	const Onnx__GraphProto *g = in->model->proto->graph;
+	const Onnx__TensorProto *t[3];
+	int64_t k = opass_node_attr_int(node, "K", -1), n = opass_node_attr_int(node, "N", -1);
+	int64_t br = opass_node_attr_int(node, "block_rows", 1), bc = opass_node_attr_int(node, "block_cols", 1);
+	uint64_t stored, count;
+	char *alias = opass_weight_alias(node->name);
+	struct row *row;
+	int r;
+
+	for (size_t i = 0; i < 3; i++)
+		t[i] = node->n_input > i + 1 ? initializer_get(g, node->input[i + 1]) : NULL;
+	if (!t[0] || !t[1] || !t[2] || k < 0 || n < 0 || (n && (uint64_t)k > UINT64_MAX / (uint64_t)n)) {
+		free(alias);
+		return opass_error(err, -EBADMSG, "SparseMatMul '%s': weight arrays or K/N missing",
+				   node->name ? node->name : "");
+	}
+	row = row_new(in, t[0]->name ? t[0]->name : "", alias);
+	free(alias);
+	if (!row)
+		return opass_error(err, -ENOMEM, "out of memory");
+	r = opass_tensor_check(t[0], &stored, err);
+	if (r < 0)
+		return r;
+	row->op = "SparseMatMul";
+	shape_text(row->shape, sizeof(row->shape), (const int64_t[]){ k, n }, 2);
+	row->dtype = opass_dtype_name(t[0]->data_type);
+	row->numel = (uint64_t)k * (uint64_t)n;
+	row->nnz = opass_tensor_count_nonzero(t[0], stored);
+	if (br == 1 && bc == 1)
+		snprintf(row->pattern, sizeof(row->pattern), "CSR");
+	else
+		snprintf(row->pattern, sizeof(row->pattern), "BSR %" PRId64 "x%" PRId64, br, bc);
+	row->storage = "ort-sparse";
+	for (size_t i = 0; r == 0 && i < 3; i++) {
+		r = opass_tensor_numel(t[i], &count, err);
+		row->bytes += count * opass_dtype_size(t[i]->data_type);
+	}
+	return r;
+}
+
+static int rows_ort_sparse(struct inspect *in, struct onnxpass_error *err)
+{
+	const Onnx__GraphProto *g = in->model->proto->graph;
+	int r = 0;
+
+	for (size_t i = 0; r == 0 && i < g->n_node; i++) {
+		const Onnx__NodeProto *node = g->node[i];
+
+		if (node->domain && strcmp(node->domain, OPASS_ORT_DOMAIN) == 0 && node->op_type &&
+		    strcmp(node->op_type, "SparseMatMul") == 0)
+			r = row_ort_sparse(in, node, err);
+	}
 	return r;
 }
 
@@ -501,6 +578,8 @@ int opass_pass_inspect(struct onnxpass_model *model, struct onnxpass_context *ct
 		r = rows_groups(&in, err);
 	if (r == 0)
 		r = rows_sparse(&in, err);
+	if (r == 0)
+		r = rows_ort_sparse(&in, err);
 	if (r == 0 && opass_json_bool(config->options, "json", false))
 		r = print_json(&in, ctx);
 	else if (r == 0) {

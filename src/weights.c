@@ -81,6 +81,16 @@ char *opass_alias_from_node_name(const char *node_name)
 	return out;
 }
 
+char *opass_weight_alias(const char *node_name)
+{
+	char *path = opass_alias_from_node_name(node_name), *alias = NULL;
+
+	if (path && asprintf(&alias, "%s.weight", path) < 0)
+		alias = NULL;
+	free(path);
+	return alias;
+}
+
 static int skip_add(struct find_ctx *ctx, const char *name, const char *op, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 
@@ -246,17 +256,7 @@ static int weight_add(struct find_ctx *ctx, const struct opass_scope *scope,
 		ctx->cap = cap;
 	}
 	w.name = strdup(name);
-	w.alias = opass_alias_from_node_name(node->name);
-	if (w.alias) {
-		char *alias = NULL;
-
-		if (asprintf(&alias, "%s.weight", w.alias) < 0)
-			alias = NULL;
-		free(w.alias);
-		w.alias = alias;
-		if (!alias)
-			return -ENOMEM;
-	}
+	w.alias = opass_weight_alias(node->name);
 	w.op = op;
 	w.module_type = strcmp(op, "Conv") == 0 ? "conv" : "linear";
 	w.via_transpose = via_transpose;

@@ -62,3 +62,7 @@ const char *opass_view_name(enum opass_view view);
 /* PyTorch module path from a scoped node name ("/a/a.0/conv/Conv" ->
  * "a.0.conv"), malloc'd; NULL if the name is not scoped. */
 char *opass_alias_from_node_name(const char *node_name);
+
+/* The weight alias of a consumer node: module path + ".weight", or NULL
+ * (unscoped name, or out of memory). */
+char *opass_weight_alias(const char *node_name);

@@ -433,9 +433,60 @@ def test_threads(ctx):
                   os.path.join(ws.out, "bad.onnx"), "--threads", bad], 2, what="--threads " + bad)
 
 
+def inspect_json(path):
+    return json.loads(run_ok(["inspect", "--json", path]).stdout)
+
+
+def test_inspect_patterns(ctx):
+    """inspect names the structure each pruning config leaves (SPEC 7: N:M, blocks)."""
+    ws = Workspace(ctx["tmp"], ctx["models"], ["transformer_matmul.onnx"])
+    cases = [
+        (["--sparsity", "1", "--block", "1x4", "--zeros-per-block", "2"], "2:4 along input"),
+        (["--sparsity", "1", "--block", "1x8", "--zeros-per-block", "4"], "4:8 along input"),
+        (["--sparsity", "0.5", "--block", "1x4"], "1x4 blocks"),
+        (["--sparsity", "0.5", "--block", "4x1"], "4x1 blocks"),
+        (["--sparsity", "0.9", "--block", "1x1"], "unstructured"),
+        (["--sparsity", "0", "--block", "1x1"], "dense"),
+    ]
+    for flags, want in cases:
+        out = os.path.join(ws.out, "p.onnx")
+        run_ok(["sparsify", ws.model("transformer_matmul.onnx"), "-o", out, "--format", "dense"]
+               + flags)
+        got = {w["pattern"] for w in inspect_json(out)["weights"]}
+        if got != {want}:
+            raise AssertionError("%s: patterns %r, expected %r" % (" ".join(flags), got, want))
+
+
+def test_inspect_ort_sparse(ctx):
+    """Weights rewritten to SparseMatMul are still listed, with the same nonzeros."""
+    ws = Workspace(ctx["tmp"], ctx["models"], ["transformer_matmul.onnx"])
+    flags = ["--sparsity", "0.9", "--block", "1x4"]
+    dense, ort = os.path.join(ws.out, "d.onnx"), os.path.join(ws.out, "o.onnx")
+    run_ok(["sparsify", ws.model("transformer_matmul.onnx"), "-o", dense, "--format", "dense"]
+           + flags)
+    run_ok(["sparsify", ws.model("transformer_matmul.onnx"), "-o", ort, "--format", "ort-sparse"]
+           + flags)
+    d, o = inspect_json(dense), inspect_json(ort)
+    by_alias = {w["alias"]: w for w in d["weights"]}
+    if len(o["weights"]) != len(d["weights"]):
+        raise AssertionError("ort-sparse lists %d weights, dense %d"
+                             % (len(o["weights"]), len(d["weights"])))
+    for w in o["weights"]:
+        ref = by_alias[w["alias"]]
+        if w["storage"] != "ort-sparse" or w["op"] != "SparseMatMul" or w["pattern"] != "BSR 1x4":
+            raise AssertionError("ort-sparse row %r" % w)
+        if (w["nonzeros"], w["numel"]) != (ref["nonzeros"], ref["numel"]):
+            raise AssertionError("%s: %d/%d nonzeros, dense has %d/%d" % (w["alias"],
+                w["nonzeros"], w["numel"], ref["nonzeros"], ref["numel"]))
+        if w["bytes"] >= ref["bytes"]:
+            raise AssertionError("%s: ort-sparse storage %d bytes >= dense %d"
+                                 % (w["alias"], w["bytes"], ref["bytes"]))
+
+
 TESTS = [test_help, test_version, test_list, test_config_matches_manifest, test_config_filters,
     test_inspect_pipeline, test_config_errors, test_strict_false, test_model_errors,
-    test_usage_errors, test_output_equals_input, test_external_data_flag, test_threads]
+    test_usage_errors, test_output_equals_input, test_external_data_flag, test_threads,
+    test_inspect_patterns, test_inspect_ort_sparse]
 
 
 def main():
