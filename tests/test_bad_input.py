@@ -19,11 +19,13 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import traceback
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import testutil  # noqa: E402
 
 ONNX_PASS = os.environ.get("ONNX_PASS", "")
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -477,23 +479,8 @@ def main():
         print("ONNX_PASS is not set to the onnx-pass binary")
         print("0 passed, 1 failed")
         return 1
-    only = sys.argv[1:]
-    n_pass = n_fail = 0
     with tempfile.TemporaryDirectory(prefix="onnx-pass-bad-") as tmp:
-        for test in TESTS:
-            if only and test.__name__ not in only:
-                continue
-            try:
-                test(tmp)
-            except Exception:
-                n_fail += 1
-                print("FAIL %s" % test.__name__)
-                traceback.print_exc(file=sys.stdout)
-                continue
-            n_pass += 1
-            print("ok   %s" % test.__name__)
-    print("%d passed, %d failed" % (n_pass, n_fail))
-    return 1 if n_fail else 0
+        return testutil.run_tests(TESTS, tmp, only=sys.argv[1:])
 
 
 if __name__ == "__main__":

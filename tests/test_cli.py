@@ -18,14 +18,15 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import traceback
 
 import onnx
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "models"))
 
 import make_models  # noqa: E402
+import testutil  # noqa: E402
 
 ONNX_PASS = os.environ.get("ONNX_PASS", "")
 SRCDIR = os.environ.get("SRCDIR", os.path.dirname(HERE))
@@ -494,22 +495,10 @@ def main():
         print("ONNX_PASS is not set to the onnx-pass binary")
         print("0 passed, 1 failed")
         return 1
-    n_pass = n_fail = 0
     with tempfile.TemporaryDirectory(prefix="onnx-pass-cli-") as tmp:
         models = os.path.join(tmp, "models")
         ctx = {"tmp": tmp, "models": models, "manifest": make_models.generate(models)}
-        for test in TESTS:
-            try:
-                test(ctx)
-            except Exception:
-                n_fail += 1
-                print("FAIL %s" % test.__name__)
-                traceback.print_exc(file=sys.stdout)
-                continue
-            n_pass += 1
-            print("ok   %s" % test.__name__)
-    print("%d passed, %d failed" % (n_pass, n_fail))
-    return 1 if n_fail else 0
+        return testutil.run_tests(TESTS, ctx)
 
 
 if __name__ == "__main__":

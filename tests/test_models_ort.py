@@ -22,6 +22,7 @@ sys.path.insert(0, os.path.join(HERE, "models"))
 
 import make_models  # noqa: E402
 import ortlib  # noqa: E402
+import testutil  # noqa: E402
 
 ATOL = 1e-4  # ONNX Runtime vs. torch / numpy
 
@@ -36,19 +37,6 @@ def assert_close(got, want, what, atol=ATOL, rtol=0.0):
         i = np.unravel_index(np.argmax(err), err.shape)
         raise AssertionError("%s: max error at %s: got %r, expected %r"
                              % (what, i, got[i], want[i]))
-
-
-def stored_tensors(graph, out):
-    """name -> TensorProto of every initializer and Constant value, subgraphs included."""
-    for t in graph.initializer:
-        out[t.name] = t
-    for n in graph.node:
-        if n.op_type == "Constant":
-            out[n.output[0]] = n.attribute[0].t
-        for a in n.attribute:
-            if a.type == onnx.AttributeProto.GRAPH:
-                stored_tensors(a.g, out)
-    return out
 
 
 def to_float(t):
@@ -69,7 +57,7 @@ def check_checker(path, entry):
 def check_manifest(path, entry):
     """The manifest's facts agree with the tensors actually stored in the file."""
     model = onnx.load(path)
-    tensors = stored_tensors(model.graph, {})
+    tensors = testutil.stored_tensors(model.graph)
     dtypes = {onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.FLOAT16: "float16",
               onnx.TensorProto.BFLOAT16: "bfloat16", onnx.TensorProto.DOUBLE: "float64",
               onnx.TensorProto.INT32: "int32", onnx.TensorProto.INT64: "int64"}

@@ -42,6 +42,7 @@ sys.path.insert(0, os.path.join(HERE, "models"))
 
 import make_models  # noqa: E402
 import ortlib  # noqa: E402
+import testutil  # noqa: E402
 
 import torch  # noqa: E402
 from torch.ao.sparsity import CubicSL, NearlyDiagonalSparsifier  # noqa: E402
@@ -83,20 +84,6 @@ def model_state(model):
     return None
 
 
-def stored_tensors(graph, out=None):
-    """name -> TensorProto of initializers and Constant values, subgraphs included."""
-    out = {} if out is None else out
-    for t in graph.initializer:
-        out[t.name] = t
-    for n in graph.node:
-        if n.op_type == "Constant":
-            out[n.output[0]] = n.attribute[0].t
-        for a in n.attribute:
-            if a.type == onnx.AttributeProto.GRAPH:
-                stored_tensors(a.g, out)
-    return out
-
-
 def to_array(t):
     """Values of a TensorProto as numpy (bfloat16 widened exactly to float32)."""
     if t.data_type == TensorProto.BFLOAT16:
@@ -121,7 +108,7 @@ def groups_of(path):
     state = model_state(model)
     if state is None:
         raise AssertionError("%s: no %s metadata" % (path, STATE_KEY))
-    tensors = stored_tensors(model.graph)
+    tensors = testutil.stored_tensors(model.graph)
     out = {}
     for g in state["groups"]:
         mask_t = tensors[g["mask"]]
@@ -734,10 +721,10 @@ def part4_pruned_weights(ctx):
         entries = json.load(f)["models"]["constants_if.onnx"]["weights"]
     info = json.loads(onnx_pass("inspect", ctx["half"], "--json").stdout)
     by_name = {w["name"]: w for w in info["weights"]}
-    orig = stored_tensors(onnx.load(ctx["src"]).graph)
-    got_t = stored_tensors(onnx.load(ctx["half"]).graph)
+    orig = testutil.stored_tensors(onnx.load(ctx["src"]).graph)
+    got_t = testutil.stored_tensors(onnx.load(ctx["half"]).graph)
     expected_model = onnx.load(ctx["src"])
-    exp_t = stored_tensors(expected_model.graph)
+    exp_t = testutil.stored_tensors(expected_model.graph)
     zeros = numel = 0
     for e in entries:
         w = to_array(orig[e["name"]])
