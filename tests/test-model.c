@@ -1187,15 +1187,14 @@ START_TEST(test_tensor_double)
 }
 END_TEST
 
-/* fp16 bit patterns: 1.0, -2.0, 65504 (max), 2^-24 (smallest subnormal). */
-START_TEST(test_tensor_float16)
+/* A 2x2 tensor of 16-bit floats given as bits, read from int32_data and from
+ * raw_data (little-endian), and zeroed element by element in both. */
+static void check_16bit(int32_t dtype, const uint16_t bits[4], const double want[4])
 {
-	const uint16_t bits[] = { 0x3c00, 0xc000, 0x7bff, 0x0001 };
-	const double want[] = { 1.0, -2.0, 65504.0, 1.0 / 16777216.0 };
 	int32_t ints[4];
 	uint8_t raw[8];
 	int64_t dims[2];
-	Onnx__TensorProto t = tensor_2x2(DT(FLOAT16), dims);
+	Onnx__TensorProto t = tensor_2x2(dtype, dims);
 
 	for (size_t i = 0; i < 4; i++) {
 		ints[i] = bits[i];
@@ -1215,6 +1214,15 @@ START_TEST(test_tensor_float16)
 	opass_tensor_zero(&t, 2);
 	ck_assert(raw[4] == 0 && raw[5] == 0);
 }
+
+/* fp16 bit patterns: 1.0, -2.0, 65504 (max), 2^-24 (smallest subnormal). */
+START_TEST(test_tensor_float16)
+{
+	const uint16_t bits[] = { 0x3c00, 0xc000, 0x7bff, 0x0001 };
+	const double want[] = { 1.0, -2.0, 65504.0, 1.0 / 16777216.0 };
+
+	check_16bit(DT(FLOAT16), bits, want);
+}
 END_TEST
 
 /* bf16 bit patterns: 1.0, -3.0, 1.5, 2^-133 (smallest subnormal). */
@@ -1222,24 +1230,8 @@ START_TEST(test_tensor_bfloat16)
 {
 	const uint16_t bits[] = { 0x3f80, 0xc040, 0x3fc0, 0x0001 };
 	const double want[] = { 1.0, -3.0, 1.5, ldexp(1.0, -133) };
-	int32_t ints[4];
-	uint8_t raw[8];
-	int64_t dims[2];
-	Onnx__TensorProto t = tensor_2x2(DT(BFLOAT16), dims);
 
-	for (size_t i = 0; i < 4; i++) {
-		ints[i] = bits[i];
-		raw[2 * i] = (uint8_t)(bits[i] & 0xff);
-		raw[2 * i + 1] = (uint8_t)(bits[i] >> 8);
-	}
-	t.int32_data = ints;
-	t.n_int32_data = 4;
-	assert_values(&t, want, 4);
-	t.int32_data = NULL;
-	t.n_int32_data = 0;
-	t.has_raw_data = true;
-	t.raw_data = (ProtobufCBinaryData){ .len = 8, .data = raw };
-	assert_values(&t, want, 4);
+	check_16bit(DT(BFLOAT16), bits, want);
 }
 END_TEST
 
