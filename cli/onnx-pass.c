@@ -28,6 +28,7 @@ struct cli {
 	const char *config_file;
 	const char *state_file;
 	bool external_data;
+	bool fsync;
 	cJSON *config;     /* the config document sent to the library */
 	const char **plugins;
 	size_t n_plugins;
@@ -64,6 +65,7 @@ static void usage(FILE *f)
 	      "  --keep-params K1,K2     squash/convert: keep these args (params_to_keep)\n"
 	      "  --strict, --no-strict   state load: every group must exist (default strict)\n"
 	      "  --external-data         write tensors to OUTPUT.data\n"
+	      "  --fsync                 make the output durable (fsync) before it replaces OUTPUT\n"
 	      "  --json                  inspect: JSON output\n"
 	      "  --plugin PATH           load passes from a plugin (repeatable)\n"
 	      "  --list                  list passes\n"
@@ -190,7 +192,7 @@ static cJSON *split_list(const char *text)
 
 enum {
 	OPT_SPARSITY = 1000, OPT_BLOCK, OPT_ZEROS, OPT_NORM, OPT_SPARSIFIER, OPT_NEARLINESS,
-	OPT_CONV_VIEW, OPT_FORMAT, OPT_KEEP, OPT_STRICT, OPT_NO_STRICT, OPT_EXTERNAL, OPT_JSON,
+	OPT_CONV_VIEW, OPT_FORMAT, OPT_KEEP, OPT_STRICT, OPT_NO_STRICT, OPT_EXTERNAL, OPT_FSYNC, OPT_JSON,
 	OPT_FREEZE, OPT_UNFREEZE, OPT_CONFIG, OPT_PLUGIN, OPT_LIST, OPT_VERSION,
 	OPT_MIN_SPARSITY, OPT_THREADS,
 };
@@ -212,6 +214,7 @@ static const struct option options[] = {
 	{ "strict", no_argument, NULL, OPT_STRICT },
 	{ "no-strict", no_argument, NULL, OPT_NO_STRICT },
 	{ "external-data", no_argument, NULL, OPT_EXTERNAL },
+	{ "fsync", no_argument, NULL, OPT_FSYNC },
 	{ "json", no_argument, NULL, OPT_JSON },
 	{ "freeze", no_argument, NULL, OPT_FREEZE },
 	{ "unfreeze", no_argument, NULL, OPT_UNFREEZE },
@@ -277,6 +280,7 @@ static int parse_flag(struct cli *cli, struct flags *fl, int c, const char *arg)
 	case OPT_FREEZE: json_set(fl->opts, "freeze", cJSON_CreateTrue()); break;
 	case OPT_UNFREEZE: json_set(fl->opts, "unfreeze", cJSON_CreateTrue()); break;
 	case OPT_EXTERNAL: cli->external_data = true; break;
+	case OPT_FSYNC: cli->fsync = true; break;
 	case OPT_PLUGIN: cli->plugins[cli->n_plugins++] = arg; break;
 	case OPT_LIST: fl->list = true; break;
 	case 'h': fl->help = true; break;
@@ -396,7 +400,8 @@ static int run(struct cli *cli, struct onnxpass_registry *reg, const char *confi
 		r = onnxpass_registry_run(reg, model, cli->passes, config_text, &report, &err);
 	if (r == 0 && cli->output && strcmp(cli->passes, "state-export") != 0)
 		r = onnxpass_model_save_file(model, cli->output,
-					     cli->external_data ? ONNXPASS_SAVE_EXTERNAL_DATA : 0, &err);
+					     (cli->external_data ? ONNXPASS_SAVE_EXTERNAL_DATA : 0) |
+					     (cli->fsync ? ONNXPASS_SAVE_FSYNC : 0), &err);
 	if (r == 0 && cli->output && strcmp(cli->passes, "state-export") == 0 && report) {
 		r = write_text(cli->output, report);
 		if (r < 0)

@@ -309,7 +309,8 @@ static int commit_pair(struct opass_atomic_file *data, struct opass_atomic_file 
 	return r;
 }
 
-int opass_external_save(struct onnxpass_model *model, const char *path, struct onnxpass_error *err)
+int opass_external_save(struct onnxpass_model *model, const char *path, bool sync,
+			struct onnxpass_error *err)
 {
 	struct save_ctx ctx = { .data_file = { .fd = -1 } };
 	struct opass_atomic_file model_file = { .fd = -1 };
@@ -320,7 +321,7 @@ int opass_external_save(struct onnxpass_model *model, const char *path, struct o
 	if (asprintf(&data_path, "%s.data", path) < 0)
 		return opass_error(err, -ENOMEM, "out of memory");
 	ctx.location = base[0] ? data_path + (base - path) : "model.data";
-	r = opass_atomic_open(data_path, &ctx.data_file, err);
+	r = opass_atomic_open(data_path, sync, &ctx.data_file, err);
 	if (r < 0)
 		goto out;
 	r = opass_model_foreach_tensor(model->proto, save_externalize, &ctx);
@@ -330,7 +331,7 @@ int opass_external_save(struct onnxpass_model *model, const char *path, struct o
 		goto out;
 	}
 	/* both files complete on disk before either becomes visible */
-	r = opass_atomic_open(path, &model_file, err);
+	r = opass_atomic_open(path, sync, &model_file, err);
 	if (r == 0 && opass_atomic_write_proto(&model_file, &model->proto->base) < 0)
 		r = opass_error(err, model_file.error, "%s: cannot write: %s", path,
 				strerror(-model_file.error));

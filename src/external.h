@@ -9,5 +9,7 @@
 int opass_external_load(struct onnxpass_model *model, struct onnxpass_error *err);
 
 /* Save the model to path with large tensors in "<path>.data", both files
- * written atomically. The in-memory model is unchanged afterwards. */
-int opass_external_save(struct onnxpass_model *model, const char *path, struct onnxpass_error *err);
+ * written atomically (and fsynced when sync). The in-memory model is
+ * unchanged afterwards. */
+int opass_external_save(struct onnxpass_model *model, const char *path, bool sync,
+			struct onnxpass_error *err);

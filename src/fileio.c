@@ -52,9 +52,10 @@ void opass_file_unmap(struct opass_mapped_file *file)
 		file->data = NULL;
 }
 
-int opass_atomic_open(const char *path, struct opass_atomic_file *ret_file, struct onnxpass_error *err)
+int opass_atomic_open(const char *path, bool sync, struct opass_atomic_file *ret_file,
+		      struct onnxpass_error *err)
 {
-	struct opass_atomic_file f = { .fd = -1 };
+	struct opass_atomic_file f = { .fd = -1, .sync = sync };
 	char *copy = strdup(path), *dir, *base;
 	mode_t mask;
 
@@ -165,11 +166,28 @@ int opass_atomic_write(struct opass_atomic_file *file, const void *data, size_t 
 	return file->error;
 }
 
+/* fsync the folder holding path, so that a rename in it is durable. */
+static int dir_sync(const char *path)
+{
+	char *copy = strdup(path);
+	int fd, r = 0;
+
+	if (!copy)
+		return -ENOMEM;
+	fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0 || fsync(fd) < 0)
+		r = -errno;
+	if (fd >= 0)
+		close(fd);
+	free(copy);
+	return r;
+}
+
 int opass_atomic_commit(struct opass_atomic_file *file, struct onnxpass_error *err)
 {
 	int r = atomic_flush(file);
 
-	if (r == 0 && fsync(file->fd) < 0)
+	if (r == 0 && file->sync && fsync(file->fd) < 0)
 		r = -errno;
 	if (r == 0 && close(file->fd) < 0)
 		r = -errno;
@@ -178,6 +196,8 @@ int opass_atomic_commit(struct opass_atomic_file *file, struct onnxpass_error *e
 	file->fd = -1;
 	if (r == 0 && rename(file->tmp_path, file->path) < 0)
 		r = -errno;
+	if (r == 0 && file->sync)
+		r = dir_sync(file->path);
 	if (r < 0) {
 		opass_error(err, r, "%s: cannot write: %s", file->path, strerror(-r));
 		opass_atomic_abort(file);
@@ -224,12 +244,13 @@ int opass_atomic_write_proto(struct opass_atomic_file *file, const ProtobufCMess
 	return file->error;
 }
 
-int opass_file_write_proto(const char *path, const ProtobufCMessage *msg, struct onnxpass_error *err)
+int opass_file_write_proto(const char *path, const ProtobufCMessage *msg, bool sync,
+			   struct onnxpass_error *err)
 {
 	struct opass_atomic_file file;
 	int r;
 
-	r = opass_atomic_open(path, &file, err);
+	r = opass_atomic_open(path, sync, &file, err);
 	if (r < 0)
 		return r;
 	opass_atomic_write_proto(&file, msg);

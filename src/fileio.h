@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /* File input and atomic file output (temp file in the target folder,
- * fsync, rename): on failure nothing is left behind. */
+ * optional fsync, rename): on failure nothing is left behind. */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <protobuf-c/protobuf-c.h>
 
@@ -27,11 +28,16 @@ struct opass_atomic_file {
 	size_t buf_len;
 	uint64_t offset; /* bytes written so far */
 	uint64_t queued; /* bytes handed to writeback so far */
+	bool sync;       /* fsync the file and its folder at commit */
 };
 
-int opass_atomic_open(const char *path, struct opass_atomic_file *ret_file, struct onnxpass_error *err);
+/* sync: make the data durable before the rename (fsync of the file, then
+ * of its folder after the rename); without it the rename is still atomic
+ * for other processes, as with cp or onnx.save. */
+int opass_atomic_open(const char *path, bool sync, struct opass_atomic_file *ret_file,
+		      struct onnxpass_error *err);
 int opass_atomic_write(struct opass_atomic_file *file, const void *data, size_t size);
-/* flush, fsync, rename over path; frees the file's resources either way */
+/* flush, fsync (when sync), rename over path; frees the file's resources either way */
 int opass_atomic_commit(struct opass_atomic_file *file, struct onnxpass_error *err);
 /* remove the temp file and free (NULL-safe on a zeroed struct) */
 void opass_atomic_abort(struct opass_atomic_file *file);
@@ -40,4 +46,5 @@ void opass_atomic_abort(struct opass_atomic_file *file);
 int opass_atomic_write_proto(struct opass_atomic_file *file, const ProtobufCMessage *msg);
 
 /* Serialise a message into a new atomic file at path. */
-int opass_file_write_proto(const char *path, const ProtobufCMessage *msg, struct onnxpass_error *err);
+int opass_file_write_proto(const char *path, const ProtobufCMessage *msg, bool sync,
+			   struct onnxpass_error *err);

@@ -116,7 +116,7 @@ ONNXPASS_EXPORT int onnxpass_model_save_file(struct onnxpass_model *model, const
 					     unsigned flags, struct onnxpass_error *err)
 {
 	uint64_t raw = 0;
-	bool external;
+	bool external, sync = flags & ONNXPASS_SAVE_FSYNC;
 
 	opass_model_foreach_tensor(model->proto, count_raw, &raw);
 	/* protobuf cannot hold 2 GiB in one message: such models always
@@ -124,8 +124,8 @@ ONNXPASS_EXPORT int onnxpass_model_save_file(struct onnxpass_model *model, const
 	external = model->had_external || (flags & ONNXPASS_SAVE_EXTERNAL_DATA) ||
 		   raw >= ((uint64_t)2 << 30) - ((uint64_t)64 << 20);
 	if (external)
-		return opass_external_save(model, path, err);
-	return opass_file_write_proto(path, &model->proto->base, err);
+		return opass_external_save(model, path, sync, err);
+	return opass_file_write_proto(path, &model->proto->base, sync, err);
 }
 
 ONNXPASS_EXPORT int onnxpass_model_save_bytes(struct onnxpass_model *model, void **ret_data,

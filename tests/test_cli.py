@@ -417,6 +417,32 @@ def test_external_data_flag(ctx):
     onnx.checker.check_model(onnx.load(out))
 
 
+def fsync_calls(cmd):
+    """The fsync calls a run of onnx-pass makes (traced with strace)."""
+    out = subprocess.run(["strace", "-f", "-e", "trace=fsync,fdatasync", "-o", "/dev/stderr",
+                          ONNX_PASS] + cmd, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise AssertionError("%r failed: %s" % (cmd, out.stderr))
+    return [l for l in out.stderr.splitlines() if "fsync(" in l or "fdatasync(" in l]
+
+
+def test_fsync(ctx):
+    """--fsync makes the output durable (file and folder fsynced) and changes no byte."""
+    ws = Workspace(ctx["tmp"], ctx["models"], ["mlp_gemm.onnx"])
+    for extra, files in (([], 1), (["--external-data"], 2)):
+        outs = []
+        for sync in (False, True):
+            out = os.path.join(ws.out, "s.onnx")
+            calls = fsync_calls(["sparsify", ws.model("mlp_gemm.onnx"), "-o", out] + extra +
+                                (["--fsync"] if sync else []))
+            # each file, then its folder after the rename
+            if len(calls) != (2 * files if sync else 0):
+                raise AssertionError("%s: fsync calls %r" % (extra + ["--fsync"] * sync, calls))
+            outs.append([open(p, "rb").read() for p in (out, out + ".data")[:files]])
+        if outs[0] != outs[1]:
+            raise AssertionError("--fsync changed the output")
+
+
 def test_threads(ctx):
     """--threads changes how the work is spread, never the result; bad counts are usage errors."""
     ws = Workspace(ctx["tmp"], ctx["models"], ["transformer_matmul.onnx"])
@@ -486,7 +512,7 @@ def test_inspect_ort_sparse(ctx):
 
 TESTS = [test_help, test_version, test_list, test_config_matches_manifest, test_config_filters,
     test_inspect_pipeline, test_config_errors, test_strict_false, test_model_errors,
-    test_usage_errors, test_output_equals_input, test_external_data_flag, test_threads,
+    test_usage_errors, test_output_equals_input, test_external_data_flag, test_fsync, test_threads,
     test_inspect_patterns, test_inspect_ort_sparse]
 
 

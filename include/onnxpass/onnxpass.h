@@ -38,6 +38,10 @@ struct onnxpass_model;
 enum onnxpass_save_flags {
 	/* store large tensors in a side file even if the input had none */
 	ONNXPASS_SAVE_EXTERNAL_DATA = 1u << 0,
+	/* fsync the written files and their folder before returning, so the
+	 * output survives a power loss (off by default, like cp or onnx.save;
+	 * the rename is atomic either way) */
+	ONNXPASS_SAVE_FSYNC = 1u << 1,
 };
 
 ONNXPASS_EXPORT const char *onnxpass_version(void);
