@@ -158,7 +158,7 @@ static int group_build(size_t i, unsigned thread, void *userdata)
 	r = opass_tensor_check(w, &numel, &job->errors[i]);
 	if (r < 0)
 		return r;
-	nnz = opass_tensor_count_nonzero(w, numel);
+	nnz = g->nnz >= 0 ? (uint64_t)g->nnz : opass_tensor_count_nonzero(w, numel);
 	if (job->format == FORMAT_AUTO && nnz * (elem + 8) >= numel * elem)
 		return 0;
 	job->built[i] = sparse_new(w, numel, nnz);
@@ -220,27 +220,36 @@ static int groups_convert(Onnx__ModelProto *model, const struct opass_state *sta
 	return r;
 }
 
-int opass_pass_convert(struct onnxpass_model *model, struct onnxpass_context *ctx, struct onnxpass_error *err)
+int opass_convert_apply(Onnx__ModelProto *model, struct opass_state *state,
+			const struct opass_config *config, struct onnxpass_error *err)
 {
-	struct opass_config *config = NULL;
-	struct opass_state *state = NULL;
 	enum convert_format format = FORMAT_AUTO;
 	double min_sparsity = 0.5;
 	int r;
 
-	r = opass_context_config(ctx, &config, err);
-	if (r == 0)
-		r = convert_format(config, &format, err);
+	r = convert_format(config, &format, err);
 	if (r == 0)
 		r = convert_min_sparsity(config, &min_sparsity, err);
 	if (r == 0)
+		r = opass_squash_apply(model, state, config, err);
+	if (r == 0 && format == FORMAT_ORT_SPARSE)
+		r = opass_ort_sparse_apply(model, state, min_sparsity, err);
+	else if (r == 0)
+		r = groups_convert(model, state, config, format, err);
+	return r;
+}
+
+int opass_pass_convert(struct onnxpass_model *model, struct onnxpass_context *ctx, struct onnxpass_error *err)
+{
+	struct opass_config *config = NULL;
+	struct opass_state *state = NULL;
+	int r;
+
+	r = opass_context_config(ctx, &config, err);
+	if (r == 0)
 		r = opass_state_load(model->proto, &state, err);
 	if (r == 0)
-		r = opass_squash_apply(model->proto, state, config, err);
-	if (r == 0 && format == FORMAT_ORT_SPARSE)
-		r = opass_ort_sparse_apply(model->proto, state, min_sparsity, err);
-	else if (r == 0)
-		r = groups_convert(model->proto, state, config, format, err);
+		r = opass_convert_apply(model->proto, state, config, err);
 	opass_state_free(state);
 	opass_config_free(config);
 	return r;

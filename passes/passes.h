@@ -15,8 +15,16 @@ int opass_pass_sparsify(struct onnxpass_model *model, struct onnxpass_context *c
 int opass_pass_state_export(struct onnxpass_model *model, struct onnxpass_context *ctx, struct onnxpass_error *err);
 int opass_pass_state_load(struct onnxpass_model *model, struct onnxpass_context *ctx, struct onnxpass_error *err);
 
-/* prepare with an already parsed config (state load reuses it). */
-int opass_prepare_apply(Onnx__ModelProto *model, struct opass_config *config, struct onnxpass_error *err);
+/* prepare with an already parsed config (state load reuses it); without
+ * fill_masks the mask tensors are allocated but left unset (sparsify sets
+ * mask_in_weight on every group and never reads them). */
+int opass_prepare_apply(Onnx__ModelProto *model, struct opass_config *config, bool fill_masks,
+			struct onnxpass_error *err);
+/* step and convert on a loaded state (sparsify runs them on one state). */
+int opass_step_apply(Onnx__ModelProto *model, struct opass_state *state,
+		     const struct opass_config *config, struct onnxpass_error *err);
+int opass_convert_apply(Onnx__ModelProto *model, struct opass_state *state,
+			const struct opass_config *config, struct onnxpass_error *err);
 
 /* squash every group of a loaded state; the state is consumed (metadata
  * removed) but the struct stays valid for reading group names. */

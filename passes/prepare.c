@@ -37,6 +37,7 @@ struct prepare {
 	struct insert_pos *pos;
 	size_t n_pos;
 	cJSON *groups;
+	bool fill_masks;
 	struct onnxpass_error *err;
 };
 
@@ -181,7 +182,7 @@ static int group_add(struct prepare *p, const struct opass_weight *w, cJSON *arg
 	if (r == 0) {
 		mask = opass_tensor_new(names[0], ONNX__TENSOR_PROTO__DATA_TYPE__BOOL, w->tensor->dims,
 					w->tensor->n_dims);
-		if (mask)
+		if (mask && p->fill_masks)
 			memset(mask->raw_data.data, 1, numel);
 		r = mask && opass_graph_add_initializer(w->graph, mask) == 0 ? 0 : -ENOMEM;
 		if (r < 0)
@@ -246,9 +247,10 @@ static cJSON *state_new(const struct opass_config *config)
 	return s;
 }
 
-int opass_prepare_apply(Onnx__ModelProto *model, struct opass_config *config, struct onnxpass_error *err)
+int opass_prepare_apply(Onnx__ModelProto *model, struct opass_config *config, bool fill_masks,
+			struct onnxpass_error *err)
 {
-	struct prepare p = { .model = model, .err = err };
+	struct prepare p = { .model = model, .fill_masks = fill_masks, .err = err };
 	struct opass_weights *weights = NULL;
 	struct opass_state state = { 0 };
 	int r;
@@ -290,7 +292,7 @@ int opass_pass_prepare(struct onnxpass_model *model, struct onnxpass_context *ct
 
 	r = opass_context_config(ctx, &config, err);
 	if (r == 0)
-		r = opass_prepare_apply(model->proto, config, err);
+		r = opass_prepare_apply(model->proto, config, true, err);
 	opass_config_free(config);
 	return r;
 }

@@ -6,17 +6,31 @@
  * After:    W (pruned; sparse_initializer when smaller, see convert) ─► ...
  *
  * Conditions: those of prepare, step and convert; options.format as convert.
+ * The result is that of the three passes run one after the other; the
+ * passes share one state, and step writes each mask straight into its
+ * weight (the all-true masks of prepare are never filled nor read).
  */
 #include "passes.h"
 
 int opass_pass_sparsify(struct onnxpass_model *model, struct onnxpass_context *ctx,
 			struct onnxpass_error *err)
 {
-	int r = opass_pass_prepare(model, ctx, err);
+	struct opass_config *config = NULL;
+	struct opass_state *state = NULL;
+	int r;
 
+	r = opass_context_config(ctx, &config, err);
 	if (r == 0)
-		r = opass_pass_step(model, ctx, err);
+		r = opass_prepare_apply(model->proto, config, false, err);
 	if (r == 0)
-		r = opass_pass_convert(model, ctx, err);
+		r = opass_state_load(model->proto, &state, err);
+	for (size_t i = 0; r == 0 && i < state->n_groups; i++)
+		state->groups[i].mask_in_weight = true;
+	if (r == 0)
+		r = opass_step_apply(model->proto, state, config, err);
+	if (r == 0)
+		r = opass_convert_apply(model->proto, state, config, err);
+	opass_state_free(state);
+	opass_config_free(config);
 	return r;
 }

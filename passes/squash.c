@@ -84,7 +84,8 @@ static int group_squash(Onnx__ModelProto *model, struct opass_group *g, struct o
 
 	if (!mul || !cast || !mask_nodes_match(g, mul, cast))
 		return opass_error(err, -EBADMSG, "group '%s': mask nodes not found", g->name);
-	opass_tensor_zero_masked(g->weight.tensor, g->mask->raw_data.data, n);
+	if (!g->mask_in_weight)
+		opass_tensor_zero_masked(g->weight.tensor, g->mask->raw_data.data, n);
 	opass_model_foreach_graph(model, rename_inputs, &rn);
 	if (rn.error)
 		return opass_error(err, rn.error, "out of memory");

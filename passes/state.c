@@ -235,7 +235,7 @@ int opass_pass_state_load(struct onnxpass_model *model, struct onnxpass_context 
 		text = state_config_text(saved, strict);
 		r = text ? opass_config_parse(text, &state_config, err) : -ENOMEM;
 		if (r == 0)
-			r = opass_prepare_apply(model->proto, state_config, err);
+			r = opass_prepare_apply(model->proto, state_config, true, err);
 		if (r < 0)
 			opass_error_prefix(err, "state: ");
 	}

@@ -108,7 +108,7 @@ static int group_update(struct opass_group *g, enum opass_sparsifier kind, doubl
 		}
 	}
 	if (r == 0)
-		opass_group_write_mask(g, s->mask);
+		opass_group_write_mask(g, s->mask, s->values); /* values are consumed */
 	else if (!err->code)
 		opass_error(err, r, "group '%s': mask update failed (%s)", g->name, strerror(-r));
 	return r;
@@ -154,7 +154,6 @@ static int step_levels(struct opass_state *state, const struct opass_config *con
 			r = schedule_level(schedule, state->groups[i].args.sparsity_level, t, &levels[i], err);
 	}
 	if (r == 0)
-	if (r == 0)
 		r = opass_config_threads(config, &threads, err);
 	if (r == 0) {
 		job->state = state;
@@ -196,27 +195,19 @@ static void state_set_bool(cJSON *root, const char *key, bool value)
 	cJSON_AddBoolToObject(root, key, value);
 }
 
-int opass_pass_step(struct onnxpass_model *model, struct onnxpass_context *ctx, struct onnxpass_error *err)
+int opass_step_apply(Onnx__ModelProto *model, struct opass_state *state,
+		     const struct opass_config *config, struct onnxpass_error *err)
 {
-	struct opass_config *config = NULL;
-	struct opass_state *state = NULL;
 	double t;
 	int r;
 
-	r = opass_context_config(ctx, &config, err);
-	if (r == 0)
-		r = opass_state_load(model->proto, &state, err);
-	if (r < 0)
-		goto out;
 	if (opass_json_bool(config->options, "freeze", false))
 		state_set_bool(state->root, "enable_mask_update", false);
 	else if (opass_json_bool(config->options, "unfreeze", false))
 		state_set_bool(state->root, "enable_mask_update", true);
 	if (opass_json_bool(config->options, "freeze", false) ||
-	    !opass_json_bool(state->root, "enable_mask_update", true)) {
-		r = opass_state_store(model->proto, state, err);
-		goto out;
-	}
+	    !opass_json_bool(state->root, "enable_mask_update", true))
+		return opass_state_store(model, state, err);
 	if (cJSON_IsObject(opass_config_option(config, "schedule"))) {
 		cJSON_DeleteItemFromObjectCaseSensitive(state->root, "schedule");
 		cJSON_AddItemToObject(state->root, "schedule",
@@ -226,9 +217,22 @@ int opass_pass_step(struct onnxpass_model *model, struct onnxpass_context *ctx, 
 	r = step_levels(state, config, t, err);
 	if (r == 0) {
 		state_set_number(state->root, "step_count", t + 1);
-		r = opass_state_store(model->proto, state, err);
+		r = opass_state_store(model, state, err);
 	}
-out:
+	return r;
+}
+
+int opass_pass_step(struct onnxpass_model *model, struct onnxpass_context *ctx, struct onnxpass_error *err)
+{
+	struct opass_config *config = NULL;
+	struct opass_state *state = NULL;
+	int r;
+
+	r = opass_context_config(ctx, &config, err);
+	if (r == 0)
+		r = opass_state_load(model->proto, &state, err);
+	if (r == 0)
+		r = opass_step_apply(model->proto, state, config, err);
 	opass_state_free(state);
 	opass_config_free(config);
 	return r;

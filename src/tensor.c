@@ -223,9 +223,10 @@ uint64_t opass_tensor_count_nonzero(const Onnx__TensorProto *t, uint64_t n)
 	return nnz;
 }
 
-void opass_tensor_zero_masked(Onnx__TensorProto *t, const uint8_t *keep, uint64_t n)
+uint64_t opass_tensor_zero_masked(Onnx__TensorProto *t, const uint8_t *keep, uint64_t n)
 {
 	size_t size = opass_dtype_size(t->data_type);
+	uint64_t nnz = 0;
 
 	if (t->has_raw_data && size == 4) {
 		uint8_t *raw = t->raw_data.data;
@@ -236,13 +237,17 @@ void opass_tensor_zero_masked(Onnx__TensorProto *t, const uint8_t *keep, uint64_
 
 			memcpy(&v, raw + 4 * i, 4);
 			v &= -(uint32_t)(keep[i] != 0);
+			nnz += (v & 0x7fffffffu) != 0;
 			memcpy(raw + 4 * i, &v, 4);
 		}
-		return;
+		return nnz;
 	}
-	for (uint64_t i = 0; i < n; i++)
+	for (uint64_t i = 0; i < n; i++) {
 		if (!keep[i])
 			opass_tensor_zero(t, i);
+		nnz += !opass_tensor_is_zero(t, i);
+	}
+	return nnz;
 }
 
 Onnx__TensorProto *opass_tensor_new(const char *name, int32_t dtype, const int64_t *dims,

@@ -46,8 +46,8 @@ bool opass_tensor_is_zero(const Onnx__TensorProto *t, uint64_t i);
 /* Number of nonzero elements among the first n of a checked float tensor. */
 uint64_t opass_tensor_count_nonzero(const Onnx__TensorProto *t, uint64_t n);
 
-/* Set element i to +0.0 wherever keep[i] is 0. */
-void opass_tensor_zero_masked(Onnx__TensorProto *t, const uint8_t *keep, uint64_t n);
+/* Set element i to +0.0 wherever keep[i] is 0; returns the nonzeros left. */
+uint64_t opass_tensor_zero_masked(Onnx__TensorProto *t, const uint8_t *keep, uint64_t n);
 
 /* A new tensor with uninitialised raw_data for dims (malloc'd, for splicing
  * into a model); name may be NULL. NULL when out of memory or too large. */

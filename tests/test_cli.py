@@ -443,6 +443,31 @@ def test_fsync(ctx):
             raise AssertionError("--fsync changed the output")
 
 
+def test_sparsify_equals_passes(ctx):
+    """sparsify (one state, masks applied in step) writes the same bytes as
+    prepare, step and convert run one by one."""
+    names = sorted(ctx["manifest"]["models"])
+    ws = Workspace(ctx["tmp"], ctx["models"], names)
+    configs = [["--sparsity", "0.5", "--block", "1x4"],
+               ["--sparsity", "1", "--block", "1x4", "--zeros-per-block", "2", "--format", "coo"],
+               ["--sparsity", "0.9", "--block", "1x1", "--format", "ort-sparse"],
+               ["--sparsity", "0.6", "--block", "2x2", "--norm", "1", "--format", "dense"],
+               ["--sparsifier", "nearly_diagonal", "--nearliness", "3"],
+               ["--sparsity", "0.7", "--freeze"]]
+    for name in names:
+        model = ws.model(name)
+        for flags in configs:
+            out = os.path.join(ws.out, "o.onnx")
+            written = []
+            for cmd in (["sparsify"], ["run", "prepare,step,convert"]):
+                run_ok(cmd + [model, "-o", out] + flags)
+                written.append([open(p, "rb").read() for p in (out, out + ".data")
+                                if os.path.exists(p)])
+            if written[0] != written[1]:
+                raise AssertionError("%s %s: sparsify differs from prepare,step,convert"
+                                     % (name, " ".join(flags)))
+
+
 def test_threads(ctx):
     """--threads changes how the work is spread, never the result; bad counts are usage errors."""
     ws = Workspace(ctx["tmp"], ctx["models"], ["transformer_matmul.onnx"])
@@ -512,7 +537,8 @@ def test_inspect_ort_sparse(ctx):
 
 TESTS = [test_help, test_version, test_list, test_config_matches_manifest, test_config_filters,
     test_inspect_pipeline, test_config_errors, test_strict_false, test_model_errors,
-    test_usage_errors, test_output_equals_input, test_external_data_flag, test_fsync, test_threads,
+    test_usage_errors, test_output_equals_input, test_external_data_flag, test_fsync, test_sparsify_equals_passes,
+    test_threads,
     test_inspect_patterns, test_inspect_ort_sparse]
 
 

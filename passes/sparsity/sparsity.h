@@ -52,6 +52,10 @@ struct opass_group {
 	Onnx__TensorProto *mask;    /* BOOL, same dims */
 	struct opass_args args;
 	struct opass_view_map map;
+	/* sparsify only: the mask tensor's bytes are unset and unused; step
+	 * applies each mask to W directly (W itself is the masked weight) */
+	bool mask_in_weight;
+	int64_t nnz;                /* nonzeros of W once known, else -1 */
 };
 
 /* The parsed state, with groups resolved. */
@@ -75,8 +79,10 @@ int opass_state_store(Onnx__ModelProto *model, const struct opass_state *state,
 void opass_group_read_masked(const struct opass_group *group, double *values, double *scratch);
 /* The same in float32, for float32/float16/bfloat16 weights (exact). */
 void opass_group_read_masked_f32(const struct opass_group *group, float *values, float *scratch);
-/* Store a view-order mask into the group's mask tensor. */
-void opass_group_write_mask(struct opass_group *group, const uint8_t *view_mask);
+/* Store a view-order mask into the group's mask tensor, or (mask_in_weight)
+ * zero the pruned elements of W and set group->nnz; scratch holds
+ * rows * cols bytes. */
+void opass_group_write_mask(struct opass_group *group, const uint8_t *view_mask, uint8_t *scratch);
 
 /* JSON helpers. */
 double opass_json_number(const cJSON *obj, const char *key, double fallback);

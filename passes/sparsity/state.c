@@ -196,7 +196,7 @@ void opass_group_read_masked(const struct opass_group *group, double *values, do
 	double *stored = view_is_identity(&group->map) ? values : scratch;
 
 	opass_tensor_read(group->weight.tensor, stored);
-	for (uint64_t off = 0; off < n; off++)
+	for (uint64_t off = 0; !group->mask_in_weight && off < n; off++)
 		stored[off] *= (double)mask[off];
 	if (stored != values)
 		view_gather(&group->map, (const uint8_t *)stored, (uint8_t *)values, sizeof(*values));
@@ -209,17 +209,15 @@ void opass_group_read_masked_f32(const struct opass_group *group, float *values,
 	float *stored = view_is_identity(&group->map) ? values : scratch;
 
 	opass_tensor_read_f32(group->weight.tensor, stored);
-	for (uint64_t off = 0; off < n; off++)
+	for (uint64_t off = 0; !group->mask_in_weight && off < n; off++)
 		stored[off] *= (float)mask[off];
 	if (stored != values)
 		view_gather(&group->map, (const uint8_t *)stored, (uint8_t *)values, sizeof(*values));
 }
 
-void opass_group_write_mask(struct opass_group *group, const uint8_t *view_mask)
+/* A view-order mask in storage order. */
+static void mask_scatter(const struct opass_view_map *map, const uint8_t *view_mask, uint8_t *mask)
 {
-	const struct opass_view_map *map = &group->map;
-	uint8_t *mask = group->mask->raw_data.data;
-
 	if (view_is_identity(map)) {
 		memcpy(mask, view_mask, (size_t)(map->rows * map->cols));
 	} else if (map->view == OPASS_VIEW_TRANSPOSED) {
@@ -235,6 +233,21 @@ void opass_group_write_mask(struct opass_group *group, const uint8_t *view_mask)
 	}
 }
 
+void opass_group_write_mask(struct opass_group *group, const uint8_t *view_mask, uint8_t *scratch)
+{
+	uint64_t n = (uint64_t)group->map.rows * (uint64_t)group->map.cols;
+
+	if (!group->mask_in_weight) {
+		mask_scatter(&group->map, view_mask, group->mask->raw_data.data);
+		return;
+	}
+	if (!view_is_identity(&group->map)) {
+		mask_scatter(&group->map, view_mask, scratch);
+		view_mask = scratch;
+	}
+	group->nnz = (int64_t)opass_tensor_zero_masked(group->weight.tensor, view_mask, n);
+}
+
 /* --- state ------------------------------------------------------------------- */
 
 static int group_resolve(Onnx__ModelProto *model, struct opass_state *state, cJSON *json,
@@ -245,6 +258,7 @@ static int group_resolve(Onnx__ModelProto *model, struct opass_state *state, cJS
 	int r;
 
 	g->json = json;
+	g->nnz = -1;
 	g->name = opass_json_string(json, "tensor_fqn");
 	if (!g->name || opass_constant_find(model, opass_json_string(json, "weight"), &g->weight) < 0)
 		return opass_error(err, -EBADMSG, "sparsity state: group '%s': weight not found",
