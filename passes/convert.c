@@ -24,6 +24,7 @@
 #include "parallel.h"
 #include "ort_sparse.h"
 #include "passes.h"
+#include "store.h"
 #include "tensor.h"
 
 enum convert_format { FORMAT_AUTO, FORMAT_COO, FORMAT_DENSE, FORMAT_ORT_SPARSE };
@@ -159,10 +160,13 @@ static int group_build(size_t i, unsigned thread, void *userdata)
 	if (r < 0)
 		return r;
 	nnz = g->nnz >= 0 ? (uint64_t)g->nnz : opass_tensor_count_nonzero(w, numel);
-	if (job->format == FORMAT_AUTO && nnz * (elem + 8) >= numel * elem)
-		return 0;
-	job->built[i] = sparse_new(w, numel, nnz);
-	return job->built[i] ? 0 : opass_error(&job->errors[i], -ENOMEM, "out of memory");
+	if (job->format == FORMAT_COO || nnz * (elem + 8) < numel * elem) {
+		job->built[i] = sparse_new(w, numel, nnz);
+		if (!job->built[i])
+			r = opass_error(&job->errors[i], -ENOMEM, "out of memory");
+	}
+	opass_tensor_release(w);
+	return r;
 }
 
 /* Swap the dense initializers for the built sparse ones (graph order kept). */

@@ -21,6 +21,7 @@
 #include "graph.h"
 #include "ort_sparse.h"
 #include "passes.h"
+#include "store.h"
 #include "tensor.h"
 #include "validate.h"
 
@@ -173,6 +174,7 @@ static int row_dense(struct inspect *in, const char *name, const char *alias, co
 		return opass_error(err, -ENOMEM, "out of memory");
 	for (uint64_t i = 0; i < row->numel; i++)
 		nz[i] = !opass_tensor_is_zero(t, i) && (!mask || mask->raw_data.data[i]);
+	opass_tensor_release(t);
 	row_stats(row, nz, map);
 	free(nz);
 	return 0;

@@ -28,6 +28,7 @@
 #include "graph.h"
 #include "ort_sparse.h"
 #include "sparse_kernels.h"
+#include "store.h"
 #include "tensor.h"
 
 #define DT_FLOAT ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT
@@ -139,6 +140,7 @@ static int rewrite_plan(const Onnx__ModelProto *model, double min_sparsity, stru
 	if (r < 0)
 		return r;
 	nnz = opass_tensor_count_nonzero(w->tensor, numel);
+	opass_tensor_release(w->tensor);
 	if (numel == 0 || 1.0 - (double)nnz / (double)numel < min_sparsity)
 		return 0;
 	rw->eligible = calloc(w->n_uses + 1, sizeof(*rw->eligible));
@@ -191,6 +193,7 @@ static int rewrite_build(struct rewrite *rw, struct onnxpass_error *err)
 		for (int64_t j = 0; j < k; j++)
 			bt[i * k + j] = (float)opass_tensor_get(t, (uint64_t)(rw->stored_nk ?
 									  i * k + j : j * n + i));
+	opass_tensor_release(t);
 	block_choose(bt, n, k, &br, &bc);
 	r = opass_bsr_from_dense(bt, n, k, br, bc, &rw->bsr, err);
 	free(bt);

@@ -19,6 +19,7 @@
 #include "error.h"
 #include "graph.h"
 #include "passes.h"
+#include "store.h"
 #include "tensor.h"
 
 struct rename {
@@ -86,6 +87,7 @@ static int group_squash(Onnx__ModelProto *model, struct opass_group *g, struct o
 		return opass_error(err, -EBADMSG, "group '%s': mask nodes not found", g->name);
 	if (!g->mask_in_weight)
 		opass_tensor_zero_masked(g->weight.tensor, g->mask->raw_data.data, n);
+	opass_tensor_release(g->weight.tensor);
 	opass_model_foreach_graph(model, rename_inputs, &rn);
 	if (rn.error)
 		return opass_error(err, rn.error, "out of memory");

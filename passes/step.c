@@ -19,6 +19,7 @@
 #include "masks/masks.h"
 #include "parallel.h"
 #include "passes.h"
+#include "store.h"
 
 /* torch CubicSL.sparsity_compute_fn (Zhu & Gupta) and a linear ramp. */
 static int schedule_level(const cJSON *schedule, double s_f, double t, double *ret_level,
@@ -111,6 +112,7 @@ static int group_update(struct opass_group *g, enum opass_sparsifier kind, doubl
 		opass_group_write_mask(g, s->mask, s->values); /* values are consumed */
 	else if (!err->code)
 		opass_error(err, r, "group '%s': mask update failed (%s)", g->name, strerror(-r));
+	opass_tensor_release(g->weight.tensor);
 	return r;
 }
 

@@ -13,7 +13,7 @@ apt_packages=(
 	check libcjson-dev
 	python3-onnx python3-numpy python3-torch python3-torchvision
 	valgrind
-	strace
+	strace time
 )
 
 sudo_cmd=()

@@ -1,16 +1,19 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "error.h"
 #include "external.h"
 #include "fileio.h"
+#include "store.h"
 
 /* Tensors smaller than this stay inline when saving with external data. */
 #define OPASS_EXTERNAL_MIN_BYTES 1024
@@ -104,10 +107,26 @@ static int ext_path_check(const char *base_dir, const char *location, const char
 	return 0;
 }
 
+/* Side files opened so far (most models have one). */
+struct side_file {
+	char *path;
+	int fd;
+	uint64_t size;
+};
+
 struct load_ctx {
 	struct onnxpass_model *model;
+	struct side_file *files;
+	size_t n_files;
+	struct opass_store_src *srcs;  /* initializers to map */
+	size_t n_srcs;
 	struct onnxpass_error *err;
 };
+
+static bool is_external(const Onnx__TensorProto *t)
+{
+	return t->has_data_location && t->data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL;
+}
 
 static void ext_clear(Onnx__TensorProto *t)
 {
@@ -120,18 +139,53 @@ static void ext_clear(Onnx__TensorProto *t)
 	t->data_location = ONNX__TENSOR_PROTO__DATA_LOCATION__DEFAULT;
 }
 
-static int ext_load_tensor(Onnx__TensorProto *t, void *userdata)
+/* The open side file at path (opened on first use; takes path). */
+static int side_file_get(struct load_ctx *ctx, char *path, struct side_file **ret,
+			 struct onnxpass_error *err)
 {
-	struct load_ctx *ctx = userdata;
+	struct side_file *files, *f;
+	struct stat st;
+	int fd, r = 0;
+
+	for (size_t i = 0; i < ctx->n_files; i++)
+		if (strcmp(ctx->files[i].path, path) == 0) {
+			free(path);
+			*ret = &ctx->files[i];
+			return 0;
+		}
+	files = realloc(ctx->files, (ctx->n_files + 1) * sizeof(*files));
+	if (!files) {
+		free(path);
+		return opass_error(err, -ENOMEM, "out of memory");
+	}
+	ctx->files = files;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || fstat(fd, &st) < 0)
+		r = opass_error(err, -errno, "%s: %s", path, strerror(errno));
+	else if (!S_ISREG(st.st_mode))
+		r = opass_error(err, -EISDIR, "%s: not a regular file", path);
+	if (r < 0) {
+		if (fd >= 0)
+			close(fd);
+		free(path);
+		return r;
+	}
+	f = &ctx->files[ctx->n_files++];
+	*f = (struct side_file){ .path = path, .fd = fd, .size = (uint64_t)st.st_size };
+	*ret = f;
+	return 0;
+}
+
+/* Where t's bytes are: an open side file and a checked range. */
+static int ext_resolve(struct load_ctx *ctx, const Onnx__TensorProto *t, struct side_file **ret_file,
+		       struct ext_ref *ret_ref)
+{
 	const char *name = t->name ? t->name : "";
-	struct opass_mapped_file file = { 0 };
 	struct ext_ref ref = { 0 };
+	struct side_file *file = NULL;
 	char *path = NULL;
-	uint8_t *data;
 	int r;
 
-	if (!t->has_data_location || t->data_location != ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL)
-		return 0;
 	ctx->model->had_external = true;
 	if (!ctx->model->base_dir)
 		return opass_error(ctx->err, -ENOENT,
@@ -140,57 +194,135 @@ static int ext_load_tensor(Onnx__TensorProto *t, void *userdata)
 	if (r == 0)
 		r = ext_path_check(ctx->model->base_dir, ref.location, name, &path, ctx->err);
 	if (r == 0)
-		r = opass_file_map(path, &file, ctx->err);
+		r = side_file_get(ctx, path, &file, ctx->err);
 	if (r < 0)
-		goto out;
+		return r;
 	if (!ref.has_length)
-		ref.length = ref.offset <= file.size ? file.size - ref.offset : 0;
-	if (ref.offset > file.size || ref.length > file.size - ref.offset) {
-		r = opass_error(ctx->err, -EBADMSG,
-				"tensor '%s': external data offset %" PRIu64 " + length %" PRIu64
-				" is past the end of '%s' (%zu bytes)",
-				name, ref.offset, ref.length, ref.location, file.size);
-		goto out;
+		ref.length = ref.offset <= file->size ? file->size - ref.offset : 0;
+	if (ref.offset > file->size || ref.length > file->size - ref.offset)
+		return opass_error(ctx->err, -EBADMSG,
+				   "tensor '%s': external data offset %" PRIu64 " + length %" PRIu64
+				   " is past the end of '%s' (%" PRIu64 " bytes)",
+				   name, ref.offset, ref.length, ref.location, file->size);
+	*ret_file = file;
+	*ret_ref = ref;
+	return 0;
+}
+
+/* The location wins over bytes a file also has inline. */
+static int ext_drop_inline(Onnx__TensorProto *t, void *userdata)
+{
+	(void)userdata;
+	if (is_external(t) && t->has_raw_data) {
+		free(t->raw_data.data);
+		t->raw_data = (ProtobufCBinaryData){ 0 };
+		t->has_raw_data = false;
 	}
+	return 0;
+}
+
+/* Large external initializers go to the store (mapped, not read). */
+static int ext_collect(Onnx__GraphProto *graph, void *userdata)
+{
+	struct load_ctx *ctx = userdata;
+
+	for (size_t i = 0; i < graph->n_initializer; i++) {
+		Onnx__TensorProto *t = graph->initializer[i];
+		struct opass_store_src *srcs;
+		struct side_file *file;
+		struct ext_ref ref;
+		int r;
+
+		if (!is_external(t))
+			continue;
+		r = ext_resolve(ctx, t, &file, &ref);
+		if (r < 0)
+			return r;
+		if (ref.length < OPASS_STORE_MIN_BYTES)
+			continue;
+		srcs = realloc(ctx->srcs, (ctx->n_srcs + 1) * sizeof(*srcs));
+		if (!srcs)
+			return opass_error(ctx->err, -ENOMEM, "out of memory");
+		ctx->srcs = srcs;
+		srcs[ctx->n_srcs++] = (struct opass_store_src){
+			.tensor = t, .fd = file->fd, .offset = ref.offset, .length = ref.length,
+		};
+	}
+	return 0;
+}
+
+/* Every other external tensor is read into raw_data. */
+static int ext_read(Onnx__TensorProto *t, void *userdata)
+{
+	struct load_ctx *ctx = userdata;
+	struct side_file *file;
+	struct ext_ref ref;
+	uint8_t *data;
+	int r;
+
+	if (!is_external(t) || opass_tensor_is_mapped(t))
+		return 0;
+	r = ext_resolve(ctx, t, &file, &ref);
+	if (r < 0)
+		return r;
 	data = malloc(ref.length ? ref.length : 1);
-	if (!data) {
-		r = opass_error(ctx->err, -ENOMEM, "out of memory");
-		goto out;
+	if (!data)
+		return opass_error(ctx->err, -ENOMEM, "out of memory");
+	for (uint64_t done = 0; done < ref.length;) {
+		ssize_t n = pread(file->fd, data + done, ref.length - done, (off_t)(ref.offset + done));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			free(data);
+			return opass_error(ctx->err, n < 0 ? -errno : -EIO, "%s: cannot read: %s", file->path,
+					   n < 0 ? strerror(errno) : "file shrank");
+		}
+		done += (uint64_t)n;
 	}
-	if (ref.length)
-		memcpy(data, (uint8_t *)file.data + ref.offset, ref.length);
-	free(t->raw_data.data);
 	t->raw_data.data = data;
 	t->raw_data.len = ref.length;
 	t->has_raw_data = true;
 	ext_clear(t);
-out:
-	opass_file_unmap(&file);
-	free(path);
-	return r;
+	return 0;
 }
 
 int opass_external_load(struct onnxpass_model *model, struct onnxpass_error *err)
 {
 	struct load_ctx ctx = { .model = model, .err = err };
+	int r;
 
-	return opass_model_foreach_tensor(model->proto, ext_load_tensor, &ctx);
+	opass_model_foreach_tensor(model->proto, ext_drop_inline, NULL);
+	r = opass_model_foreach_graph(model->proto, ext_collect, &ctx);
+	/* without a work file (read-only folders and no /tmp) they are read */
+	if (r == 0 && ctx.n_srcs)
+		(void)opass_store_fill(&model->store, model->base_dir, ctx.srcs, ctx.n_srcs);
+	if (r == 0)
+		r = opass_model_foreach_tensor(model->proto, ext_read, &ctx);
+	for (size_t i = 0; i < ctx.n_files; i++) {
+		close(ctx.files[i].fd);
+		free(ctx.files[i].path);
+	}
+	free(ctx.files);
+	free(ctx.srcs);
+	return r;
 }
 
 /* --- saving ---------------------------------------------------------------- */
 
+/* A tensor as it was before saving changed where its bytes are. */
 struct saved_tensor {
 	Onnx__TensorProto *tensor;
-	ProtobufCBinaryData raw;
+	Onnx__TensorProto was;
 };
 
 struct save_ctx {
+	const struct opass_store *store;
 	struct opass_atomic_file data_file;
 	const char *location;
 	struct saved_tensor *saved;
 	size_t n_saved;
 	size_t cap_saved;
-	int error;
 };
 
 static Onnx__StringStringEntryProto *entry_new(const char *key, const char *fmt, ...)
@@ -218,15 +350,9 @@ static Onnx__StringStringEntryProto *entry_new(const char *key, const char *fmt,
 	return e;
 }
 
-static int save_externalize(Onnx__TensorProto *t, void *userdata)
+/* Remember t's data fields and clear its external_data (restored later). */
+static int stash(struct save_ctx *ctx, Onnx__TensorProto *t)
 {
-	static const uint8_t zeros[OPASS_EXTERNAL_ALIGN];
-	struct save_ctx *ctx = userdata;
-	uint64_t pad, offset;
-	Onnx__StringStringEntryProto **entries;
-
-	if (!t->has_raw_data || t->raw_data.len < OPASS_EXTERNAL_MIN_BYTES)
-		return 0;
 	if (ctx->n_saved == ctx->cap_saved) {
 		size_t cap = ctx->cap_saved ? 2 * ctx->cap_saved : 64;
 		struct saved_tensor *s = realloc(ctx->saved, cap * sizeof(*s));
@@ -236,18 +362,66 @@ static int save_externalize(Onnx__TensorProto *t, void *userdata)
 		ctx->saved = s;
 		ctx->cap_saved = cap;
 	}
+	ctx->saved[ctx->n_saved++] = (struct saved_tensor){ .tensor = t, .was = *t };
+	t->external_data = NULL;
+	t->n_external_data = 0;
+	t->has_data_location = false;
+	t->data_location = ONNX__TENSOR_PROTO__DATA_LOCATION__DEFAULT;
+	return 0;
+}
+
+static void save_restore(struct save_ctx *ctx)
+{
+	for (size_t i = 0; i < ctx->n_saved; i++) {
+		Onnx__TensorProto *t = ctx->saved[i].tensor;
+		const Onnx__TensorProto *was = &ctx->saved[i].was;
+
+		for (size_t k = 0; k < t->n_external_data; k++)
+			if (t->external_data[k])
+				onnx__string_string_entry_proto__free_unpacked(t->external_data[k], NULL);
+		free(t->external_data);
+		t->external_data = was->external_data;
+		t->n_external_data = was->n_external_data;
+		t->raw_data = was->raw_data;
+		t->has_raw_data = was->has_raw_data;
+		t->has_data_location = was->has_data_location;
+		t->data_location = was->data_location;
+	}
+	free(ctx->saved);
+	ctx->saved = NULL;
+	ctx->n_saved = 0;
+}
+
+static int write_bytes(struct save_ctx *ctx, const Onnx__TensorProto *t)
+{
+	if (opass_tensor_is_mapped(t))
+		return opass_atomic_copy(&ctx->data_file, ctx->store->fd,
+					 opass_store_offset(ctx->store, t), t->raw_data.len);
+	return opass_atomic_write(&ctx->data_file, t->raw_data.data, t->raw_data.len);
+}
+
+static int save_externalize(Onnx__TensorProto *t, void *userdata)
+{
+	static const uint8_t zeros[OPASS_EXTERNAL_ALIGN];
+	struct save_ctx *ctx = userdata;
+	uint64_t pad, offset, length = t->raw_data.len;
+	Onnx__StringStringEntryProto **entries;
+
+	if (!t->has_raw_data || t->raw_data.len < OPASS_EXTERNAL_MIN_BYTES)
+		return 0;
 	pad = (OPASS_EXTERNAL_ALIGN - ctx->data_file.offset % OPASS_EXTERNAL_ALIGN) % OPASS_EXTERNAL_ALIGN;
 	opass_atomic_write(&ctx->data_file, zeros, pad);
 	offset = ctx->data_file.offset;
-	if (opass_atomic_write(&ctx->data_file, t->raw_data.data, t->raw_data.len) < 0)
+	if (write_bytes(ctx, t) < 0)
 		return ctx->data_file.error;
 	entries = calloc(3, sizeof(*entries));
-	if (!entries)
+	if (!entries || stash(ctx, t) < 0) {
+		free(entries);
 		return -ENOMEM;
+	}
 	entries[0] = entry_new("location", "%s", ctx->location);
 	entries[1] = entry_new("offset", "%" PRIu64, offset);
-	entries[2] = entry_new("length", "%zu", t->raw_data.len);
-	ctx->saved[ctx->n_saved++] = (struct saved_tensor){ .tensor = t, .raw = t->raw_data };
+	entries[2] = entry_new("length", "%" PRIu64, length);
 	t->external_data = entries;
 	t->n_external_data = 3;
 	t->has_raw_data = false;
@@ -259,25 +433,38 @@ static int save_externalize(Onnx__TensorProto *t, void *userdata)
 	return 0;
 }
 
-static void save_restore(struct save_ctx *ctx)
+/* A mapped tensor is packed like an inline one. */
+static int save_inline(Onnx__TensorProto *t, void *userdata)
 {
-	for (size_t i = 0; i < ctx->n_saved; i++) {
-		Onnx__TensorProto *t = ctx->saved[i].tensor;
+	return opass_tensor_is_mapped(t) ? stash(userdata, t) : 0;
+}
 
-		for (size_t k = 0; k < t->n_external_data; k++)
-			if (t->external_data[k])
-				onnx__string_string_entry_proto__free_unpacked(t->external_data[k], NULL);
-		free(t->external_data);
-		t->external_data = NULL;
-		t->n_external_data = 0;
-		t->raw_data = ctx->saved[i].raw;
-		t->has_raw_data = true;
-		t->has_data_location = false;
-		t->data_location = ONNX__TENSOR_PROTO__DATA_LOCATION__DEFAULT;
+int opass_external_pack(struct onnxpass_model *model, void **ret_data, size_t *ret_size,
+			struct onnxpass_error *err)
+{
+	struct save_ctx ctx = { .store = &model->store };
+	uint8_t *buf = NULL;
+	size_t size = 0;
+	int r;
+
+	r = opass_model_foreach_tensor(model->proto, save_inline, &ctx);
+	if (r == 0) {
+		size = onnx__model_proto__get_packed_size(model->proto);
+		if (size >= ((size_t)2 << 30))
+			r = opass_error(err, -EFBIG, "model is over 2 GiB: save it to a file with external data");
+		else if (!(buf = malloc(size ? size : 1)))
+			r = opass_error(err, -ENOMEM, "out of memory");
+		else
+			onnx__model_proto__pack(model->proto, buf);
+	} else {
+		opass_error(err, r, "out of memory");
 	}
-	free(ctx->saved);
-	ctx->saved = NULL;
-	ctx->n_saved = 0;
+	save_restore(&ctx);
+	if (r == 0) {
+		*ret_data = buf;
+		*ret_size = size;
+	}
+	return r;
 }
 
 /*
@@ -312,7 +499,7 @@ static int commit_pair(struct opass_atomic_file *data, struct opass_atomic_file 
 int opass_external_save(struct onnxpass_model *model, const char *path, bool sync,
 			struct onnxpass_error *err)
 {
-	struct save_ctx ctx = { .data_file = { .fd = -1 } };
+	struct save_ctx ctx = { .store = &model->store, .data_file = { .fd = -1 } };
 	struct opass_atomic_file model_file = { .fd = -1 };
 	char *data_path = NULL;
 	const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
@@ -324,7 +511,9 @@ int opass_external_save(struct onnxpass_model *model, const char *path, bool syn
 	r = opass_atomic_open(data_path, sync, &ctx.data_file, err);
 	if (r < 0)
 		goto out;
-	r = opass_model_foreach_tensor(model->proto, save_externalize, &ctx);
+	/* sparse initializers stay inline: onnx.load does not read their
+	 * external data */
+	r = opass_model_foreach_dense_tensor(model->proto, save_externalize, &ctx);
 	if (r < 0) {
 		opass_error(err, r, "%s: cannot write external data: %s", data_path, strerror(-r));
 		opass_atomic_abort(&ctx.data_file);

@@ -183,6 +183,69 @@ static int dir_sync(const char *path)
 	return r;
 }
 
+static int copy_fallback(int in_fd, uint64_t in_off, int out_fd, uint64_t out_off, uint64_t size)
+{
+	size_t cap = OPASS_WRITE_BUFFER;
+	char *buf = malloc(cap);
+	int r = buf ? 0 : -ENOMEM;
+
+	while (r == 0 && size > 0) {
+		ssize_t n = pread(in_fd, buf, size < cap ? (size_t)size : cap, (off_t)in_off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			r = n < 0 ? -errno : -EIO;
+			break;
+		}
+		for (ssize_t done = 0, w; r == 0 && done < n; done += w) {
+			w = pwrite(out_fd, buf + done, (size_t)(n - done), (off_t)(out_off + (uint64_t)done));
+			if (w < 0 && errno == EINTR)
+				w = 0;
+			else if (w <= 0)
+				r = w < 0 ? -errno : -EIO;
+		}
+		in_off += (uint64_t)n;
+		out_off += (uint64_t)n;
+		size -= (uint64_t)n;
+	}
+	free(buf);
+	return r;
+}
+
+int opass_file_copy_range(int in_fd, uint64_t in_off, int out_fd, uint64_t out_off, uint64_t size)
+{
+	while (size > 0) {
+		loff_t in = (loff_t)in_off, out = (loff_t)out_off;
+		ssize_t n = copy_file_range(in_fd, &in, out_fd, &out, size, 0);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EXDEV || errno == ENOSYS || errno == EINVAL || errno == EOPNOTSUPP))
+			return copy_fallback(in_fd, in_off, out_fd, out_off, size);
+		if (n <= 0)
+			return n < 0 ? -errno : -EIO;
+		in_off += (uint64_t)n;
+		out_off += (uint64_t)n;
+		size -= (uint64_t)n;
+	}
+	return 0;
+}
+
+int opass_atomic_copy(struct opass_atomic_file *file, int fd, uint64_t offset, uint64_t size)
+{
+	if (atomic_flush(file) < 0)
+		return file->error;
+	file->error = opass_file_copy_range(fd, offset, file->fd, file->offset, size);
+	if (file->error == 0) {
+		file->offset += size;
+		if (lseek(file->fd, (off_t)file->offset, SEEK_SET) < 0)
+			file->error = -errno;
+	}
+	atomic_writeback(file);
+	return file->error;
+}
+
 int opass_atomic_commit(struct opass_atomic_file *file, struct onnxpass_error *err)
 {
 	int r = atomic_flush(file);

@@ -42,6 +42,13 @@ int opass_atomic_commit(struct opass_atomic_file *file, struct onnxpass_error *e
 /* remove the temp file and free (NULL-safe on a zeroed struct) */
 void opass_atomic_abort(struct opass_atomic_file *file);
 
+/* Append size bytes at offset of fd (copied in the kernel when it can). */
+int opass_atomic_copy(struct opass_atomic_file *file, int fd, uint64_t offset, uint64_t size);
+
+/* Copy size bytes from in_fd at in_off to out_fd at out_off: copy_file_range,
+ * or pread/pwrite where the kernel or filesystem cannot. */
+int opass_file_copy_range(int in_fd, uint64_t in_off, int out_fd, uint64_t out_off, uint64_t size);
+
 /* Serialise a message into an open atomic file. */
 int opass_atomic_write_proto(struct opass_atomic_file *file, const ProtobufCMessage *msg);
 

@@ -6,6 +6,7 @@
 
 #include "error.h"
 #include "graph.h"
+#include "store.h"
 #include "model.h"
 
 /* --- scopes ------------------------------------------------------------ */
@@ -253,6 +254,7 @@ int opass_graph_remove_initializer(Onnx__GraphProto *graph, const char *name)
 {
 	for (size_t i = 0; i < graph->n_initializer; i++) {
 		if (graph->initializer[i]->name && strcmp(graph->initializer[i]->name, name) == 0) {
+			opass_tensor_detach(graph->initializer[i]);
 			onnx__tensor_proto__free_unpacked(graph->initializer[i], NULL);
 			ptr_array_remove((void **)graph->initializer, &graph->n_initializer, i);
 			return 0;

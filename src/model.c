@@ -51,6 +51,7 @@ static int model_load(const void *data, size_t size, const char *base_dir, bool 
 	model = calloc(1, sizeof(*model));
 	if (!model)
 		return opass_error(err, -ENOMEM, "out of memory");
+	model->store.fd = -1;
 	r = model_wire_check(data, size, err);
 	if (r < 0)
 		goto fail;
@@ -131,24 +132,14 @@ ONNXPASS_EXPORT int onnxpass_model_save_file(struct onnxpass_model *model, const
 ONNXPASS_EXPORT int onnxpass_model_save_bytes(struct onnxpass_model *model, void **ret_data,
 					      size_t *ret_size, struct onnxpass_error *err)
 {
-	size_t size = onnx__model_proto__get_packed_size(model->proto);
-	uint8_t *buf;
-
-	if (size >= ((size_t)2 << 30))
-		return opass_error(err, -EFBIG, "model is over 2 GiB: save it to a file with external data");
-	buf = malloc(size ? size : 1);
-	if (!buf)
-		return opass_error(err, -ENOMEM, "out of memory");
-	onnx__model_proto__pack(model->proto, buf);
-	*ret_data = buf;
-	*ret_size = size;
-	return 0;
+	return opass_external_pack(model, ret_data, ret_size, err);
 }
 
 ONNXPASS_EXPORT struct onnxpass_model *onnxpass_model_free(struct onnxpass_model *model)
 {
 	if (!model)
 		return NULL;
+	opass_store_fini(&model->store, model->proto);
 	if (model->proto)
 		onnx__model_proto__free_unpacked(model->proto, NULL);
 	free(model->base_dir);
@@ -172,6 +163,7 @@ struct walk {
 	int (*tensor_fn)(Onnx__TensorProto *tensor, void *userdata);
 	int (*graph_fn)(Onnx__GraphProto *graph, void *userdata);
 	void *userdata;
+	bool skip_sparse;
 };
 
 static int walk_graph(Onnx__GraphProto *graph, struct walk *w, unsigned depth);
@@ -217,7 +209,7 @@ static int walk_graph(Onnx__GraphProto *graph, struct walk *w, unsigned depth)
 	}
 	for (size_t i = 0; r == 0 && i < graph->n_initializer; i++)
 		r = walk_tensor(graph->initializer[i], w);
-	for (size_t i = 0; r == 0 && i < graph->n_sparse_initializer; i++) {
+	for (size_t i = 0; r == 0 && !w->skip_sparse && i < graph->n_sparse_initializer; i++) {
 		r = walk_tensor(graph->sparse_initializer[i]->values, w);
 		if (r == 0)
 			r = walk_tensor(graph->sparse_initializer[i]->indices, w);
@@ -247,6 +239,15 @@ int opass_model_foreach_tensor(Onnx__ModelProto *proto,
 			       void *userdata)
 {
 	struct walk w = { .tensor_fn = fn, .userdata = userdata };
+
+	return walk_model(proto, &w);
+}
+
+int opass_model_foreach_dense_tensor(Onnx__ModelProto *proto,
+				     int (*fn)(Onnx__TensorProto *tensor, void *userdata),
+				     void *userdata)
+{
+	struct walk w = { .tensor_fn = fn, .userdata = userdata, .skip_sparse = true };
 
 	return walk_model(proto, &w);
 }

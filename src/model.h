@@ -6,11 +6,13 @@
 
 #include "onnx.pb-c.h"
 #include "onnxpass/onnxpass.h"
+#include "store.h"
 
 struct onnxpass_model {
 	Onnx__ModelProto *proto;
 	char *base_dir;     /* folder external data is relative to, or NULL */
 	bool had_external;  /* the input stored tensors in side files */
+	struct opass_store store; /* large external tensors, mapped */
 };
 
 /* Call fn on every TensorProto of the model: initializers, sparse
@@ -19,6 +21,11 @@ struct onnxpass_model {
 int opass_model_foreach_tensor(Onnx__ModelProto *proto,
 			       int (*fn)(Onnx__TensorProto *tensor, void *userdata),
 			       void *userdata);
+
+/* The same without the values and indices of sparse initializers. */
+int opass_model_foreach_dense_tensor(Onnx__ModelProto *proto,
+				     int (*fn)(Onnx__TensorProto *tensor, void *userdata),
+				     void *userdata);
 
 /* Call fn on every graph (main graph first, then subgraphs depth-first). */
 int opass_model_foreach_graph(Onnx__ModelProto *proto,

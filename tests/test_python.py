@@ -145,6 +145,25 @@ class PythonModuleTest(unittest.TestCase):
         for name in want:
             np.testing.assert_array_equal(got[name], want[name])
 
+    def test_mapped_external_to_bytes(self):
+        """A model whose large external tensors the library maps (src/store.c),
+        loaded from its file and saved to bytes: the same bytes as the same
+        model stored inline gives."""
+        import test_external_store as store
+        ext = store.make_model(self.tmp.name, np.random.default_rng(7), external=True)
+        inline_dir = self.path("inline")
+        os.mkdir(inline_dir)
+        inl = store.make_model(inline_dir, np.random.default_rng(7), external=False)
+        cfg = '{"defaults": {"sparsity_level": 0.5}}'
+        outs = []
+        for src in (ext, inl):
+            with onnx_pass._Session() as s:
+                s.load(src, "path")
+                s.run("sparsify", cfg)
+                outs.append(s.save_bytes())
+        self.assertEqual(outs[0], outs[1])
+        onnx.checker.check_model(onnx.load_model_from_string(outs[0]))
+
     def test_same_as_cli(self):
         src, out = self.path("mlp.onnx"), self.path("cli.onnx")
         onnx.save(self.model, src)

@@ -1,0 +1,137 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "fileio.h"
+#include "model.h"
+#include "store.h"
+
+bool opass_tensor_is_mapped(const Onnx__TensorProto *t)
+{
+	return t->has_raw_data && t->has_data_location &&
+	       t->data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL;
+}
+
+void opass_tensor_detach(Onnx__TensorProto *t)
+{
+	if (!opass_tensor_is_mapped(t))
+		return;
+	t->raw_data = (ProtobufCBinaryData){ 0 };
+	t->has_raw_data = false;
+}
+
+static uint64_t page_round_up(uint64_t n)
+{
+	uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
+
+	return (n + page - 1) / page * page;
+}
+
+void opass_tensor_release(const Onnx__TensorProto *t)
+{
+	/* tensors start on a page of the mapping; the rest of their last page
+	 * is padding */
+	if (opass_tensor_is_mapped(t) && t->raw_data.len)
+		(void)madvise(t->raw_data.data, page_round_up(t->raw_data.len), MADV_DONTNEED);
+}
+
+/* An unnamed file in dir; -errno on failure. */
+static int work_file_in(const char *dir)
+{
+	char *path = NULL;
+	int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+
+	if (fd >= 0 || (errno != EOPNOTSUPP && errno != EISDIR))
+		return fd >= 0 ? fd : -errno;
+	/* no O_TMPFILE here: a named file, unlinked at once */
+	if (asprintf(&path, "%s/.onnx-pass-work-XXXXXX", dir) < 0)
+		return -ENOMEM;
+	fd = mkostemp(path, O_CLOEXEC);
+	if (fd >= 0)
+		unlink(path);
+	free(path);
+	return fd >= 0 ? fd : -errno;
+}
+
+static int work_file_open(const char *dir)
+{
+	const char *dirs[] = { dir, getenv("TMPDIR"), "/tmp" };
+	int fd = -ENOENT;
+
+	for (size_t i = 0; fd < 0 && i < sizeof(dirs) / sizeof(*dirs); i++)
+		if (dirs[i] && *dirs[i])
+			fd = work_file_in(dirs[i]);
+	return fd;
+}
+
+int opass_store_fill(struct opass_store *store, const char *dir, const struct opass_store_src *srcs,
+		     size_t n_srcs)
+{
+	uint64_t *offsets = calloc(n_srcs + 1, sizeof(*offsets)), total = 0;
+	uint8_t *base = MAP_FAILED;
+	int fd = -1, r = 0;
+
+	if (!offsets)
+		return -ENOMEM;
+	for (size_t i = 0; i < n_srcs; i++) {
+		offsets[i] = total;
+		total += page_round_up(srcs[i].length);
+	}
+	if (total == 0)
+		goto out;
+	fd = work_file_open(dir);
+	r = fd < 0 ? fd : ftruncate(fd, (off_t)total) < 0 ? -errno : 0;
+	for (size_t i = 0; r == 0 && i < n_srcs; i++)
+		r = opass_file_copy_range(srcs[i].fd, srcs[i].offset, fd, offsets[i], srcs[i].length);
+	if (r == 0) {
+		base = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+		r = base == MAP_FAILED ? -errno : 0;
+	}
+	if (r < 0)
+		goto out;
+	for (size_t i = 0; i < n_srcs; i++) {
+		Onnx__TensorProto *t = srcs[i].tensor;
+
+		free(t->raw_data.data);
+		t->raw_data.data = base + offsets[i];
+		t->raw_data.len = srcs[i].length;
+		t->has_raw_data = true;
+	}
+	*store = (struct opass_store){ .fd = fd, .base = base, .size = total };
+	fd = -1;
+out:
+	if (fd >= 0)
+		close(fd);
+	free(offsets);
+	return r;
+}
+
+uint64_t opass_store_offset(const struct opass_store *store, const Onnx__TensorProto *t)
+{
+	return (uint64_t)(t->raw_data.data - store->base);
+}
+
+static int detach_in(Onnx__TensorProto *t, void *userdata)
+{
+	const struct opass_store *store = userdata;
+
+	if (opass_tensor_is_mapped(t) && t->raw_data.data >= store->base &&
+	    t->raw_data.data < store->base + store->size)
+		opass_tensor_detach(t);
+	return 0;
+}
+
+void opass_store_fini(struct opass_store *store, Onnx__ModelProto *proto)
+{
+	if (!store || store->fd < 0)
+		return;
+	if (proto)
+		opass_model_foreach_tensor(proto, detach_in, store);
+	munmap(store->base, store->size);
+	close(store->fd);
+	*store = (struct opass_store){ .fd = -1 };
+}

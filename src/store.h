@@ -1,0 +1,60 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Where large external tensors live while a model is loaded: the bytes of
+ * each external initializer are copied (in the kernel) into one unnamed
+ * work file, which is mapped shared, and raw_data points into that map.
+ * Passes read and modify them in place like heap tensors; a pass that is
+ * done with a tensor releases it, which drops its pages from the process
+ * (modified pages stay in the page cache). Peak memory is then what the
+ * passes hold at once, not the model's size. Saving copies the bytes on to
+ * the output side file in the kernel too.
+ *
+ * Such a tensor keeps data_location = EXTERNAL (and its external_data
+ * entries) next to has_raw_data: that pair marks a mapped tensor.
+ * protobuf-c must never free its raw_data (see opass_tensor_detach).
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "onnx.pb-c.h"
+#include "onnxpass/onnxpass.h"
+
+struct opass_store {
+	int fd;          /* the work file, -1 when there is none */
+	uint8_t *base;   /* shared mapping of all of it */
+	uint64_t size;
+};
+
+/* External tensors at least this large are mapped; smaller ones are read. */
+#define OPASS_STORE_MIN_BYTES ((uint64_t)64 << 10)
+
+/* True when t's raw_data lives in a store mapping. */
+bool opass_tensor_is_mapped(const Onnx__TensorProto *t);
+
+/* Forget a mapped tensor's raw_data (before protobuf-c frees t). */
+void opass_tensor_detach(Onnx__TensorProto *t);
+
+/* Drop the pages of a mapped tensor from memory (no-op for others). */
+void opass_tensor_release(const Onnx__TensorProto *t);
+
+/* A source range for opass_store_fill: length bytes at offset of fd. */
+struct opass_store_src {
+	Onnx__TensorProto *tensor;
+	int fd;
+	uint64_t offset;
+	uint64_t length;
+};
+
+/* Create the work file (unnamed, in dir or else in $TMPDIR or /tmp), copy
+ * every source range into it and point the tensors at the mapping. On
+ * failure nothing is changed and the caller reads the tensors itself. */
+int opass_store_fill(struct opass_store *store, const char *dir, const struct opass_store_src *srcs,
+		     size_t n_srcs);
+
+/* Where the bytes of a mapped tensor are in the work file. */
+uint64_t opass_store_offset(const struct opass_store *store, const Onnx__TensorProto *t);
+
+/* Detach every mapped tensor of the tree, then unmap and close. */
+void opass_store_fini(struct opass_store *store, Onnx__ModelProto *proto);
