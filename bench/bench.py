@@ -5,9 +5,13 @@ Usage: bench.py [--onnx-pass PATH] [--workdir DIR] [--runs N] [--quick] [--exter
 
 Generates the workloads (bench/make_models.py), then for each model and config
 times `onnx-pass sparsify` (best of N runs, wall clock, peak RSS of the process via
-wait4) against `cp` of the same file (best of N) and `cp` + fsync (onnx-pass
-fsyncs its output before the rename, cp does not), and the same job in PyTorch
-(WeightNormSparsifier prepare/step/squash_mask, 2 threads, step + squash timed).
+wait4) against `cp` of the same file (best of N), both writing over an existing
+output (as a rerun does) and both writing a new file (the old output removed,
+untimed); on BERT-12 also `onnx-pass --fsync` against `cp` + fsync, and the same
+job in PyTorch (WeightNormSparsifier prepare/step/squash_mask, 2 threads, step +
+squash timed). ns/weight (sparsify over an existing output, per fp32 weight)
+shows how the time scales with the model. With --external-gb G, a MatMul chain
+with G GB of external data is sparsified too (peak RSS against the data size).
 Prints one table; nothing here asserts a time.
 """
 import argparse
@@ -50,9 +54,12 @@ def best(n, fn):
     return min(r[0] for r in results), max(r[1] for r in results)
 
 
-def time_cp(src, dst, runs, sync):
-    """Best wall time of `cp src dst` (then fsync of dst when sync)."""
+def time_cp(src, dst, runs, sync=False, fresh=False):
+    """Best wall time of `cp src dst` (then fsync of dst when sync; dst removed
+    first, untimed, when fresh)."""
     def once():
+        if fresh and os.path.exists(dst):
+            os.unlink(dst)
         t0 = time.perf_counter()
         subprocess.run(["cp", src, dst], check=True)
         if sync:
@@ -61,6 +68,31 @@ def time_cp(src, dst, runs, sync):
             os.close(fd)
         return time.perf_counter() - t0, 0
     return best(runs, once)[0]
+
+
+def time_tool(cmd, out, runs, fresh=False):
+    """Best time and largest peak RSS of cmd writing out (removed first, untimed,
+    when fresh)."""
+    def once():
+        if fresh:
+            for p in (out, out + ".data"):
+                if os.path.exists(p):
+                    os.unlink(p)
+        return run_measured(cmd)
+    return best(runs, once)
+
+
+def fp32_weights(path):
+    """Number of stored float elements of the model's initializers."""
+    import onnx
+    m = onnx.load(path, load_external_data=False)
+    n = 0
+    for t in m.graph.initializer:
+        k = 1
+        for d in t.dims:
+            k *= d
+        n += k
+    return n
 
 
 def torch_seconds(layers, args):
@@ -106,30 +138,44 @@ def main():
 
     models = [f"bert-{n}.onnx" for n in layers] + ([] if args.quick else ["resnet50.onnx"])
     out = os.path.join(args.workdir, "out.onnx")
-    print(f"{'model':<16} {'config':<15} {'MB':>6} {'seconds':>8} {'x cp':>6} {'x cp+fsync':>10} "
-          f"{'torch s':>8} {'vs torch':>8} {'RSS/file':>8}")
+    print(f"{'model':<14} {'config':<15} {'MB':>5} {'seconds':>8} {'x cp':>6} {'new file':>8} "
+          f"{'x cp':>6} {'ns/weight':>9} {'--fsync':>8} {'x cp+fsync':>10} {'torch s':>8} "
+          f"{'vs torch':>8} {'RSS/file':>8}")
     for name in models:
         path = os.path.join(args.workdir, name)
         size = os.path.getsize(path)
-        cp = time_cp(path, out, args.runs, sync=False)
-        cps = time_cp(path, out, args.runs, sync=True)
+        weights = fp32_weights(path)
+        big = name == "bert-12.onnx"
+        cp = time_cp(path, out, args.runs)
+        cp_new = time_cp(path, out, args.runs, fresh=True)
+        cps = time_cp(path, out, args.runs, sync=True) if big else None
         for label, flags, torch_args in CONFIGS:
-            secs, rss = best(args.runs, lambda: run_measured(
-                [args.onnx_pass, "sparsify", path, "-o", out, *flags]))
-            tsec = None
-            if name.startswith("bert") and not args.quick and name == "bert-12.onnx":
-                tsec = torch_seconds(12, torch_args)
+            cmd = [args.onnx_pass, "sparsify", path, "-o", out, *flags]
+            secs, rss = time_tool(cmd, out, args.runs)
+            secs_new, rss_new = time_tool(cmd, out, args.runs, fresh=True)
+            cols = f"{'-':>8} {'-':>10}"
+            if big:
+                secs_sync, _ = time_tool(cmd + ["--fsync"], out, args.runs)
+                cols = f"{secs_sync:8.3f} {secs_sync / cps:10.2f}"
+            tsec = torch_seconds(12, torch_args) if big and not args.quick else None
             tcol = f"{tsec:8.2f} {tsec / secs:7.1f}x" if tsec else f"{'-':>8} {'-':>8}"
-            print(f"{name:<16} {label:<15} {size / 1e6:6.0f} {secs:8.3f} {secs / cp:6.2f} "
-                  f"{secs / cps:10.2f} {tcol} {rss / size:8.2f}", flush=True)
+            print(f"{name:<14} {label:<15} {size / 1e6:5.0f} {secs:8.3f} {secs / cp:6.2f} "
+                  f"{secs_new:8.3f} {secs_new / cp_new:6.2f} {secs / weights * 1e9:9.2f} {cols} "
+                  f"{tcol} {max(rss, rss_new) / size:8.2f}", flush=True)
+        print(f"{'':<14} {'cp':<15} {size / 1e6:5.0f} {cp:8.3f} {'':>6} {cp_new:8.3f} {'':>6} "
+              f"{'':>9} {cps if cps else 0:8.3f}", flush=True)
     if args.external_gb:
         path = os.path.join(args.workdir, "big-external.onnx")
         size = os.path.getsize(path + ".data")
-        secs, rss = run_measured([args.onnx_pass, "sparsify", path, "-o", out,
-                                  "--sparsity", "0.5", "--block", "1x4"])
-        print(f"{'big-external':<16} {'50% 1x4 blocks':<15} {size / 1e6:6.0f} {secs:8.3f} "
-              f"{'-':>6} {'-':>10} {'-':>8} {'-':>8} {rss / size:8.2f}")
-    os.unlink(out) if os.path.exists(out) else None
+        cmd = [args.onnx_pass, "sparsify", path, "-o", out, "--sparsity", "0.5", "--block", "1x4"]
+        secs, rss = time_tool(cmd, out, args.runs, fresh=True)
+        cp_new = time_cp(path + ".data", out + ".data", args.runs, fresh=True)
+        print(f"{'big-external':<14} {'50% 1x4 blocks':<15} {size / 1e6:5.0f} {'-':>8} {'-':>6} "
+              f"{secs:8.3f} {secs / cp_new:6.2f} {secs / (size / 4) * 1e9:9.2f} {'-':>8} {'-':>10} "
+              f"{'-':>8} {'-':>8} {rss / size:8.2f}")
+    for p in (out, out + ".data"):
+        if os.path.exists(p):
+            os.unlink(p)
 
 
 if __name__ == "__main__":
