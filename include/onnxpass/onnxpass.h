@@ -72,7 +72,10 @@ ONNXPASS_EXPORT struct onnxpass_model *onnxpass_model_free(struct onnxpass_model
 
 /* The protobuf-c Onnx__ModelProto behind the model, for plugins that
  * generate onnx.pb-c.h from the same onnx.proto. Everything a plugin
- * splices into it must be malloc'd (the library frees it with protobuf-c). */
+ * splices into it must be malloc'd (the library frees it with protobuf-c).
+ * A tensor with data_location EXTERNAL and raw_data is mapped from a file:
+ * its bytes may change in place, but its raw_data must not be freed or
+ * replaced (clear raw_data and has_raw_data before freeing such a tensor). */
 ONNXPASS_EXPORT void *onnxpass_model_get_proto(struct onnxpass_model *model);
 
 /* Frees memory returned by the library. */

@@ -202,12 +202,26 @@ void opass_group_read_masked(const struct opass_group *group, double *values, do
 		view_gather(&group->map, (const uint8_t *)stored, (uint8_t *)values, sizeof(*values));
 }
 
+/* The float32 storage of t when it can be read in place, else NULL. */
+static const float *stored_f32(const Onnx__TensorProto *t)
+{
+	if (t->data_type != ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT)
+		return NULL;
+	return t->has_raw_data ? (const float *)(const void *)t->raw_data.data : t->float_data;
+}
+
 void opass_group_read_masked_f32(const struct opass_group *group, float *values, float *scratch)
 {
 	const uint8_t *mask = group->mask->raw_data.data;
 	uint64_t n = (uint64_t)group->map.rows * (uint64_t)group->map.cols;
+	const float *in_place = group->mask_in_weight ? stored_f32(group->weight.tensor) : NULL;
 	float *stored = view_is_identity(&group->map) ? values : scratch;
 
+	/* W is the masked weight: gather it straight from its storage */
+	if (in_place && n && stored != values) {
+		view_gather(&group->map, (const uint8_t *)in_place, (uint8_t *)values, sizeof(*values));
+		return;
+	}
 	opass_tensor_read_f32(group->weight.tensor, stored);
 	for (uint64_t off = 0; !group->mask_in_weight && off < n; off++)
 		stored[off] *= (float)mask[off];
