@@ -81,23 +81,27 @@ static void element_bytes(const Onnx__TensorProto *t, uint64_t i, size_t elem, u
 }
 
 /* Copy the nonzero elements and their linear indices (little-endian INT64). */
-static void sparse_fill(const Onnx__TensorProto *w, uint64_t numel, size_t elem,
+static void sparse_fill(const Onnx__TensorProto *w, uint64_t numel, uint64_t nnz, size_t elem,
 			uint8_t *values, uint8_t *indices)
 {
 	uint64_t k = 0;
 
 	if (w->has_raw_data && elem == 4) {
 		const uint8_t *raw = w->raw_data.data;
+		uint8_t spare[12];
 
+		/* branch-free: every element is written, k advances on nonzeros;
+		 * once all nnz are out, the rest (zeros) go to spare */
 		for (uint64_t i = 0; i < numel; i++) {
-			uint32_t v;
+			uint8_t *v = k < nnz ? values + 4 * k : spare;
+			uint8_t *x = k < nnz ? indices + 8 * k : spare + 4;
 			int64_t index = (int64_t)i;
+			uint32_t u;
 
-			memcpy(&v, raw + 4 * i, 4);
-			if ((v & 0x7fffffffu) == 0)
-				continue;
-			memcpy(values + 4 * k, &v, 4);
-			memcpy(indices + 8 * k++, &index, 8);
+			memcpy(&u, raw + 4 * i, 4);
+			memcpy(v, &u, 4);
+			memcpy(x, &index, 8);
+			k += (u & 0x7fffffffu) != 0;
 		}
 		return;
 	}
@@ -130,7 +134,7 @@ static Onnx__SparseTensorProto *sparse_new(const Onnx__TensorProto *w, uint64_t 
 	}
 	s->n_dims = w->n_dims;
 	memcpy(s->dims, w->dims, w->n_dims * sizeof(*s->dims));
-	sparse_fill(w, numel, elem, s->values->raw_data.data, s->indices->raw_data.data);
+	sparse_fill(w, numel, nnz, elem, s->values->raw_data.data, s->indices->raw_data.data);
 	return s;
 }
 
