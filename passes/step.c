@@ -79,41 +79,57 @@ static int scratch_reserve(struct scratch *s, size_t n, size_t esize)
 	return s->cap && s->cap_mask ? 0 : -ENOMEM;
 }
 
+/* The new mask of g into s->mask: 1 when it is in storage order, 0 in view
+ * order, or a negative errno. */
+static int group_mask(struct opass_group *g, enum opass_sparsifier kind, double level,
+		      struct scratch *s)
+{
+	size_t rows = (size_t)g->map.rows, cols = (size_t)g->map.cols;
+	struct opass_weight_norm_args wn = {
+		.sparsity_level = level,
+		.block_rows = g->args.block_rows,
+		.block_cols = g->args.block_cols,
+		.zeros_per_block = g->args.zeros_per_block,
+		.norm = g->args.norm,
+	};
+	const float *w;
+	int r;
+
+	if (kind == OPASS_SPARSIFIER_NEARLY_DIAGONAL)
+		return opass_nearly_diagonal_mask(rows, cols, g->args.nearliness, s->mask);
+	if (g->weight.tensor->data_type == ONNX__TENSOR_PROTO__DATA_TYPE__DOUBLE) {
+		opass_group_read_masked(g, s->values, s->stored);
+		return opass_weight_norm_mask(s->values, rows, cols, true, &wn, s->mask);
+	}
+	if (!opass_group_mask_in_storage(g)) {
+		/* stored is free again once the view is gathered */
+		opass_group_read_masked_f32(g, s->values, s->stored);
+		return opass_weight_norm_mask_f32_with(s->values, rows, cols, &wn, s->stored, s->mask);
+	}
+	/* no transposes: the mask is computed on the stored weight */
+	w = opass_group_read_stored_f32(g, s->values);
+	r = opass_weight_norm_mask_f32_transposed(w, rows, cols, &wn, s->values, s->stored, s->mask);
+	return r < 0 ? r : 1;
+}
+
 static int group_update(struct opass_group *g, enum opass_sparsifier kind, double level,
 			struct scratch *s, struct onnxpass_error *err)
 {
-	size_t rows = (size_t)g->map.rows, cols = (size_t)g->map.cols;
+	size_t n = (size_t)g->map.rows * (size_t)g->map.cols;
 	bool wide = g->weight.tensor->data_type == ONNX__TENSOR_PROTO__DATA_TYPE__DOUBLE;
 	int r;
 
-	if (scratch_reserve(s, rows * cols > 0 ? rows * cols : 1, wide ? 8 : 4) < 0)
+	if (scratch_reserve(s, n > 0 ? n : 1, wide ? 8 : 4) < 0)
 		return opass_error(err, -ENOMEM, "out of memory");
-	if (kind == OPASS_SPARSIFIER_NEARLY_DIAGONAL) {
-		r = opass_nearly_diagonal_mask(rows, cols, g->args.nearliness, s->mask);
-	} else {
-		struct opass_weight_norm_args wn = {
-			.sparsity_level = level,
-			.block_rows = g->args.block_rows,
-			.block_cols = g->args.block_cols,
-			.zeros_per_block = g->args.zeros_per_block,
-			.norm = g->args.norm,
-		};
-		if (wide) {
-			opass_group_read_masked(g, s->values, s->stored);
-			r = opass_weight_norm_mask(s->values, rows, cols, true, &wn, s->mask);
-		} else {
-			/* stored is free again once the view is gathered */
-			opass_group_read_masked_f32(g, s->values, s->stored);
-			r = opass_weight_norm_mask_f32_with(s->values, rows, cols, &wn, s->stored,
-							    s->mask);
-		}
-	}
-	if (r == 0)
+	r = group_mask(g, kind, level, s);
+	if (r == 1)
+		opass_group_write_stored_mask(g, s->mask);
+	else if (r == 0)
 		opass_group_write_mask(g, s->mask, s->values); /* values are consumed */
 	else if (!err->code)
 		opass_error(err, r, "group '%s': mask update failed (%s)", g->name, strerror(-r));
 	opass_tensor_release(g->weight.tensor);
-	return r;
+	return r < 0 ? r : 0;
 }
 
 /* One mask update per group, groups spread over the cores. */

@@ -4,8 +4,8 @@
  * integers whose order is the wanted order (-0.0 == +0.0, NaN above +inf),
  * the k-th smallest mapped key t is found by an MSD radix select (11-bit
  * digits, at most six passes over a shrinking candidate set; the first pass
- * only counts), then every key < t is selected plus, in index order, as many
- * keys == t as are still needed. A handful of keys is ranked directly.
+ * only counts), then every key < t is selected plus, in index order (or the
+ * column-major order of a grid), as many keys == t as are still needed. A handful of keys is ranked directly.
  */
 #include <errno.h>
 #include <math.h>
@@ -31,6 +31,7 @@
 #define SEL_UINT_MAX UINT64_MAX
 #define SEL_FN(name) name##_f64
 #define SEL_PUBLIC opass_select_smallest_with
+#define SEL_PUBLIC_CM opass_select_smallest_cm_with
 #include "select_impl.h"
 #undef SEL_FLOAT
 #undef SEL_UINT
@@ -41,6 +42,7 @@
 #undef SEL_UINT_MAX
 #undef SEL_FN
 #undef SEL_PUBLIC
+#undef SEL_PUBLIC_CM
 
 #define SEL_FLOAT float
 #define SEL_UINT uint32_t
@@ -51,6 +53,7 @@
 #define SEL_UINT_MAX UINT32_MAX
 #define SEL_FN(name) name##_f32
 #define SEL_PUBLIC opass_select_smallest_f32_with
+#define SEL_PUBLIC_CM opass_select_smallest_f32_cm_with
 #include "select_impl.h"
 
 int opass_select_smallest(const double *keys, size_t n, size_t k, uint8_t *ret_selected)

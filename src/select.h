@@ -25,3 +25,13 @@ int opass_select_smallest_with(const double *keys, size_t n, size_t k, uint64_t 
 /* The same on float32 keys (half the memory traffic), scratch of n entries. */
 int opass_select_smallest_f32_with(const float *keys, size_t n, size_t k, uint32_t *scratch,
 				   uint8_t *ret_selected);
+
+/*
+ * The same, ties broken in the column-major order of the keys seen as a
+ * grid of n / cols rows and cols columns (n a multiple of cols >= 1): the
+ * index order of the transposed grid, for keys stored transposed.
+ */
+int opass_select_smallest_cm_with(const double *keys, size_t n, size_t cols, size_t k,
+				  uint64_t *scratch, uint8_t *ret_selected);
+int opass_select_smallest_f32_cm_with(const float *keys, size_t n, size_t cols, size_t k,
+				      uint32_t *scratch, uint8_t *ret_selected);

@@ -3,7 +3,7 @@
  * Selection template, included by select.c once per key type with:
  *   SEL_FLOAT (float | double), SEL_UINT / SEL_INT (same-width integers),
  *   SEL_BITS, SEL_SIGN, SEL_EXP_ONES, SEL_UINT_MAX, SEL_FN(name) (a suffixed
- *   name) and SEL_PUBLIC (the public function's name).
+ *   name), SEL_PUBLIC and SEL_PUBLIC_CM (the public functions' names).
  */
 
 /* Branch-free: negative numbers flip all bits, others the sign bit; zeros and NaNs collapse. */
@@ -94,28 +94,72 @@ static SEL_UINT SEL_FN(select_kth)(const SEL_FLOAT *keys, size_t n, size_t rank,
 	return SEL_FN(select_small_kth)(scratch, n, rank, ret_less);
 }
 
+/* Position of key i in the tie order: index order (cols 0), or column-major
+ * order of a grid of n / cols rows and cols columns. */
+static inline size_t SEL_FN(tie_pos)(size_t i, size_t n, size_t cols)
+{
+	return cols ? i % cols * (n / cols) + i / cols : i;
+}
+
 /* Few keys: key j is selected when fewer than k keys come before it. */
-static void SEL_FN(select_by_rank)(const SEL_FLOAT *keys, size_t n, size_t k, uint8_t *ret_selected)
+static void SEL_FN(select_by_rank)(const SEL_FLOAT *keys, size_t n, size_t k, size_t cols,
+				   uint8_t *ret_selected)
 {
 	SEL_UINT u[SELECT_RANK_MAX];
 
 	for (size_t i = 0; i < n; i++)
 		u[i] = SEL_FN(select_key)(keys[i]);
 	for (size_t j = 0; j < n; j++) {
-		size_t before = 0;
+		size_t before = 0, pj = SEL_FN(tie_pos)(j, n, cols);
 
 		for (size_t i = 0; i < n; i++)
-			before += u[i] < u[j] || (u[i] == u[j] && i < j);
+			before += u[i] < u[j] ||
+				  (u[i] == u[j] && SEL_FN(tie_pos)(i, n, cols) < pj);
 		ret_selected[j] = before < k;
 	}
 }
 
-int SEL_PUBLIC(const SEL_FLOAT *keys, size_t n, size_t k, SEL_UINT *scratch, uint8_t *ret_selected)
+/* Select the keys < t, then `need` of the keys == t, first in tie order. */
+static void SEL_FN(select_mark)(const SEL_FLOAT *keys, size_t n, SEL_UINT t, size_t need,
+				size_t cols, uint8_t *ret_selected)
+{
+	size_t eq = 0, first = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		SEL_UINT u = SEL_FN(select_key)(keys[i]);
+
+		ret_selected[i] = u < t;
+		first = (u == t && eq == 0) ? i : first;
+		eq += u == t;
+	}
+	if (eq == 1) {          /* distinct keys: the one equal key */
+		ret_selected[first] = 1;
+		return;
+	}
+	if (eq == need) {
+		for (size_t i = 0; i < n; i++)
+			ret_selected[i] |= SEL_FN(select_key)(keys[i]) == t;
+		return;
+	}
+	for (size_t p = 0; need > 0 && p < n; p++) {
+		size_t i = cols ? p % (n / cols) * cols + p / (n / cols) : p;
+
+		if (SEL_FN(select_key)(keys[i]) == t) {
+			ret_selected[i] = 1;
+			need--;
+		}
+	}
+}
+
+/* cols: 0 for ties in index order, else the columns of the grid whose
+ * column-major order breaks ties (n a multiple of cols). */
+static int SEL_FN(select_smallest)(const SEL_FLOAT *keys, size_t n, size_t k, size_t cols,
+				   SEL_UINT *scratch, uint8_t *ret_selected)
 {
 	size_t need;
 	SEL_UINT t;
 
-	if (k > n || (n > 0 && !ret_selected))
+	if (k > n || (n > 0 && !ret_selected) || (cols && n % cols))
 		return -EINVAL;
 	if (k == 0 || k == n) {
 		if (n > 0)
@@ -125,21 +169,26 @@ int SEL_PUBLIC(const SEL_FLOAT *keys, size_t n, size_t k, SEL_UINT *scratch, uin
 	if (!keys)
 		return -EINVAL;
 	if (n <= SELECT_RANK_MAX) {
-		SEL_FN(select_by_rank)(keys, n, k, ret_selected);
+		SEL_FN(select_by_rank)(keys, n, k, cols, ret_selected);
 		return 0;
 	}
 	if (!scratch)
 		return -EINVAL;
 	t = SEL_FN(select_kth)(keys, n, k - 1, scratch, &need);
-	need = k - need;   /* keys equal to t to take, lowest indices first */
-	for (size_t i = 0; i < n; i++)
-		ret_selected[i] = SEL_FN(select_key)(keys[i]) < t;
-	for (size_t i = 0; need > 0 && i < n; i++) {
-		if (SEL_FN(select_key)(keys[i]) == t) {
-			ret_selected[i] = 1;
-			need--;
-		}
-	}
+	need = k - need;   /* keys equal to t to take, first in tie order */
+	SEL_FN(select_mark)(keys, n, t, need, cols, ret_selected);
 	return 0;
 }
 
+int SEL_PUBLIC(const SEL_FLOAT *keys, size_t n, size_t k, SEL_UINT *scratch, uint8_t *ret_selected)
+{
+	return SEL_FN(select_smallest)(keys, n, k, 0, scratch, ret_selected);
+}
+
+int SEL_PUBLIC_CM(const SEL_FLOAT *keys, size_t n, size_t cols, size_t k, SEL_UINT *scratch,
+		  uint8_t *ret_selected)
+{
+	if (cols == 0)
+		return -EINVAL;
+	return SEL_FN(select_smallest)(keys, n, k, cols, scratch, ret_selected);
+}

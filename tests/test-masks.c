@@ -420,6 +420,84 @@ START_TEST(wn_random_vs_reference)
 }
 END_TEST
 
+/* The mask computed on the stored transpose equals the view's mask put
+ * in storage order, for line blocks (ties everywhere, NaN, signed zeros,
+ * partial edge blocks, 4 x 1 and 1 x 4 fast paths). */
+START_TEST(wn_transposed_vs_view)
+{
+	static const double levels[] = { 0.1, 0.3, 0.5, 0.77, 0.99, 1.0 };
+	static const int64_t lines[][2] = { { 1, 1 }, { 1, 4 }, { 4, 1 }, { 1, 3 }, { 2, 1 },
+					    { 1, 2 }, { 5, 1 } };
+
+	for (int rep = 0; rep < 4000; rep++) {
+		size_t rows = 1 + rng() % 14, cols = 1 + rng() % 18;
+		const int64_t *shape = lines[rng() % 7];
+		struct opass_weight_norm_args a = wn(levels[rng() % 6], shape[0], shape[1], 0,
+						     1 + (int)(rng() % 2));
+		size_t n;
+		float *v, *stored, *scores;
+		uint32_t *scratch;
+		uint8_t *got, *view_mask;
+
+		if (rep % 3 == 0) {   /* multiples of 4 take the fast paths */
+			rows = 4 * (1 + rng() % 4);
+			cols = 4 * (1 + rng() % 4);
+		}
+		n = rows * cols;
+		v = malloc(n * sizeof(*v));
+		stored = malloc(n * sizeof(*v));
+		scores = malloc(n * sizeof(*v));
+		scratch = malloc(n * sizeof(*scratch));
+		got = malloc(n);
+		view_mask = malloc(n);
+		ck_assert(v && stored && scores && scratch && got && view_mask);
+		a.zeros_per_block = (int64_t)(rng() % (uint64_t)(a.block_rows * a.block_cols + 1));
+		for (size_t i = 0; i < n; i++) {
+			uint64_t u = rng();
+
+			v[i] = u % 23 == 0 ? NAN : (float)((double)(u % 7) - 3.0) * 0.25f;
+			if (u % 31 == 0)
+				v[i] = -0.0f;
+			if (rep % 2)   /* distinct values too */
+				v[i] = (float)(u >> 40) / 65536.0f - 64.0f;
+		}
+		for (size_t i = 0; i < rows; i++)
+			for (size_t j = 0; j < cols; j++)
+				stored[j * rows + i] = v[i * cols + j];
+		ck_assert_int_eq(opass_weight_norm_mask_f32(v, rows, cols, &a, view_mask), 0);
+		ck_assert_int_eq(opass_weight_norm_mask_f32_transposed(stored, rows, cols, &a, scores,
+								       scratch, got), 0);
+		for (size_t i = 0; i < rows; i++)
+			for (size_t j = 0; j < cols; j++)
+				ck_assert_msg(got[j * rows + i] == view_mask[i * cols + j],
+					      "rep %d: %zux%zu level %g block %dx%d zeros %d "
+					      "norm %d: element (%zu, %zu)", rep, rows, cols,
+					      a.sparsity_level, (int)a.block_rows, (int)a.block_cols,
+					      (int)a.zeros_per_block, a.norm, i, j);
+		free(v);
+		free(stored);
+		free(scores);
+		free(scratch);
+		free(got);
+		free(view_mask);
+	}
+}
+END_TEST
+
+START_TEST(wn_transposed_needs_lines)
+{
+	struct opass_weight_norm_args a = wn(0.5, 2, 2, 4, 2);
+	float v[16] = { 0 }, scores[16];
+	uint32_t scratch[16];
+	uint8_t mask[16];
+
+	for (int i = 0; i < 16; i++)
+		v[i] = (float)i;
+	ck_assert_int_eq(opass_weight_norm_mask_f32_transposed(v, 4, 4, &a, scores, scratch, mask),
+			 -EINVAL);
+}
+END_TEST
+
 #define check_nd(rows, cols, nearliness, expected) \
 	check_nd_at(__LINE__, rows, cols, nearliness, expected)
 static void check_nd_at(int line, size_t rows, size_t cols, int64_t nearliness,
@@ -477,6 +555,8 @@ static Suite *masks_suite(void)
 
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, wn_k_rounding);
+	tcase_add_test(tc, wn_transposed_vs_view);
+	tcase_add_test(tc, wn_transposed_needs_lines);
 	tcase_add_test(tc, wn_block_ties);
 	tcase_add_test(tc, wn_partial_blocks);
 	tcase_add_test(tc, wn_block_bigger_than_matrix);

@@ -39,6 +39,16 @@ int opass_weight_norm_mask_f32_with(float *values, size_t rows, size_t cols,
 				    const struct opass_weight_norm_args *args, uint32_t *scratch,
 				    uint8_t *ret_mask);
 
+/* The same for a weight stored transposed (stored[j][i] = V[i][j]; rows and
+ * cols are V's), without gathering V: ret_mask comes out in stored's order.
+ * Blocks must be lines (block_rows or block_cols 1, else -EINVAL), so that
+ * each block sums its norms in V's order; ties follow V's order. scores
+ * (rows * cols floats, not aliasing stored, or NULL) and scratch (rows * cols)
+ * are the caller's; stored is only read. */
+int opass_weight_norm_mask_f32_transposed(const float *stored, size_t rows, size_t cols,
+					  const struct opass_weight_norm_args *args, float *scores,
+					  uint32_t *scratch, uint8_t *ret_mask);
+
 /* NearlyDiagonalSparsifier.update_mask: ones where |r - c| <= nearliness / 2,
  * all zeros if nearliness <= 0. -EINVAL for even nearliness or
  * nearliness / 2 >= min(rows, cols). */

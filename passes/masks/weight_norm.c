@@ -19,6 +19,8 @@ struct wn_grid {
 	size_t rows, cols;
 	size_t br, bc;          /* block dims clamped to the matrix */
 	size_t nbr, nbc, nb;    /* blocks per column, per row, total */
+	bool transposed;        /* the matrix is the view's transpose: ties
+				 * between blocks go in column-major order */
 };
 
 static int wn_check_args(const struct opass_weight_norm_args *a)
@@ -49,6 +51,7 @@ static void wn_grid_init(struct wn_grid *g, size_t rows, size_t cols,
 	g->nbr = (rows + g->br - 1) / g->br;
 	g->nbc = (cols + g->bc - 1) / g->bc;
 	g->nb = g->nbr * g->nbc;
+	g->transposed = false;
 }
 
 static size_t wn_min(size_t a, size_t b)
@@ -79,9 +82,13 @@ static double wn_round_half_even(double x)
 /* Zero every element of the pruned blocks, row by row. */
 static void wn_zero_pruned(const struct wn_grid *g, const uint8_t *pruned, uint8_t *mask)
 {
-	if (g->br == 1 && g->bc == 1) {
-		for (size_t i = 0; i < g->nb; i++)
-			mask[i] = !pruned[i];
+	if (g->bc == 1) {
+		for (size_t r = 0; r < g->rows; r++) {
+			const uint8_t *p = pruned + r / g->br * g->nbc;
+
+			for (size_t c = 0; c < g->cols; c++)
+				mask[r * g->cols + c] = !p[c];
+		}
 		return;
 	}
 	if (g->br == 1 && g->bc == 4 && g->cols % 4 == 0) {
@@ -120,6 +127,7 @@ static size_t wn_tensor_k(double sparsity_level, size_t nb)
 #define WN_ABS fabsf
 #define WN_FN(name) wn_##name##_f32
 #define WN_SELECT opass_select_smallest_f32_with
+#define WN_SELECT_CM opass_select_smallest_f32_cm_with
 #include "weight_norm_impl.h"
 #undef WN_T
 #undef WN_U
@@ -128,6 +136,7 @@ static size_t wn_tensor_k(double sparsity_level, size_t nb)
 #undef WN_ABS
 #undef WN_FN
 #undef WN_SELECT
+#undef WN_SELECT_CM
 
 #define WN_T double
 #define WN_U uint64_t
@@ -136,6 +145,7 @@ static size_t wn_tensor_k(double sparsity_level, size_t nb)
 #define WN_ABS fabs
 #define WN_FN(name) wn_##name##_f64
 #define WN_SELECT opass_select_smallest_with
+#define WN_SELECT_CM opass_select_smallest_cm_with
 #include "weight_norm_impl.h"
 
 /* 1 when the mask is all ones or all zeros (and written), 0 for the general
@@ -173,7 +183,25 @@ int opass_weight_norm_mask_f32_with(float *values, size_t rows, size_t cols,
 
 	if (r != 0)
 		return r < 0 ? r : 0;
-	return wn_mask_f32(values, rows, cols, args, scratch, values, ret_mask);
+	return wn_mask_f32(values, rows, cols, args, scratch, values, false, ret_mask);
+}
+
+int opass_weight_norm_mask_f32_transposed(const float *stored, size_t rows, size_t cols,
+					  const struct opass_weight_norm_args *args, float *scores,
+					  uint32_t *scratch, uint8_t *ret_mask)
+{
+	struct opass_weight_norm_args t;
+	int r = wn_trivial(stored, rows, cols, args, ret_mask);
+
+	if (r != 0)
+		return r < 0 ? r : 0;
+	if (args->block_rows != 1 && args->block_cols != 1)
+		return -EINVAL;
+	/* the view's blocks are the storage's, rows and columns swapped */
+	t = *args;
+	t.block_rows = args->block_cols;
+	t.block_cols = args->block_rows;
+	return wn_mask_f32(stored, cols, rows, &t, scratch, scores, true, ret_mask);
 }
 
 int opass_weight_norm_mask_f32(const float *values, size_t rows, size_t cols,
@@ -183,7 +211,7 @@ int opass_weight_norm_mask_f32(const float *values, size_t rows, size_t cols,
 
 	if (r != 0)
 		return r < 0 ? r : 0;
-	return wn_mask_f32(values, rows, cols, args, NULL, NULL, ret_mask);
+	return wn_mask_f32(values, rows, cols, args, NULL, NULL, false, ret_mask);
 }
 
 int opass_weight_norm_mask(const double *values, size_t rows, size_t cols, bool wide,
@@ -195,13 +223,13 @@ int opass_weight_norm_mask(const double *values, size_t rows, size_t cols, bool 
 	if (r != 0)
 		return r < 0 ? r : 0;
 	if (wide)
-		return wn_mask_f64(values, rows, cols, args, NULL, NULL, ret_mask);
+		return wn_mask_f64(values, rows, cols, args, NULL, NULL, false, ret_mask);
 	f = malloc(rows * cols * sizeof(*f));
 	if (!f)
 		return -ENOMEM;
 	for (size_t i = 0; i < rows * cols; i++)
 		f[i] = (float)values[i];
-	r = wn_mask_f32(f, rows, cols, args, NULL, f, ret_mask);
+	r = wn_mask_f32(f, rows, cols, args, NULL, f, false, ret_mask);
 	free(f);
 	return r;
 }

@@ -3,7 +3,8 @@
  * The typed half of weight_norm.c, included once per accumulation type with:
  *   WN_T (float | double), WN_U (the same-width unsigned integer), WN_SIGN and
  *   WN_EXP_ONES (its sign bit and +inf's bits), WN_ABS (fabsf | fabs),
- *   WN_FN(name) (a suffixed name), WN_SELECT (the selection function).
+ *   WN_FN(name) (a suffixed name), WN_SELECT and WN_SELECT_CM (the selection
+ *   functions: ties in index order, in column-major order).
  * Norms, block sums and block scores are all computed in WN_T, as torch does
  * in the weight's accumulation type.
  */
@@ -30,7 +31,7 @@ static void WN_FN(scratch_free)(struct WN_FN(scratch) *s)
 }
 
 /* sel: the caller's selection scratch (rows * cols entries), or NULL;
- * scores: where block scores may go (1x1 blocks: the values themselves), or NULL. */
+ * scores: where block scores may go, or NULL (allocated here). */
 static int WN_FN(scratch_alloc)(struct WN_FN(scratch) *s, const struct wn_grid *g, WN_U *sel,
 				WN_T *scores)
 {
@@ -62,6 +63,11 @@ static inline WN_T WN_FN(norm)(WN_T v, int norm)
 /* Add n(x) of one row to the running sums of the blocks it crosses. */
 static void WN_FN(row_sums)(const WN_T *row, const struct wn_grid *g, int norm, WN_T *sums)
 {
+	if (g->bc == 1) {
+		for (size_t c = 0; c < g->cols; c++)
+			sums[c] += WN_FN(norm)(row[c], norm);
+		return;
+	}
 	if (g->bc == 4 && g->cols % 4 == 0) {
 		for (size_t bj = 0; bj < g->nbc; bj++) {
 			const WN_T *p = row + 4 * bj;
@@ -127,7 +133,10 @@ static void WN_FN(tensor_mask)(const WN_T *v, const struct wn_grid *g,
 	if (k > 0)
 		WN_FN(block_scores)(v, g, a->norm, s->scores);
 	/* k <= nb - 1 < nb: cannot fail */
-	(void)WN_SELECT(s->scores, g->nb, k, s->sel, s->pruned);
+	if (g->transposed)
+		(void)WN_SELECT_CM(s->scores, g->nb, g->nbc, k, s->sel, s->pruned);
+	else
+		(void)WN_SELECT(s->scores, g->nb, k, s->sel, s->pruned);
 }
 
 /* Order-preserving integer key of a norm (norms are >= +0 or NaN): the bits
@@ -141,25 +150,49 @@ static inline WN_U WN_FN(key)(WN_T n)
 	return u > WN_EXP_ONES ? (WN_U)~(WN_U)0 : u;
 }
 
-/* Zero, inside a 1 x 4 block, the z elements with the smallest norms (ties:
- * lower index) by ranking the four keys against each other. */
-static void WN_FN(block_mask_1x4)(const WN_T *p, int norm, size_t z, uint8_t *mask)
+/* How many of a block's four keys rank before each (ties: lower index
+ * first); element j is kept when at least z rank before it, or when the
+ * block is not pruned. Branch-free, so that loops over blocks vectorize. */
+static inline void WN_FN(rank_4)(WN_U k0, WN_U k1, WN_U k2, WN_U k3, size_t z, uint8_t keep,
+				 uint8_t *m0, uint8_t *m1, uint8_t *m2, uint8_t *m3)
 {
-	WN_U k[4];
-	size_t before[4] = { 0 };
+	size_t b0 = (size_t)(k1 < k0) + (k2 < k0) + (k3 < k0);
+	size_t b1 = (size_t)(k0 <= k1) + (k2 < k1) + (k3 < k1);
+	size_t b2 = (size_t)(k0 <= k2) + (k1 <= k2) + (k3 < k2);
+	size_t b3 = (size_t)(k0 <= k3) + (k1 <= k3) + (k2 <= k3);
 
-	for (size_t i = 0; i < 4; i++)
-		k[i] = WN_FN(key)(WN_FN(norm)(p[i], norm));
-	for (size_t i = 0; i < 4; i++) {
-		for (size_t j = i + 1; j < 4; j++) {
-			size_t i_first = k[i] <= k[j];
+	*m0 = keep | (b0 >= z);
+	*m1 = keep | (b1 >= z);
+	*m2 = keep | (b2 >= z);
+	*m3 = keep | (b3 >= z);
+}
 
-			before[j] += i_first;
-			before[i] += 1 - i_first;
-		}
+/* Block masks of nb 1 x 4 blocks, block b being v[4b .. 4b + 3]. */
+static void WN_FN(block_masks_1x4)(const WN_T *v, size_t nb, int norm, size_t z,
+				   const uint8_t *pruned, uint8_t *mask)
+{
+	for (size_t b = 0; b < nb; b++) {
+		const WN_T *p = v + 4 * b;
+		uint8_t *m = mask + 4 * b;
+
+		WN_FN(rank_4)(WN_FN(key)(WN_FN(norm)(p[0], norm)), WN_FN(key)(WN_FN(norm)(p[1], norm)),
+			      WN_FN(key)(WN_FN(norm)(p[2], norm)), WN_FN(key)(WN_FN(norm)(p[3], norm)),
+			      z, !pruned[b], m, m + 1, m + 2, m + 3);
 	}
-	for (size_t j = 0; j < 4; j++)
-		mask[j] = before[j] >= z;
+}
+
+/* Block masks of the 4 x 1 blocks of rows v[0 .. 3] (cols each): block c
+ * is column c. */
+static void WN_FN(block_masks_4x1)(const WN_T *v, size_t cols, int norm, size_t z,
+				   const uint8_t *pruned, uint8_t *mask)
+{
+	for (size_t c = 0; c < cols; c++)
+		WN_FN(rank_4)(WN_FN(key)(WN_FN(norm)(v[c], norm)),
+			      WN_FN(key)(WN_FN(norm)(v[cols + c], norm)),
+			      WN_FN(key)(WN_FN(norm)(v[2 * cols + c], norm)),
+			      WN_FN(key)(WN_FN(norm)(v[3 * cols + c], norm)),
+			      z, !pruned[c], mask + c, mask + cols + c, mask + 2 * cols + c,
+			      mask + 3 * cols + c);
 }
 
 /* Block mask restricted to block b: zero its zeros_per_block smallest in-bounds norms. */
@@ -190,10 +223,14 @@ static void WN_FN(block_masks)(const WN_T *values, const struct wn_grid *g,
 	size_t z = (size_t)args->zeros_per_block;
 
 	if (g->br == 1 && g->bc == 4 && g->cols % 4 == 0) {
-		/* block b is elements 4b .. 4b + 3 */
-		for (size_t b = 0; b < g->nb; b++)
-			if (s->pruned[b])
-				WN_FN(block_mask_1x4)(values + 4 * b, args->norm, z, mask + 4 * b);
+		WN_FN(block_masks_1x4)(values, g->nb, args->norm, z, s->pruned, mask);
+		return;
+	}
+	if (g->br == 4 && g->bc == 1 && g->rows % 4 == 0) {
+		/* block (bi, c) is column c of rows 4 bi .. 4 bi + 3 */
+		for (size_t bi = 0; bi < g->nbr; bi++)
+			WN_FN(block_masks_4x1)(values + bi * 4 * g->cols, g->cols, args->norm, z,
+					       s->pruned + bi * g->cols, mask + bi * 4 * g->cols);
 		return;
 	}
 	for (size_t b = 0; b < g->nb; b++)
@@ -202,13 +239,15 @@ static void WN_FN(block_masks)(const WN_T *values, const struct wn_grid *g,
 }
 
 /*
- * The general case (not all ones, not all zeros). clobber (NULL or values
- * itself) may be overwritten: 1x1 blocks then score in place, since their
- * block masks never read the values again.
+ * The general case (not all ones, not all zeros). scores (NULL, or
+ * rows * cols entries) may hold the block scores; it may be values itself
+ * only for 1x1 blocks, whose block masks never read the values again.
+ * transposed: values is the view's transpose (args already swapped), the
+ * mask comes out in that order and ties between blocks follow the view.
  */
 static int WN_FN(mask)(const WN_T *values, size_t rows, size_t cols,
-		       const struct opass_weight_norm_args *args, WN_U *sel, WN_T *clobber,
-		       uint8_t *ret_mask)
+		       const struct opass_weight_norm_args *args, WN_U *sel, WN_T *scores,
+		       bool transposed, uint8_t *ret_mask)
 {
 	int64_t bs = args->block_rows * args->block_cols;
 	struct WN_FN(scratch) s;
@@ -216,7 +255,10 @@ static int WN_FN(mask)(const WN_T *values, size_t rows, size_t cols,
 	int r;
 
 	wn_grid_init(&g, rows, cols, args);
-	r = WN_FN(scratch_alloc)(&s, &g, sel, g.br == 1 && g.bc == 1 ? clobber : NULL);
+	g.transposed = transposed;
+	if (scores == values && !(g.br == 1 && g.bc == 1))
+		scores = NULL;
+	r = WN_FN(scratch_alloc)(&s, &g, sel, scores);
 	if (r < 0)
 		return r;
 	WN_FN(tensor_mask)(values, &g, args, &s);

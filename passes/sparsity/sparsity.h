@@ -79,6 +79,14 @@ int opass_state_store(Onnx__ModelProto *model, const struct opass_state *state,
 void opass_group_read_masked(const struct opass_group *group, double *values, double *scratch);
 /* The same in float32, for float32/float16/bfloat16 weights (exact). */
 void opass_group_read_masked_f32(const struct opass_group *group, float *values, float *scratch);
+/* Can the mask be computed on the stored weight (a float weight stored as
+ * its view's transpose, line blocks: opass_weight_norm_mask_f32_transposed)? */
+bool opass_group_mask_in_storage(const struct opass_group *group);
+/* The masked weight in storage order: W itself when it is float32 and
+ * mask_in_weight, else read into values (rows * cols floats). */
+const float *opass_group_read_stored_f32(const struct opass_group *group, float *values);
+/* Apply a storage-order mask: into the mask tensor, or (mask_in_weight) to W. */
+void opass_group_write_stored_mask(struct opass_group *group, const uint8_t *mask);
 /* Store a view-order mask into the group's mask tensor, or (mask_in_weight)
  * zero the pruned elements of W and set group->nnz; scratch holds
  * rows * cols bytes. */

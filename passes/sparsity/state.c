@@ -229,6 +229,39 @@ void opass_group_read_masked_f32(const struct opass_group *group, float *values,
 		view_gather(&group->map, (const uint8_t *)stored, (uint8_t *)values, sizeof(*values));
 }
 
+bool opass_group_mask_in_storage(const struct opass_group *group)
+{
+	int32_t dt = group->weight.tensor->data_type;
+
+	return group->map.view == OPASS_VIEW_TRANSPOSED &&
+	       (group->args.block_rows == 1 || group->args.block_cols == 1) &&
+	       dt != ONNX__TENSOR_PROTO__DATA_TYPE__DOUBLE;
+}
+
+const float *opass_group_read_stored_f32(const struct opass_group *group, float *values)
+{
+	const uint8_t *mask = group->mask->raw_data.data;
+	uint64_t n = (uint64_t)group->map.rows * (uint64_t)group->map.cols;
+	const float *in_place = group->mask_in_weight ? stored_f32(group->weight.tensor) : NULL;
+
+	if (in_place && n)
+		return in_place;
+	opass_tensor_read_f32(group->weight.tensor, values);
+	for (uint64_t off = 0; !group->mask_in_weight && off < n; off++)
+		values[off] *= (float)mask[off];
+	return values;
+}
+
+void opass_group_write_stored_mask(struct opass_group *group, const uint8_t *mask)
+{
+	uint64_t n = (uint64_t)group->map.rows * (uint64_t)group->map.cols;
+
+	if (group->mask_in_weight)
+		group->nnz = (int64_t)opass_tensor_zero_masked(group->weight.tensor, mask, n);
+	else if (n)
+		memcpy(group->mask->raw_data.data, mask, n);
+}
+
 /* A view-order mask in storage order. */
 static void mask_scatter(const struct opass_view_map *map, const uint8_t *view_mask, uint8_t *mask)
 {
