@@ -4,7 +4,8 @@
  * integers whose order is the wanted order (-0.0 == +0.0, NaN above +inf),
  * the k-th smallest mapped key t is found by an MSD radix select (11-bit
  * digits, at most six passes over a shrinking candidate set; the first pass
- * only counts), then every key < t is selected plus, in index order (or the
+ * only counts; for many keys, a sorted sample of 4096 first gives bounds, so
+ * that one pass keeps only the keys between them), then every key < t is selected plus, in index order (or the
  * column-major order of a grid), as many keys == t as are still needed. A handful of keys is ranked directly.
  */
 #include <errno.h>
@@ -20,6 +21,10 @@
 #define SELECT_SMALL 32
 /* Up to this many keys, each key's rank is counted directly. */
 #define SELECT_RANK_MAX 16
+/* From this many keys on, a sample bounds the wanted key first. */
+#define SAMPLE_MIN_KEYS (1u << 16)
+#define SAMPLE_KEYS 4096
+#define SAMPLE_MARGIN 128
 
 
 #define SEL_FLOAT double

@@ -54,9 +54,63 @@ static SEL_UINT SEL_FN(select_small_kth)(SEL_UINT *a, size_t n, size_t rank, siz
 }
 
 /*
+ * The key of rank `rank` among the mapped keys a[0..n), all equal in the
+ * bits above shift + DIGIT_BITS; *less grows by how many are smaller.
+ */
+static SEL_UINT SEL_FN(select_refine)(SEL_UINT *a, size_t n, size_t rank, int shift, size_t *less)
+{
+	size_t hist[DIGIT_VALUES];
+
+	while (n > SELECT_SMALL) {
+		size_t b, m = 0;
+
+		memset(hist, 0, sizeof(hist));
+		for (size_t i = 0; i < n; i++)
+			hist[SEL_FN(select_digit)(a[i], shift)]++;
+		b = SEL_FN(select_bucket)(hist, &rank, less);
+		for (size_t i = 0; i < n; i++) {
+			a[m] = a[i];   /* branch-free compaction: kept only if m advances */
+			m += SEL_FN(select_digit)(a[i], shift) == b;
+		}
+		n = m;
+		if (shift == 0)   /* every candidate left has the same key */
+			return a[rank];
+		shift = shift > DIGIT_BITS ? shift - DIGIT_BITS : 0;
+	}
+	return SEL_FN(select_small_kth)(a, n, rank, less);
+}
+
+static int SEL_FN(sample_cmp)(const void *pa, const void *pb)
+{
+	SEL_UINT a = *(const SEL_UINT *)pa, b = *(const SEL_UINT *)pb;
+
+	return (a > b) - (a < b);
+}
+
+/*
+ * Bounds [*lo, *hi] that very likely hold the key of rank `rank`, from an
+ * evenly spaced sample of SAMPLE_KEYS keys (its ranks +- SAMPLE_MARGIN,
+ * four standard deviations).
+ */
+static void SEL_FN(sample_bounds)(const SEL_FLOAT *keys, size_t n, size_t rank, SEL_UINT *lo,
+				  SEL_UINT *hi)
+{
+	SEL_UINT sample[SAMPLE_KEYS];
+	size_t stride = n / SAMPLE_KEYS, pos = (size_t)((double)rank / (double)n * SAMPLE_KEYS);
+
+	for (size_t j = 0; j < SAMPLE_KEYS; j++)
+		sample[j] = SEL_FN(select_key)(keys[j * stride + stride / 2]);
+	qsort(sample, SAMPLE_KEYS, sizeof(*sample), SEL_FN(sample_cmp));
+	*lo = pos >= SAMPLE_MARGIN ? sample[pos - SAMPLE_MARGIN] : 0;
+	*hi = pos + SAMPLE_MARGIN < SAMPLE_KEYS ? sample[pos + SAMPLE_MARGIN] : SEL_UINT_MAX;
+}
+
+/*
  * The mapped key of rank `rank` (0-based) among keys[0..n), and in *ret_less
- * how many keys are smaller. The first pass counts the top digit straight
- * from keys; only that digit's bucket is copied to scratch and refined.
+ * how many keys are smaller. Many keys: one pass counts the keys below the
+ * sampled bounds and copies those inside to scratch, which is refined. Else
+ * (or when the rank falls outside the bounds) the first pass counts the top
+ * digit straight from keys and only that digit's bucket is copied.
  */
 static SEL_UINT SEL_FN(select_kth)(const SEL_FLOAT *keys, size_t n, size_t rank, SEL_UINT *scratch,
 				   size_t *ret_less)
@@ -64,34 +118,35 @@ static SEL_UINT SEL_FN(select_kth)(const SEL_FLOAT *keys, size_t n, size_t rank,
 	size_t hist[DIGIT_VALUES] = { 0 };
 	size_t b, m = 0, less = 0;
 	int shift = SEL_BITS - DIGIT_BITS;
+	SEL_UINT lo, hi;
 
+	if (n >= SAMPLE_MIN_KEYS) {
+		SEL_FN(sample_bounds)(keys, n, rank, &lo, &hi);
+		for (size_t i = 0; i < n; i++) {
+			SEL_UINT u = SEL_FN(select_key)(keys[i]);
+
+			less += u < lo;
+			scratch[m] = u;
+			m += (u >= lo) & (u <= hi);
+		}
+		if (rank >= less && rank - less < m) {
+			*ret_less = less;
+			return SEL_FN(select_refine)(scratch, m, rank - less, shift, ret_less);
+		}
+		less = m = 0;
+	}
 	for (size_t i = 0; i < n; i++)
 		hist[SEL_FN(select_digit)(SEL_FN(select_key)(keys[i]), shift)]++;
 	b = SEL_FN(select_bucket)(hist, &rank, &less);
 	for (size_t i = 0; i < n; i++) {
 		SEL_UINT u = SEL_FN(select_key)(keys[i]);
 
-		scratch[m] = u;   /* branch-free compaction: kept only if m advances */
+		scratch[m] = u;
 		m += SEL_FN(select_digit)(u, shift) == b;
 	}
-	n = m;
-	while (n > SELECT_SMALL && shift > 0) {
-		shift = shift > DIGIT_BITS ? shift - DIGIT_BITS : 0;
-		memset(hist, 0, sizeof(hist));
-		for (size_t i = 0; i < n; i++)
-			hist[SEL_FN(select_digit)(scratch[i], shift)]++;
-		b = SEL_FN(select_bucket)(hist, &rank, &less);
-		m = 0;
-		for (size_t i = 0; i < n; i++) {
-			scratch[m] = scratch[i];
-			m += SEL_FN(select_digit)(scratch[i], shift) == b;
-		}
-		n = m;
-	}
 	*ret_less = less;
-	if (shift == 0)   /* every candidate left has the same key */
-		return scratch[rank];
-	return SEL_FN(select_small_kth)(scratch, n, rank, ret_less);
+	return SEL_FN(select_refine)(scratch, m, rank, shift > DIGIT_BITS ? shift - DIGIT_BITS : 0,
+				     ret_less);
 }
 
 /* Position of key i in the tie order: index order (cols 0), or column-major

@@ -168,6 +168,25 @@ START_TEST(select_large_sizes)
 }
 END_TEST
 
+/* Many keys are first bounded by a sample of evenly spaced keys; keys that
+ * fool the sample (the sampled positions hold the largest keys) must still
+ * give the exact selection through the fallback. */
+START_TEST(select_sample_fooled)
+{
+	size_t n = 1u << 17, stride = n / 4096;
+	double *keys = malloc(n * sizeof(*keys));
+
+	ck_assert_ptr_nonnull(keys);
+	for (size_t i = 0; i < n; i++)
+		keys[i] = i % stride == stride / 2 ? 1e6 + (double)(rng() % 1000)
+						   : (double)(rng() % 100000);
+	check_one(keys, n, n / 2);
+	check_one(keys, n, n - n / 64);   /* inside the large sampled keys */
+	check_one(keys, n, 3);
+	free(keys);
+}
+END_TEST
+
 START_TEST(select_ties_and_signed_zero)
 {
 	/* -0.0 and +0.0 are one key: the lower indices win */
@@ -240,6 +259,7 @@ static Suite *select_suite(void)
 	tcase_set_timeout(tc, 300);
 	tcase_add_test(tc, select_small_sizes);
 	tcase_add_test(tc, select_large_sizes);
+	tcase_add_test(tc, select_sample_fooled);
 	tcase_add_test(tc, select_ties_and_signed_zero);
 	tcase_add_test(tc, select_nan_last);
 	tcase_add_test(tc, select_all_equal);
