@@ -38,8 +38,11 @@ static size_t SEL_FN(select_bucket)(const size_t *hist, size_t *rank, size_t *le
 	return b;
 }
 
-static SEL_UINT SEL_FN(select_small_kth)(SEL_UINT *a, size_t n, size_t rank, size_t *less)
+static SEL_UINT SEL_FN(select_small_kth)(SEL_UINT *a, size_t n, size_t rank, size_t *less,
+					 size_t *ret_eq)
 {
+	size_t eq = 0;
+
 	for (size_t i = 1; i < n; i++) {
 		SEL_UINT v = a[i];
 		size_t j = i;
@@ -50,14 +53,19 @@ static SEL_UINT SEL_FN(select_small_kth)(SEL_UINT *a, size_t n, size_t rank, siz
 	}
 	for (size_t i = 0; a[i] < a[rank]; i++)
 		(*less)++;
+	for (size_t i = 0; i < n; i++)
+		eq += a[i] == a[rank];
+	*ret_eq = eq;
 	return a[rank];
 }
 
 /*
  * The key of rank `rank` among the mapped keys a[0..n), all equal in the
- * bits above shift + DIGIT_BITS; *less grows by how many are smaller.
+ * bits above shift + DIGIT_BITS; *less grows by how many are smaller and
+ * *ret_eq is how many equal it (all of them are candidates to the end).
  */
-static SEL_UINT SEL_FN(select_refine)(SEL_UINT *a, size_t n, size_t rank, int shift, size_t *less)
+static SEL_UINT SEL_FN(select_refine)(SEL_UINT *a, size_t n, size_t rank, int shift, size_t *less,
+				      size_t *ret_eq)
 {
 	size_t hist[DIGIT_VALUES];
 
@@ -73,11 +81,13 @@ static SEL_UINT SEL_FN(select_refine)(SEL_UINT *a, size_t n, size_t rank, int sh
 			m += SEL_FN(select_digit)(a[i], shift) == b;
 		}
 		n = m;
-		if (shift == 0)   /* every candidate left has the same key */
+		if (shift == 0) {   /* every candidate left has the same key */
+			*ret_eq = n;
 			return a[rank];
+		}
 		shift = shift > DIGIT_BITS ? shift - DIGIT_BITS : 0;
 	}
-	return SEL_FN(select_small_kth)(a, n, rank, less);
+	return SEL_FN(select_small_kth)(a, n, rank, less, ret_eq);
 }
 
 static int SEL_FN(sample_cmp)(const void *pa, const void *pb)
@@ -106,14 +116,14 @@ static void SEL_FN(sample_bounds)(const SEL_FLOAT *keys, size_t n, size_t rank, 
 }
 
 /*
- * The mapped key of rank `rank` (0-based) among keys[0..n), and in *ret_less
- * how many keys are smaller. Many keys: one pass counts the keys below the
+ * The mapped key of rank `rank` (0-based) among keys[0..n), in *ret_less
+ * how many keys are smaller and in *ret_eq how many equal it. Many keys: one pass counts the keys below the
  * sampled bounds and copies those inside to scratch, which is refined. Else
  * (or when the rank falls outside the bounds) the first pass counts the top
  * digit straight from keys and only that digit's bucket is copied.
  */
 static SEL_UINT SEL_FN(select_kth)(const SEL_FLOAT *keys, size_t n, size_t rank, SEL_UINT *scratch,
-				   size_t *ret_less)
+				   size_t *ret_less, size_t *ret_eq)
 {
 	size_t hist[DIGIT_VALUES] = { 0 };
 	size_t b, m = 0, less = 0;
@@ -131,7 +141,7 @@ static SEL_UINT SEL_FN(select_kth)(const SEL_FLOAT *keys, size_t n, size_t rank,
 		}
 		if (rank >= less && rank - less < m) {
 			*ret_less = less;
-			return SEL_FN(select_refine)(scratch, m, rank - less, shift, ret_less);
+			return SEL_FN(select_refine)(scratch, m, rank - less, shift, ret_less, ret_eq);
 		}
 		less = m = 0;
 	}
@@ -146,7 +156,7 @@ static SEL_UINT SEL_FN(select_kth)(const SEL_FLOAT *keys, size_t n, size_t rank,
 	}
 	*ret_less = less;
 	return SEL_FN(select_refine)(scratch, m, rank, shift > DIGIT_BITS ? shift - DIGIT_BITS : 0,
-				     ret_less);
+				     ret_less, ret_eq);
 }
 
 /* Position of key i in the tie order: index order (cols 0), or column-major
@@ -174,28 +184,17 @@ static void SEL_FN(select_by_rank)(const SEL_FLOAT *keys, size_t n, size_t k, si
 	}
 }
 
-/* Select the keys < t, then `need` of the keys == t, first in tie order. */
+/* Select the keys < t, then `need` of the `eq` keys == t, first in tie order. */
 static void SEL_FN(select_mark)(const SEL_FLOAT *keys, size_t n, SEL_UINT t, size_t need,
-				size_t cols, uint8_t *ret_selected)
+				size_t eq, size_t cols, uint8_t *ret_selected)
 {
-	size_t eq = 0, first = 0;
-
-	for (size_t i = 0; i < n; i++) {
-		SEL_UINT u = SEL_FN(select_key)(keys[i]);
-
-		ret_selected[i] = u < t;
-		first = (u == t && eq == 0) ? i : first;
-		eq += u == t;
-	}
-	if (eq == 1) {          /* distinct keys: the one equal key */
-		ret_selected[first] = 1;
-		return;
-	}
-	if (eq == need) {
+	if (need == eq) {   /* every key == t: one pass (distinct keys end here) */
 		for (size_t i = 0; i < n; i++)
-			ret_selected[i] |= SEL_FN(select_key)(keys[i]) == t;
+			ret_selected[i] = SEL_FN(select_key)(keys[i]) <= t;
 		return;
 	}
+	for (size_t i = 0; i < n; i++)
+		ret_selected[i] = SEL_FN(select_key)(keys[i]) < t;
 	for (size_t p = 0; need > 0 && p < n; p++) {
 		size_t i = cols ? p % (n / cols) * cols + p / (n / cols) : p;
 
@@ -211,7 +210,7 @@ static void SEL_FN(select_mark)(const SEL_FLOAT *keys, size_t n, SEL_UINT t, siz
 static int SEL_FN(select_smallest)(const SEL_FLOAT *keys, size_t n, size_t k, size_t cols,
 				   SEL_UINT *scratch, uint8_t *ret_selected)
 {
-	size_t need;
+	size_t need, eq;
 	SEL_UINT t;
 
 	if (k > n || (n > 0 && !ret_selected) || (cols && n % cols))
@@ -229,9 +228,9 @@ static int SEL_FN(select_smallest)(const SEL_FLOAT *keys, size_t n, size_t k, si
 	}
 	if (!scratch)
 		return -EINVAL;
-	t = SEL_FN(select_kth)(keys, n, k - 1, scratch, &need);
+	t = SEL_FN(select_kth)(keys, n, k - 1, scratch, &need, &eq);
 	need = k - need;   /* keys equal to t to take, first in tie order */
-	SEL_FN(select_mark)(keys, n, t, need, cols, ret_selected);
+	SEL_FN(select_mark)(keys, n, t, need, eq, cols, ret_selected);
 	return 0;
 }
 
