@@ -79,7 +79,7 @@ static double wn_round_half_even(double x)
 	return fl;
 }
 
-/* Zero every element of the pruned blocks, row by row. */
+/* The mask of whole pruned blocks: every element written, row by row. */
 static void wn_zero_pruned(const struct wn_grid *g, const uint8_t *pruned, uint8_t *mask)
 {
 	if (g->bc == 1) {
@@ -99,6 +99,7 @@ static void wn_zero_pruned(const struct wn_grid *g, const uint8_t *pruned, uint8
 		}
 		return;
 	}
+	memset(mask, 1, g->rows * g->cols);
 	for (size_t r = 0; r < g->rows; r++) {
 		const uint8_t *p = pruned + r / g->br * g->nbc;
 		uint8_t *row = mask + r * g->cols;

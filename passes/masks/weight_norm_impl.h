@@ -263,11 +263,12 @@ static int WN_FN(mask)(const WN_T *values, size_t rows, size_t cols,
 		return r;
 	WN_FN(tensor_mask)(values, &g, args, &s);
 	/* mask = T OR B: only blocks pruned by T can lose elements. */
-	memset(ret_mask, 1, rows * cols);
-	if (args->zeros_per_block == bs)
+	if (args->zeros_per_block == bs) {
 		wn_zero_pruned(&g, s.pruned, ret_mask);
-	else
+	} else {
+		memset(ret_mask, 1, rows * cols);
 		WN_FN(block_masks)(values, &g, args, &s, ret_mask);
+	}
 	WN_FN(scratch_free)(&s);
 	return 0;
 }
