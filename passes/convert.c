@@ -24,7 +24,7 @@
 #include "parallel.h"
 #include "ort_sparse.h"
 #include "passes.h"
-#include "store.h"
+#include "mapping.h"
 #include "tensor.h"
 
 enum convert_format { FORMAT_AUTO, FORMAT_COO, FORMAT_DENSE, FORMAT_ORT_SPARSE };

@@ -21,7 +21,7 @@
 #include "graph.h"
 #include "ort_sparse.h"
 #include "passes.h"
-#include "store.h"
+#include "mapping.h"
 #include "tensor.h"
 #include "validate.h"
 

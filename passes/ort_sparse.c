@@ -28,7 +28,7 @@
 #include "graph.h"
 #include "ort_sparse.h"
 #include "sparse_kernels.h"
-#include "store.h"
+#include "mapping.h"
 #include "tensor.h"
 
 #define DT_FLOAT ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT

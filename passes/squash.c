@@ -19,7 +19,7 @@
 #include "error.h"
 #include "graph.h"
 #include "passes.h"
-#include "store.h"
+#include "mapping.h"
 #include "tensor.h"
 
 struct rename {

@@ -19,7 +19,7 @@
 #include "masks/masks.h"
 #include "parallel.h"
 #include "passes.h"
-#include "store.h"
+#include "mapping.h"
 
 /* torch CubicSL.sparsity_compute_fn (Zhu & Gupta) and a linear ramp. */
 static int schedule_level(const cJSON *schedule, double s_f, double t, double *ret_level,

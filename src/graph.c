@@ -6,7 +6,7 @@
 
 #include "error.h"
 #include "graph.h"
-#include "store.h"
+#include "mapping.h"
 #include "model.h"
 
 /* --- scopes ------------------------------------------------------------ */

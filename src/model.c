@@ -139,7 +139,8 @@ ONNXPASS_EXPORT struct onnxpass_model *onnxpass_model_free(struct onnxpass_model
 {
 	if (!model)
 		return NULL;
-	opass_store_fini(&model->store, model->proto);
+	opass_model_detach_mapped(model->proto);
+	opass_store_fini(&model->store);
 	if (model->proto)
 		onnx__model_proto__free_unpacked(model->proto, NULL);
 	free(model->base_dir);

@@ -7,7 +7,6 @@
 #include <unistd.h>
 
 #include "fileio.h"
-#include "model.h"
 #include "store.h"
 
 bool opass_tensor_is_mapped(const Onnx__TensorProto *t)
@@ -16,27 +15,11 @@ bool opass_tensor_is_mapped(const Onnx__TensorProto *t)
 	       t->data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL;
 }
 
-void opass_tensor_detach(Onnx__TensorProto *t)
-{
-	if (!opass_tensor_is_mapped(t))
-		return;
-	t->raw_data = (ProtobufCBinaryData){ 0 };
-	t->has_raw_data = false;
-}
-
 static uint64_t page_round_up(uint64_t n)
 {
 	uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
 
 	return (n + page - 1) / page * page;
-}
-
-void opass_tensor_release(const Onnx__TensorProto *t)
-{
-	/* tensors start on a page of the mapping; the rest of their last page
-	 * is padding */
-	if (opass_tensor_is_mapped(t) && t->raw_data.len)
-		(void)madvise(t->raw_data.data, page_round_up(t->raw_data.len), MADV_DONTNEED);
 }
 
 /* An unnamed file in dir; -errno on failure. */
@@ -91,6 +74,11 @@ int opass_store_fill(struct opass_store *store, const char *dir, const struct op
 		base = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 		r = base == MAP_FAILED ? -errno : 0;
 	}
+	if (r == 0) {
+		r = opass_mapping_add(base, total, true);
+		if (r < 0)
+			munmap(base, total);
+	}
 	if (r < 0)
 		goto out;
 	for (size_t i = 0; i < n_srcs; i++) {
@@ -115,22 +103,11 @@ uint64_t opass_store_offset(const struct opass_store *store, const Onnx__TensorP
 	return (uint64_t)(t->raw_data.data - store->base);
 }
 
-static int detach_in(Onnx__TensorProto *t, void *userdata)
-{
-	const struct opass_store *store = userdata;
-
-	if (opass_tensor_is_mapped(t) && t->raw_data.data >= store->base &&
-	    t->raw_data.data < store->base + store->size)
-		opass_tensor_detach(t);
-	return 0;
-}
-
-void opass_store_fini(struct opass_store *store, Onnx__ModelProto *proto)
+void opass_store_fini(struct opass_store *store)
 {
 	if (!store || store->fd < 0)
 		return;
-	if (proto)
-		opass_model_foreach_tensor(proto, detach_in, store);
+	opass_mapping_remove(store->base);
 	munmap(store->base, store->size);
 	close(store->fd);
 	*store = (struct opass_store){ .fd = -1 };

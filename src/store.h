@@ -10,8 +10,8 @@
  * the output side file in the kernel too.
  *
  * Such a tensor keeps data_location = EXTERNAL (and its external_data
- * entries) next to has_raw_data: that pair marks a mapped tensor.
- * protobuf-c must never free its raw_data (see opass_tensor_detach).
+ * entries) next to has_raw_data: that pair marks it (the mapping itself is
+ * registered in mapping.h, like every mapping tensors point into).
  */
 #pragma once
 
@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "onnx.pb-c.h"
+#include "mapping.h"
 #include "onnxpass/onnxpass.h"
 
 struct opass_store {
@@ -30,14 +31,8 @@ struct opass_store {
 /* External tensors at least this large are mapped; smaller ones are read. */
 #define OPASS_STORE_MIN_BYTES ((uint64_t)64 << 10)
 
-/* True when t's raw_data lives in a store mapping. */
+/* True when t's raw_data lives in a store mapping (see above). */
 bool opass_tensor_is_mapped(const Onnx__TensorProto *t);
-
-/* Forget a mapped tensor's raw_data (before protobuf-c frees t). */
-void opass_tensor_detach(Onnx__TensorProto *t);
-
-/* Drop the pages of a mapped tensor from memory (no-op for others). */
-void opass_tensor_release(const Onnx__TensorProto *t);
 
 /* A source range for opass_store_fill: length bytes at offset of fd. */
 struct opass_store_src {
@@ -56,5 +51,5 @@ int opass_store_fill(struct opass_store *store, const char *dir, const struct op
 /* Where the bytes of a mapped tensor are in the work file. */
 uint64_t opass_store_offset(const struct opass_store *store, const Onnx__TensorProto *t);
 
-/* Detach every mapped tensor of the tree, then unmap and close. */
-void opass_store_fini(struct opass_store *store, Onnx__ModelProto *proto);
+/* Unmap and close (the tensors must be detached first). */
+void opass_store_fini(struct opass_store *store);
