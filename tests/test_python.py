@@ -164,6 +164,18 @@ class PythonModuleTest(unittest.TestCase):
         self.assertEqual(outs[0], outs[1])
         onnx.checker.check_model(onnx.load_model_from_string(outs[0]))
 
+    def test_fsync_same_bytes(self):
+        src = self.path("m.onnx")
+        onnx.save(self.model, src)
+        outs = []
+        for fsync in (False, True):
+            out = self.path("out%d.onnx" % fsync)
+            onnx_pass.run_passes(src, "sparsify", {"defaults": TWO_OF_FOUR}, output=out,
+                                 fsync=fsync)
+            with open(out, "rb") as f:
+                outs.append(f.read())
+        self.assertEqual(outs[0], outs[1])
+
     def test_same_as_cli(self):
         src, out = self.path("mlp.onnx"), self.path("cli.onnx")
         onnx.save(self.model, src)

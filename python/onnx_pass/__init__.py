@@ -35,6 +35,7 @@ __all__ = ["Error", "sparsify", "run_passes", "prepare", "step", "squash", "conv
            "inspect", "default_config", "version", "library_path"]
 
 _SAVE_EXTERNAL_DATA = 1
+_SAVE_FSYNC = 2
 
 
 class Error(Exception):
@@ -218,9 +219,9 @@ class _Session:
         finally:
             self.lib.onnxpass_free(report)
 
-    def save_file(self, path, external_data):
+    def save_file(self, path, external_data, fsync=False):
         err = _CError()
-        flags = _SAVE_EXTERNAL_DATA if external_data else 0
+        flags = (_SAVE_EXTERNAL_DATA if external_data else 0) | (_SAVE_FSYNC if fsync else 0)
         _check(self.lib.onnxpass_model_save_file(self.model, _fspath(path), flags,
                                                  ctypes.byref(err)), err)
 
@@ -242,7 +243,7 @@ def _pass_list(passes):
 
 
 def _transform(model, passes, config_text, output, external_data=False, plugins=(),
-               want_model=True):
+               want_model=True, fsync=False):
     """Run passes; returns (result of the input's kind or None, report text)."""
     kind = _kind(model)
     if kind == "path" and want_model and output is None:
@@ -253,7 +254,7 @@ def _transform(model, passes, config_text, output, external_data=False, plugins=
         if not want_model:
             return None, report
         if output is not None:
-            s.save_file(output, external_data)
+            s.save_file(output, external_data, fsync)
         if kind == "path":
             return output, report
         data = s.save_bytes()
@@ -264,15 +265,16 @@ def _transform(model, passes, config_text, output, external_data=False, plugins=
 
 
 def run_passes(model, passes, config=None, output=None, external_data=False, plugins=(),
-               report=False):
+               report=False, fsync=False):
     """Run a pass list ("prepare,step" or ["prepare", "step"]) on a model.
 
     plugins: paths of plugin .so files whose passes become available.
     external_data: with output=, store large tensors in OUTPUT.data.
+    fsync: with output=, make the written files durable before returning.
     report=True returns (result, report text) for passes that print
     (config, inspect, state-export)."""
     result, text = _transform(model, passes, _config_text(config), output, external_data,
-                              plugins)
+                              plugins, fsync=fsync)
     return (result, text) if report else result
 
 
