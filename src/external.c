@@ -159,7 +159,8 @@ static int side_file_get(struct load_ctx *ctx, char *path, struct side_file **re
 		return opass_error(err, -ENOMEM, "out of memory");
 	}
 	ctx->files = files;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* O_NONBLOCK: a FIFO in place of the side file must not block */
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 	if (fd < 0 || fstat(fd, &st) < 0)
 		r = opass_error(err, -errno, "%s: %s", path, strerror(errno));
 	else if (!S_ISREG(st.st_mode))
@@ -394,7 +395,7 @@ static void save_restore(struct save_ctx *ctx)
 
 static int write_bytes(struct save_ctx *ctx, const Onnx__TensorProto *t)
 {
-	if (opass_tensor_is_mapped(t))
+	if (opass_store_holds(ctx->store, t))
 		return opass_atomic_copy(&ctx->data_file, ctx->store->fd,
 					 opass_store_offset(ctx->store, t), t->raw_data.len);
 	return opass_atomic_write(&ctx->data_file, t->raw_data.data, t->raw_data.len);

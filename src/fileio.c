@@ -21,7 +21,8 @@ int opass_file_map(const char *path, struct opass_mapped_file *ret_file, struct 
 	void *data;
 	int fd, r = 0;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* O_NONBLOCK: a FIFO in place of the file must not block */
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 	if (fd < 0)
 		return opass_error(err, -errno, "%s: %s", path, strerror(errno));
 	if (fstat(fd, &st) < 0) {

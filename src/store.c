@@ -98,6 +98,13 @@ out:
 	return r;
 }
 
+bool opass_store_holds(const struct opass_store *store, const Onnx__TensorProto *t)
+{
+	return store->fd >= 0 && t->has_raw_data && t->raw_data.data >= store->base &&
+	       t->raw_data.len <= store->size &&
+	       (uint64_t)(t->raw_data.data - store->base) <= store->size - t->raw_data.len;
+}
+
 uint64_t opass_store_offset(const struct opass_store *store, const Onnx__TensorProto *t)
 {
 	return (uint64_t)(t->raw_data.data - store->base);

@@ -48,7 +48,10 @@ struct opass_store_src {
 int opass_store_fill(struct opass_store *store, const char *dir, const struct opass_store_src *srcs,
 		     size_t n_srcs);
 
-/* Where the bytes of a mapped tensor are in the work file. */
+/* Does t's raw_data lie in the store's work file? */
+bool opass_store_holds(const struct opass_store *store, const Onnx__TensorProto *t);
+
+/* Where the bytes of a tensor the store holds are in the work file. */
 uint64_t opass_store_offset(const struct opass_store *store, const Onnx__TensorProto *t);
 
 /* Unmap and close (the tensors must be detached first). */

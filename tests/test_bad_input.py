@@ -330,6 +330,7 @@ def test_external_data_edges(tmp):
         ("w.bin", {"length": "96"}, ["dims hold 32 elements but the data holds 24"]),
         ("", {}, ["external data without a location"]),
         ("adir", {}, ["not a regular file"]),
+        ("fifo.bin", {}, ["fifo.bin: not a regular file"]),   # must not block
     ]
     for i, (location, kw, needles) in enumerate(cases):
         c = Case(tmp, "ext%d" % i)
@@ -338,9 +339,14 @@ def test_external_data_edges(tmp):
         c.write("w.bin", side)
         os.mkdir(os.path.join(c.inp, "adir"))
         os.symlink("../outside.bin", os.path.join(c.inp, "link.bin"))
+        os.mkfifo(os.path.join(c.inp, "fifo.bin"))
         path = external_model(c, location, kw.get("offset", "0"), kw.get("length", "128"))
         c.fails(["prepare", path, "-o", os.path.join(c.out, "o.onnx")], 1,
                 ["model.onnx"] + needles)
+    # a FIFO given as the model is refused at once too
+    c = Case(tmp, "fifo-model")
+    os.mkfifo(os.path.join(c.inp, "m.onnx"))
+    c.fails(["inspect", os.path.join(c.inp, "m.onnx")], 1, ["m.onnx: not a regular file"])
     # inside the folder, through a symlink: fine
     c = Case(tmp, "ext-ok")
     c.write("w.bin", side)
