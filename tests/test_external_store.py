@@ -192,13 +192,14 @@ def test_output_over_input(tmp):
 
 
 def make_chain(folder):
-    """16 MatMul weights of 4 MiB, all in external data (run in a child process,
-    test_memory_bounded: the arrays need not stay in this one)."""
+    """40 MatMul weights of 2 MiB (512 x 1024), all in external data (run in a
+    child process, test_memory_bounded: the arrays need not stay in this one)."""
     rng = np.random.default_rng(1)
     inits, nodes, prev = [], [], "x"
-    for i in range(16):
+    for i in range(40):
+        shape = (1024, 512) if i % 2 == 0 else (512, 1024)
         inits.append(numpy_helper.from_array(
-            rng.standard_normal((1024, 1024)).astype(np.float32), "w%d" % i))
+            rng.standard_normal(shape).astype(np.float32), "w%d" % i))
         nodes.append(helper.make_node("MatMul", [prev, "w%d" % i], ["h%d" % i]))
         prev = "h%d" % i
     graph = helper.make_graph(nodes, "chain",
