@@ -319,6 +319,7 @@ struct saved_tensor {
 
 struct save_ctx {
 	const struct opass_store *store;
+	bool adopted;                   /* data_file is the store's work file */
 	struct opass_atomic_file data_file;
 	const char *location;
 	struct saved_tensor *saved;
@@ -395,7 +396,8 @@ static void save_restore(struct save_ctx *ctx)
 
 static int write_bytes(struct save_ctx *ctx, const Onnx__TensorProto *t)
 {
-	if (opass_store_holds(ctx->store, t))
+	/* the work file is what the model holds until it was published */
+	if (opass_store_holds(ctx->store, t) && !ctx->store->published)
 		return opass_atomic_copy(&ctx->data_file, ctx->store->fd,
 					 opass_store_offset(ctx->store, t), t->raw_data.len);
 	return opass_atomic_write(&ctx->data_file, t->raw_data.data, t->raw_data.len);
@@ -410,11 +412,16 @@ static int save_externalize(Onnx__TensorProto *t, void *userdata)
 
 	if (!t->has_raw_data || t->raw_data.len < OPASS_EXTERNAL_MIN_BYTES)
 		return 0;
-	pad = (OPASS_EXTERNAL_ALIGN - ctx->data_file.offset % OPASS_EXTERNAL_ALIGN) % OPASS_EXTERNAL_ALIGN;
-	opass_atomic_write(&ctx->data_file, zeros, pad);
-	offset = ctx->data_file.offset;
-	if (write_bytes(ctx, t) < 0)
-		return ctx->data_file.error;
+	if (ctx->adopted && opass_store_holds(ctx->store, t)) {
+		offset = opass_store_offset(ctx->store, t);   /* already there */
+	} else {
+		pad = (OPASS_EXTERNAL_ALIGN - ctx->data_file.offset % OPASS_EXTERNAL_ALIGN) %
+		      OPASS_EXTERNAL_ALIGN;
+		opass_atomic_write(&ctx->data_file, zeros, pad);
+		offset = ctx->data_file.offset;
+		if (write_bytes(ctx, t) < 0)
+			return ctx->data_file.error;
+	}
 	entries = calloc(3, sizeof(*entries));
 	if (!entries || stash(ctx, t) < 0) {
 		free(entries);
@@ -468,6 +475,34 @@ int opass_external_pack(struct onnxpass_model *model, void **ret_data, size_t *r
 	return r;
 }
 
+static int count_held(Onnx__TensorProto *t, void *userdata)
+{
+	struct save_ctx *ctx = userdata;
+
+	ctx->n_saved += opass_store_holds(ctx->store, t);
+	return 0;
+}
+
+/* The side file: the store's work file itself when every tensor it holds is
+ * still in the model and it can be linked next to data_path (an unnamed file
+ * on the same filesystem), else a new file. */
+static int data_file_open(struct onnxpass_model *model, struct save_ctx *ctx, const char *data_path,
+			  bool sync, struct onnxpass_error *err)
+{
+	struct onnxpass_error ignored = { 0 };
+
+	if (model->store.fd >= 0 && !model->store.published) {
+		opass_model_foreach_dense_tensor(model->proto, count_held, ctx);
+		ctx->adopted = ctx->n_saved == model->store.n_tensors &&
+			       opass_atomic_adopt(data_path, model->store.fd, model->store.size, sync,
+						  &ctx->data_file, &ignored) == 0;
+		ctx->n_saved = 0;
+		if (ctx->adopted)
+			return 0;
+	}
+	return opass_atomic_open(data_path, sync, &ctx->data_file, err);
+}
+
 /*
  * Make the new side file and model visible. The old side file (if any) is
  * kept under a backup link until the model's rename succeeded, and put back
@@ -504,17 +539,19 @@ int opass_external_save(struct onnxpass_model *model, const char *path, bool syn
 	struct opass_atomic_file model_file = { .fd = -1 };
 	char *data_path = NULL;
 	const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
-	int r;
+	int r, lost = 0;
 
 	if (asprintf(&data_path, "%s.data", path) < 0)
 		return opass_error(err, -ENOMEM, "out of memory");
 	ctx.location = base[0] ? data_path + (base - path) : "model.data";
-	r = opass_atomic_open(data_path, sync, &ctx.data_file, err);
+	r = data_file_open(model, &ctx, data_path, sync, err);
 	if (r < 0)
 		goto out;
 	/* sparse initializers stay inline: onnx.load does not read their
 	 * external data */
 	r = opass_model_foreach_dense_tensor(model->proto, save_externalize, &ctx);
+	if (r == 0 && ctx.adopted)
+		r = opass_atomic_truncate(&ctx.data_file);
 	if (r < 0) {
 		opass_error(err, r, "%s: cannot write external data: %s", data_path, strerror(-r));
 		opass_atomic_abort(&ctx.data_file);
@@ -527,10 +564,19 @@ int opass_external_save(struct onnxpass_model *model, const char *path, bool syn
 				strerror(-model_file.error));
 	if (r == 0)
 		r = commit_pair(&ctx.data_file, &model_file, data_path, err);
+	if (r == 0 && ctx.adopted) {
+		lost = opass_store_published(&model->store);
+		if (lost < 0)
+			r = opass_error(err, lost, "%s: saved, but the model cannot stay loaded: %s",
+					path, strerror(-lost));
+	}
 	opass_atomic_abort(&ctx.data_file);
 	opass_atomic_abort(&model_file);
 out:
 	save_restore(&ctx);
+	/* the tensors' bytes may be unmapped: they must not be read again */
+	if (lost < 0)
+		opass_model_detach_mapped(model->proto);
 	free(data_path);
 	return r;
 }

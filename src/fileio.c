@@ -53,12 +53,20 @@ void opass_file_unmap(struct opass_mapped_file *file)
 		file->data = NULL;
 }
 
+/* The process's umask (read by setting it back at once). */
+static mode_t umask_get(void)
+{
+	mode_t mask = umask(0);
+
+	umask(mask);
+	return mask;
+}
+
 int opass_atomic_open(const char *path, bool sync, struct opass_atomic_file *ret_file,
 		      struct onnxpass_error *err)
 {
 	struct opass_atomic_file f = { .fd = -1, .sync = sync };
 	char *copy = strdup(path), *dir, *base;
-	mode_t mask;
 
 	if (!copy)
 		return opass_error(err, -ENOMEM, "out of memory");
@@ -82,9 +90,43 @@ int opass_atomic_open(const char *path, bool sync, struct opass_atomic_file *ret
 		opass_atomic_abort(&f);
 		return r;
 	}
-	mask = umask(0);
-	umask(mask);
-	(void)fchmod(f.fd, 0666 & ~mask);
+	(void)fchmod(f.fd, 0666 & ~umask_get());
+	*ret_file = f;
+	return 0;
+}
+
+int opass_atomic_adopt(const char *path, int fd, uint64_t offset, bool sync,
+		       struct opass_atomic_file *ret_file, struct onnxpass_error *err)
+{
+	struct opass_atomic_file f;
+	char proc[64];
+	int r;
+
+	r = opass_atomic_open(path, sync, &f, err);
+	if (r < 0)
+		return r;
+	/* the temp name, now free, becomes a link to fd's file */
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+	close(f.fd);
+	f.fd = -1;
+	r = unlink(f.tmp_path) < 0 ? -errno : 0;
+	if (r == 0 && linkat(AT_FDCWD, proc, AT_FDCWD, f.tmp_path, AT_SYMLINK_FOLLOW) < 0) {
+		r = -errno;
+		free(f.tmp_path);   /* nothing of ours under that name */
+		f.tmp_path = NULL;
+	}
+	if (r == 0 && (f.fd = fcntl(fd, F_DUPFD_CLOEXEC, 0)) < 0)
+		r = -errno;
+	if (r == 0 && fchmod(f.fd, 0666 & ~umask_get()) < 0)
+		r = -errno;
+	if (r == 0 && lseek(f.fd, (off_t)offset, SEEK_SET) < 0)
+		r = -errno;
+	if (r < 0) {
+		opass_atomic_abort(&f);
+		return r;
+	}
+	f.offset = offset;
+	f.queued = offset;
 	*ret_file = f;
 	return 0;
 }
@@ -118,6 +160,13 @@ static void atomic_writeback(struct opass_atomic_file *file)
 	(void)sync_file_range(file->fd, (off_t)file->queued, (off_t)(written - file->queued),
 			      SYNC_FILE_RANGE_WRITE);
 	file->queued = written;
+}
+
+int opass_atomic_truncate(struct opass_atomic_file *file)
+{
+	if (atomic_flush(file) == 0 && ftruncate(file->fd, (off_t)file->offset) < 0)
+		file->error = -errno;
+	return file->error;
 }
 
 /* Write straight from the caller's memory (large chunks skip the buffer). */

@@ -36,7 +36,15 @@ struct opass_atomic_file {
  * for other processes, as with cp or onnx.save. */
 int opass_atomic_open(const char *path, bool sync, struct opass_atomic_file *ret_file,
 		      struct onnxpass_error *err);
+/* An atomic file at path whose first offset bytes are already those of fd,
+ * an unnamed file (O_TMPFILE) on path's filesystem: it is linked under the
+ * temp name and written on from offset. -errno (nothing left behind) when
+ * it cannot be linked there; err is set only for other failures. */
+int opass_atomic_adopt(const char *path, int fd, uint64_t offset, bool sync,
+		       struct opass_atomic_file *ret_file, struct onnxpass_error *err);
 int opass_atomic_write(struct opass_atomic_file *file, const void *data, size_t size);
+/* End the file where the writes ended (an adopted file may be longer). */
+int opass_atomic_truncate(struct opass_atomic_file *file);
 /* flush, fsync (when sync), rename over path; frees the file's resources either way */
 int opass_atomic_commit(struct opass_atomic_file *file, struct onnxpass_error *err);
 /* remove the temp file and free (NULL-safe on a zeroed struct) */

@@ -89,7 +89,7 @@ int opass_store_fill(struct opass_store *store, const char *dir, const struct op
 		t->raw_data.len = srcs[i].length;
 		t->has_raw_data = true;
 	}
-	*store = (struct opass_store){ .fd = fd, .base = base, .size = total };
+	*store = (struct opass_store){ .fd = fd, .base = base, .size = total, .n_tensors = n_srcs };
 	fd = -1;
 out:
 	if (fd >= 0)
@@ -108,6 +108,16 @@ bool opass_store_holds(const struct opass_store *store, const Onnx__TensorProto 
 uint64_t opass_store_offset(const struct opass_store *store, const Onnx__TensorProto *t)
 {
 	return (uint64_t)(t->raw_data.data - store->base);
+}
+
+int opass_store_published(struct opass_store *store)
+{
+	if (mmap(store->base, store->size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED, store->fd,
+		 0) == MAP_FAILED)
+		return -errno;
+	opass_mapping_set_shared(store->base, false);
+	store->published = true;
+	return 0;
 }
 
 void opass_store_fini(struct opass_store *store)

@@ -7,7 +7,9 @@
  * done with a tensor releases it, which drops its pages from the process
  * (modified pages stay in the page cache). Peak memory is then what the
  * passes hold at once, not the model's size. Saving copies the bytes on to
- * the output side file in the kernel too.
+ * the output side file in the kernel too, or, when every tensor the work
+ * file holds is still in the model and the output is on its filesystem,
+ * links the work file itself as the output side file (no copy at all).
  *
  * Such a tensor keeps data_location = EXTERNAL (and its external_data
  * entries) next to has_raw_data: that pair marks it (the mapping itself is
@@ -26,6 +28,8 @@ struct opass_store {
 	int fd;          /* the work file, -1 when there is none */
 	uint8_t *base;   /* shared mapping of all of it */
 	uint64_t size;
+	size_t n_tensors; /* tensors it holds */
+	bool published;  /* it became a saved side file: mapped private since */
 };
 
 /* External tensors at least this large are mapped; smaller ones are read. */
@@ -53,6 +57,11 @@ bool opass_store_holds(const struct opass_store *store, const Onnx__TensorProto 
 
 /* Where the bytes of a tensor the store holds are in the work file. */
 uint64_t opass_store_offset(const struct opass_store *store, const Onnx__TensorProto *t);
+
+/* After the work file was saved as a side file (linked under its name):
+ * map it private, so that later changes stay in memory. On failure the
+ * mapping may be gone: the caller must detach the tensors. */
+int opass_store_published(struct opass_store *store);
 
 /* Unmap and close (the tensors must be detached first). */
 void opass_store_fini(struct opass_store *store);

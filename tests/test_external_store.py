@@ -191,6 +191,33 @@ def test_output_over_input(tmp):
         raise AssertionError("files left in the model folder: %r" % os.listdir(p.ext_dir))
 
 
+def test_save_links_work_file(tmp):
+    """A dense sparsify keeps every mapped tensor: the save links the work file
+    as OUT.data instead of copying the bytes again (traced: the only copies are
+    the load's, one per mapped tensor)."""
+    p = Pair(tmp)
+    out = os.path.join(p.out_dir, "o.onnx")
+    env = dict(os.environ)
+    env["ASAN_OPTIONS"] = env.get("ASAN_OPTIONS", "") + ":detect_leaks=0"  # no LSan under ptrace
+    run = subprocess.run(["strace", "-f", "-e", "trace=copy_file_range,linkat", "-o", "/dev/stderr",
+                          ONNX_PASS, "sparsify", p.ext, "-o", out, "--sparsity", "0.5",
+                          "--format", "dense"], capture_output=True, text=True, env=env,
+                         timeout=300)
+    if run.returncode != 0:
+        raise AssertionError("sparsify failed: " + run.stderr)
+    calls = [l for l in run.stderr.splitlines() if "copy_file_range(" in l or "linkat(" in l]
+    copies = [l for l in calls if "copy_file_range(" in l]
+    if len(copies) != 4 or "linkat(" not in calls[-1] or "o.onnx.data" not in calls[-1]:
+        raise AssertionError("expected 4 copies, then the link: %r" % calls)
+    got = tensors(out)[0]
+    inl_out = os.path.join(p.out_dir, "i.onnx")
+    run_ok(["sparsify", p.inl, "-o", inl_out, "--sparsity", "0.5", "--format", "dense"])
+    want = tensors(inl_out)[0]
+    for name in want:
+        if not np.array_equal(got[name], want[name]):
+            raise AssertionError("tensor %s differs" % name)
+
+
 def make_chain(folder):
     """40 MatMul weights of 2 MiB (512 x 1024), all in external data (run in a
     child process, test_memory_bounded: the arrays need not stay in this one)."""
@@ -236,7 +263,7 @@ def test_memory_bounded(tmp):
 
 
 TESTS = [test_passes_match_inline, test_inspect_matches_inline, test_output_over_input,
-         test_memory_bounded]
+         test_save_links_work_file, test_memory_bounded]
 
 
 def main():

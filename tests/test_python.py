@@ -164,6 +164,34 @@ class PythonModuleTest(unittest.TestCase):
         self.assertEqual(outs[0], outs[1])
         onnx.checker.check_model(onnx.load_model_from_string(outs[0]))
 
+    def test_mapped_external_saved_twice(self):
+        """The first save of a model with mapped external tensors links the work
+        file as OUT.data; changes made after it must not reach that file, and a
+        second save must hold them."""
+        import test_external_store as store
+        ext = store.make_model(self.tmp.name, np.random.default_rng(7), external=True)
+        before = store.tensors(ext)[0]
+        first, second = self.path("first.onnx"), self.path("second.onnx")
+        with onnx_pass._Session() as s:
+            s.load(ext, "path")
+            s.save_file(first, True)
+            s.run("sparsify", '{"defaults": {"sparsity_level": 0.5}}')
+            s.save_file(second, True)
+        got_first, got_second = store.tensors(first)[0], store.tensors(second)[0]
+        for name, want in before.items():
+            np.testing.assert_array_equal(got_first[name], want)
+        # the same job on the model stored inline
+        inline_dir = self.path("inline")
+        os.mkdir(inline_dir)
+        inl = store.make_model(inline_dir, np.random.default_rng(7), external=False)
+        want = store.tensors(onnx_pass.sparsify(inl, output=self.path("want.onnx"),
+                                                sparsity_level=0.5))[0]
+        self.assertEqual(sorted(want), sorted(got_second))
+        for name in want:
+            np.testing.assert_array_equal(got_second[name], want[name])
+        self.assertEqual(np.count_nonzero(got_second["fc1.weight"]),
+                         got_second["fc1.weight"].size // 2)
+
     def test_fsync_same_bytes(self):
         src = self.path("m.onnx")
         onnx.save(self.model, src)
