@@ -161,8 +161,9 @@ def main():
             print(f"{name:<14} {label:<15} {size / 1e6:5.0f} {secs:8.3f} {secs / cp:6.2f} "
                   f"{secs_new:8.3f} {secs_new / cp_new:6.2f} {secs / weights * 1e9:9.2f} {cols} "
                   f"{tcol} {max(rss, rss_new) / size:8.2f}", flush=True)
+        cps_col = f"{cps:8.3f}" if cps else f"{'-':>8}"
         print(f"{'':<14} {'cp':<15} {size / 1e6:5.0f} {cp:8.3f} {'':>6} {cp_new:8.3f} {'':>6} "
-              f"{'':>9} {cps if cps else 0:8.3f}", flush=True)
+              f"{'':>9} {cps_col}", flush=True)
     if args.external_gb:
         path = os.path.join(args.workdir, "big-external.onnx")
         size = os.path.getsize(path + ".data")
