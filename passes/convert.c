@@ -249,16 +249,5 @@ int opass_convert_apply(Onnx__ModelProto *model, struct opass_state *state,
 
 int opass_pass_convert(struct onnxpass_model *model, struct onnxpass_context *ctx, struct onnxpass_error *err)
 {
-	struct opass_config *config = NULL;
-	struct opass_state *state = NULL;
-	int r;
-
-	r = opass_context_config(ctx, &config, err);
-	if (r == 0)
-		r = opass_state_load(model->proto, &state, err);
-	if (r == 0)
-		r = opass_convert_apply(model->proto, state, config, err);
-	opass_state_free(state);
-	opass_config_free(config);
-	return r;
+	return opass_state_run(model, ctx, opass_convert_apply, err);
 }

@@ -96,6 +96,12 @@ void opass_group_write_mask(struct opass_group *group, const uint8_t *view_mask,
 double opass_json_number(const cJSON *obj, const char *key, double fallback);
 const char *opass_json_string(const cJSON *obj, const char *key);
 bool opass_json_bool(const cJSON *obj, const char *key, bool fallback);
+/* Parse ctx's config, load the model's state and run apply (the body of
+ * step, squash or convert) on them. */
+int opass_state_run(struct onnxpass_model *model, struct onnxpass_context *ctx,
+		    int (*apply)(Onnx__ModelProto *model, struct opass_state *state,
+				 const struct opass_config *config, struct onnxpass_error *err),
+		    struct onnxpass_error *err);
 /* Parse the config of a pass context; -EINVAL with line/column on errors. */
 int opass_context_config(struct onnxpass_context *ctx, struct opass_config **ret_config,
 			 struct onnxpass_error *err);

@@ -32,6 +32,25 @@ bool opass_json_bool(const cJSON *obj, const char *key, bool fallback)
 	return cJSON_IsBool(item) ? cJSON_IsTrue(item) : fallback;
 }
 
+int opass_state_run(struct onnxpass_model *model, struct onnxpass_context *ctx,
+		    int (*apply)(Onnx__ModelProto *model, struct opass_state *state,
+				 const struct opass_config *config, struct onnxpass_error *err),
+		    struct onnxpass_error *err)
+{
+	struct opass_config *config = NULL;
+	struct opass_state *state = NULL;
+	int r;
+
+	r = opass_context_config(ctx, &config, err);
+	if (r == 0)
+		r = opass_state_load(model->proto, &state, err);
+	if (r == 0)
+		r = apply(model->proto, state, config, err);
+	opass_state_free(state);
+	opass_config_free(config);
+	return r;
+}
+
 int opass_context_config(struct onnxpass_context *ctx, struct opass_config **ret_config,
 			 struct onnxpass_error *err)
 {
