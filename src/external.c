@@ -222,7 +222,35 @@ static int ext_drop_inline(Onnx__TensorProto *t, void *userdata)
 	return 0;
 }
 
-/* Large external initializers go to the store (mapped, not read). */
+/* Read t's bytes (the range ref of file) into raw_data. */
+static int ext_read_from(struct load_ctx *ctx, Onnx__TensorProto *t, const struct side_file *file,
+			 const struct ext_ref *ref)
+{
+	uint8_t *data = malloc(ref->length ? ref->length : 1);
+
+	if (!data)
+		return opass_error(ctx->err, -ENOMEM, "out of memory");
+	for (uint64_t done = 0; done < ref->length;) {
+		ssize_t n = pread(file->fd, data + done, ref->length - done, (off_t)(ref->offset + done));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			free(data);
+			return opass_error(ctx->err, n < 0 ? -errno : -EIO, "%s: cannot read: %s", file->path,
+					   n < 0 ? strerror(errno) : "file shrank");
+		}
+		done += (uint64_t)n;
+	}
+	t->raw_data.data = data;
+	t->raw_data.len = ref->length;
+	t->has_raw_data = true;
+	ext_clear(t);
+	return 0;
+}
+
+/* External initializers: the large ones go to the store (mapped, not
+ * read), the others are read at once. */
 static int ext_collect(Onnx__GraphProto *graph, void *userdata)
 {
 	struct load_ctx *ctx = userdata;
@@ -237,9 +265,11 @@ static int ext_collect(Onnx__GraphProto *graph, void *userdata)
 		if (!is_external(t))
 			continue;
 		r = ext_resolve(ctx, t, &file, &ref);
+		if (r == 0 && ref.length < OPASS_STORE_MIN_BYTES)
+			r = ext_read_from(ctx, t, file, &ref);
 		if (r < 0)
 			return r;
-		if (ref.length < OPASS_STORE_MIN_BYTES)
+		if (!is_external(t))
 			continue;
 		srcs = realloc(ctx->srcs, (ctx->n_srcs + 1) * sizeof(*srcs));
 		if (!srcs)
@@ -252,40 +282,19 @@ static int ext_collect(Onnx__GraphProto *graph, void *userdata)
 	return 0;
 }
 
-/* Every other external tensor is read into raw_data. */
+/* Every other external tensor (Constant values, sparse initializers, and
+ * large initializers the store could not take) is read into raw_data. */
 static int ext_read(Onnx__TensorProto *t, void *userdata)
 {
 	struct load_ctx *ctx = userdata;
 	struct side_file *file;
 	struct ext_ref ref;
-	uint8_t *data;
 	int r;
 
-	if (!is_external(t) || opass_tensor_is_mapped(t))
+	if (!is_external(t) || opass_store_holds(&ctx->model->store, t))
 		return 0;
 	r = ext_resolve(ctx, t, &file, &ref);
-	if (r < 0)
-		return r;
-	data = malloc(ref.length ? ref.length : 1);
-	if (!data)
-		return opass_error(ctx->err, -ENOMEM, "out of memory");
-	for (uint64_t done = 0; done < ref.length;) {
-		ssize_t n = pread(file->fd, data + done, ref.length - done, (off_t)(ref.offset + done));
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			free(data);
-			return opass_error(ctx->err, n < 0 ? -errno : -EIO, "%s: cannot read: %s", file->path,
-					   n < 0 ? strerror(errno) : "file shrank");
-		}
-		done += (uint64_t)n;
-	}
-	t->raw_data.data = data;
-	t->raw_data.len = ref.length;
-	t->has_raw_data = true;
-	ext_clear(t);
-	return 0;
+	return r < 0 ? r : ext_read_from(ctx, t, file, &ref);
 }
 
 int opass_external_load(struct onnxpass_model *model, struct onnxpass_error *err)
@@ -441,10 +450,12 @@ static int save_externalize(Onnx__TensorProto *t, void *userdata)
 	return 0;
 }
 
-/* A mapped tensor is packed like an inline one. */
+/* A tensor the store holds is packed like an inline one. */
 static int save_inline(Onnx__TensorProto *t, void *userdata)
 {
-	return opass_tensor_is_mapped(t) ? stash(userdata, t) : 0;
+	struct save_ctx *ctx = userdata;
+
+	return opass_store_holds(ctx->store, t) ? stash(ctx, t) : 0;
 }
 
 int opass_external_pack(struct onnxpass_model *model, void **ret_data, size_t *ret_size,

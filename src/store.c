@@ -9,12 +9,6 @@
 #include "fileio.h"
 #include "store.h"
 
-bool opass_tensor_is_mapped(const Onnx__TensorProto *t)
-{
-	return t->has_raw_data && t->has_data_location &&
-	       t->data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL;
-}
-
 static uint64_t page_round_up(uint64_t n)
 {
 	uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);

@@ -12,8 +12,9 @@
  * links the work file itself as the output side file (no copy at all).
  *
  * Such a tensor keeps data_location = EXTERNAL (and its external_data
- * entries) next to has_raw_data: that pair marks it (the mapping itself is
- * registered in mapping.h, like every mapping tensors point into).
+ * entries) next to has_raw_data; opass_store_holds() tells it by its
+ * address (the mapping is also registered in mapping.h, like every
+ * mapping tensors point into).
  */
 #pragma once
 
@@ -34,9 +35,6 @@ struct opass_store {
 
 /* External tensors at least this large are mapped; smaller ones are read. */
 #define OPASS_STORE_MIN_BYTES ((uint64_t)64 << 10)
-
-/* True when t's raw_data lives in a store mapping (see above). */
-bool opass_tensor_is_mapped(const Onnx__TensorProto *t);
 
 /* A source range for opass_store_fill: length bytes at offset of fd. */
 struct opass_store_src {
