@@ -10,7 +10,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import traceback
 
 import numpy as np
 import onnx
@@ -136,22 +135,13 @@ def check_ort_run_errors(outdir):
 
 
 def main():
-    results = []
+    checks = testutil.Checks()
 
     def check(name, fn, *args, needs_ort=False):
         if needs_ort and not ortlib.available():
-            results.append("skip")
-            print("SKIP %s (no ORT_RUN)" % name)
-            return
-        try:
-            fn(*args)
-        except Exception:
-            results.append("fail")
-            print("FAIL %s" % name)
-            traceback.print_exc(file=sys.stdout)
-            return
-        results.append("pass")
-        print("ok   %s" % name)
+            checks.skip(name, "no ORT_RUN")
+        else:
+            checks.run(name, fn, *args)
 
     with tempfile.TemporaryDirectory(prefix="models-ort-") as outdir:
         manifest = make_models.generate(outdir)
@@ -167,12 +157,7 @@ def main():
         check("ort vs numpy constants_if", check_constants_if, outdir, needs_ort=True)
         check("ort unknown_fields", check_unknown_fields, outdir, needs_ort=True)
         check("ort-run errors", check_ort_run_errors, outdir, needs_ort=True)
-
-    n_pass, n_fail, n_skip = (results.count(k) for k in ("pass", "fail", "skip"))
-    print("%d passed, %d failed%s" % (n_pass, n_fail, ", %d skipped" % n_skip if n_skip else ""))
-    if n_fail:
-        return 1
-    return 77 if n_skip else 0
+    return checks.summary()
 
 
 if __name__ == "__main__":

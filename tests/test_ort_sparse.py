@@ -18,7 +18,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import traceback
 
 import numpy as np
 import onnx
@@ -29,6 +28,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "models"))
 
 import ortlib  # noqa: E402
+import testutil  # noqa: E402
 
 DOMAIN = "ai.onnx_pass"
 LIB = os.environ.get("ONNX_PASS_LIBRARY", "")
@@ -337,18 +337,8 @@ def main():
         print("SKIP: ORT_RUN or ONNX_PASS_LIBRARY not set")
         return 77
     import make_models
-    results = []
-
-    def check(name, fn, *args):
-        try:
-            fn(*args)
-        except Exception:
-            results.append("fail")
-            print("FAIL %s" % name)
-            traceback.print_exc(file=sys.stdout)
-            return
-        results.append("pass")
-        print("ok   %s" % name)
+    checks = testutil.Checks()
+    check = checks.run
 
     with tempfile.TemporaryDirectory(prefix="ort-sparse-") as tmp:
         models = os.path.join(tmp, "models")
@@ -360,9 +350,7 @@ def main():
         check("convert: --min-sparsity, prepared models, bad options", check_min_sparsity,
               tmp, models)
         check("convert: what stays dense", check_stays_dense, tmp, models)
-    n_pass, n_fail = results.count("pass"), results.count("fail")
-    print("%d passed, %d failed" % (n_pass, n_fail))
-    return 1 if n_fail else 0
+    return checks.summary()
 
 
 if __name__ == "__main__":

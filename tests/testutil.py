@@ -5,24 +5,46 @@ import traceback
 import onnx
 
 
-def run_tests(tests, arg, only=()):
-    """Run each test(arg), printing ok/FAIL lines and the closing
-    'N passed, M failed' line; returns the process exit code."""
-    n_pass = n_fail = 0
-    for test in tests:
-        if only and test.__name__ not in only:
-            continue
+class Checks:
+    """Named checks run one by one: an ok/FAIL/SKIP line each (with the
+    traceback of a failure), then 'N passed, M failed[, K skipped]'."""
+
+    def __init__(self):
+        self.results = []
+
+    def run(self, name, fn, *args):
         try:
-            test(arg)
+            fn(*args)
         except Exception:
-            n_fail += 1
-            print("FAIL %s" % test.__name__)
+            self.results.append("fail")
+            print("FAIL %s" % name)
             traceback.print_exc(file=sys.stdout)
-            continue
-        n_pass += 1
-        print("ok   %s" % test.__name__)
-    print("%d passed, %d failed" % (n_pass, n_fail))
-    return 1 if n_fail else 0
+            return
+        self.results.append("pass")
+        print("ok   %s" % name)
+
+    def skip(self, name, why):
+        self.results.append("skip")
+        print("SKIP %s (%s)" % (name, why))
+
+    def summary(self):
+        """Print the counts; the exit code: 1 on a failure, else 77 (meson's
+        "skipped") when something was skipped, else 0."""
+        n_pass, n_fail, n_skip = (self.results.count(k) for k in ("pass", "fail", "skip"))
+        print("%d passed, %d failed%s" % (n_pass, n_fail,
+                                          ", %d skipped" % n_skip if n_skip else ""))
+        if n_fail:
+            return 1
+        return 77 if n_skip else 0
+
+
+def run_tests(tests, arg, only=()):
+    """Run each test(arg) as a Checks entry; returns the process exit code."""
+    checks = Checks()
+    for test in tests:
+        if not only or test.__name__ in only:
+            checks.run(test.__name__, test, arg)
+    return checks.summary()
 
 
 def stored_tensors(graph, out=None):
