@@ -75,6 +75,18 @@ static void *save_bytes_ok(struct onnxpass_model *model, size_t *ret_size)
 	return data;
 }
 
+/* Both models serialise to the same bytes. */
+static void assert_same_bytes(struct onnxpass_model *model_a, struct onnxpass_model *model_b)
+{
+	size_t size_a = 0, size_b = 0;
+	void *a = save_bytes_ok(model_a, &size_a), *b = save_bytes_ok(model_b, &size_b);
+
+	ck_assert_uint_eq(size_a, size_b);
+	ck_assert(memcmp(a, b, size_a) == 0);
+	onnxpass_free(a);
+	onnxpass_free(b);
+}
+
 static void save_file_ok(struct onnxpass_model *model, const char *path, unsigned flags)
 {
 	struct onnxpass_error err = { 0 };
@@ -403,8 +415,6 @@ START_TEST(test_external_save_reload)
 {
 	struct onnxpass_model *model = load_generated("mlp_gemm.onnx"), *again;
 	char *dir = test_tmpdir(), *out = path_join(dir, "out.onnx");
-	size_t size_a = 0, size_b = 0;
-	void *a, *b;
 
 	save_file_ok(model, out, ONNXPASS_SAVE_EXTERNAL_DATA);
 	assert_dir_holds(dir, (const char *[]){ "out.onnx", "out.onnx.data", NULL });
@@ -413,12 +423,7 @@ START_TEST(test_external_save_reload)
 	ck_assert(again->had_external);
 	assert_same_initializers(model->proto, again->proto);
 	/* the in-memory model is unchanged by the save, and equals the reload */
-	a = save_bytes_ok(model, &size_a);
-	b = save_bytes_ok(again, &size_b);
-	ck_assert_uint_eq(size_a, size_b);
-	ck_assert(memcmp(a, b, size_a) == 0);
-	onnxpass_free(a);
-	onnxpass_free(b);
+	assert_same_bytes(model, again);
 	onnxpass_model_free(again);
 	onnxpass_model_free(model);
 	remove_tree(dir);
@@ -853,8 +858,6 @@ START_TEST(test_save_over_input)
 {
 	char *dir = test_tmpdir(), *path = path_join(dir, "m.onnx"), *src;
 	struct onnxpass_model *model, *again;
-	size_t size_a = 0, size_b = 0;
-	void *a, *b;
 
 	src = path_join(models_dir, "mlp_gemm.onnx");
 	copy_file(src, path);
@@ -864,12 +867,7 @@ START_TEST(test_save_over_input)
 	assert_dir_holds(dir, (const char *[]){ "m.onnx", NULL });
 	again = load_ok(path);
 	ck_assert_str_eq(opass_model_get_metadata(again->proto, "onnx_pass.test"), "over");
-	a = save_bytes_ok(model, &size_a);
-	b = save_bytes_ok(again, &size_b);
-	ck_assert_uint_eq(size_a, size_b);
-	ck_assert(memcmp(a, b, size_a) == 0);
-	onnxpass_free(a);
-	onnxpass_free(b);
+	assert_same_bytes(model, again);
 	onnxpass_model_free(again);
 	onnxpass_model_free(model);
 	remove_tree(dir);
