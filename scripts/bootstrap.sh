@@ -10,7 +10,7 @@ ort_dir="$top/third_party/onnxruntime"
 apt_packages=(
 	meson ninja-build pkg-config gcc clang libclang-rt-14-dev
 	protobuf-c-compiler libprotobuf-c-dev
-	check libcjson-dev
+	check libcjson-dev zlib1g-dev
 	python3-onnx python3-numpy python3-torch python3-torchvision
 	valgrind
 	strace time

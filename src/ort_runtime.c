@@ -1,0 +1,391 @@
+/* SPDX-License-Identifier: MIT */
+/* ONNX Runtime through dlopen (see ort_runtime.h). */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "ort_runtime.h"
+#include "tensor.h"
+
+#ifdef ONNXPASS_HAVE_ORT
+
+#include <dlfcn.h>
+#include <onnxruntime_c_api.h>
+
+/* Oldest OrtApi version tried: everything used here exists in it. */
+#define ORT_MIN_API_VERSION 11
+
+struct opass_ort {
+	void *handle;
+	const OrtApi *api;
+	OrtEnv *env;
+	char *path;
+};
+
+struct opass_ort_session {
+	struct opass_ort *ort;
+	OrtSession *session;
+	OrtMemoryInfo *memory;
+};
+
+/* ORT's log goes nowhere: the library never prints. */
+static void ORT_API_CALL ort_log_drop(void *param, OrtLoggingLevel severity, const char *category,
+				      const char *logid, const char *code_location,
+				      const char *message)
+{
+}
+
+static int ort_errno(const OrtApi *api, OrtStatus *status)
+{
+	switch (api->GetErrorCode(status)) {
+	case ORT_NO_SUCHFILE:
+		return -ENOENT;
+	case ORT_INVALID_ARGUMENT:
+	case ORT_INVALID_PROTOBUF:
+	case ORT_INVALID_GRAPH:
+		return -EINVAL;
+	case ORT_NOT_IMPLEMENTED:
+		return -ENOTSUP;
+	default:
+		return -EIO;
+	}
+}
+
+/* Turn a failed status into err (one line) and release it. */
+static int ort_fail(const OrtApi *api, OrtStatus *status, const char *what,
+		    struct onnxpass_error *err)
+{
+	char msg[ONNXPASS_ERROR_MAX];
+	int r = ort_errno(api, status);
+
+	snprintf(msg, sizeof(msg), "%s", api->GetErrorMessage(status));
+	api->ReleaseStatus(status);
+	for (char *p = msg; *p; p++)
+		if (*p == '\n' || *p == '\r')
+			*p = ' ';
+	return opass_error(err, r, "ONNX Runtime: %s%s%s", what ? what : "", what ? ": " : "", msg);
+}
+
+static int ort_load(const char *path, struct opass_ort *ort, char *why, size_t why_size)
+{
+	const OrtApiBase *(*get_base)(void);
+	const OrtApiBase *base;
+	const char *e;
+
+	dlerror();
+	ort->handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+	if (!ort->handle) {
+		e = dlerror();
+		snprintf(why, why_size, "%s", e ? e : path);
+		return -ENOENT;
+	}
+	*(void **)&get_base = dlsym(ort->handle, "OrtGetApiBase");
+	base = get_base ? get_base() : NULL;
+	if (!base) {
+		snprintf(why, why_size, "%s: no OrtGetApiBase (not ONNX Runtime)", path);
+		goto fail;
+	}
+	for (uint32_t v = ORT_API_VERSION; !ort->api && v >= ORT_MIN_API_VERSION; v--)
+		ort->api = base->GetApi(v);
+	if (!ort->api) {
+		snprintf(why, why_size, "%s: ONNX Runtime %s is too old", path,
+			 base->GetVersionString ? base->GetVersionString() : "?");
+		goto fail;
+	}
+	ort->path = strdup(path);
+	if (!ort->path) {
+		snprintf(why, why_size, "out of memory");
+		goto fail;
+	}
+	return 0;
+fail:
+	dlclose(ort->handle);
+	ort->handle = NULL;
+	ort->api = NULL;
+	return -ENOENT;
+}
+
+int opass_ort_open(struct opass_ort **ret_ort, struct onnxpass_error *err)
+{
+	const char *env = getenv("ONNX_PASS_ORT_LIBRARY");
+	const char *candidates[] = {
+#ifdef ONNXPASS_ORT_DIR
+		ONNXPASS_ORT_DIR,
+#endif
+#ifdef ONNXPASS_ORT_SOURCE_DIR
+		ONNXPASS_ORT_SOURCE_DIR,
+#endif
+		"libonnxruntime.so.1",
+		"libonnxruntime.so",
+	};
+	struct opass_ort *ort = calloc(1, sizeof(*ort));
+	char why[512] = "";
+	OrtStatus *status;
+	int r = -ENOENT;
+
+	if (!ort)
+		return opass_error(err, -ENOMEM, "out of memory");
+	if (env && *env) {
+		r = ort_load(env, ort, why, sizeof(why));
+		if (r < 0) {
+			free(ort);
+			return opass_error(err, r, "ONNX Runtime not found: ONNX_PASS_ORT_LIBRARY=%s "
+					   "does not load (%s)", env, why);
+		}
+	} else {
+		char first[512] = "";
+
+		for (size_t i = 0; r < 0 && i < sizeof(candidates) / sizeof(candidates[0]); i++) {
+			r = ort_load(candidates[i], ort, why, sizeof(why));
+			if (r < 0 && !*first)
+				snprintf(first, sizeof(first), "%s", why);
+		}
+		if (r < 0) {
+			free(ort);
+			return opass_error(err, r, "ONNX Runtime not found: set ONNX_PASS_ORT_LIBRARY "
+					   "to the path of libonnxruntime.so (%s)", first);
+		}
+	}
+	status = ort->api->CreateEnvWithCustomLogger(ort_log_drop, NULL, ORT_LOGGING_LEVEL_FATAL,
+						     "onnx-pass", &ort->env);
+	if (status) {
+		r = ort_fail(ort->api, status, "cannot create the environment", err);
+		opass_ort_close(ort);
+		return r;
+	}
+	*ret_ort = ort;
+	return 0;
+}
+
+struct opass_ort *opass_ort_close(struct opass_ort *ort)
+{
+	if (!ort)
+		return NULL;
+	if (ort->env)
+		ort->api->ReleaseEnv(ort->env);
+	if (ort->handle)
+		dlclose(ort->handle);
+	free(ort->path);
+	free(ort);
+	return NULL;
+}
+
+const char *opass_ort_library(const struct opass_ort *ort)
+{
+	return ort ? ort->path : NULL;
+}
+
+int opass_ort_session_new(struct opass_ort *ort, const void *model, size_t size, unsigned threads,
+			  struct opass_ort_session **ret_session, struct onnxpass_error *err)
+{
+	const OrtApi *api = ort->api;
+	struct opass_ort_session *s;
+	OrtSessionOptions *options = NULL;
+	OrtStatus *status;
+	int r;
+
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return opass_error(err, -ENOMEM, "out of memory");
+	s->ort = ort;
+	status = api->CreateSessionOptions(&options);
+	if (!status && threads)
+		status = api->SetIntraOpNumThreads(options, (int)threads);
+	if (!status)
+		status = api->CreateSessionFromArray(ort->env, model, size, options, &s->session);
+	if (!status)
+		status = api->CreateCpuMemoryInfo(OrtArenaAllocator, OrtMemTypeDefault, &s->memory);
+	if (options)
+		api->ReleaseSessionOptions(options);
+	if (status) {
+		r = ort_fail(api, status, NULL, err);
+		opass_ort_session_free(s);
+		return r;
+	}
+	*ret_session = s;
+	return 0;
+}
+
+struct opass_ort_session *opass_ort_session_free(struct opass_ort_session *session)
+{
+	if (!session)
+		return NULL;
+	if (session->session)
+		session->ort->api->ReleaseSession(session->session);
+	if (session->memory)
+		session->ort->api->ReleaseMemoryInfo(session->memory);
+	free(session);
+	return NULL;
+}
+
+/* Copy an output OrtValue into t. */
+static int ort_copy_out(const OrtApi *api, OrtValue *value, const char *name,
+			struct opass_calib_tensor *t, struct onnxpass_error *err)
+{
+	OrtTensorTypeAndShapeInfo *info = NULL;
+	ONNXTensorElementDataType type;
+	size_t rank = 0, numel = 0, es;
+	void *data = NULL;
+	OrtStatus *status;
+	int is_tensor = 0;
+
+	status = api->IsTensor(value, &is_tensor);
+	if (!status && !is_tensor)
+		return opass_error(err, -ENOTSUP, "output '%s' is not a tensor", name);
+	if (!status)
+		status = api->GetTensorTypeAndShape(value, &info);
+	if (!status)
+		status = api->GetTensorElementType(info, &type);
+	if (!status)
+		status = api->GetDimensionsCount(info, &rank);
+	if (!status && rank > OPASS_CALIB_MAX_RANK) {
+		api->ReleaseTensorTypeAndShapeInfo(info);
+		return opass_error(err, -E2BIG, "output '%s': rank %zu", name, rank);
+	}
+	if (!status) {
+		t->dims = malloc((rank ? rank : 1) * sizeof(*t->dims));
+		if (!t->dims) {
+			api->ReleaseTensorTypeAndShapeInfo(info);
+			return opass_error(err, -ENOMEM, "out of memory");
+		}
+		t->n_dims = rank;
+		status = api->GetDimensions(info, t->dims, rank);
+	}
+	if (!status)
+		status = api->GetTensorShapeElementCount(info, &numel);
+	if (info)
+		api->ReleaseTensorTypeAndShapeInfo(info);
+	if (status)
+		return ort_fail(api, status, name, err);
+	es = opass_dtype_size((int32_t)type);
+	if (!es || type == ONNX_TENSOR_ELEMENT_DATA_TYPE_STRING)
+		return opass_error(err, -ENOTSUP, "output '%s': dtype %s is not supported", name,
+				   opass_dtype_name((int32_t)type));
+	t->dtype = (int32_t)type;
+	if (numel > SIZE_MAX / es)
+		return opass_error(err, -EOVERFLOW, "output '%s' is too large", name);
+	t->size = numel * es;
+	if (!t->size)
+		return 0;
+	status = api->GetTensorMutableData(value, &data);
+	if (status)
+		return ort_fail(api, status, name, err);
+	t->data = malloc(t->size);
+	if (!t->data)
+		return opass_error(err, -ENOMEM, "out of memory");
+	memcpy(t->data, data, t->size);
+	return 0;
+}
+
+int opass_ort_session_run(struct opass_ort_session *session, const struct opass_calib_batch *feeds,
+			  const char *const *output_names, size_t n_outputs,
+			  struct opass_calib_tensor **ret_outputs, struct onnxpass_error *err)
+{
+	static uint8_t empty[8];
+	const OrtApi *api = session->ort->api;
+	size_t n_in = feeds ? feeds->n_tensors : 0;
+	const char **in_names = calloc(n_in + 1, sizeof(*in_names));
+	OrtValue **in_values = calloc(n_in + 1, sizeof(*in_values));
+	OrtValue **out_values = calloc(n_outputs + 1, sizeof(*out_values));
+	struct opass_calib_tensor *outputs = calloc(n_outputs + 1, sizeof(*outputs));
+	OrtStatus *status = NULL;
+	int r = 0;
+
+	if (!in_names || !in_values || !out_values || !outputs) {
+		r = opass_error(err, -ENOMEM, "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < n_in && !status; i++) {
+		const struct opass_calib_tensor *t = &feeds->tensors[i];
+
+		in_names[i] = t->name;
+		status = api->CreateTensorWithDataAsOrtValue(session->memory,
+							     t->size ? t->data : empty, t->size,
+							     t->dims, t->n_dims,
+							     (ONNXTensorElementDataType)t->dtype,
+							     &in_values[i]);
+		if (status) {
+			r = ort_fail(api, status, t->name, err);
+			goto out;
+		}
+	}
+	status = api->Run(session->session, NULL, in_names, (const OrtValue *const *)in_values, n_in,
+			  output_names, n_outputs, out_values);
+	if (status) {
+		r = ort_fail(api, status, NULL, err);
+		goto out;
+	}
+	for (size_t i = 0; i < n_outputs && r == 0; i++) {
+		outputs[i].name = strdup(output_names[i]);
+		if (!outputs[i].name)
+			r = opass_error(err, -ENOMEM, "out of memory");
+		else
+			r = ort_copy_out(api, out_values[i], output_names[i], &outputs[i], err);
+	}
+out:
+	for (size_t i = 0; in_values && i < n_in; i++)
+		if (in_values[i])
+			api->ReleaseValue(in_values[i]);
+	for (size_t i = 0; out_values && i < n_outputs; i++)
+		if (out_values[i])
+			api->ReleaseValue(out_values[i]);
+	free(in_names);
+	free(in_values);
+	free(out_values);
+	if (r < 0) {
+		opass_calib_tensors_free(outputs, outputs ? n_outputs : 0);
+		return r;
+	}
+	*ret_outputs = outputs;
+	return 0;
+}
+
+#else /* !ONNXPASS_HAVE_ORT */
+
+struct opass_ort {
+	int unused;
+};
+
+struct opass_ort_session {
+	int unused;
+};
+
+int opass_ort_open(struct opass_ort **ret_ort, struct onnxpass_error *err)
+{
+	return opass_error(err, -ENOTSUP, "ONNX Runtime support was not built (configure with "
+			   "-Dort=enabled and ONNX Runtime's headers)");
+}
+
+struct opass_ort *opass_ort_close(struct opass_ort *ort)
+{
+	free(ort);
+	return NULL;
+}
+
+const char *opass_ort_library(const struct opass_ort *ort)
+{
+	return NULL;
+}
+
+int opass_ort_session_new(struct opass_ort *ort, const void *model, size_t size, unsigned threads,
+			  struct opass_ort_session **ret_session, struct onnxpass_error *err)
+{
+	return opass_error(err, -ENOTSUP, "ONNX Runtime support was not built");
+}
+
+struct opass_ort_session *opass_ort_session_free(struct opass_ort_session *session)
+{
+	free(session);
+	return NULL;
+}
+
+int opass_ort_session_run(struct opass_ort_session *session, const struct opass_calib_batch *feeds,
+			  const char *const *output_names, size_t n_outputs,
+			  struct opass_calib_tensor **ret_outputs, struct onnxpass_error *err)
+{
+	return opass_error(err, -ENOTSUP, "ONNX Runtime support was not built");
+}
+
+#endif
