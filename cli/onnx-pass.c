@@ -54,8 +54,13 @@ static void usage(FILE *f)
 	      "  run PASS[,PASS...] MODEL [-o OUT]     run any passes, plugins' too\n"
 	      "\n"
 	      "Config (SPEC 5): --config FILE, or defaults from flags:\n"
-	      "  --sparsifier weight_norm|nearly_diagonal   --sparsity X   --block RxC\n"
-	      "  --zeros-per-block N   --norm 1|2   --nearliness N   --conv-view oihw|ohwi\n"
+	      "  --sparsifier weight_norm|nearly_diagonal|wanda|sparsegpt   --sparsity X\n"
+	      "  --block RxC   --zeros-per-block N   --norm 1|2   --nearliness N   --conv-view oihw|ohwi\n"
+	      "Calibration-aware sparsifiers (wanda, sparsegpt; step and sparsify):\n"
+	      "  --calibration PATH      inputs: a .npz, a folder of .npz or of test_data_set_*\n"
+	      "  --percdamp X --blocksize N   sparsegpt (defaults 0.01, 128)\n"
+	      "  --sequential            prune layer by layer, later layers see earlier pruning\n"
+	      "  --allocate sensitivity  per-layer levels from measured output error\n"
 	      "Options:\n"
 	      "  -o, --output FILE       output (may equal the input; written atomically)\n"
 	      "  --format auto|coo|dense|ort-sparse  storage for convert/sparsify (default auto);\n"
@@ -194,7 +199,8 @@ enum {
 	OPT_SPARSITY = 1000, OPT_BLOCK, OPT_ZEROS, OPT_NORM, OPT_SPARSIFIER, OPT_NEARLINESS,
 	OPT_CONV_VIEW, OPT_FORMAT, OPT_KEEP, OPT_STRICT, OPT_NO_STRICT, OPT_EXTERNAL, OPT_FSYNC, OPT_JSON,
 	OPT_FREEZE, OPT_UNFREEZE, OPT_CONFIG, OPT_PLUGIN, OPT_LIST, OPT_VERSION,
-	OPT_MIN_SPARSITY, OPT_THREADS,
+	OPT_MIN_SPARSITY, OPT_THREADS, OPT_CALIBRATION, OPT_ALLOCATE, OPT_SEQUENTIAL, OPT_PERCDAMP,
+	OPT_BLOCKSIZE,
 };
 
 static const struct option options[] = {
@@ -210,6 +216,11 @@ static const struct option options[] = {
 	{ "format", required_argument, NULL, OPT_FORMAT },
 	{ "min-sparsity", required_argument, NULL, OPT_MIN_SPARSITY },
 	{ "threads", required_argument, NULL, OPT_THREADS },
+	{ "calibration", required_argument, NULL, OPT_CALIBRATION },
+	{ "allocate", required_argument, NULL, OPT_ALLOCATE },
+	{ "sequential", no_argument, NULL, OPT_SEQUENTIAL },
+	{ "percdamp", required_argument, NULL, OPT_PERCDAMP },
+	{ "blocksize", required_argument, NULL, OPT_BLOCKSIZE },
 	{ "keep-params", required_argument, NULL, OPT_KEEP },
 	{ "strict", no_argument, NULL, OPT_STRICT },
 	{ "no-strict", no_argument, NULL, OPT_NO_STRICT },
@@ -229,6 +240,7 @@ static const struct option options[] = {
 struct flags {
 	cJSON *defaults;  /* overrides of "defaults" */
 	cJSON *opts;      /* overrides of "options" */
+	cJSON *top;       /* overrides of top-level keys (allocate, sequential) */
 	const char *sparsifier;
 	bool list;
 	bool help;
@@ -264,6 +276,16 @@ static int parse_flag(struct cli *cli, struct flags *fl, int c, const char *arg)
 				 c == OPT_NORM ? "norm" : "nearliness", cJSON_CreateNumber(v));
 		break;
 	case OPT_CONV_VIEW: json_set(fl->defaults, "conv_view", cJSON_CreateString(arg)); break;
+	case OPT_PERCDAMP:
+	case OPT_BLOCKSIZE:
+		r = parse_number(c == OPT_PERCDAMP ? "--percdamp" : "--blocksize", arg, &v);
+		if (r == 0)
+			json_set(fl->defaults, c == OPT_PERCDAMP ? "percdamp" : "blocksize",
+				 cJSON_CreateNumber(v));
+		break;
+	case OPT_CALIBRATION: json_set(fl->opts, "calibration", cJSON_CreateString(arg)); break;
+	case OPT_ALLOCATE: json_set(fl->top, "allocate", cJSON_CreateString(arg)); break;
+	case OPT_SEQUENTIAL: json_set(fl->top, "sequential", cJSON_CreateTrue()); break;
 	case OPT_SPARSIFIER: fl->sparsifier = arg; break;
 	case OPT_FORMAT: json_set(fl->opts, "format", cJSON_CreateString(arg)); break;
 	case OPT_MIN_SPARSITY:
@@ -317,6 +339,8 @@ static int build_config(struct cli *cli, struct flags *fl, char **ret_text)
 		json_set(defaults, e->string, cJSON_Duplicate(e, true));
 	for (cJSON *e = fl->opts->child; opts && e; e = e->next)
 		json_set(opts, e->string, cJSON_Duplicate(e, true));
+	for (cJSON *e = fl->top->child; e; e = e->next)
+		json_set(cli->config, e->string, cJSON_Duplicate(e, true));
 	*ret_text = cJSON_PrintUnformatted(cli->config);
 	return *ret_text ? 0 : fail(1, "out of memory");
 }
@@ -475,15 +499,17 @@ static int cli_main(struct cli *cli, struct flags *fl, int argc, char **argv)
 int main(int argc, char **argv)
 {
 	struct cli cli = { 0 };
-	struct flags fl = { .defaults = cJSON_CreateObject(), .opts = cJSON_CreateObject() };
+	struct flags fl = { .defaults = cJSON_CreateObject(), .opts = cJSON_CreateObject(),
+			    .top = cJSON_CreateObject() };
 	int r;
 
 	cli.plugins = calloc((size_t)argc + 1, sizeof(*cli.plugins));
-	if (!cli.plugins || !fl.defaults || !fl.opts)
+	if (!cli.plugins || !fl.defaults || !fl.opts || !fl.top)
 		return fail(1, "out of memory");
 	r = cli_main(&cli, &fl, argc, argv);
 	cJSON_Delete(fl.defaults);
 	cJSON_Delete(fl.opts);
+	cJSON_Delete(fl.top);
 	cJSON_Delete(cli.config);
 	free(cli.plugins);
 	return r;

@@ -57,8 +57,7 @@ static cJSON *config_json(const struct opass_config *config, const struct opass_
 
 	if (!root)
 		return NULL;
-	cJSON_AddStringToObject(root, "sparsifier", config->sparsifier == OPASS_SPARSIFIER_WEIGHT_NORM ?
-				"weight_norm" : "nearly_diagonal");
+	cJSON_AddStringToObject(root, "sparsifier", opass_sparsifier_name(config->sparsifier));
 	cJSON_AddItemToObject(root, "defaults", cJSON_Duplicate(config->defaults, true));
 	list = cJSON_AddArrayToObject(root, "config");
 	skipped = cJSON_AddArrayToObject(root, "skipped");

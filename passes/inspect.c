@@ -485,8 +485,14 @@ static int print_groups(struct inspect *in, struct onnxpass_context *ctx)
 {
 	const struct opass_state *state = in->state;
 
-	onnxpass_context_print(ctx, "\n%s (", state->sparsifier == OPASS_SPARSIFIER_WEIGHT_NORM ?
-			       "WeightNormSparsifier" : "NearlyDiagonalSparsifier");
+	static const char *const classes[] = {
+		[OPASS_SPARSIFIER_WEIGHT_NORM] = "WeightNormSparsifier",
+		[OPASS_SPARSIFIER_NEARLY_DIAGONAL] = "NearlyDiagonalSparsifier",
+		[OPASS_SPARSIFIER_WANDA] = "WandaSparsifier",
+		[OPASS_SPARSIFIER_SPARSEGPT] = "SparseGPTSparsifier",
+	};
+
+	onnxpass_context_print(ctx, "\n%s (", classes[state->sparsifier]);
 	for (size_t i = 0; i < state->n_groups; i++) {
 		const struct opass_group *g = &state->groups[i];
 		const cJSON *args = cJSON_GetObjectItemCaseSensitive(g->json, "args");

@@ -234,8 +234,7 @@ static cJSON *state_new(const struct opass_config *config)
 	if (!s)
 		return NULL;
 	cJSON_AddStringToObject(s, "format", OPASS_STATE_FORMAT);
-	cJSON_AddStringToObject(s, "sparsifier", config->sparsifier == OPASS_SPARSIFIER_WEIGHT_NORM ?
-				"weight_norm" : "nearly_diagonal");
+	cJSON_AddStringToObject(s, "sparsifier", opass_sparsifier_name(config->sparsifier));
 	cJSON_AddItemToObject(s, "defaults", cJSON_Duplicate(config->defaults, true));
 	cJSON_AddBoolToObject(s, "enable_mask_update", true);
 	cJSON_AddNumberToObject(s, "step_count", 0);
@@ -243,6 +242,14 @@ static cJSON *state_new(const struct opass_config *config)
 		cJSON_AddItemToObject(s, "schedule", cJSON_Duplicate(schedule, true));
 	else
 		cJSON_AddNullToObject(s, "schedule");
+	/* calibration-aware sparsifiers: how step runs them (SPEC 12) */
+	for (size_t i = 0; i < 2; i++) {
+		const char *key = i ? "sequential" : "allocate";
+		const cJSON *v = cJSON_GetObjectItemCaseSensitive(config->root, key);
+
+		if (v && !cJSON_IsNull(v))
+			cJSON_AddItemToObject(s, key, cJSON_Duplicate(v, true));
+	}
 	cJSON_AddItemToObject(s, "groups", cJSON_CreateArray());
 	return s;
 }

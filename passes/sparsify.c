@@ -8,7 +8,8 @@
  * Conditions: those of prepare, step and convert; options.format as convert.
  * The result is that of the three passes run one after the other; the
  * passes share one state, and step writes each mask straight into its
- * weight (the all-true masks of prepare are never filled nor read).
+ * weight (the all-true masks of prepare are never filled nor read), except
+ * for wanda and sparsegpt, whose step runs the prepared model.
  */
 #include "passes.h"
 
@@ -19,12 +20,19 @@ int opass_pass_sparsify(struct onnxpass_model *model, struct onnxpass_context *c
 	struct opass_state *state = NULL;
 	int r;
 
+	bool calibrated;
+
 	r = opass_context_config(ctx, &config, err);
+	/* wanda / sparsegpt run the prepared model in ONNX Runtime: its masks
+	 * must be real */
+	calibrated = r == 0 && opass_sparsifier_calibrated(config->sparsifier);
 	if (r == 0)
-		r = opass_prepare_apply(model->proto, config, false, err);
+		r = opass_prepare_apply(model->proto, config, calibrated, err);
 	if (r == 0)
 		r = opass_state_load(model->proto, &state, err);
-	for (size_t i = 0; r == 0 && i < state->n_groups; i++)
+	if (r == 0)
+		state->model = model;
+	for (size_t i = 0; r == 0 && !calibrated && i < state->n_groups; i++)
 		state->groups[i].mask_in_weight = true;
 	if (r == 0)
 		r = opass_step_apply(model->proto, state, config, err);

@@ -19,6 +19,7 @@
 #include "masks/masks.h"
 #include "parallel.h"
 #include "passes.h"
+#include "calibration/calibration.h"
 #include "mapping.h"
 
 /* torch CubicSL.sparsity_compute_fn (Zhu & Gupta) and a linear ramp. */
@@ -173,7 +174,10 @@ static int step_levels(struct opass_state *state, const struct opass_config *con
 	}
 	if (r == 0)
 		r = opass_config_threads(config, &threads, err);
-	if (r == 0) {
+	if (r == 0 && opass_sparsifier_calibrated(state->sparsifier)) {
+		r = state->model ? opass_calibrated_step(state->model, state, config, levels, err) :
+				   opass_error(err, -EINVAL, "step: no model to calibrate on");
+	} else if (r == 0) {
 		job->state = state;
 		job->levels = levels;
 		r = opass_parallel_for(n, threads, step_one, job);
@@ -184,7 +188,7 @@ static int step_levels(struct opass_state *state, const struct opass_config *con
 			break;
 		}
 	for (size_t i = 0; r == 0 && i < n; i++) {
-		if (state->sparsifier != OPASS_SPARSIFIER_WEIGHT_NORM)
+		if (state->sparsifier == OPASS_SPARSIFIER_NEARLY_DIAGONAL)
 			continue;
 		cJSON_DeleteItemFromObjectCaseSensitive(state->groups[i].json, "current_sparsity_level");
 		cJSON_AddNumberToObject(state->groups[i].json, "current_sparsity_level", levels[i]);

@@ -11,6 +11,7 @@ apt_packages=(
 	meson ninja-build pkg-config gcc clang libclang-rt-14-dev
 	protobuf-c-compiler libprotobuf-c-dev
 	check libcjson-dev zlib1g-dev
+	libopenblas-dev liblapacke-dev
 	python3-onnx python3-numpy python3-torch python3-torchvision
 	valgrind
 	strace time

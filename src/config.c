@@ -247,6 +247,37 @@ static int args_read_weight_norm(const cJSON *args, const char *ctx, struct opas
 	return r;
 }
 
+/* wanda / sparsegpt: [1, 1] is unstructured at sparsity_level, [1, M]
+ * is N:M with N = zeros_per_block < M; the view is always oihw. */
+static int args_read_calibrated(const cJSON *args, const char *ctx, struct opass_args *a,
+				struct onnxpass_error *err)
+{
+	const cJSON *damp = json_get(args, "percdamp"), *bs = json_get(args, "blocksize");
+	int r;
+
+	a->block_cols = 1;
+	a->zeros_per_block = 1;
+	r = args_read_weight_norm(args, ctx, a, err);
+	if (r < 0)
+		return r;
+	if (a->block_rows != 1 || (a->block_cols > 1 && a->zeros_per_block >= a->block_cols))
+		return opass_error(err, -EINVAL,
+				   "config: %s%s takes sparse_block_shape [1, 1] (unstructured) or [1, M] with zeros_per_block N < M (N:M)",
+				   ctx, opass_sparsifier_name(a->sparsifier));
+	if (a->conv_view != OPASS_CONV_VIEW_OIHW)
+		return opass_error(err, -EINVAL, "config: %s%s uses the oihw conv view", ctx,
+				   opass_sparsifier_name(a->sparsifier));
+	if (damp && (!cJSON_IsNumber(damp) || !(damp->valuedouble >= 0 && damp->valuedouble <= 1e6)))
+		return opass_error(err, -EINVAL, "config: %s'percdamp' must be a number >= 0", ctx);
+	a->percdamp = damp ? damp->valuedouble : 0.01;
+	a->blocksize = (128 + a->block_cols - 1) / a->block_cols * a->block_cols;
+	if (bs && (!json_get_int(bs, &a->blocksize) || a->blocksize < 1 || a->blocksize > (1 << 20) ||
+		   a->blocksize % a->block_cols))
+		return opass_error(err, -EINVAL,
+				   "config: %s'blocksize' must be a positive integer, a multiple of M", ctx);
+	return 0;
+}
+
 /* torch only rejects even values when nearliness > 0 (<= 0 gives an
  * all-zero mask). */
 static int args_read_nearliness(const cJSON *args, const char *ctx, struct opass_args *a,
@@ -276,6 +307,8 @@ static int args_parse(const cJSON *args, enum opass_sparsifier sparsifier, const
 		.norm = 2,
 		.conv_view = OPASS_CONV_VIEW_OIHW,
 		.nearliness = 1,
+		.percdamp = 0.01,
+		.blocksize = 128,
 	};
 	int r;
 
@@ -286,6 +319,8 @@ static int args_parse(const cJSON *args, enum opass_sparsifier sparsifier, const
 		return r;
 	if (sparsifier == OPASS_SPARSIFIER_WEIGHT_NORM)
 		r = args_read_weight_norm(args, ctx, &a, err);
+	else if (opass_sparsifier_calibrated(sparsifier))
+		r = args_read_calibrated(args, ctx, &a, err);
 	else
 		r = args_read_nearliness(args, ctx, &a, err);
 	if (r < 0)
@@ -359,6 +394,33 @@ static int config_parse_json(const char *json, cJSON **ret_root, struct onnxpass
 	return opass_error(err, -EINVAL, "config: line %u, column %u: invalid JSON", line, col);
 }
 
+static const char *const sparsifier_names[] = {
+	[OPASS_SPARSIFIER_WEIGHT_NORM] = "weight_norm",
+	[OPASS_SPARSIFIER_NEARLY_DIAGONAL] = "nearly_diagonal",
+	[OPASS_SPARSIFIER_WANDA] = "wanda",
+	[OPASS_SPARSIFIER_SPARSEGPT] = "sparsegpt",
+};
+
+const char *opass_sparsifier_name(enum opass_sparsifier sparsifier)
+{
+	return sparsifier_names[sparsifier];
+}
+
+int opass_sparsifier_from_name(const char *name, enum opass_sparsifier *ret_sparsifier)
+{
+	for (size_t i = 0; name && i < sizeof(sparsifier_names) / sizeof(sparsifier_names[0]); i++)
+		if (strcmp(name, sparsifier_names[i]) == 0) {
+			*ret_sparsifier = (enum opass_sparsifier)i;
+			return 0;
+		}
+	return -EINVAL;
+}
+
+bool opass_sparsifier_calibrated(enum opass_sparsifier sparsifier)
+{
+	return sparsifier == OPASS_SPARSIFIER_WANDA || sparsifier == OPASS_SPARSIFIER_SPARSEGPT;
+}
+
 static int config_read_sparsifier(struct opass_config *config, struct onnxpass_error *err)
 {
 	const cJSON *item = json_get(config->root, "sparsifier");
@@ -367,13 +429,9 @@ static int config_read_sparsifier(struct opass_config *config, struct onnxpass_e
 		config->sparsifier = OPASS_SPARSIFIER_WEIGHT_NORM;
 	else if (!cJSON_IsString(item))
 		return opass_error(err, -EINVAL, "config: 'sparsifier' must be a string");
-	else if (strcmp(item->valuestring, "weight_norm") == 0)
-		config->sparsifier = OPASS_SPARSIFIER_WEIGHT_NORM;
-	else if (strcmp(item->valuestring, "nearly_diagonal") == 0)
-		config->sparsifier = OPASS_SPARSIFIER_NEARLY_DIAGONAL;
-	else
+	else if (opass_sparsifier_from_name(item->valuestring, &config->sparsifier) < 0)
 		return opass_error(err, -EINVAL,
-				   "config: unknown sparsifier '%s' (expected weight_norm or nearly_diagonal)",
+				   "config: unknown sparsifier '%s' (expected weight_norm, nearly_diagonal, wanda or sparsegpt)",
 				   item->valuestring);
 	return 0;
 }
@@ -439,6 +497,21 @@ static int defaults_fill_weight_norm(cJSON *defaults, struct onnxpass_error *err
 	return 0;
 }
 
+/* wanda / sparsegpt: unstructured 50%, percdamp 0.01; zeros_per_block
+ * None is the block's product as for weight_norm (so [1, M] needs an
+ * explicit N); blocksize, when absent, is 128 rounded up to a multiple of M. */
+static int defaults_fill_calibrated(cJSON *defaults, struct onnxpass_error *err)
+{
+	int r;
+
+	r = json_fill(defaults, "sparse_block_shape", cJSON_CreateIntArray((int[]){1, 1}, 2), false);
+	if (r == 0)
+		r = json_fill(defaults, "percdamp", cJSON_CreateNumber(0.01), true);
+	if (r < 0)
+		return opass_error(err, r, "config: out of memory");
+	return defaults_fill_weight_norm(defaults, err);
+}
+
 static int config_read_defaults(struct opass_config *config, struct onnxpass_error *err)
 {
 	cJSON *defaults = cJSON_GetObjectItemCaseSensitive(config->root, "defaults");
@@ -455,6 +528,8 @@ static int config_read_defaults(struct opass_config *config, struct onnxpass_err
 	config->defaults = defaults;
 	if (config->sparsifier == OPASS_SPARSIFIER_WEIGHT_NORM)
 		return defaults_fill_weight_norm(defaults, err);
+	if (opass_sparsifier_calibrated(config->sparsifier))
+		return defaults_fill_calibrated(defaults, err);
 	r = json_fill(defaults, "nearliness", cJSON_CreateNumber(1), false);
 	if (r < 0)
 		return opass_error(err, r, "config: out of memory");
@@ -531,6 +606,25 @@ static int config_read_exclude(struct opass_config *config, struct onnxpass_erro
 					   "config: 'exclude' must be an array of strings");
 	}
 	config->exclude = exclude;
+	return 0;
+}
+
+/* wanda / sparsegpt options kept in the state: "allocate" and "sequential". */
+static int config_read_calibration(const struct opass_config *config, struct onnxpass_error *err)
+{
+	const cJSON *allocate = json_get(config->root, "allocate");
+	const cJSON *sequential = json_get(config->root, "sequential");
+
+	if (allocate && !cJSON_IsNull(allocate) &&
+	    (!cJSON_IsString(allocate) || (strcmp(allocate->valuestring, "sensitivity") != 0 &&
+					   strcmp(allocate->valuestring, "uniform") != 0)))
+		return opass_error(err, -EINVAL, "config: 'allocate' must be \"sensitivity\" or \"uniform\"");
+	if (sequential && !cJSON_IsNull(sequential) && !cJSON_IsBool(sequential))
+		return opass_error(err, -EINVAL, "config: 'sequential' must be true or false");
+	if (((allocate && cJSON_IsString(allocate) && strcmp(allocate->valuestring, "sensitivity") == 0) ||
+	     cJSON_IsTrue(sequential)) && !opass_sparsifier_calibrated(config->sparsifier))
+		return opass_error(err, -EINVAL,
+				   "config: 'allocate' and 'sequential' need a calibration-aware sparsifier (wanda or sparsegpt)");
 	return 0;
 }
 
@@ -624,6 +718,8 @@ int opass_config_parse(const char *json, struct opass_config **ret_config,
 		r = config_read_exclude(config, err);
 	if (r == 0)
 		r = config_read_flags(config, err);
+	if (r == 0)
+		r = config_read_calibration(config, err);
 	if (r == 0)
 		r = config_validate(config, err);
 	if (r < 0) {

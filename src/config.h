@@ -15,7 +15,16 @@
 enum opass_sparsifier {
 	OPASS_SPARSIFIER_WEIGHT_NORM,
 	OPASS_SPARSIFIER_NEARLY_DIAGONAL,
+	OPASS_SPARSIFIER_WANDA,      /* calibration-aware (SPEC 12) */
+	OPASS_SPARSIFIER_SPARSEGPT,  /* calibration-aware (SPEC 12) */
 };
+
+/* "weight_norm", "nearly_diagonal", "wanda", "sparsegpt". */
+const char *opass_sparsifier_name(enum opass_sparsifier sparsifier);
+/* -EINVAL for an unknown name. */
+int opass_sparsifier_from_name(const char *name, enum opass_sparsifier *ret_sparsifier);
+/* Does the sparsifier need calibration inputs (wanda, sparsegpt)? */
+bool opass_sparsifier_calibrated(enum opass_sparsifier sparsifier);
 
 enum opass_conv_view {
 	OPASS_CONV_VIEW_OIHW, /* torch weight.flatten(1): [O, I/g * prod(k)] */
@@ -45,6 +54,8 @@ struct opass_args {
 	int norm;
 	enum opass_conv_view conv_view;
 	int64_t nearliness;
+	double percdamp;    /* sparsegpt: dampening, fraction of mean(diag(H)) */
+	int64_t blocksize;  /* sparsegpt: lazy-update column block */
 };
 
 /* Parse and validate a config document (NULL or "" means "{}"). JSON syntax

@@ -167,6 +167,33 @@ void opass_tensor_read_f32(const Onnx__TensorProto *t, float *out)
 		out[i] = (float)opass_tensor_get(t, i);
 }
 
+void opass_tensor_set(Onnx__TensorProto *t, uint64_t i, double v)
+{
+	float f = (float)v;
+	uint16_t h;
+
+	switch (t->data_type) {
+	case DT(FLOAT):
+		if (t->has_raw_data)
+			memcpy(t->raw_data.data + 4 * i, &f, 4);
+		else
+			t->float_data[i] = f;
+		return;
+	case DT(DOUBLE):
+		if (t->has_raw_data)
+			memcpy(t->raw_data.data + 8 * i, &v, 8);
+		else
+			t->double_data[i] = v;
+		return;
+	default:
+		h = t->data_type == DT(FLOAT16) ? opass_half_from_float(f) : opass_bf16_from_float(f);
+		if (t->has_raw_data)
+			memcpy(t->raw_data.data + 2 * i, &h, 2);
+		else
+			t->int32_data[i] = h;
+	}
+}
+
 void opass_tensor_zero(Onnx__TensorProto *t, uint64_t i)
 {
 	size_t size = opass_dtype_size(t->data_type);

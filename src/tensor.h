@@ -37,6 +37,10 @@ void opass_tensor_read_f32(const Onnx__TensorProto *t, float *out);
 /* Read element i as double. */
 double opass_tensor_get(const Onnx__TensorProto *t, uint64_t i);
 
+/* Set float element i to v (rounded to nearest even for float16/bfloat16)
+ * in whatever storage it uses. */
+void opass_tensor_set(Onnx__TensorProto *t, uint64_t i, double v);
+
 /* Set element i to +0.0 in whatever storage it uses. */
 void opass_tensor_zero(Onnx__TensorProto *t, uint64_t i);
 

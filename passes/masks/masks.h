@@ -53,3 +53,50 @@ int opass_weight_norm_mask_f32_transposed(const float *stored, size_t rows, size
  * all zeros if nearliness <= 0. -EINVAL for even nearliness or
  * nearliness / 2 >= min(rows, cols). */
 int opass_nearly_diagonal_mask(size_t rows, size_t cols, int64_t nearliness, uint8_t *ret_mask);
+
+/*
+ * Calibration-aware sparsifiers (SPEC 12) on a weight's view W[rows][cols]
+ * = [out, in_features]. A pattern is unstructured (m == 1: the level is
+ * the fraction pruned) or N:M (n zeros in every m consecutive inputs of a
+ * row, from column 0; a last partial group of len < m loses min(n, len)).
+ * Ties go to the lower index; NaN scores are never pruned before numbers.
+ */
+struct opass_prune_pattern {
+	double sparsity_level;
+	int64_t n, m;
+};
+
+/* Wanda (Sun et al. 2023): score |W_ij| * sqrt(sq_j), sq_j = sum of x_j^2
+ * over the calibration rows; per output row, the floor(cols * level)
+ * lowest scores are pruned (unstructured), or N:M. */
+int opass_wanda_mask(const float *w, size_t rows, size_t cols, const double *sq,
+		     const struct opass_prune_pattern *pattern, uint8_t *ret_mask);
+
+struct opass_sparsegpt_args {
+	struct opass_prune_pattern pattern;
+	double percdamp;    /* dampening: percdamp * mean(diag(H)) is added to H's diagonal */
+	size_t blocksize;   /* lazy-update column block (a multiple of m) */
+};
+
+/*
+ * SparseGPT (Frantar & Alistarh 2023): OBS pruning with reconstruction,
+ * from H = X^T X (cols x cols, symmetric, not modified). Columns whose
+ * H_jj is 0 are zeroed first. H^-1 comes from LAPACK Cholesky factors;
+ * its upper Cholesky factor drives the column-by-column updates, lazily
+ * applied per block of blocksize columns with BLAS. Unstructured: at the
+ * start of each column block, the floor(rows * block_cols * level) lowest
+ * w^2 / [H^-1]_jj^2 of the block are pruned. N:M: chosen per row group of
+ * m columns when the sweep reaches it. w is updated in place (pruned
+ * elements +0.0); ret_mask[i] is 1 where kept. -EINVAL for bad args,
+ * -ENOMEM, -EDOM when H stays singular after damping.
+ */
+int opass_sparsegpt_prune(float *w, size_t rows, size_t cols, const float *h,
+			  const struct opass_sparsegpt_args *args, uint8_t *ret_mask);
+
+/* 0 when the pattern is valid (level in [0, 1]; m >= 1; 0 <= n < m for N:M). */
+int opass_prune_pattern_check(const struct opass_prune_pattern *pattern);
+
+/* Per-row pruning of keys[rows][cols] by a pattern (the lowest keys go),
+ * into mask (1 = keep). */
+int opass_prune_rows(const float *keys, size_t rows, size_t cols,
+		     const struct opass_prune_pattern *pattern, uint8_t *mask);

@@ -12,6 +12,7 @@
 
 #include "config.h"
 #include "model.h"
+#include "onnxpass/plugin.h"
 #include "weights.h"
 
 #define OPASS_STATE_KEY "onnx_pass.sparsity"
@@ -64,6 +65,9 @@ struct opass_state {
 	enum opass_sparsifier sparsifier;
 	struct opass_group *groups;
 	size_t n_groups;
+	/* the model of this run (set by opass_state_run and sparsify), for
+	 * steps that run it in ONNX Runtime */
+	struct onnxpass_model *model;
 };
 
 /* -ENOENT (with a message) when the model is not prepared. */
@@ -91,6 +95,10 @@ void opass_group_write_stored_mask(struct opass_group *group, const uint8_t *mas
  * zero the pruned elements of W and set group->nnz; scratch holds
  * rows * cols bytes. */
 void opass_group_write_mask(struct opass_group *group, const uint8_t *view_mask, uint8_t *scratch);
+
+/* Write view-order float values into the weight (its own layout and
+ * dtype; float16/bfloat16 rounded to nearest even). */
+void opass_group_write_weight_f32(struct opass_group *group, const float *values);
 
 /* JSON helpers. */
 double opass_json_number(const cJSON *obj, const char *key, double fallback);

@@ -44,8 +44,10 @@ int opass_state_run(struct onnxpass_model *model, struct onnxpass_context *ctx,
 	r = opass_context_config(ctx, &config, err);
 	if (r == 0)
 		r = opass_state_load(model->proto, &state, err);
-	if (r == 0)
+	if (r == 0) {
+		state->model = model;
 		r = apply(model->proto, state, config, err);
+	}
 	opass_state_free(state);
 	opass_config_free(config);
 	return r;
@@ -314,6 +316,14 @@ void opass_group_write_mask(struct opass_group *group, const uint8_t *view_mask,
 	group->nnz = (int64_t)opass_tensor_zero_masked(group->weight.tensor, view_mask, n);
 }
 
+void opass_group_write_weight_f32(struct opass_group *group, const float *values)
+{
+	for (int64_t i = 0; i < group->map.rows; i++)
+		for (int64_t j = 0; j < group->map.cols; j++)
+			opass_tensor_set(group->weight.tensor, opass_view_offset(&group->map, i, j),
+					 values[i * group->map.cols + j]);
+}
+
 /* --- state ------------------------------------------------------------------- */
 
 static int group_resolve(Onnx__ModelProto *model, struct opass_state *state, cJSON *json,
@@ -401,8 +411,10 @@ int opass_state_load(Onnx__ModelProto *model, struct opass_state **ret_state,
 		r = opass_error(err, -EBADMSG, "sparsity state (%s metadata) is malformed", OPASS_STATE_KEY);
 		goto out;
 	}
-	state->sparsifier = strcmp(kind, "nearly_diagonal") == 0 ? OPASS_SPARSIFIER_NEARLY_DIAGONAL :
-								   OPASS_SPARSIFIER_WEIGHT_NORM;
+	if (opass_sparsifier_from_name(kind, &state->sparsifier) < 0) {
+		r = opass_error(err, -EBADMSG, "sparsity state: unknown sparsifier '%s'", kind);
+		goto out;
+	}
 	state->groups = calloc((size_t)cJSON_GetArraySize(groups) + 1, sizeof(*state->groups));
 	if (!state->groups) {
 		r = opass_error(err, -ENOMEM, "out of memory");

@@ -1,0 +1,69 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Calibration-aware sparsifiers (SPEC 12), shared by their three parts:
+ * sites.c (which layer input feeds each group, and the sequential waves),
+ * collect.c (run the model in ONNX Runtime on the calibration set and
+ * accumulate statistics) and prune.c (Wanda / SparseGPT per group, and the
+ * sensitivity allocation of per-layer levels).
+ */
+#pragma once
+
+#include <stdbool.h>
+
+#include "calibration/stats.h"
+#include "model.h"
+#include "sparsity/sparsity.h"
+
+enum opass_site_kind {
+	OPASS_SITE_MATMUL,  /* rows of A[..., K] */
+	OPASS_SITE_GEMM,    /* rows of A[M, K] (or of A^T with transA) */
+	OPASS_SITE_CONV,    /* im2col patches of X[N, C, H, W] or X[N, C, L] */
+};
+
+/* One layer input that groups take their statistics from. */
+struct opass_site {
+	const char *value;            /* the activation's name in the model */
+	enum opass_site_kind kind;
+	bool trans_a;                 /* Gemm transA */
+	bool conv1d;                  /* X[N, C, L]: seen as height 1 */
+	struct opass_conv_geom geom;  /* Conv (channels set from each batch) */
+	const char *auto_pad;         /* Conv auto_pad, NULL for NOTSET */
+	size_t dim, n_groups;
+	bool active;                  /* collect statistics in this run */
+	struct opass_stats stats;
+};
+
+struct opass_sites {
+	struct opass_site *items;
+	size_t n;
+	size_t *of_group;   /* per state group: index of its site */
+	unsigned *wave;     /* per state group: sequential wave (0 first) */
+	unsigned n_waves;
+};
+
+/* Resolve every group of a prepared model to the input of its consumer
+ * (MatMul/Gemm/Conv of the main graph); groups sharing an input and a
+ * geometry share a site. -ENOTSUP naming the group when its consumer is
+ * inside a subgraph. */
+int opass_sites_find(Onnx__ModelProto *model, const struct opass_state *state,
+		     struct opass_sites *ret_sites, struct onnxpass_error *err);
+void opass_sites_fini(struct opass_sites *sites);
+
+/* How statistics are collected. */
+struct opass_collect {
+	struct onnxpass_model *model;
+	const char *calibration;  /* --calibration PATH */
+	unsigned threads;         /* ORT intra-op threads (0: ORT's default) */
+	bool full;                /* H = X^T X, not only the column sums of squares */
+};
+
+/* Run the model (as it is now) on every calibration batch and accumulate
+ * the statistics of the active sites (reset first, finished after). */
+int opass_sites_collect(struct opass_sites *sites, const struct opass_collect *how,
+			struct onnxpass_error *err);
+
+/* step for wanda / sparsegpt (prune.c): levels[i] is group i's level
+ * (replaced by the allocated ones with "allocate": "sensitivity"). */
+int opass_calibrated_step(struct onnxpass_model *model, struct opass_state *state,
+			  const struct opass_config *config, double *levels,
+			  struct onnxpass_error *err);

@@ -1,0 +1,322 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Collect the statistics of the active sites: the model, as it is now
+ * (masks and earlier prunings included), runs in ONNX Runtime on every
+ * calibration batch with each site's input added as a graph output; the
+ * fetched activations are folded into the sites' sums and dropped, so
+ * memory holds one batch's activations at a time.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "calib.h"
+#include "calibration/calibration.h"
+#include "error.h"
+#include "external.h"
+#include "half.h"
+#include "ort_runtime.h"
+#include "tensor.h"
+
+static bool graph_has_input(const Onnx__GraphProto *g, const char *name)
+{
+	for (size_t i = 0; i < g->n_input; i++)
+		if (strcmp(g->input[i]->name, name) == 0)
+			return true;
+	return false;
+}
+
+/* The values to fetch: active sites' inputs that are not graph inputs,
+ * each once. */
+static int fetch_names(const struct opass_sites *sites, const Onnx__GraphProto *g,
+		       const char ***ret_names, size_t *ret_n)
+{
+	const char **names = calloc(sites->n + 1, sizeof(*names));
+	size_t n = 0;
+
+	if (!names)
+		return -ENOMEM;
+	for (size_t i = 0; i < sites->n; i++) {
+		const char *v = sites->items[i].value;
+		bool seen = !sites->items[i].active || graph_has_input(g, v);
+
+		for (size_t k = 0; !seen && k < n; k++)
+			seen = strcmp(names[k], v) == 0;
+		if (!seen)
+			names[n++] = v;
+	}
+	*ret_names = names;
+	*ret_n = n;
+	return 0;
+}
+
+static Onnx__ValueInfoProto *value_info_new(const char *name)
+{
+	Onnx__ValueInfoProto *vi = malloc(sizeof(*vi));
+
+	if (!vi)
+		return NULL;
+	onnx__value_info_proto__init(vi);
+	vi->name = strdup(name);
+	if (!vi->name) {
+		free(vi);
+		return NULL;
+	}
+	return vi;
+}
+
+/* Serialise the model with names[] as extra graph outputs (untyped: ORT
+ * infers them), then restore the graph's outputs. */
+static int pack_with_outputs(struct onnxpass_model *model, const char **names, size_t n,
+			     void **ret_data, size_t *ret_size, struct onnxpass_error *err)
+{
+	Onnx__GraphProto *g = model->proto->graph;
+	size_t n0 = g->n_output;
+	Onnx__ValueInfoProto **outs = realloc(g->output, (n0 + n + 1) * sizeof(*outs));
+	int r = 0;
+
+	if (!outs)
+		return opass_error(err, -ENOMEM, "out of memory");
+	g->output = outs;
+	for (size_t i = 0; i < n && r == 0; i++) {
+		outs[n0 + i] = value_info_new(names[i]);
+		if (!outs[n0 + i])
+			r = opass_error(err, -ENOMEM, "out of memory");
+		else
+			g->n_output++;
+	}
+	if (r == 0)
+		r = opass_external_pack(model, ret_data, ret_size, err);
+	for (size_t i = n0; i < g->n_output; i++)
+		onnx__value_info_proto__free_unpacked(outs[i], NULL);
+	g->n_output = n0;
+	return r;
+}
+
+/* t's elements as float32: t's own data, or a converted copy in *ret_copy. */
+static int tensor_floats(const struct opass_calib_tensor *t, const float **ret, float **ret_copy)
+{
+	uint64_t n = opass_calib_tensor_numel(t);
+	float *f;
+
+	*ret_copy = NULL;
+	if (t->dtype == ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT) {
+		*ret = t->data;
+		return 0;
+	}
+	if (t->dtype != ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT16 &&
+	    t->dtype != ONNX__TENSOR_PROTO__DATA_TYPE__BFLOAT16 &&
+	    t->dtype != ONNX__TENSOR_PROTO__DATA_TYPE__DOUBLE)
+		return -ENOTSUP;
+	f = malloc((n ? n : 1) * sizeof(*f));
+	if (!f)
+		return -ENOMEM;
+	for (uint64_t i = 0; i < n; i++) {
+		uint16_t h;
+
+		if (t->dtype == ONNX__TENSOR_PROTO__DATA_TYPE__DOUBLE) {
+			f[i] = (float)((const double *)t->data)[i];
+			continue;
+		}
+		memcpy(&h, (const uint8_t *)t->data + 2 * i, 2);
+		f[i] = t->dtype == ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT16 ? opass_half_to_float(h) :
+									   opass_bf16_to_float(h);
+	}
+	*ret = *ret_copy = f;
+	return 0;
+}
+
+/* ONNX auto_pad SAME_UPPER / SAME_LOWER / VALID pads of one axis. */
+static void auto_pads(const char *mode, int64_t in, int64_t k, int64_t s, int64_t d,
+		      int64_t *begin, int64_t *end)
+{
+	int64_t out = (in + s - 1) / s, total = (out - 1) * s + (k - 1) * d + 1 - in;
+
+	if (strcmp(mode, "VALID") == 0 || total < 0)
+		total = 0;
+	*begin = strcmp(mode, "SAME_LOWER") == 0 ? total - total / 2 : total / 2;
+	*end = total - *begin;
+	if (strcmp(mode, "VALID") == 0)
+		*begin = *end = 0;
+}
+
+static int add_conv(struct opass_site *s, const float *x, const int64_t *dims, size_t n_dims)
+{
+	int64_t d4[4];
+
+	if (n_dims != (s->conv1d ? 3u : 4u))
+		return -EINVAL;
+	d4[0] = dims[0];
+	d4[1] = dims[1];
+	d4[2] = s->conv1d ? 1 : dims[2];
+	d4[3] = dims[n_dims - 1];
+	s->geom.channels = dims[1];
+	for (int axis = 0; s->auto_pad && axis < 2; axis++)
+		auto_pads(s->auto_pad, d4[2 + axis], s->geom.kernel[axis], s->geom.stride[axis],
+			  s->geom.dilation[axis], &s->geom.pads[axis], &s->geom.pads[axis + 2]);
+	return opass_stats_add_conv(&s->stats, &s->geom, x, d4);
+}
+
+static int add_gemm(struct opass_site *s, const float *x, const int64_t *dims, size_t n_dims)
+{
+	size_t m, k;
+	float *t;
+	int r;
+
+	if (n_dims != 2 || (uint64_t)dims[s->trans_a ? 0 : 1] != s->dim)
+		return -EINVAL;
+	if (!s->trans_a)
+		return opass_stats_add_rows(&s->stats, 0, x, (size_t)dims[0]);
+	k = (size_t)dims[0];
+	m = (size_t)dims[1];
+	t = malloc((m * k > 0 ? m * k : 1) * sizeof(*t));
+	if (!t)
+		return -ENOMEM;
+	for (size_t i = 0; i < k; i++)
+		for (size_t j = 0; j < m; j++)
+			t[j * k + i] = x[i * m + j];
+	r = opass_stats_add_rows(&s->stats, 0, t, m);
+	free(t);
+	return r;
+}
+
+/* Fold one fetched activation into site s. */
+static int site_add_tensor(struct opass_site *s, const struct opass_calib_tensor *t,
+			   const char *file, struct onnxpass_error *err)
+{
+	uint64_t n = opass_calib_tensor_numel(t);
+	const float *x;
+	float *copy;
+	int r = tensor_floats(t, &x, &copy);
+
+	if (r == -ENOTSUP)
+		return opass_error(err, -EINVAL, "calibration: %s: value '%s' is %s, not a float tensor",
+				   file, s->value, opass_dtype_name(t->dtype));
+	if (r < 0)
+		return opass_error(err, r, "out of memory");
+	if (s->kind == OPASS_SITE_CONV)
+		r = add_conv(s, x, t->dims, t->n_dims);
+	else if (s->kind == OPASS_SITE_GEMM)
+		r = add_gemm(s, x, t->dims, t->n_dims);
+	else if (t->n_dims < 1 || (uint64_t)t->dims[t->n_dims - 1] != s->dim)
+		r = -EINVAL;
+	else
+		r = opass_stats_add_rows(&s->stats, 0, x, (size_t)(n / s->dim));
+	free(copy);
+	if (r == -EINVAL)
+		return opass_error(err, r, "calibration: %s: value '%s' (rank %zu) does not fit its layer "
+				   "(%zu input features)", file, s->value, t->n_dims, s->dim);
+	return r < 0 ? opass_error(err, r, "out of memory") : 0;
+}
+
+static const struct opass_calib_tensor *find_tensor(const struct opass_calib_tensor *t, size_t n,
+						    const char *name)
+{
+	for (size_t i = 0; i < n; i++)
+		if (t[i].name && strcmp(t[i].name, name) == 0)
+			return &t[i];
+	return NULL;
+}
+
+static int batch_fold(struct opass_sites *sites, const struct opass_calib_batch *batch,
+		      const struct opass_calib_tensor *outs, size_t n_outs, struct onnxpass_error *err)
+{
+	int r = 0;
+
+	for (size_t i = 0; r == 0 && i < sites->n; i++) {
+		struct opass_site *s = &sites->items[i];
+		const struct opass_calib_tensor *t;
+
+		if (!s->active)
+			continue;
+		t = find_tensor(outs, n_outs, s->value);
+		if (!t)
+			t = find_tensor(batch->tensors, batch->n_tensors, s->value);
+		if (!t)
+			return opass_error(err, -EINVAL, "calibration: value '%s' was not computed", s->value);
+		r = site_add_tensor(s, t, batch->path, err);
+	}
+	return r;
+}
+
+/* Run every batch through the session and fold the activations in. */
+static int run_batches(struct opass_sites *sites, struct opass_ort_session *session,
+		       const struct opass_calib_source *source, const Onnx__ModelProto *proto,
+		       const char **names, size_t n_names, struct onnxpass_error *err)
+{
+	int r = 0;
+
+	for (size_t b = 0; r == 0 && b < opass_calib_count(source); b++) {
+		struct opass_calib_batch *batch = NULL;
+		struct opass_calib_tensor *outs = NULL;
+
+		r = opass_calib_read(source, b, proto, &batch, err);
+		/* no session when every active site reads a graph input */
+		if (r == 0 && session)
+			r = opass_ort_session_run(session, batch, names, n_names, &outs, err);
+		if (r == 0)
+			r = batch_fold(sites, batch, outs, n_names, err);
+		opass_calib_tensors_free(outs, outs ? n_names : 0);
+		opass_calib_batch_free(batch);
+	}
+	return r;
+}
+
+static int sites_reset(struct opass_sites *sites, bool full)
+{
+	for (size_t i = 0; i < sites->n; i++) {
+		struct opass_site *s = &sites->items[i];
+
+		opass_stats_fini(&s->stats);
+		if (s->active && opass_stats_init(&s->stats, s->dim, s->n_groups, full) < 0)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+static int session_open(struct opass_sites *sites, const struct opass_collect *how,
+			struct opass_ort *ort, const char **names, size_t n_names,
+			struct opass_ort_session **ret_session, struct onnxpass_error *err)
+{
+	void *bytes = NULL;
+	size_t size = 0;
+	int r = pack_with_outputs(how->model, names, n_names, &bytes, &size, err);
+
+	if (r == 0)
+		r = opass_ort_session_new(ort, bytes, size, how->threads, ret_session, err);
+	free(bytes);
+	return r;
+}
+
+int opass_sites_collect(struct opass_sites *sites, const struct opass_collect *how,
+			struct onnxpass_error *err)
+{
+	struct opass_calib_source *source = NULL;
+	struct opass_ort_session *session = NULL;
+	struct opass_ort *ort = NULL;
+	const char **names = NULL;
+	size_t n_names = 0;
+	int r;
+
+	if (!how->calibration)
+		return opass_error(err, -EINVAL,
+				   "calibration: wanda and sparsegpt need calibration inputs (--calibration PATH)");
+	r = opass_calib_open(how->calibration, &source, err);
+	if (r == 0)
+		r = opass_ort_open(&ort, err);
+	if (r == 0 && (sites_reset(sites, how->full) < 0 ||
+		       fetch_names(sites, how->model->proto->graph, &names, &n_names) < 0))
+		r = opass_error(err, -ENOMEM, "out of memory");
+	if (r == 0 && n_names)
+		r = session_open(sites, how, ort, names, n_names, &session, err);
+	if (r == 0)
+		r = run_batches(sites, session, source, how->model->proto, names, n_names, err);
+	for (size_t i = 0; r == 0 && i < sites->n; i++)
+		if (sites->items[i].active)
+			opass_stats_finish(&sites->items[i].stats);
+	opass_ort_session_free(session);
+	opass_ort_close(ort);
+	opass_calib_free(source);
+	free(names);
+	return r;
+}
