@@ -30,7 +30,7 @@ static double quad_form(const float *a, const struct opass_site *s, size_t rows,
 }
 
 /* Relative output error of group g at every candidate level into e[]. */
-static int group_errors(const struct opass_group *g, const struct opass_site *s,
+static int group_errors(const struct opass_group *g, struct opass_site *s,
 			enum opass_sparsifier kind, double *e)
 {
 	size_t n = (size_t)(g->map.rows * g->map.cols), rows = (size_t)g->map.rows / s->n_groups;
@@ -116,7 +116,7 @@ static void choose(const double *e, const double *sizes, size_t n, double target
 	free(at);
 }
 
-int opass_allocate_sensitivity(struct opass_state *state, const struct opass_sites *sites,
+int opass_allocate_sensitivity(struct opass_state *state, struct opass_sites *sites,
 			       double *levels, struct onnxpass_error *err)
 {
 	size_t n = state->n_groups;

@@ -11,7 +11,7 @@ int opass_group_pattern(const struct opass_group *g, double level, struct opass_
 
 /* Prune a view-order copy w of the group's weight with the site's
  * statistics (per Conv group); mask gets 1 where kept. */
-int opass_group_prune_values(const struct opass_group *g, const struct opass_site *s,
+int opass_group_prune_values(const struct opass_group *g, struct opass_site *s,
 			     enum opass_sparsifier kind, double level, float *w, uint8_t *mask);
 
 /*
@@ -26,5 +26,5 @@ int opass_group_prune_values(const struct opass_group *g, const struct opass_sit
  * groups keep their level. The chosen levels go into levels[] and into each
  * group's "allocated_sparsity_level".
  */
-int opass_allocate_sensitivity(struct opass_state *state, const struct opass_sites *sites,
+int opass_allocate_sensitivity(struct opass_state *state, struct opass_sites *sites,
 			       double *levels, struct onnxpass_error *err);

@@ -11,6 +11,7 @@
 #include <stdbool.h>
 
 #include "calibration/stats.h"
+#include "masks/masks.h"
 #include "model.h"
 #include "sparsity/sparsity.h"
 
@@ -31,7 +32,17 @@ struct opass_site {
 	size_t dim, n_groups;
 	bool active;                  /* collect statistics in this run */
 	struct opass_stats stats;
+	/* sparsegpt: per Conv group, the factor of the current stats (NULL
+	 * until needed), made with dampening factors_damp */
+	struct opass_sparsegpt_factor *factors;
+	double factors_damp;
 };
+
+/* The site's SparseGPT factors for percdamp, made once per statistics. */
+int opass_site_factors(struct opass_site *site, double percdamp,
+		       const struct opass_sparsegpt_factor **ret_factors);
+/* Drop the statistics and factors. */
+void opass_site_reset(struct opass_site *site);
 
 struct opass_sites {
 	struct opass_site *items;

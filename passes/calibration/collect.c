@@ -267,7 +267,7 @@ static int sites_reset(struct opass_sites *sites, bool full)
 	for (size_t i = 0; i < sites->n; i++) {
 		struct opass_site *s = &sites->items[i];
 
-		opass_stats_fini(&s->stats);
+		opass_site_reset(s);
 		if (s->active && opass_stats_init(&s->stats, s->dim, s->n_groups, full) < 0)
 			return -ENOMEM;
 	}

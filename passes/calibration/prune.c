@@ -32,14 +32,16 @@ int opass_group_pattern(const struct opass_group *g, double level, struct opass_
 	return opass_prune_pattern_check(ret);
 }
 
-int opass_group_prune_values(const struct opass_group *g, const struct opass_site *s,
+int opass_group_prune_values(const struct opass_group *g, struct opass_site *s,
 			     enum opass_sparsifier kind, double level, float *w, uint8_t *mask)
 {
 	size_t rows = (size_t)g->map.rows / s->n_groups, cols = (size_t)g->map.cols, d = s->dim;
-	struct opass_sparsegpt_args a = { .percdamp = g->args.percdamp,
-					  .blocksize = (size_t)g->args.blocksize };
+	struct opass_sparsegpt_args a = { .blocksize = (size_t)g->args.blocksize };
+	const struct opass_sparsegpt_factor *f = NULL;
 	int r = opass_group_pattern(g, level, &a.pattern);
 
+	if (r == 0 && kind == OPASS_SPARSIFIER_SPARSEGPT)
+		r = opass_site_factors(s, g->args.percdamp, &f);
 	for (size_t k = 0; r == 0 && k < s->n_groups; k++) {
 		float *wk = w + k * rows * cols;
 		uint8_t *mk = mask + k * rows * cols;
@@ -47,12 +49,12 @@ int opass_group_prune_values(const struct opass_group *g, const struct opass_sit
 		if (kind == OPASS_SPARSIFIER_WANDA)
 			r = opass_wanda_mask(wk, rows, cols, s->stats.sq + k * d, &a.pattern, mk);
 		else
-			r = opass_sparsegpt_prune(wk, rows, cols, s->stats.h + k * d * d, &a, mk);
+			r = opass_sparsegpt_prune(wk, rows, cols, &f[k], &a, mk);
 	}
 	return r;
 }
 
-static int group_prune(struct opass_group *g, const struct opass_site *s, enum opass_sparsifier kind,
+static int group_prune(struct opass_group *g, struct opass_site *s, enum opass_sparsifier kind,
 		       double level, struct onnxpass_error *err)
 {
 	size_t n = (size_t)(g->map.rows * g->map.cols);

@@ -222,11 +222,50 @@ int opass_sites_find(Onnx__ModelProto *model, const struct opass_state *state,
 	return 0;
 }
 
+static void site_factors_free(struct opass_site *site)
+{
+	for (size_t k = 0; site->factors && k < site->n_groups; k++)
+		opass_sparsegpt_factor_fini(&site->factors[k]);
+	free(site->factors);
+	site->factors = NULL;
+}
+
+void opass_site_reset(struct opass_site *site)
+{
+	site_factors_free(site);
+	opass_stats_fini(&site->stats);
+}
+
+int opass_site_factors(struct opass_site *site, double percdamp,
+		       const struct opass_sparsegpt_factor **ret_factors)
+{
+	size_t d = site->dim;
+	int r = 0;
+
+	if (site->factors && site->factors_damp == percdamp) {
+		*ret_factors = site->factors;
+		return 0;
+	}
+	site_factors_free(site);
+	site->factors = calloc(site->n_groups, sizeof(*site->factors));
+	if (!site->factors || !site->stats.h)
+		return site->factors ? -EINVAL : -ENOMEM;
+	for (size_t k = 0; r == 0 && k < site->n_groups; k++)
+		r = opass_sparsegpt_factor(site->stats.h + k * d * d, d, percdamp, &site->factors[k]);
+	site->factors_damp = percdamp;
+	if (r < 0) {
+		site_factors_free(site);
+		return r;
+	}
+	*ret_factors = site->factors;
+	return 0;
+}
+
 void opass_sites_fini(struct opass_sites *sites)
 {
 	for (size_t i = 0; sites && i < sites->n; i++) {
 		free((char *)sites->items[i].auto_pad);
-		opass_stats_fini(&sites->items[i].stats);
+		opass_site_reset(&sites->items[i]);
 	}
 	if (sites) {
 		free(sites->items);

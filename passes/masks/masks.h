@@ -74,23 +74,39 @@ int opass_wanda_mask(const float *w, size_t rows, size_t cols, const double *sq,
 
 struct opass_sparsegpt_args {
 	struct opass_prune_pattern pattern;
-	double percdamp;    /* dampening: percdamp * mean(diag(H)) is added to H's diagonal */
 	size_t blocksize;   /* lazy-update column block (a multiple of m) */
 };
 
+/* What SparseGPT sweeps with, from H = X^T X (n x n, symmetric): columns
+ * whose H_jj is 0 are dead (zeroed in W, H_jj taken as 1); percdamp *
+ * mean(diag(H)) is added to the diagonal (ten times more, up to four
+ * times, while the Cholesky factorisation fails); u is the upper factor of
+ * (H + damp I)^-1 = U^T U, from LAPACK (float32). One factor serves every
+ * weight that reads the same input. */
+struct opass_sparsegpt_factor {
+	float *u;        /* [n][n], row-major, lower part zero */
+	uint8_t *dead;   /* [n] */
+	size_t n;
+};
+
+/* -EINVAL, -ENOMEM, or -EDOM when H stays singular after dampening. */
+int opass_sparsegpt_factor(const float *h, size_t n, double percdamp,
+			   struct opass_sparsegpt_factor *ret_factor);
+void opass_sparsegpt_factor_fini(struct opass_sparsegpt_factor *factor);
+
 /*
- * SparseGPT (Frantar & Alistarh 2023): OBS pruning with reconstruction,
- * from H = X^T X (cols x cols, symmetric, not modified). Columns whose
- * H_jj is 0 are zeroed first. H^-1 comes from LAPACK Cholesky factors;
- * its upper Cholesky factor drives the column-by-column updates, lazily
- * applied per block of blocksize columns with BLAS. Unstructured: at the
+ * SparseGPT (Frantar & Alistarh 2023): OBS pruning with reconstruction
+ * from the factor of H (cols x cols). Dead columns are zeroed first; the
+ * upper Cholesky factor U of H^-1 drives the column-by-column updates,
+ * lazily applied per block of blocksize columns with BLAS. Unstructured: at the
  * start of each column block, the floor(rows * block_cols * level) lowest
  * w^2 / [H^-1]_jj^2 of the block are pruned. N:M: chosen per row group of
  * m columns when the sweep reaches it. w is updated in place (pruned
- * elements +0.0); ret_mask[i] is 1 where kept. -EINVAL for bad args,
- * -ENOMEM, -EDOM when H stays singular after damping.
+ * elements +0.0); ret_mask[i] is 1 where kept. -EINVAL for bad args or a
+ * factor of another size, -ENOMEM.
  */
-int opass_sparsegpt_prune(float *w, size_t rows, size_t cols, const float *h,
+int opass_sparsegpt_prune(float *w, size_t rows, size_t cols,
+			  const struct opass_sparsegpt_factor *factor,
 			  const struct opass_sparsegpt_args *args, uint8_t *ret_mask);
 
 /* 0 when the pattern is valid (level in [0, 1]; m >= 1; 0 <= n < m for N:M). */

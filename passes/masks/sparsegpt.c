@@ -11,6 +11,7 @@
 #include <cblas.h>
 #include <errno.h>
 #include <lapacke.h>
+#include <stdint.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,55 +23,86 @@
  * singular. */
 #define DAMP_RETRIES 4
 
-/* a := H with dead columns' diagonal set to 1 and damp added; dead[j] set
- * where H_jj == 0. Returns mean(diag) after the dead fix. */
-static double hessian_load(const float *h, size_t n, double *a, uint8_t *dead)
+/* a := H with dead columns' diagonal set to 1 (dead[j] marks H_jj == 0)
+ * plus damp on the diagonal. */
+static void hessian_load(const float *h, size_t n, float *a, uint8_t *dead, double damp)
+{
+	memcpy(a, h, n * n * sizeof(*a));
+	for (size_t j = 0; j < n; j++) {
+		dead[j] = a[j * n + j] == 0.0f;
+		if (dead[j])
+			a[j * n + j] = 1.0f;
+		a[j * n + j] += (float)damp;
+	}
+}
+
+/* Mean of H's diagonal once dead columns count 1. */
+static double hessian_mean_diag(const float *h, size_t n)
 {
 	double mean = 0;
 
-	for (size_t i = 0; i < n * n; i++)
-		a[i] = h[i];
-	for (size_t j = 0; j < n; j++) {
-		dead[j] = a[j * n + j] == 0.0;
-		if (dead[j])
-			a[j * n + j] = 1.0;
-		mean += a[j * n + j];
-	}
+	for (size_t j = 0; j < n; j++)
+		mean += h[j * n + j] == 0.0f ? 1.0 : h[j * n + j];
 	return mean / (double)n;
 }
 
-/* U (float, upper, lower part zero) with (H + damp I)^-1 = U^T U. */
-static int hessian_inverse_factor(const float *h, size_t n, double percdamp, uint8_t *dead,
-				  float *ret_u)
+/* a (symmetric) := the upper factor U of a^-1 = U^T U, row-major, lower
+ * part zero. LAPACK works column-major: a symmetric matrix is its own
+ * transpose, and the column-major lower factor M of a^-1 = M M^T read
+ * row-major is U = M^T. */
+static int inverse_factor(float *a, size_t n)
 {
-	double *a = malloc(n * n * sizeof(*a));
-	double damp;
+	lapack_int ln = (lapack_int)n;
+
+	if (LAPACKE_spotrf_work(LAPACK_COL_MAJOR, 'L', ln, a, ln) != 0 ||
+	    LAPACKE_spotri_work(LAPACK_COL_MAJOR, 'L', ln, a, ln) != 0)
+		return -EDOM;
+	for (size_t c = 0; c < n; c++)          /* column-major lower -> full */
+		for (size_t r = c + 1; r < n; r++)
+			a[r * n + c] = a[c * n + r];
+	if (LAPACKE_spotrf_work(LAPACK_COL_MAJOR, 'L', ln, a, ln) != 0)
+		return -EDOM;
+	for (size_t r = 0; r < n; r++)
+		for (size_t c = 0; c < r; c++)
+			a[r * n + c] = 0.0f;
+	return 0;
+}
+
+int opass_sparsegpt_factor(const float *h, size_t n, double percdamp,
+			   struct opass_sparsegpt_factor *ret_factor)
+{
+	struct opass_sparsegpt_factor f = { .n = n };
+	double damp = percdamp * hessian_mean_diag(h, n);
 	int r = -EDOM;
 
-	if (!a)
+	if (n == 0 || n > INT32_MAX || n > SIZE_MAX / n / sizeof(float) || isnan(percdamp) || percdamp < 0)
+		return -EINVAL;
+	f.u = malloc(n * n * sizeof(*f.u));
+	f.dead = malloc(n);
+	if (!f.u || !f.dead) {
+		opass_sparsegpt_factor_fini(&f);
 		return -ENOMEM;
-	damp = percdamp * hessian_load(h, n, a, dead);
-	for (int attempt = 0; attempt <= DAMP_RETRIES && r == -EDOM; attempt++, damp *= 10) {
-		if (attempt)
-			hessian_load(h, n, a, dead);
-		for (size_t j = 0; j < n; j++)
-			a[j * n + j] += damp;
-		if (LAPACKE_dpotrf(LAPACK_ROW_MAJOR, 'L', (lapack_int)n, a, (lapack_int)n) != 0 ||
-		    LAPACKE_dpotri(LAPACK_ROW_MAJOR, 'L', (lapack_int)n, a, (lapack_int)n) != 0)
-			continue;
-		/* H^-1 is in the lower triangle: mirror it, factor it as U^T U */
-		for (size_t i = 0; i < n; i++)
-			for (size_t j = i + 1; j < n; j++)
-				a[i * n + j] = a[j * n + i];
-		if (LAPACKE_dpotrf(LAPACK_ROW_MAJOR, 'U', (lapack_int)n, a, (lapack_int)n) != 0)
-			continue;
-		r = 0;
 	}
-	for (size_t i = 0; r == 0 && i < n; i++)
-		for (size_t j = 0; j < n; j++)
-			ret_u[i * n + j] = j >= i ? (float)a[i * n + j] : 0.0f;
-	free(a);
-	return r;
+	for (int attempt = 0; attempt <= DAMP_RETRIES && r == -EDOM; attempt++) {
+		hessian_load(h, n, f.u, f.dead, damp);
+		r = inverse_factor(f.u, n);
+		damp = damp > 0 ? damp * 10 : 1e-6 * hessian_mean_diag(h, n);
+	}
+	if (r < 0) {
+		opass_sparsegpt_factor_fini(&f);
+		return r;
+	}
+	*ret_factor = f;
+	return 0;
+}
+
+void opass_sparsegpt_factor_fini(struct opass_sparsegpt_factor *factor)
+{
+	if (!factor)
+		return;
+	free(factor->u);
+	free(factor->dead);
+	*factor = (struct opass_sparsegpt_factor){ 0 };
 }
 
 struct sgpt {
@@ -177,44 +209,39 @@ static int args_check(size_t rows, size_t cols, const struct opass_sparsegpt_arg
 	if (r < 0)
 		return r;
 	if (a->blocksize < 1 || (a->pattern.m > 1 && a->blocksize % (size_t)a->pattern.m) ||
-	    a->pattern.m > 64 || isnan(a->percdamp) || a->percdamp < 0)
+	    a->pattern.m > 64)
 		return -EINVAL;
 	if (rows > INT32_MAX || cols > INT32_MAX || (cols && rows > SIZE_MAX / cols / sizeof(float)))
 		return -EINVAL;
 	return 0;
 }
 
-int opass_sparsegpt_prune(float *w, size_t rows, size_t cols, const float *h,
+int opass_sparsegpt_prune(float *w, size_t rows, size_t cols,
+			  const struct opass_sparsegpt_factor *factor,
 			  const struct opass_sparsegpt_args *args, uint8_t *ret_mask)
 {
-	struct sgpt s = { .w = w, .rows = rows, .cols = cols, .args = args, .mask = ret_mask };
+	struct sgpt s = { .w = w, .rows = rows, .cols = cols, .u = factor->u, .args = args,
+			  .mask = ret_mask };
 	size_t bs = args->blocksize < cols ? args->blocksize : cols;
 	size_t nb = rows * (bs ? bs : 1);
-	float *u = NULL;
-	uint8_t *dead = NULL;
 	int r = args_check(rows, cols, args);
 
 	if (r < 0 || cols == 0 || rows == 0)
 		return r;
-	u = malloc(cols * cols * sizeof(*u));
-	dead = malloc(cols);
+	if (factor->n != cols)
+		return -EINVAL;
 	s.w1 = malloc(nb * sizeof(float));
 	s.err1 = malloc(nb * sizeof(float));
 	s.keys = malloc(nb * sizeof(float));
 	s.prune1 = malloc(nb);
-	if (!u || !dead || !s.w1 || !s.err1 || !s.keys || !s.prune1)
+	if (!s.w1 || !s.err1 || !s.keys || !s.prune1)
 		r = -ENOMEM;
-	if (r == 0)
-		r = hessian_inverse_factor(h, cols, args->percdamp, dead, u);
 	for (size_t i = 0; r == 0 && i < rows; i++)
 		for (size_t j = 0; j < cols; j++)
-			if (dead[j])
+			if (factor->dead[j])
 				w[i * cols + j] = 0.0f;
-	s.u = u;
 	for (size_t i1 = 0; r == 0 && i1 < cols; i1 += bs)
 		r = block_run(&s, i1, cols - i1 < bs ? cols - i1 : bs);
-	free(u);
-	free(dead);
 	free(s.w1);
 	free(s.err1);
 	free(s.keys);
