@@ -317,7 +317,7 @@ static const struct npy_dtype *npy_dtype(const char *descr, const char **why)
 		if (strcmp(code, npy_dtypes[i].code) != 0)
 			continue;
 		if (order == '>' && npy_dtypes[i].size > 1) {
-			*why = "big-endian arrays are not supported (use .astype('<...'))";
+			*why = "big-endian arrays are not supported: dtype";
 			return NULL;
 		}
 		return &npy_dtypes[i];
