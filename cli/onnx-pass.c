@@ -27,6 +27,8 @@ struct cli {
 	const char *output;
 	const char *config_file;
 	const char *state_file;
+	const char *inputs;      /* compare --inputs */
+	const char *candidate;   /* compare's second model */
 	bool external_data;
 	bool fsync;
 	cJSON *config;     /* the config document sent to the library */
@@ -52,6 +54,9 @@ static void usage(FILE *f)
 	      "  state export MODEL -o STATE.json      write the sparsifier state (state_dict)\n"
 	      "  state load MODEL STATE.json -o OUT    apply a state (load_state_dict)\n"
 	      "  run PASS[,PASS...] MODEL [-o OUT]     run any passes, plugins' too\n"
+	      "  compare REF CAND --inputs PATH [--json]  run both in ONNX Runtime on PATH's\n"
+	      "                            batches; per output: max abs / rel error, cosine,\n"
+	      "                            top-1 agreement\n"
 	      "\n"
 	      "Config (SPEC 5): --config FILE, or defaults from flags:\n"
 	      "  --sparsifier weight_norm|nearly_diagonal|wanda|sparsegpt   --sparsity X\n"
@@ -71,7 +76,8 @@ static void usage(FILE *f)
 	      "  --strict, --no-strict   state load: every group must exist (default strict)\n"
 	      "  --external-data         write tensors to OUTPUT.data\n"
 	      "  --fsync                 make the output durable (fsync) before it replaces OUTPUT\n"
-	      "  --json                  inspect: JSON output\n"
+	      "  --json                  inspect, compare: JSON output\n"
+	      "  --inputs PATH           compare: test_data_set_*/ folders, .npz files or one .npz\n"
 	      "  --plugin PATH           load passes from a plugin (repeatable)\n"
 	      "  --list                  list passes\n"
 	      "  --help, --version\n", f);
@@ -200,7 +206,7 @@ enum {
 	OPT_CONV_VIEW, OPT_FORMAT, OPT_KEEP, OPT_STRICT, OPT_NO_STRICT, OPT_EXTERNAL, OPT_FSYNC, OPT_JSON,
 	OPT_FREEZE, OPT_UNFREEZE, OPT_CONFIG, OPT_PLUGIN, OPT_LIST, OPT_VERSION,
 	OPT_MIN_SPARSITY, OPT_THREADS, OPT_CALIBRATION, OPT_ALLOCATE, OPT_SEQUENTIAL, OPT_PERCDAMP,
-	OPT_BLOCKSIZE,
+	OPT_BLOCKSIZE, OPT_INPUTS,
 };
 
 static const struct option options[] = {
@@ -227,6 +233,7 @@ static const struct option options[] = {
 	{ "external-data", no_argument, NULL, OPT_EXTERNAL },
 	{ "fsync", no_argument, NULL, OPT_FSYNC },
 	{ "json", no_argument, NULL, OPT_JSON },
+	{ "inputs", required_argument, NULL, OPT_INPUTS },
 	{ "freeze", no_argument, NULL, OPT_FREEZE },
 	{ "unfreeze", no_argument, NULL, OPT_UNFREEZE },
 	{ "plugin", required_argument, NULL, OPT_PLUGIN },
@@ -301,6 +308,7 @@ static int parse_flag(struct cli *cli, struct flags *fl, int c, const char *arg)
 	case OPT_JSON: json_set(fl->opts, "json", cJSON_CreateTrue()); break;
 	case OPT_FREEZE: json_set(fl->opts, "freeze", cJSON_CreateTrue()); break;
 	case OPT_UNFREEZE: json_set(fl->opts, "unfreeze", cJSON_CreateTrue()); break;
+	case OPT_INPUTS: cli->inputs = arg; break;
 	case OPT_EXTERNAL: cli->external_data = true; break;
 	case OPT_FSYNC: cli->fsync = true; break;
 	case OPT_PLUGIN: cli->plugins[cli->n_plugins++] = arg; break;
@@ -363,6 +371,21 @@ static int parse_command(struct cli *cli, int argc, char **argv, int *index)
 
 	cli->command = argv[i++];
 	cli->passes = cli->command;
+	if (strcmp(cli->command, "compare") == 0) {
+		if (argc - i != 2)
+			return fail(EXIT_USAGE, "compare: expected REF CAND (see --help)");
+		cli->model = argv[i++];
+		cli->candidate = argv[i++];
+		if (!cli->inputs)
+			return fail(EXIT_USAGE, "compare: --inputs PATH is required");
+		if (cli->output)
+			return fail(EXIT_USAGE, "compare: -o is not supported (the report goes to "
+				    "standard output)");
+		*index = i;
+		return 0;
+	}
+	if (cli->inputs)
+		return fail(EXIT_USAGE, "--inputs is only for compare");
 	if (strcmp(cli->command, "state") == 0) {
 		if (i >= argc || (strcmp(argv[i], "export") && strcmp(argv[i], "load")))
 			return fail(EXIT_USAGE, "state: expected 'export' or 'load'");
@@ -445,6 +468,19 @@ static int run(struct cli *cli, struct onnxpass_registry *reg, const char *confi
 	return fail(r == -EINVAL ? EXIT_USAGE : 1, "%s: %s", cli->model, err.message);
 }
 
+static int compare(struct cli *cli, bool json)
+{
+	struct onnxpass_error err = { 0 };
+	char *report = NULL;
+
+	if (onnxpass_compare(cli->model, cli->candidate, cli->inputs,
+			     json ? ONNXPASS_COMPARE_JSON : 0, &report, &err) < 0)
+		return fail(1, "%s", err.message);
+	fputs(report, stdout);
+	onnxpass_free(report);
+	return 0;
+}
+
 static int cli_main(struct cli *cli, struct flags *fl, int argc, char **argv)
 {
 	struct onnxpass_registry *reg = NULL;
@@ -484,12 +520,16 @@ static int cli_main(struct cli *cli, struct flags *fl, int argc, char **argv)
 	} else if (r == 0) {
 		index = optind;
 		r = parse_command(cli, argc, argv, &index);
-		if (r == 0)
-			r = build_config(cli, fl, &config_text);
-		if (r == 0 && cli->state_file)
-			r = add_state(cli, &config_text);
-		if (r == 0)
-			r = run(cli, reg, config_text);
+		if (r == 0 && cli->candidate) {
+			r = compare(cli, cJSON_IsTrue(cJSON_GetObjectItem(fl->opts, "json")));
+		} else {
+			if (r == 0)
+				r = build_config(cli, fl, &config_text);
+			if (r == 0 && cli->state_file)
+				r = add_state(cli, &config_text);
+			if (r == 0)
+				r = run(cli, reg, config_text);
+		}
 	}
 	free(config_text);
 	onnxpass_registry_free(reg);

@@ -5,8 +5,9 @@ Usage: /usr/bin/python3 fuzz/make_corpus.py OUTDIR ONNX_PASS
 
 Writes OUTDIR/model (serialised models: the small generated test models and
 what prepare/step/convert make of them), OUTDIR/config (config JSON, with and
-without options.state) and OUTDIR/external (descriptor texts, see
-fuzz/fuzz-external.c). ONNX_PASS is the command line tool used to derive the
+without options.state), OUTDIR/external (descriptor texts, see
+fuzz/fuzz-external.c) and OUTDIR/calib (.npz and TensorProto files behind a
+form byte, see fuzz/fuzz-calib.c). ONNX_PASS is the command line tool used to derive the
 prepared models and the exported state.
 """
 
@@ -148,12 +149,36 @@ def state_seeds(onnx_pass, work):
     return texts
 
 
+def calib_seeds(outdir):
+    """fuzz-calib: a form byte (even: .npz, odd: input_0.pb), then the file."""
+    import io
+    import zipfile
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+    x = np.arange(24, dtype=np.float32).reshape(3, 8)
+    i = np.array([1, 2], np.int64)
+    for k, saver in enumerate((np.savez, np.savez_compressed)):
+        buf = io.BytesIO()
+        saver(buf, x=x, i=i)
+        write(os.path.join(outdir, "npz-%d" % k), b"\0" + buf.getvalue())
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for name, arr, version in (("x", x, (2, 0)), ("i", i, (3, 0))):
+            b = io.BytesIO()
+            np.lib.format.write_array(b, arr, version=version)
+            z.writestr(name + ".npy", b.getvalue())
+    write(os.path.join(outdir, "npz-versions"), b"\0" + buf.getvalue())
+    write(os.path.join(outdir, "pb-raw"), b"\1" + numpy_helper.from_array(x, "x").SerializeToString())
+    typed = helper.make_tensor("i", TensorProto.INT64, [2], [1, 2])
+    write(os.path.join(outdir, "pb-typed"), b"\1" + typed.SerializeToString())
+
+
 def main(argv):
     if len(argv) != 3:
         sys.stderr.write(__doc__)
         return 2
     outdir, onnx_pass = argv[1], argv[2]
-    dirs = {k: os.path.join(outdir, k) for k in ("model", "config", "external")}
+    dirs = {k: os.path.join(outdir, k) for k in ("model", "config", "external", "calib")}
     for d in dirs.values():
         os.makedirs(d, exist_ok=True)
     work = tempfile.mkdtemp(prefix="onnx-pass-corpus-")
@@ -164,6 +189,7 @@ def main(argv):
         shutil.rmtree(work)
     for i, text in enumerate(EXTERNAL):
         write(os.path.join(dirs["external"], "external-%02d.txt" % i), text)
+    calib_seeds(dirs["calib"])
     return 0
 
 

@@ -10,7 +10,7 @@ cd "$top"
 seconds=${1:-60}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(fuzz-model fuzz-config fuzz-external)
+[ ${#targets[@]} -gt 0 ] || targets=(fuzz-model fuzz-config fuzz-external fuzz-calib)
 builddir=${FUZZ_BUILDDIR:-.build-fuzz}
 
 if [ ! -f "$builddir/build.ninja" ]; then
@@ -33,6 +33,7 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
 status=0
 for t in "${targets[@]}"; do
 	kind=${t#fuzz-}
+	mkdir -p "$corpus/$kind"   # a corpus made before this target existed
 	echo "fuzz: $t for ${seconds}s (corpus $corpus/$kind)"
 	start=$(date +%s)
 	if ! "$builddir/fuzz/$t" "$corpus/$kind" -max_total_time="$seconds" \

@@ -317,7 +317,7 @@ static const struct npy_dtype *npy_dtype(const char *descr, const char **why)
 		if (strcmp(code, npy_dtypes[i].code) != 0)
 			continue;
 		if (order == '>' && npy_dtypes[i].size > 1) {
-			*why = "big-endian arrays are not supported (use .astype('<...'))";
+			*why = "big-endian arrays are not supported: dtype";
 			return NULL;
 		}
 		return &npy_dtypes[i];
@@ -394,7 +394,8 @@ static const char *npy_parse(uint8_t *buf, size_t size, bool owned, struct opass
 	t->data = t->size ? malloc(t->size) : NULL;
 	if (t->size && !t->data)
 		return "out of memory";
-	memcpy(t->data, buf + start, t->size);
+	if (t->size)
+		memcpy(t->data, buf + start, t->size);
 	return NULL;
 }
 
@@ -630,7 +631,8 @@ static int pb_convert(const char *path, const Onnx__TensorProto *p, struct opass
 	t->data = t->size ? malloc(t->size) : NULL;
 	if (!t->name || !t->dims || (t->size && !t->data))
 		return opass_error(err, -ENOMEM, "%s: out of memory", path);
-	memcpy(t->dims, p->dims, p->n_dims * sizeof(*t->dims));
+	if (p->n_dims)
+		memcpy(t->dims, p->dims, p->n_dims * sizeof(*t->dims));
 	t->n_dims = p->n_dims;
 	t->dtype = p->data_type;
 	out = t->data;

@@ -101,7 +101,7 @@ static int ort_load(const char *path, struct opass_ort *ort, char *why, size_t w
 	}
 	return 0;
 fail:
-	dlclose(ort->handle);
+	dlclose(ort->handle);  /* not ONNX Runtime, or too old to be used */
 	ort->handle = NULL;
 	ort->api = NULL;
 	return -ENOENT;
@@ -165,8 +165,9 @@ struct opass_ort *opass_ort_close(struct opass_ort *ort)
 		return NULL;
 	if (ort->env)
 		ort->api->ReleaseEnv(ort->env);
-	if (ort->handle)
-		dlclose(ort->handle);
+	/* ORT is never unloaded (dlclose): its static state and threads are not
+	 * made for it, and leak reports would lose its symbols. A later open
+	 * finds it loaded. */
 	free(ort->path);
 	free(ort);
 	return NULL;

@@ -24,6 +24,8 @@ struct opass_ort;
  * when none loads; -ENOTSUP when the library was built without ORT headers.
  */
 int opass_ort_open(struct opass_ort **ret_ort, struct onnxpass_error *err);
+/* Releases the env; the library itself stays loaded (ORT is not made to be
+ * unloaded), so a later open is cheap. */
 struct opass_ort *opass_ort_close(struct opass_ort *ort);
 /* The file the runtime was loaded from. */
 const char *opass_ort_library(const struct opass_ort *ort);

@@ -33,9 +33,9 @@ REGRESS = os.path.join(HERE, "regress")
 MAX_GRAPH_DEPTH = 64
 
 
-def run(args, cwd=None):
+def run(args, cwd=None, env=None):
     return subprocess.run([ONNX_PASS] + list(args), cwd=cwd, capture_output=True, text=True,
-                          timeout=300)
+                          timeout=300, env=dict(os.environ, **(env or {})))
 
 
 def snapshot(folder):
@@ -71,9 +71,9 @@ class Case:
             f.write(data)
         return path
 
-    def fails(self, args, code, needles):
+    def fails(self, args, code, needles, env=None):
         before_in, before_out = snapshot(self.inp), snapshot(self.out)
-        p = run(args, cwd=self.root)
+        p = run(args, cwd=self.root, env=env)
         what = " ".join(os.path.basename(a) for a in args)
         if p.returncode != code:
             raise AssertionError("%s: exit %d, expected %d; stderr %r"
@@ -389,6 +389,99 @@ def test_output_over_input_with_error(tmp):
     c.fails(["prepare", path, "-o", path, "--sparsity", "2"], 2, ["sparsity"])
 
 
+# ---------------------------------------------------------------- calibration inputs
+
+def test_bad_calibration(tmp):
+    """compare --inputs (and so --calibration) with bad data: one line naming the file
+    and the input, exit 1 (2 for usage), nothing written."""
+    c = Case(tmp, "calib")
+    two = gemm_model(nodes=[
+        helper.make_node("Gemm", ["x", "W"], ["g"], name="/fc/Gemm", transB=1),
+        helper.make_node("Add", ["g", "b"], ["y"], name="add")],
+        inputs=[helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8]),
+                helper.make_tensor_value_info("b", TensorProto.FLOAT, ["n", 4])])
+    model = c.write("model.onnx", two)
+    x = np.ones((1, 8), np.float32)
+    b = np.ones((1, 4), np.float32)
+
+    def npz(name, **arrays):
+        path = os.path.join(c.inp, name)
+        np.savez(path, **arrays)
+        return path
+
+    def compare(inputs, needles, code=1, env=None):
+        c.fails(["compare", model, model, "--inputs", inputs], code, needles, env=env)
+
+    good = npz("good.npz", x=x, b=b)
+    c.ok(["compare", model, model, "--inputs", good])
+    compare(npz("missing.npz", x=x), ["missing.npz", "input 'b' is missing"])
+    compare(npz("extra.npz", x=x, b=b, z=b), ["extra.npz", "input 'z'", "no such input"])
+    compare(npz("dtype.npz", x=x.astype(np.float64), b=b),
+            ["dtype.npz", "input 'x'", "dtype float64", "expects float32"])
+    compare(npz("rank.npz", x=x.reshape(8), b=b), ["rank.npz", "input 'x'", "rank 1"])
+    compare(npz("dim.npz", x=np.ones((1, 7), np.float32), b=b),
+            ["dim.npz", "input 'x'", "dimension 1 is 7", "expects 8"])
+    compare(npz("fortran.npz", x=x, b=np.asfortranarray(np.ones((3, 4), np.float32))),
+            ["fortran.npz", "input 'b'", "Fortran"])
+    compare(npz("bigendian.npz", x=x.astype(">f4"), b=b), ["bigendian.npz", "input 'x'",
+                                                           "big-endian"])
+    compare(npz("object.npz", x=np.array(["a"], dtype=object), b=b), ["object.npz", "dtype"])
+    with open(good, "rb") as f:
+        data = f.read()
+    for name, blob, needle in (
+            ("truncated.npz", data[:len(data) // 2], "not an .npz"),
+            ("short.npz", data[:10], "too short"),
+            ("notzip.npz", b"hello world, not a zip archive at all" * 3, "not an .npz"),
+            ("corrupt.npz", data[:80] + bytes(b ^ 0x5A for b in data[80:120]) + data[120:],
+             "")):
+        compare(c.write(name, blob), [name, needle])
+    # a deflated member with corrupt compressed bytes
+    zpath = os.path.join(c.inp, "deflate.npz")
+    np.savez_compressed(zpath, x=np.arange(8, dtype=np.float32).reshape(1, 8), b=b)
+    with open(zpath, "rb") as f:
+        z = bytearray(f.read())
+    z[60] ^= 0xFF
+    z[61] ^= 0xFF
+    zbad = c.write("deflate-bad.npz", bytes(z))
+    compare(zbad, ["deflate-bad.npz"])
+    # unreadable: a FIFO where a batch file should be (and mode 000 when not root)
+    folder = os.path.join(c.inp, "fifo")
+    os.mkdir(folder)
+    os.mkfifo(os.path.join(folder, "a.npz"))
+    compare(folder, ["a.npz", "not a regular file"])
+    if os.geteuid() != 0:
+        locked = os.path.join(c.inp, "locked")
+        os.mkdir(locked)
+        shutil.copy(good, os.path.join(locked, "a.npz"))
+        os.chmod(os.path.join(locked, "a.npz"), 0)
+        compare(locked, ["a.npz", "Permission denied"])
+    empty = os.path.join(c.inp, "empty")
+    os.mkdir(empty)
+    compare(empty, ["empty", "no calibration data"])
+    compare(os.path.join(c.inp, "nonexistent"), ["nonexistent", "No such file"])
+    # test-data sets: a corrupt TensorProto, dims that disagree with the data, a
+    # name-less tensor past the model's inputs
+    sets = os.path.join(c.inp, "sets")
+    os.makedirs(os.path.join(sets, "test_data_set_0"))
+    with open(os.path.join(sets, "test_data_set_0", "input_0.pb"), "wb") as f:
+        f.write(b"\x0a\xff\xff\xff\x0f")
+    compare(sets, ["input_0.pb", "not a TensorProto"])
+    t = numpy_helper.from_array(x, "x")
+    t.raw_data = t.raw_data[:12]
+    with open(os.path.join(sets, "test_data_set_0", "input_0.pb"), "wb") as f:
+        f.write(t.SerializeToString())
+    compare(sets, ["input_0.pb", "'x'", "data holds 3"])
+    for j, arr in enumerate((x, b, b)):
+        with open(os.path.join(sets, "test_data_set_0", "input_%d.pb" % j), "wb") as f:
+            f.write(numpy_helper.from_array(arr, "").SerializeToString())
+    compare(sets, ["input_2.pb", "position 2", "2 inputs"])
+    # no ONNX Runtime
+    compare(good, ["ONNX Runtime not found", "/nonexistent"],
+            env={"ONNX_PASS_ORT_LIBRARY": "/nonexistent/libonnxruntime.so"})
+    # usage
+    c.fails(["compare", model, model], 2, ["--inputs"])
+
+
 # ---------------------------------------------------------------- fuzzer findings
 
 def test_fuzz_regressions(tmp):
@@ -477,7 +570,7 @@ TESTS = [test_dims_disagree_with_data, test_negative_and_overflowing_dims,
          test_huge_sparse_dims_without_data, test_string_weight_skipped, test_duplicate_names,
          test_dangling_references, test_cycles, test_unsorted_graph_accepted, test_deep_subgraphs,
          test_corrupt_protobuf, test_external_data_edges, test_failed_save_keeps_external_pair,
-         test_output_over_input_with_error, test_fuzz_regressions]
+         test_output_over_input_with_error, test_bad_calibration, test_fuzz_regressions]
 
 
 def main():

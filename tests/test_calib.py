@@ -316,9 +316,155 @@ def test_zip64_and_methods_refused(tmp):
     assert p.returncode == 1 and "compression method 12" in p.stderr, p.stderr
 
 
+def compare_models(tmp, w, w2):
+    """ref/cand: logits = x @ W [N, 10], idx = ArgMax(logits) (int64, [N]), s = ReduceSum
+    over the last axis (keepdims, [N, 1])."""
+    paths = []
+    for name, weight in (("ref", w), ("cand", w2)):
+        graph = helper.make_graph(
+            [helper.make_node("MatMul", ["x", "W"], ["logits"]),
+             helper.make_node("ArgMax", ["logits"], ["idx"], axis=-1, keepdims=0),
+             helper.make_node("ReduceSum", ["logits", "axes"], ["s"], keepdims=1)], "g",
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", w.shape[0]])],
+            [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", w.shape[1]]),
+             helper.make_tensor_value_info("idx", TensorProto.INT64, ["N"]),
+             helper.make_tensor_value_info("s", TensorProto.FLOAT, ["N", 1])],
+            [numpy_helper.from_array(weight, "W"),
+             numpy_helper.from_array(np.array([-1], np.int64), "axes")])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+        model.ir_version = 8
+        path = os.path.join(tmp, name + ".onnx")
+        onnx.save(model, path)
+        paths.append(path)
+    return paths
+
+
+def run_cli(*args):
+    return subprocess.run([ONNX_PASS] + [str(a) for a in args], capture_output=True, text=True,
+                          timeout=300)
+
+
+def expected_metrics(refs, cands, top1):
+    a = np.concatenate([r.astype(np.float64).ravel() for r in refs])
+    b = np.concatenate([c.astype(np.float64).ravel() for c in cands])
+    max_abs = np.abs(a - b).max()
+    out = {"elements": a.size, "max_abs_error": max_abs,
+           "max_rel_error": max_abs / np.abs(a).max(),
+           "cosine_similarity": a @ b / np.sqrt((a @ a) * (b @ b))}
+    if top1:
+        agree = np.concatenate([r.argmax(-1) == c.argmax(-1) for r, c in zip(refs, cands)])
+        out["top1_agreement"] = agree.mean()
+        out["top1_positions"] = agree.size
+    else:
+        out["top1_agreement"] = None
+        out["top1_positions"] = 0
+    return out
+
+
+def check_metrics(got, want, name):
+    for key, value in want.items():
+        if value is None or key in ("elements", "top1_positions"):
+            assert got[key] == value, (name, key, got[key], value)
+        else:
+            assert got[key] is not None and abs(got[key] - value) <= 1e-4 * max(1, abs(value)), \
+                (name, key, got[key], value)
+
+
+def test_compare(tmp):
+    rng = np.random.default_rng(3)
+    w = rng.standard_normal((12, 10)).astype(np.float32)
+    w2 = w.copy()
+    w2[rng.random(w.shape) < 0.4] = 0  # a "sparsified" candidate
+    ref, cand = compare_models(tmp, w, w2)
+    folder = os.path.join(tmp, "cmp_in")
+    os.makedirs(folder)
+    xs = [rng.standard_normal((n, 12)).astype(np.float32) for n in (4, 7, 5)]
+    for i, x in enumerate(xs):
+        np.savez_compressed(os.path.join(folder, "b%d.npz" % i), x=x)
+    # identical models: exact
+    p = run_cli("compare", ref, ref, "--inputs", folder, "--json")
+    assert p.returncode == 0 and not p.stderr, p.stderr
+    doc = json.loads(p.stdout)
+    assert set(doc) == {"reference", "candidate", "inputs", "batches", "outputs",
+                        "max_rel_error_definition"}, doc.keys()
+    assert doc["batches"] == 3 and doc["reference"] == ref and doc["inputs"] == folder
+    assert [o["name"] for o in doc["outputs"]] == ["logits", "idx", "s"]
+    for o in doc["outputs"]:
+        assert set(o) == {"name", "dtype", "elements", "max_abs_error", "max_rel_error",
+                          "cosine_similarity", "top1_agreement", "top1_positions"}, o.keys()
+        assert o["max_abs_error"] == 0 and o["max_rel_error"] == 0, o
+        assert o["cosine_similarity"] == 1, o
+    logits, idx, s = doc["outputs"]
+    assert logits["dtype"] == "float32" and idx["dtype"] == "int64"
+    assert logits["top1_agreement"] == 1 and logits["top1_positions"] == 16
+    assert idx["top1_agreement"] is None and s["top1_agreement"] is None  # int, last dim 1
+    # the perturbed candidate against numpy
+    p = run_cli("compare", ref, cand, "--inputs", folder, "--json")
+    assert p.returncode == 0 and not p.stderr, p.stderr
+    doc = json.loads(p.stdout)
+    refs = [x.astype(np.float64) @ w for x in xs]
+    cands = [x.astype(np.float64) @ w2 for x in xs]
+    want = expected_metrics(refs, cands, True)
+    assert 0 < want["top1_agreement"] < 1 and want["cosine_similarity"] < 0.99, want
+    check_metrics(doc["outputs"][0], want, "logits")
+    check_metrics(doc["outputs"][1], expected_metrics([r.argmax(-1) for r in refs],
+                                                      [c.argmax(-1) for c in cands], False),
+                  "idx")
+    check_metrics(doc["outputs"][2], expected_metrics([r.sum(-1, keepdims=True) for r in refs],
+                                                      [c.sum(-1, keepdims=True) for c in cands],
+                                                      False), "s")
+    # the text table: a header and one row per output, "-" for undefined top-1
+    p = run_cli("compare", ref, cand, "--inputs", folder)
+    assert p.returncode == 0 and not p.stderr, p.stderr
+    lines = p.stdout.splitlines()
+    assert lines[0] == "reference: " + ref and lines[1] == "candidate: " + cand, lines
+    assert lines[2] == "inputs:    %s (3 batches)" % folder, lines
+    head = lines.index(next(line for line in lines if line.startswith("output ")))
+    rows = {line.split()[0]: line.split() for line in lines[head + 1:]}
+    assert set(rows) == {"logits", "idx", "s"}, rows
+    assert rows["idx"][-1] == "-" and rows["s"][-1] == "-", rows
+    assert abs(float(rows["logits"][3]) - want["max_abs_error"]) < 1e-4 * want["max_abs_error"]
+    assert abs(float(rows["logits"][-1]) - want["top1_agreement"]) < 1e-5
+    # test-data sets give the same numbers as the .npz folder
+    sets = os.path.join(tmp, "cmp_sets")
+    for i, x in enumerate(xs):
+        write_pb(os.path.join(sets, "test_data_set_%d" % i, "input_0.pb"),
+                 numpy_helper.from_array(x, "x"))
+    p = run_cli("compare", ref, cand, "--inputs", sets, "--json")
+    assert p.returncode == 0, p.stderr
+    check_metrics(json.loads(p.stdout)["outputs"][0], want, "logits (sets)")
+
+
+def test_compare_errors(tmp):
+    rng = np.random.default_rng(4)
+    w = rng.standard_normal((6, 4)).astype(np.float32)
+    ref, cand = compare_models(tmp, w, w)
+    inputs = os.path.join(tmp, "e.npz")
+    np.savez(inputs, x=np.ones((2, 6), np.float32))
+    # a candidate with another output set
+    m = onnx.load(cand)
+    m.graph.output.pop()
+    other = os.path.join(tmp, "other.onnx")
+    onnx.save(m, other)
+    for args, code, needles in (
+            (("compare", ref, other, "--inputs", inputs), 1, [other, "'s'"]),
+            (("compare", other, ref, "--inputs", inputs), 1, [ref, "'s'"]),
+            (("compare", ref, cand), 2, ["--inputs"]),
+            (("compare", ref, "--inputs", inputs), 2, ["REF CAND"]),
+            (("compare", ref, cand, "--inputs", inputs, "-o", "x"), 2, ["-o"]),
+            (("inspect", ref, "--inputs", inputs), 2, ["--inputs"])):
+        p = run_cli(*args)
+        lines = p.stderr.splitlines()
+        assert p.returncode == code and len(lines) == 1 and \
+            lines[0].startswith("onnx-pass: error: "), (args, p.returncode, p.stderr)
+        for n in needles:
+            assert n in lines[0], (args, lines[0], n)
+        assert not p.stdout, p.stdout
+
+
 TESTS = [test_npz_all_dtypes, test_npy_versions_scalars_empty, test_test_data_sets,
          test_npz_folder_order, test_ort_run_identity, test_ort_run_matmul, test_mutations,
-         test_zip64_and_methods_refused]
+         test_zip64_and_methods_refused, test_compare, test_compare_errors]
 
 
 def main():

@@ -347,5 +347,66 @@ class PythonModuleTest(unittest.TestCase):
         self.assertTrue(found.endswith("/libonnxpass.so"), found)
 
 
+    @unittest.skipUnless(os.environ.get("ORT_RUN"), "ONNX Runtime not found at configure time")
+    def test_compare(self):
+        rng = np.random.default_rng(0)
+        batches = [{"x": rng.standard_normal((n, 16)).astype(np.float32)} for n in (2, 2)]
+        # identical models, inputs as dicts (written to a temporary .npz folder)
+        report = onnx_pass.compare(self.model, self.model.SerializeToString(), batches)
+        self.assertEqual(report["batches"], 2)
+        self.assertEqual(report["reference"], "<ModelProto>")
+        (y,) = report["outputs"]
+        self.assertEqual((y["name"], y["elements"], y["max_abs_error"], y["cosine_similarity"],
+                          y["top1_agreement"], y["top1_positions"]), ("y", 32, 0, 1, 1, 4))
+        # a 2:4 candidate against numpy's forward pass of both models
+        sparse = onnx_pass.sparsify(self.model, format="dense", **TWO_OF_FOUR)
+        report = onnx_pass.compare(self.model, sparse, iter(batches))
+        (y,) = report["outputs"]
+
+        def forward(model, x):
+            t = tensors(model)
+            w1, b1, w2, b2 = (t[k].astype(np.float64) for k in ("fc1.weight", "fc1.bias",
+                                                                  "fc2.weight", "fc2.bias"))
+            return np.maximum(x @ w1.T + b1, 0) @ w2.T + b2
+
+        ref = np.concatenate([forward(self.model, b["x"]) for b in batches])
+        cand = np.concatenate([forward(sparse, b["x"]) for b in batches])
+        max_abs = np.abs(ref - cand).max()
+        self.assertAlmostEqual(y["max_abs_error"], max_abs, delta=1e-4 * max_abs)
+        self.assertAlmostEqual(y["max_rel_error"], max_abs / np.abs(ref).max(), delta=1e-4)
+        cos = (ref * cand).sum() / np.sqrt((ref * ref).sum() * (cand * cand).sum())
+        self.assertAlmostEqual(y["cosine_similarity"], cos, delta=1e-5)
+        self.assertAlmostEqual(y["top1_agreement"],
+                               (ref.argmax(-1) == cand.argmax(-1)).mean(), delta=1e-9)
+        # the same through a path, as text
+        path = self.path("ref.onnx")
+        onnx.save(self.model, path)
+        text = onnx_pass.compare(path, path, batches[0], as_json=False)
+        self.assertIn("reference: " + path, text)
+        # errors: a missing input names the batch file and the input
+        with self.assertRaises(onnx_pass.Error) as cm:
+            onnx_pass.compare(path, path, [{"z": batches[0]["x"]}])
+        self.assertIn("batch_000000.npz: input 'z'", cm.exception.message)
+        with self.assertRaises(TypeError):
+            onnx_pass.compare(path, path, [{"x": np.array(["s"])}])
+
+    def test_calibration_path(self):
+        x = np.arange(12, dtype=">f4").reshape(3, 4).T  # big-endian, Fortran order
+        with onnx_pass._calibration_path([{"x": x, "n": np.int64(3)}, {"x": x[:1]}]) as folder:
+            names = sorted(os.listdir(folder))
+            self.assertEqual(names, ["batch_000000.npz", "batch_000001.npz"])
+            with np.load(os.path.join(folder, names[0])) as f:
+                np.testing.assert_array_equal(f["x"], x)
+                self.assertEqual(f["x"].dtype, np.dtype("<f4"))
+                self.assertTrue(f["x"].flags.c_contiguous)
+                self.assertEqual(int(f["n"]), 3)
+        self.assertFalse(os.path.exists(folder))
+        with onnx_pass._calibration_path(self.tmp.name) as same:
+            self.assertEqual(same, self.tmp.name)
+        with self.assertRaises(ValueError):
+            with onnx_pass._calibration_path([]):
+                pass
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)

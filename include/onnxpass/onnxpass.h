@@ -124,6 +124,40 @@ ONNXPASS_EXPORT int onnxpass_transform_bytes(const void *in, size_t in_size,
 					     void **ret_out, size_t *ret_out_size,
 					     char **ret_report, char **ret_error);
 
+/* Flags for onnxpass_compare(). */
+enum onnxpass_compare_flags {
+	/* a JSON document instead of the text table */
+	ONNXPASS_COMPARE_JSON = 1u << 0,
+};
+
+/*
+ * Run a reference and a candidate model in ONNX Runtime (loaded at run
+ * time: $ONNX_PASS_ORT_LIBRARY, the build's ort_dir, third_party/onnxruntime,
+ * the loader's path) on every batch of inputs_path (calibration data: a
+ * folder of test_data_set_N/input_M.pb, a folder of .npz files, or one .npz;
+ * see README "Calibration data") and report, per output (matched by name;
+ * both models must have the same output set, and equal dtypes and shapes):
+ *   max_abs_error      max |ref - cand| over all elements of all batches
+ *   max_rel_error      max_abs_error / max |ref| (0 when both are 0, null
+ *                      when only max |ref| is 0)
+ *   cosine_similarity  of ref and cand as vectors of all elements of all
+ *                      batches (1 when both are all zeros, 0 when one is)
+ *   top1_agreement     fraction of positions (all indices but the last axis)
+ *                      where argmax along the last axis agrees; null for
+ *                      non-float outputs, rank 0 or last dimension 1
+ * A NaN in only one of the two counts as an infinite difference (null in
+ * JSON, "inf" in text); NaN or infinite values are left out of the cosine.
+ * *ret_report: a text table, or with ONNXPASS_COMPARE_JSON a JSON object
+ * {"reference", "candidate", "inputs", "batches", "outputs": [{"name",
+ * "dtype", "elements", "max_abs_error", "max_rel_error",
+ * "cosine_similarity", "top1_agreement", "top1_positions"}]}; free it with
+ * onnxpass_free(). Errors start with the file they concern; -ENOENT when
+ * ONNX Runtime is not found, -ENOTSUP when the library was built without it.
+ */
+ONNXPASS_EXPORT int onnxpass_compare(const char *ref_path, const char *cand_path,
+				     const char *inputs_path, unsigned flags, char **ret_report,
+				     struct onnxpass_error *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -24,18 +24,22 @@ next to this package, else in the meson build folders of a source checkout
 Failures raise onnx_pass.Error with the library's one-line message.
 """
 
+import contextlib
 import ctypes
 import ctypes.util
 import glob
 import json
 import os
+import shutil
+import tempfile
 import threading
 
 __all__ = ["Error", "sparsify", "run_passes", "prepare", "step", "squash", "convert",
-           "inspect", "default_config", "version", "library_path"]
+           "inspect", "default_config", "compare", "version", "library_path"]
 
 _SAVE_EXTERNAL_DATA = 1
 _SAVE_FSYNC = 2
+_COMPARE_JSON = 1
 
 
 class Error(Exception):
@@ -86,6 +90,7 @@ def _declare(lib):
         "onnxpass_registry_free": (p, [p]),
         "onnxpass_registry_load_plugin": (ctypes.c_int, [p, c, err]),
         "onnxpass_registry_run": (ctypes.c_int, [p, p, c, c, pp, err]),
+        "onnxpass_compare": (ctypes.c_int, [c, c, c, ctypes.c_uint, pp, err]),
     }
     for name, (restype, argtypes) in sigs.items():
         fn = getattr(lib, name)
@@ -333,3 +338,101 @@ def inspect(model, config=None):
 def default_config(model, config=None):
     """The default config of a model (torch's make_config_from_model), as a dict."""
     return _report_json(model, "config", config)
+
+
+def _npz_array(name, value):
+    import numpy as np
+    a = np.asarray(value)
+    if a.dtype.kind not in "biuf" or a.dtype.itemsize > 8:
+        raise TypeError("calibration input %r: dtype %s is not supported (bool, int8-64, "
+                        "uint8-64, float16/32/64)" % (name, a.dtype))
+    if a.dtype.byteorder == ">":
+        a = a.astype(a.dtype.newbyteorder("<"))
+    # C order: np.save writes Fortran-ordered arrays as such, which the reader refuses
+    return np.ascontiguousarray(a)
+
+
+@contextlib.contextmanager
+def _calibration_path(data):
+    """A calibration PATH for --calibration / compare --inputs, as a context manager.
+
+    data: a path (str or os.PathLike; yielded unchanged), one {input_name: array}
+    dict (one batch), or an iterable of such dicts (one batch each). Batches are
+    written with np.savez into a temporary folder (batch_000000.npz, ...), which
+    is removed on exit:
+
+        with _calibration_path(batches) as path:
+            ... "--calibration", path ...
+    """
+    if isinstance(data, (str, os.PathLike)):
+        yield os.fspath(data)
+        return
+    import numpy as np
+    if isinstance(data, dict):
+        data = [data]
+    folder = tempfile.mkdtemp(prefix="onnx-pass-calibration-")
+    try:
+        n = 0
+        for batch in data:
+            if not isinstance(batch, dict):
+                raise TypeError("calibration batches must be dicts {input_name: array}, not %s"
+                                % type(batch).__name__)
+            arrays = {str(k): _npz_array(k, v) for k, v in batch.items()}
+            np.savez(os.path.join(folder, "batch_%06d.npz" % n), **arrays)
+            n += 1
+        if n == 0:
+            raise ValueError("no calibration batches given")
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _model_path(model, folder, name):
+    """A path for a model given as a path, bytes or ModelProto."""
+    kind = _kind(model)
+    if kind == "path":
+        yield os.fspath(model)
+        return
+    path = os.path.join(folder, name)
+    with open(path, "wb") as f:
+        f.write(model.SerializeToString() if kind == "proto" else bytes(model))
+    yield path
+
+
+def compare(ref, cand, inputs, as_json=True):
+    """Run a reference and a candidate model in ONNX Runtime on the same inputs
+    (onnx-pass compare) and measure the candidate's outputs against the reference's.
+
+    ref, cand: onnx.ModelProto, bytes or paths. inputs: a calibration PATH (a
+    folder of test_data_set_N/input_M.pb, a folder of .npz files, one .npz), one
+    {input_name: numpy array} dict or an iterable of them (one batch each).
+    Returns, with as_json=True, a dict {"reference", "candidate", "inputs",
+    "batches", "outputs": [{"name", "dtype", "elements", "max_abs_error",
+    "max_rel_error", "cosine_similarity", "top1_agreement", "top1_positions"}]}
+    (max_rel_error = max|ref - cand| / max|ref|; None where undefined), else the
+    text table. ONNX Runtime is loaded from $ONNX_PASS_ORT_LIBRARY or the
+    library's build-time location."""
+    lib = _library()
+    with tempfile.TemporaryDirectory(prefix="onnx-pass-compare-") as tmp, \
+            _model_path(ref, tmp, "reference.onnx") as ref_path, \
+            _model_path(cand, tmp, "candidate.onnx") as cand_path, \
+            _calibration_path(inputs) as inputs_path:
+        err = _CError()
+        report = ctypes.c_void_p()
+        r = lib.onnxpass_compare(_fspath(ref_path), _fspath(cand_path), _fspath(inputs_path),
+                                 _COMPARE_JSON if as_json else 0, ctypes.byref(report),
+                                 ctypes.byref(err))
+        _check(r, err)
+        try:
+            text = ctypes.string_at(report).decode("utf-8", "replace")
+        finally:
+            lib.onnxpass_free(report)
+    if not as_json:
+        return text
+    result = json.loads(text)
+    # name what was given rather than the temporary files
+    for key, given in (("reference", ref), ("candidate", cand), ("inputs", inputs)):
+        if not isinstance(given, (str, os.PathLike)):
+            result[key] = "<%s>" % type(given).__name__
+    return result
