@@ -7,6 +7,7 @@ python/ folder, ONNX_PASS the command line tool, STRIP_DOC_PLUGIN the example pl
 
 import collections
 import io
+import json
 import os
 import pathlib
 import subprocess
@@ -389,6 +390,42 @@ class PythonModuleTest(unittest.TestCase):
         self.assertIn("batch_000000.npz: input 'z'", cm.exception.message)
         with self.assertRaises(TypeError):
             onnx_pass.compare(path, path, [{"x": np.array(["s"])}])
+
+    def test_sparsegpt_calibration(self):
+        rng = np.random.default_rng(1)
+        batches = [{"x": rng.standard_normal((2, 16)).astype(np.float32)} for _ in range(12)]
+        folder = self.path("calib")
+        os.makedirs(folder)
+        for i, b in enumerate(batches):
+            np.savez(os.path.join(folder, "b%02d.npz" % i), **b)
+        # an iterable of dicts and the same batches as a folder give the same model
+        a = onnx_pass.sparsify(self.model, sparsifier="sparsegpt", format="dense",
+                               calibration=iter(batches), sparsity_level=0.5,
+                               sparse_block_shape=(1, 1))
+        b = onnx_pass.sparsify(self.model, sparsifier="sparsegpt", format="dense",
+                               calibration=folder, sparsity_level=0.5, sparse_block_shape=(1, 1))
+        ta, tb = tensors(a), tensors(b)
+        for name in ("fc1.weight", "fc2.weight"):
+            np.testing.assert_array_equal(ta[name], tb[name])
+            self.assertAlmostEqual((ta[name] == 0).mean(), 0.5, delta=0.01)
+            # kept weights were reconstructed, not only masked
+            kept = ta[name] != 0
+            self.assertFalse(np.array_equal(ta[name][kept], self.dense[name][kept]))
+        # SparseGPT's reconstruction beats magnitude pruning on the calibration data
+        mag = onnx_pass.sparsify(self.model, format="dense", sparsity_level=0.5,
+                                 sparse_block_shape=(1, 1), zeros_per_block=1)
+        err = {k: onnx_pass.compare(self.model, m, batches)["outputs"][0]["max_abs_error"]
+               for k, m in (("sparsegpt", a), ("magnitude", mag))}
+        self.assertLess(err["sparsegpt"], err["magnitude"])
+        # step through prepare with allocate / calibration keywords
+        prepared = onnx_pass.prepare(self.model, sparsifier="wanda", allocate="sensitivity",
+                                     sparsity_level=0.6, sparse_block_shape=(1, 1))
+        stepped = onnx_pass.step(prepared, calibration=batches)
+        state = json.loads({p.key: p.value for p in stepped.metadata_props}["onnx_pass.sparsity"])
+        self.assertEqual(len([g["allocated_sparsity_level"] for g in state["groups"]]), 2)
+        with self.assertRaises(onnx_pass.Error) as cm:
+            onnx_pass.step(prepared)
+        self.assertIn("--calibration", cm.exception.message)
 
     def test_calibration_path(self):
         x = np.arange(12, dtype=">f4").reshape(3, 4).T  # big-endian, Fortran order

@@ -283,34 +283,49 @@ def run_passes(model, passes, config=None, output=None, external_data=False, plu
     return (result, text) if report else result
 
 
-def _run(model, passes, config, output, top=None, defaults=None, options=None):
-    return _transform(model, passes, _config_text(config, top, defaults, options), output)[0]
+def _run(model, passes, config, output, top=None, defaults=None, options=None, calibration=None):
+    if calibration is None:
+        return _transform(model, passes, _config_text(config, top, defaults, options), output)[0]
+    with _calibration_path(calibration) as path:
+        options = dict(options or {}, calibration=path)
+        return _transform(model, passes, _config_text(config, top, defaults, options), output)[0]
+
+
+def _top(sparsifier, allocate, sequential):
+    top = {k: v for k, v in (("sparsifier", sparsifier), ("allocate", allocate),
+                             ("sequential", sequential)) if v is not None}
+    return top or None
 
 
 def sparsify(model, config=None, output=None, passes="sparsify", sparsifier=None, format=None,
-             **defaults):
+             calibration=None, allocate=None, sequential=None, **defaults):
     """prepare + step + convert in one run.
 
     Keyword arguments set the config's defaults (sparsity_level=0.5,
-    sparse_block_shape=(1, 4), zeros_per_block=2, norm=2, nearliness=...);
-    sparsifier="weight_norm" | "nearly_diagonal"; format="auto" | "coo" | "dense"
-    is the storage of the sparse weights. passes replaces the pass list (e.g.
-    "prepare,step,squash")."""
+    sparse_block_shape=(1, 4), zeros_per_block=4, norm=2, nearliness=...,
+    percdamp=0.01, blocksize=128); sparsifier="weight_norm" | "nearly_diagonal" |
+    "wanda" | "sparsegpt"; format="auto" | "coo" | "dense" is the storage of the
+    sparse weights. passes replaces the pass list (e.g. "prepare,step,squash").
+    wanda and sparsegpt need calibration: a PATH (a .npz, a folder of .npz or of
+    test_data_set_N), one {input_name: array} dict or an iterable of them (one
+    batch each); allocate="sensitivity" chooses per-layer levels, sequential=True
+    prunes layer by layer."""
     options = {"format": format} if format is not None else None
-    top = {"sparsifier": sparsifier} if sparsifier is not None else None
-    return _run(model, passes, config, output, top, defaults, options)
+    return _run(model, passes, config, output, _top(sparsifier, allocate, sequential), defaults,
+                options, calibration)
 
 
-def prepare(model, config=None, output=None, sparsifier=None, **defaults):
+def prepare(model, config=None, output=None, sparsifier=None, allocate=None, sequential=None,
+            **defaults):
     """Add masks and mask nodes (torch's prepare); keywords as for sparsify()."""
-    top = {"sparsifier": sparsifier} if sparsifier is not None else None
-    return _run(model, "prepare", config, output, top, defaults)
+    return _run(model, "prepare", config, output, _top(sparsifier, allocate, sequential), defaults)
 
 
-def step(model, config=None, output=None, **options):
+def step(model, config=None, output=None, calibration=None, **options):
     """Recompute the masks of a prepared model (step). Options: sparsity_level
-    (this step only), freeze=True / unfreeze=True (enable_mask_update)."""
-    return _run(model, "step", config, output, options=options)
+    (this step only), freeze=True / unfreeze=True (enable_mask_update);
+    calibration as for sparsify() (wanda and sparsegpt)."""
+    return _run(model, "step", config, output, options=options, calibration=calibration)
 
 
 def squash(model, config=None, output=None, **options):
