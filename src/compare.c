@@ -182,7 +182,7 @@ static int open_model(const char *path, struct opass_ort *ort, struct onnxpass_m
 	if (r == 0 && size > INT_MAX)
 		r = opass_error(err, -EFBIG, "the model is above 2 GiB");
 	if (r == 0)
-		r = opass_ort_session_new(ort, bytes, size, 0, ret_session, err);
+		r = opass_ort_session_new(ort, bytes, size, 0, NULL, ret_session, err);
 	free(bytes);
 	if (r < 0)
 		opass_error_prefix(err, prefix);

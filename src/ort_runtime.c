@@ -28,6 +28,8 @@ struct opass_ort_session {
 	struct opass_ort *ort;
 	OrtSession *session;
 	OrtMemoryInfo *memory;
+	OrtValue **shared;   /* initializers read in place (AddInitializer) */
+	size_t n_shared;
 };
 
 /* ORT's log goes nowhere: the library never prints. */
@@ -178,7 +180,40 @@ const char *opass_ort_library(const struct opass_ort *ort)
 	return ort ? ort->path : NULL;
 }
 
+/* The shared initializers as OrtValues over the caller's bytes, added to
+ * options; ORT neither copies nor prepacks them. */
+static OrtStatus *session_share(struct opass_ort_session *s, OrtSessionOptions *options,
+				const struct opass_ort_shared *shared)
+{
+	const OrtApi *api = s->ort->api;
+	OrtStatus *status;
+
+	s->shared = calloc(shared->n + 1, sizeof(*s->shared));
+	if (!s->shared)
+		return api->CreateStatus(ORT_FAIL, "out of memory");
+	status = api->AddSessionConfigEntry(options, "session.model_external_initializers_file_folder_path",
+					    shared->folder);
+	if (!status)
+		status = api->AddSessionConfigEntry(options, "session.disable_prepacking", "1");
+	/* graph optimizers read initializers from the model, not from AddInitializer */
+	if (!status)
+		status = api->SetSessionGraphOptimizationLevel(options, ORT_DISABLE_ALL);
+	for (size_t i = 0; i < shared->n && !status; i++) {
+		const struct opass_calib_tensor *t = &shared->tensors[i];
+
+		status = api->CreateTensorWithDataAsOrtValue(s->memory, t->data, t->size, t->dims,
+							     t->n_dims, (ONNXTensorElementDataType)t->dtype,
+							     &s->shared[i]);
+		if (!status)
+			s->n_shared++;
+		if (!status)
+			status = api->AddInitializer(options, t->name, s->shared[i]);
+	}
+	return status;
+}
+
 int opass_ort_session_new(struct opass_ort *ort, const void *model, size_t size, unsigned threads,
+			  const struct opass_ort_shared *shared,
 			  struct opass_ort_session **ret_session, struct onnxpass_error *err)
 {
 	const OrtApi *api = ort->api;
@@ -195,9 +230,11 @@ int opass_ort_session_new(struct opass_ort *ort, const void *model, size_t size,
 	if (!status && threads)
 		status = api->SetIntraOpNumThreads(options, (int)threads);
 	if (!status)
-		status = api->CreateSessionFromArray(ort->env, model, size, options, &s->session);
-	if (!status)
 		status = api->CreateCpuMemoryInfo(OrtArenaAllocator, OrtMemTypeDefault, &s->memory);
+	if (!status && shared && shared->n)
+		status = session_share(s, options, shared);
+	if (!status)
+		status = api->CreateSessionFromArray(ort->env, model, size, options, &s->session);
 	if (options)
 		api->ReleaseSessionOptions(options);
 	if (status) {
@@ -215,6 +252,9 @@ struct opass_ort_session *opass_ort_session_free(struct opass_ort_session *sessi
 		return NULL;
 	if (session->session)
 		session->ort->api->ReleaseSession(session->session);
+	for (size_t i = 0; i < session->n_shared; i++)
+		session->ort->api->ReleaseValue(session->shared[i]);
+	free(session->shared);
 	if (session->memory)
 		session->ort->api->ReleaseMemoryInfo(session->memory);
 	free(session);
@@ -371,6 +411,7 @@ const char *opass_ort_library(const struct opass_ort *ort)
 }
 
 int opass_ort_session_new(struct opass_ort *ort, const void *model, size_t size, unsigned threads,
+			  const struct opass_ort_shared *shared,
 			  struct opass_ort_session **ret_session, struct onnxpass_error *err)
 {
 	return opass_error(err, -ENOTSUP, "ONNX Runtime support was not built");

@@ -32,9 +32,21 @@ const char *opass_ort_library(const struct opass_ort *ort);
 
 struct opass_ort_session;
 
-/* threads: intra-op threads (0 = ORT default). model: a serialised,
- * self-contained model (copied by ORT; may be freed after the call). */
+/* Initializers ORT reads in place (AddInitializer) instead of the model's:
+ * the serialised model gives them as external data in a file of folder
+ * (which must exist, e.g. sparse, but is never read). Their bytes must
+ * outlive the session. Prepacking is off for such sessions, so that ORT
+ * holds no copy of them. */
+struct opass_ort_shared {
+	const struct opass_calib_tensor *tensors;
+	size_t n;
+	const char *folder;
+};
+
+/* threads: intra-op threads (0 = ORT default). model: a serialised model
+ * (copied by ORT; may be freed after the call). shared may be NULL. */
 int opass_ort_session_new(struct opass_ort *ort, const void *model, size_t size, unsigned threads,
+			  const struct opass_ort_shared *shared,
 			  struct opass_ort_session **ret_session, struct onnxpass_error *err);
 struct opass_ort_session *opass_ort_session_free(struct opass_ort_session *session);
 

@@ -90,7 +90,7 @@ static int cmd_read(const char *model_path, const char *path, char **outputs, si
 		if (r == 0)
 			r = onnxpass_model_save_bytes(model, &bytes, &size, &err);
 		if (r == 0)
-			r = opass_ort_session_new(ort, bytes, size, 1, &session, &err);
+			r = opass_ort_session_new(ort, bytes, size, 1, NULL, &session, &err);
 		free(bytes);
 	}
 	for (size_t i = 0; r == 0 && i < opass_calib_count(src); i++) {

@@ -233,9 +233,18 @@ def rel_error(w, new, x):
 
 
 def test_sensitivity_allocation(_):
-    # three layers of different sensitivity: inputs scaled very differently
-    model, ws = chain_model([32, 48, 48, 16])
-    xs = batches((None, 32), 2, 64)
+    # three layers of different sensitivity: the middle one has 85% of tiny weights, so
+    # pruning it deep costs little; its own generator keeps the test independent of order
+    global RNG
+    saved, RNG = RNG, np.random.default_rng(7)
+    try:
+        model, ws = chain_model([32, 48, 48, 16])
+        xs = batches((None, 32), 2, 64)
+    finally:
+        RNG = saved
+    tiny = np.random.default_rng(8).random(ws[1].shape) < 0.85
+    ws[1][tiny] *= 1e-3
+    model.graph.initializer[1].CopyFrom(numpy_helper.from_array(ws[1], "W1"))
     with tempfile.TemporaryDirectory() as tmp:
         calib = write_calib(os.path.join(tmp, "c"), xs)
         src, prep, out = (os.path.join(tmp, n) for n in ("in.onnx", "p.onnx", "s.onnx"))
@@ -252,7 +261,7 @@ def test_sensitivity_allocation(_):
     zeros = [(weight(squashed, "W%d" % i) == 0).sum() for i in range(3)]
     assert abs(sum(zeros) / sum(sizes) - 0.7) < 0.005, zeros
     assert abs(np.dot(levels, sizes) / sum(sizes) - 0.7) < 1e-6, levels
-    assert max(levels) - min(levels) > 0.05, levels
+    assert levels[1] > 0.8 and levels[1] > max(levels[0], levels[2]), levels
     # not worse than uniform 70% by the measure it minimises (numpy, sequential inputs
     # not used: every layer sees the dense model's activations)
     x = np.concatenate(xs)

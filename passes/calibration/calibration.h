@@ -60,9 +60,22 @@ int opass_sites_find(Onnx__ModelProto *model, const struct opass_state *state,
 		     struct opass_sites *ret_sites, struct onnxpass_error *err);
 void opass_sites_fini(struct opass_sites *sites);
 
+/* prepare's mask nodes of groups whose mask keeps everything, left out of
+ * the calibration copy (bypass.c). */
+struct opass_bypass {
+	Onnx__NodeProto **nodes;   /* the graph's own node array */
+	size_t n_nodes;
+	struct { char **slot; char *was; } *swaps;
+	size_t n_swaps;
+};
+
+int opass_bypass_take(Onnx__GraphProto *g, const struct opass_state *state, struct opass_bypass *b);
+void opass_bypass_restore(Onnx__GraphProto *g, struct opass_bypass *b);
+
 /* How statistics are collected. */
 struct opass_collect {
 	struct onnxpass_model *model;
+	const struct opass_state *state;
 	const char *calibration;  /* --calibration PATH */
 	unsigned threads;         /* ORT intra-op threads (0: ORT's default) */
 	bool full;                /* H = X^T X, not only the column sums of squares */

@@ -89,15 +89,32 @@ static void sites_activate(struct opass_sites *sites, size_t n_groups, long wave
 			sites->items[sites->of_group[i]].active = true;
 }
 
+static bool in_wave(const struct opass_sites *sites, size_t i, long wave)
+{
+	return wave < 0 || sites->wave[i] == (unsigned)wave;
+}
+
+/* Prune the wave's groups; a site's statistics and factors are dropped
+ * after its last group, so that they do not pile up. */
 static int wave_prune(struct opass_state *state, struct opass_sites *sites, long wave,
 		      const double *levels, struct onnxpass_error *err)
 {
-	int r = 0;
+	size_t *last = calloc(sites->n + 1, sizeof(*last));
+	int r = last ? 0 : opass_error(err, -ENOMEM, "out of memory");
 
 	for (size_t i = 0; r == 0 && i < state->n_groups; i++)
-		if (wave < 0 || sites->wave[i] == (unsigned)wave)
-			r = group_prune(&state->groups[i], &sites->items[sites->of_group[i]],
-					state->sparsifier, levels[i], err);
+		if (in_wave(sites, i, wave))
+			last[sites->of_group[i]] = i;
+	for (size_t i = 0; r == 0 && i < state->n_groups; i++) {
+		struct opass_site *s = &sites->items[sites->of_group[i]];
+
+		if (!in_wave(sites, i, wave))
+			continue;
+		r = group_prune(&state->groups[i], s, state->sparsifier, levels[i], err);
+		if (last[sites->of_group[i]] == i)
+			opass_site_reset(s);
+	}
+	free(last);
 	return r;
 }
 
@@ -120,6 +137,7 @@ int opass_calibrated_step(struct onnxpass_model *model, struct opass_state *stat
 	bool sequential = state_flag(state, config, "sequential", NULL);
 	struct opass_collect how = {
 		.model = model,
+		.state = state,
 		.calibration = opass_json_string(config->options, "calibration"),
 		.full = allocate || state->sparsifier == OPASS_SPARSIFIER_SPARSEGPT,
 	};
