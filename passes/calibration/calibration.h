@@ -81,6 +81,15 @@ struct opass_collect {
 	bool full;                /* H = X^T X, not only the column sums of squares */
 };
 
+struct opass_ort;
+struct opass_ort_session;
+
+/* The session collect runs: the model as it is now, with the active sites'
+ * inputs (names) as extra outputs (session.c). */
+int opass_calib_session_open(const struct opass_collect *how, struct opass_ort *ort,
+			     const char **names, size_t n_names,
+			     struct opass_ort_session **ret_session, struct onnxpass_error *err);
+
 /* Run the model (as it is now) on every calibration batch and accumulate
  * the statistics of the active sites (reset first, finished after). */
 int opass_sites_collect(struct opass_sites *sites, const struct opass_collect *how,
