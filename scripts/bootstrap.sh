@@ -12,6 +12,7 @@ apt_packages=(
 	protobuf-c-compiler libprotobuf-c-dev
 	check libcjson-dev
 	python3-onnx python3-numpy python3-torch python3-torchvision
+	python3-pil python3-sklearn fonts-dejavu-core fonts-liberation fonts-freefont-ttf
 	valgrind
 	strace time
 )
