@@ -569,7 +569,8 @@ def print_table(results, levels):
     for model in models:
         rs = [r for r in results if r["model"] == model]
         dense = [r for r in rs if r["method"] == "dense"][0]
-        print("\n%s: dense %s %.2f; cells: metric (delta to dense) [sparsify wall s]"
+        print("\n%s: dense %s %.2f; cells: metric (delta to dense), measured zeros "
+              "over the pruned weights, sparsify wall time"
               % (model, dense["metric"], dense["value"]))
         lv = [lvl for lvl in levels if any(r["level"] == lvl for r in rs)]
         print("| method | " + " | ".join(lv) + " |")
@@ -589,8 +590,8 @@ def print_table(results, levels):
                     cells.append("n/a")
                     errors.append("%s %s: %s" % (m, lvl, c[0]["error"]))
                 else:
-                    cells.append("%.2f (%+.2f) [%.1f s]" % (c[0]["value"], c[0]["delta"],
-                                                            c[0]["time"]))
+                    cells.append("%.2f (%+.2f) %.1f%% %.1f s" % (
+                        c[0]["value"], c[0]["delta"], 100 * c[0]["sparsity"], c[0]["time"]))
             print("| %s | %s |" % (m, " | ".join(cells)))
         stats = [r for r in rs if r["method"] == "ref-stats"]
         if stats:
