@@ -13,6 +13,7 @@ apt_packages=(
 	check libcjson-dev zlib1g-dev
 	libopenblas-dev liblapacke-dev
 	python3-onnx python3-numpy python3-torch python3-torchvision
+	python3-pil python3-sklearn fonts-dejavu-core fonts-liberation fonts-freefont-ttf
 	valgrind
 	strace time
 )
