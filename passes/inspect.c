@@ -512,6 +512,10 @@ static int print_groups(struct inspect *in, struct onnxpass_context *ctx)
 			onnxpass_context_print(ctx, "\n");
 		}
 		onnxpass_context_print(ctx, "\t    tensor_fqn: %s\n", g->name);
+		/* allocate: sensitivity (SPEC 12) chose this group's level */
+		e = cJSON_GetObjectItemCaseSensitive(g->json, "allocated_sparsity_level");
+		if (cJSON_IsNumber(e))
+			onnxpass_context_print(ctx, "\t    allocated_sparsity_level: %.4g\n", e->valuedouble);
 	}
 	return onnxpass_context_print(ctx, ")\n");
 }
