@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* ONNX Runtime through dlopen (see ort_runtime.h). */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -262,7 +263,7 @@ struct opass_ort_session *opass_ort_session_free(struct opass_ort_session *sessi
 }
 
 /* Copy an output OrtValue into t. */
-static int ort_copy_out(const OrtApi *api, OrtValue *value, const char *name,
+static int ort_copy_out(const OrtApi *api, OrtValue *value, const char *name, bool copy,
 			struct opass_calib_tensor *t, struct onnxpass_error *err)
 {
 	OrtTensorTypeAndShapeInfo *info = NULL;
@@ -313,6 +314,10 @@ static int ort_copy_out(const OrtApi *api, OrtValue *value, const char *name,
 	status = api->GetTensorMutableData(value, &data);
 	if (status)
 		return ort_fail(api, status, name, err);
+	if (!copy) {
+		t->data = data;
+		return 0;
+	}
 	t->data = malloc(t->size);
 	if (!t->data)
 		return opass_error(err, -ENOMEM, "out of memory");
@@ -320,9 +325,12 @@ static int ort_copy_out(const OrtApi *api, OrtValue *value, const char *name,
 	return 0;
 }
 
-int opass_ort_session_run(struct opass_ort_session *session, const struct opass_calib_batch *feeds,
-			  const char *const *output_names, size_t n_outputs,
-			  struct opass_calib_tensor **ret_outputs, struct onnxpass_error *err)
+/* Feed the batch, run, and hand each output value to fn (which releases
+ * nothing); the values are released as soon as fn is done with them. */
+static int session_run_each(struct opass_ort_session *session, const struct opass_calib_batch *feeds,
+			    const char *const *output_names, size_t n_outputs,
+			    int (*fn)(size_t i, OrtValue *value, void *userdata), void *userdata,
+			    struct onnxpass_error *err)
 {
 	static uint8_t empty[8];
 	const OrtApi *api = session->ort->api;
@@ -330,11 +338,10 @@ int opass_ort_session_run(struct opass_ort_session *session, const struct opass_
 	const char **in_names = calloc(n_in + 1, sizeof(*in_names));
 	OrtValue **in_values = calloc(n_in + 1, sizeof(*in_values));
 	OrtValue **out_values = calloc(n_outputs + 1, sizeof(*out_values));
-	struct opass_calib_tensor *outputs = calloc(n_outputs + 1, sizeof(*outputs));
 	OrtStatus *status = NULL;
 	int r = 0;
 
-	if (!in_names || !in_values || !out_values || !outputs) {
+	if (!in_names || !in_values || !out_values) {
 		r = opass_error(err, -ENOMEM, "out of memory");
 		goto out;
 	}
@@ -359,11 +366,9 @@ int opass_ort_session_run(struct opass_ort_session *session, const struct opass_
 		goto out;
 	}
 	for (size_t i = 0; i < n_outputs && r == 0; i++) {
-		outputs[i].name = strdup(output_names[i]);
-		if (!outputs[i].name)
-			r = opass_error(err, -ENOMEM, "out of memory");
-		else
-			r = ort_copy_out(api, out_values[i], output_names[i], &outputs[i], err);
+		r = fn(i, out_values[i], userdata);
+		api->ReleaseValue(out_values[i]);
+		out_values[i] = NULL;
 	}
 out:
 	for (size_t i = 0; in_values && i < n_in; i++)
@@ -375,12 +380,73 @@ out:
 	free(in_names);
 	free(in_values);
 	free(out_values);
+	return r;
+}
+
+struct run_copy {
+	const OrtApi *api;
+	const char *const *names;
+	struct opass_calib_tensor *outputs;
+	struct onnxpass_error *err;
+};
+
+static int run_copy_one(size_t i, OrtValue *value, void *userdata)
+{
+	struct run_copy *c = userdata;
+
+	c->outputs[i].name = strdup(c->names[i]);
+	if (!c->outputs[i].name)
+		return opass_error(c->err, -ENOMEM, "out of memory");
+	return ort_copy_out(c->api, value, c->names[i], true, &c->outputs[i], c->err);
+}
+
+int opass_ort_session_run(struct opass_ort_session *session, const struct opass_calib_batch *feeds,
+			  const char *const *output_names, size_t n_outputs,
+			  struct opass_calib_tensor **ret_outputs, struct onnxpass_error *err)
+{
+	struct run_copy c = { .api = session->ort->api, .names = output_names, .err = err,
+			      .outputs = calloc(n_outputs + 1, sizeof(*c.outputs)) };
+	int r = c.outputs ? session_run_each(session, feeds, output_names, n_outputs, run_copy_one,
+					     &c, err) :
+			    opass_error(err, -ENOMEM, "out of memory");
+
 	if (r < 0) {
-		opass_calib_tensors_free(outputs, outputs ? n_outputs : 0);
+		opass_calib_tensors_free(c.outputs, c.outputs ? n_outputs : 0);
 		return r;
 	}
-	*ret_outputs = outputs;
+	*ret_outputs = c.outputs;
 	return 0;
+}
+
+struct run_visit {
+	const OrtApi *api;
+	const char *const *names;
+	int (*visit)(size_t i, const struct opass_calib_tensor *t, void *userdata);
+	void *userdata;
+	struct onnxpass_error *err;
+};
+
+static int run_visit_one(size_t i, OrtValue *value, void *userdata)
+{
+	struct run_visit *v = userdata;
+	struct opass_calib_tensor t = { .name = (char *)v->names[i] };
+	int r = ort_copy_out(v->api, value, v->names[i], false, &t, v->err);
+
+	if (r == 0)
+		r = v->visit(i, &t, v->userdata);
+	free(t.dims);
+	return r;
+}
+
+int opass_ort_session_visit(struct opass_ort_session *session, const struct opass_calib_batch *feeds,
+			    const char *const *output_names, size_t n_outputs,
+			    int (*visit)(size_t i, const struct opass_calib_tensor *t, void *userdata),
+			    void *userdata, struct onnxpass_error *err)
+{
+	struct run_visit v = { .api = session->ort->api, .names = output_names, .visit = visit,
+			       .userdata = userdata, .err = err };
+
+	return session_run_each(session, feeds, output_names, n_outputs, run_visit_one, &v, err);
 }
 
 #else /* !ONNXPASS_HAVE_ORT */
@@ -426,6 +492,14 @@ struct opass_ort_session *opass_ort_session_free(struct opass_ort_session *sessi
 int opass_ort_session_run(struct opass_ort_session *session, const struct opass_calib_batch *feeds,
 			  const char *const *output_names, size_t n_outputs,
 			  struct opass_calib_tensor **ret_outputs, struct onnxpass_error *err)
+{
+	return opass_error(err, -ENOTSUP, "ONNX Runtime support was not built");
+}
+
+int opass_ort_session_visit(struct opass_ort_session *session, const struct opass_calib_batch *feeds,
+			    const char *const *output_names, size_t n_outputs,
+			    int (*visit)(size_t i, const struct opass_calib_tensor *t, void *userdata),
+			    void *userdata, struct onnxpass_error *err)
 {
 	return opass_error(err, -ENOTSUP, "ONNX Runtime support was not built");
 }

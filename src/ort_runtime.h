@@ -61,3 +61,12 @@ struct opass_ort_session *opass_ort_session_free(struct opass_ort_session *sessi
 int opass_ort_session_run(struct opass_ort_session *session, const struct opass_calib_batch *feeds,
 			  const char *const *output_names, size_t n_outputs,
 			  struct opass_calib_tensor **ret_outputs, struct onnxpass_error *err);
+
+/* The same, without copies: visit(i, t, userdata) sees output i with t->data
+ * pointing into ONNX Runtime's buffer (valid during the call only); each
+ * output is released right after its visit. A nonzero return of visit
+ * stops and is returned. */
+int opass_ort_session_visit(struct opass_ort_session *session, const struct opass_calib_batch *feeds,
+			    const char *const *output_names, size_t n_outputs,
+			    int (*visit)(size_t i, const struct opass_calib_tensor *t, void *userdata),
+			    void *userdata, struct onnxpass_error *err);

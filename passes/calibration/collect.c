@@ -165,37 +165,34 @@ static int site_add_tensor(struct opass_site *s, const struct opass_calib_tensor
 	return r < 0 ? opass_error(err, r, "out of memory") : 0;
 }
 
-static const struct opass_calib_tensor *find_tensor(const struct opass_calib_tensor *t, size_t n,
-						    const char *name)
-{
-	for (size_t i = 0; i < n; i++)
-		if (t[i].name && strcmp(t[i].name, name) == 0)
-			return &t[i];
-	return NULL;
-}
-
-static int batch_fold(struct opass_sites *sites, const struct opass_calib_batch *batch,
-		      const struct opass_calib_tensor *outs, size_t n_outs, struct onnxpass_error *err)
+/* Fold t into every active site that reads it. */
+static int fold_value(struct opass_sites *sites, const struct opass_calib_tensor *t,
+		      const char *file, struct onnxpass_error *err)
 {
 	int r = 0;
 
-	for (size_t i = 0; r == 0 && i < sites->n; i++) {
-		struct opass_site *s = &sites->items[i];
-		const struct opass_calib_tensor *t;
-
-		if (!s->active)
-			continue;
-		t = find_tensor(outs, n_outs, s->value);
-		if (!t)
-			t = find_tensor(batch->tensors, batch->n_tensors, s->value);
-		if (!t)
-			return opass_error(err, -EINVAL, "calibration: value '%s' was not computed", s->value);
-		r = site_add_tensor(s, t, batch->path, err);
-	}
+	for (size_t i = 0; r == 0 && i < sites->n; i++)
+		if (sites->items[i].active && strcmp(sites->items[i].value, t->name) == 0)
+			r = site_add_tensor(&sites->items[i], t, file, err);
 	return r;
 }
 
-/* Run every batch through the session and fold the activations in. */
+struct batch_visit {
+	struct opass_sites *sites;
+	const char *file;
+	struct onnxpass_error *err;
+};
+
+static int fold_output(size_t i, const struct opass_calib_tensor *t, void *userdata)
+{
+	struct batch_visit *v = userdata;
+
+	return fold_value(v->sites, t, v->file, v->err);
+}
+
+/* Run every batch through the session (none when every active site reads
+ * a graph input) and fold each activation in as ORT hands it over; the
+ * sites that read graph inputs take them from the batch. */
 static int run_batches(struct opass_sites *sites, struct opass_ort_session *session,
 		       const struct opass_calib_source *source, const Onnx__ModelProto *proto,
 		       const char **names, size_t n_names, struct onnxpass_error *err)
@@ -204,15 +201,15 @@ static int run_batches(struct opass_sites *sites, struct opass_ort_session *sess
 
 	for (size_t b = 0; r == 0 && b < opass_calib_count(source); b++) {
 		struct opass_calib_batch *batch = NULL;
-		struct opass_calib_tensor *outs = NULL;
+		struct batch_visit v = { .sites = sites, .err = err };
 
 		r = opass_calib_read(source, b, proto, &batch, err);
-		/* no session when every active site reads a graph input */
-		if (r == 0 && session)
-			r = opass_ort_session_run(session, batch, names, n_names, &outs, err);
-		if (r == 0)
-			r = batch_fold(sites, batch, outs, n_names, err);
-		opass_calib_tensors_free(outs, outs ? n_names : 0);
+		if (r == 0 && session) {
+			v.file = batch->path;
+			r = opass_ort_session_visit(session, batch, names, n_names, fold_output, &v, err);
+		}
+		for (size_t i = 0; r == 0 && i < batch->n_tensors; i++)
+			r = fold_value(sites, &batch->tensors[i], batch->path, err);
 		opass_calib_batch_free(batch);
 	}
 	return r;
@@ -253,9 +250,15 @@ int opass_sites_collect(struct opass_sites *sites, const struct opass_collect *h
 		r = opass_calib_session_open(how, ort, names, n_names, &session, err);
 	if (r == 0)
 		r = run_batches(sites, session, source, how->model->proto, names, n_names, err);
-	for (size_t i = 0; r == 0 && i < sites->n; i++)
-		if (sites->items[i].active)
-			opass_stats_finish(&sites->items[i].stats);
+	for (size_t i = 0; r == 0 && i < sites->n; i++) {
+		struct opass_site *s = &sites->items[i];
+
+		if (s->active && s->stats.rows == 0)
+			r = opass_error(err, -EINVAL, "calibration: layer input '%s' got no rows from %s",
+					s->value, how->calibration);
+		else if (s->active)
+			opass_stats_finish(&s->stats);
+	}
 	opass_ort_session_free(session);
 	opass_ort_close(ort);
 	opass_calib_free(source);

@@ -37,21 +37,38 @@ void opass_stats_fini(struct opass_stats *stats)
 	*stats = (struct opass_stats){ 0 };
 }
 
-static void add_squares(double *sq, const float *x, size_t rows, size_t dim)
+/* sq[j] += sum over rows of x[r][j]^2: float partial sums over runs of
+ * SQ_RUN rows (vectorizable), added into the double totals. */
+#define SQ_RUN 64
+
+static int add_squares(double *sq, const float *x, size_t rows, size_t dim)
 {
-	for (size_t r = 0; r < rows; r++)
+	float *acc = malloc(dim * sizeof(*acc));
+
+	if (!acc)
+		return -ENOMEM;
+	for (size_t r0 = 0; r0 < rows; r0 += SQ_RUN) {
+		size_t r1 = rows - r0 < SQ_RUN ? rows : r0 + SQ_RUN;
+
+		memset(acc, 0, dim * sizeof(*acc));
+		for (size_t r = r0; r < r1; r++)
+			for (size_t j = 0; j < dim; j++)
+				acc[j] += x[r * dim + j] * x[r * dim + j];
 		for (size_t j = 0; j < dim; j++)
-			sq[j] += (double)x[r * dim + j] * (double)x[r * dim + j];
+			sq[j] += acc[j];
+	}
+	free(acc);
+	return 0;
 }
 
-static void add_block(struct opass_stats *stats, size_t g, const float *x, size_t rows)
+static int add_block(struct opass_stats *stats, size_t g, const float *x, size_t rows)
 {
 	size_t dim = stats->dim;
 
-	add_squares(stats->sq + g * dim, x, rows, dim);
 	if (stats->full && rows)
 		cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)dim, (int)rows, 1.0f, x,
 			    (int)dim, 1.0f, stats->h + g * dim * dim, (int)dim);
+	return add_squares(stats->sq + g * dim, x, rows, dim);
 }
 
 int opass_stats_add_rows(struct opass_stats *stats, size_t g, const float *x, size_t rows)
@@ -62,7 +79,8 @@ int opass_stats_add_rows(struct opass_stats *stats, size_t g, const float *x, si
 	for (size_t done = 0; done < rows; done += CHUNK * 64) {
 		size_t n = rows - done < CHUNK * 64 ? rows - done : CHUNK * 64;
 
-		add_block(stats, g, x + done * stats->dim, n);
+		if (add_block(stats, g, x + done * stats->dim, n) < 0)
+			return -ENOMEM;
 	}
 	stats->rows += rows;
 	return 0;
@@ -79,27 +97,91 @@ int64_t opass_conv_out_size(int64_t in, int64_t kernel, int64_t stride, int64_t 
 	return (in + pad_begin + pad_end - span) / stride + 1;
 }
 
-/* One im2col row: the patch of group g at (n, oy, ox). */
-static void patch_fill(const struct opass_conv_geom *geom, const float *x, const int64_t dims[4],
-		       size_t g, int64_t n, int64_t oy, int64_t ox, float *row)
+/* Transposed im2col of output lines [oy0, oy1) of image n, group g:
+ * pt[j][(oy - oy0) * ow + ox] for patch element j = (c, ky, kx). */
+struct conv_chunk {
+	const struct opass_conv_geom *geom;
+	const float *x;
+	const int64_t *dims;
+	int64_t ow;
+};
+
+static int64_t clamp(int64_t v, int64_t lo, int64_t hi)
 {
+	return v < lo ? lo : v > hi ? hi : v;
+}
+
+/* One output line of one patch element: row[ox * s + off], 0 outside. */
+static void line_fill(const struct conv_chunk *cc, const float *row, int64_t kx, float *out)
+{
+	const struct opass_conv_geom *geom = cc->geom;
+	int64_t w = cc->dims[3], s = geom->stride[1], ow = cc->ow;
+	int64_t off = kx * geom->dilation[1] - geom->pads[1];
+	/* the outputs whose input column is inside [0, w) */
+	int64_t lo = clamp(off >= 0 ? 0 : (-off + s - 1) / s, 0, ow);
+	int64_t hi = clamp(w - off <= 0 ? 0 : (w - off - 1) / s + 1, lo, ow);
+
+	memset(out, 0, (size_t)lo * sizeof(*out));
+	if (s == 1)
+		memcpy(out + lo, row + lo + off, (size_t)(hi - lo) * sizeof(*out));
+	else
+		for (int64_t ox = lo; ox < hi; ox++)
+			out[ox] = row[ox * s + off];
+	memset(out + hi, 0, (size_t)(ow - hi) * sizeof(*out));
+}
+
+static void chunk_fill(const struct conv_chunk *cc, size_t g, int64_t n, int64_t oy0, int64_t oy1,
+		       float *pt)
+{
+	const struct opass_conv_geom *geom = cc->geom;
 	int64_t cg = geom->channels / geom->groups, kh = geom->kernel[0], kw = geom->kernel[1];
-	int64_t h = dims[2], w = dims[3];
+	int64_t h = cc->dims[2], w = cc->dims[3], cols = (oy1 - oy0) * cc->ow;
 
 	for (int64_t c = 0; c < cg; c++) {
-		const float *plane = x + ((n * dims[1]) + (int64_t)g * cg + c) * h * w;
+		const float *plane = cc->x + ((n * cc->dims[1]) + (int64_t)g * cg + c) * h * w;
 
-		for (int64_t ky = 0; ky < kh; ky++) {
-			int64_t iy = oy * geom->stride[0] - geom->pads[0] + ky * geom->dilation[0];
+		for (int64_t ky = 0; ky < kh; ky++)
+			for (int64_t kx = 0; kx < kw; kx++, pt += cols)
+				for (int64_t oy = oy0; oy < oy1; oy++) {
+					int64_t iy = oy * geom->stride[0] - geom->pads[0] + ky * geom->dilation[0];
+					float *out = pt + (oy - oy0) * cc->ow;
 
-			for (int64_t kx = 0; kx < kw; kx++) {
-				int64_t ix = ox * geom->stride[1] - geom->pads[1] + kx * geom->dilation[1];
-				bool in = iy >= 0 && iy < h && ix >= 0 && ix < w;
-
-				*row++ = in ? plane[iy * w + ix] : 0.0f;
-			}
-		}
+					if (iy < 0 || iy >= h)
+						memset(out, 0, (size_t)cc->ow * sizeof(*out));
+					else
+						line_fill(cc, plane + iy * w, kx, out);
+				}
 	}
+}
+
+/* sum of v[k]^2 in eight float lanes (vectorizable), totalled in double */
+static double sum_squares(const float *v, size_t n)
+{
+	float lane[8] = { 0 };
+	double sum = 0;
+	size_t k = 0;
+
+	for (; k + 8 <= n; k += 8)
+		for (int l = 0; l < 8; l++)
+			lane[l] += v[k + l] * v[k + l];
+	for (int l = 0; l < 8; l++)
+		sum += lane[l];
+	for (; k < n; k++)
+		sum += (double)v[k] * v[k];
+	return sum;
+}
+
+/* Fold a transposed chunk pt[dim][cols] into group g. */
+static int chunk_add(struct opass_stats *stats, size_t g, const float *pt, size_t cols)
+{
+	size_t dim = stats->dim;
+
+	if (stats->full && cols)
+		cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)dim, (int)cols, 1.0f, pt,
+			    (int)cols, 1.0f, stats->h + g * dim * dim, (int)dim);
+	for (size_t j = 0; j < dim; j++)
+		stats->sq[g * dim + j] += sum_squares(pt + j * cols, cols);
+	return 0;
 }
 
 int opass_stats_add_conv(struct opass_stats *stats, const struct opass_conv_geom *geom,
@@ -109,31 +191,31 @@ int opass_stats_add_conv(struct opass_stats *stats, const struct opass_conv_geom
 					 geom->pads[0], geom->pads[2]);
 	int64_t ow = opass_conv_out_size(dims[3], geom->kernel[1], geom->stride[1], geom->dilation[1],
 					 geom->pads[1], geom->pads[3]);
-	size_t dim = stats->dim, fill = 0;
-	float *buf;
+	struct conv_chunk cc = { .geom = geom, .x = x, .dims = dims, .ow = ow };
+	size_t dim = stats->dim, lines;
+	float *pt;
 
 	if (oh < 0 || ow < 0 || geom->groups < 1 || (size_t)geom->groups != stats->n_groups ||
 	    dims[1] != geom->channels || geom->channels % geom->groups ||
 	    (size_t)(geom->channels / geom->groups * geom->kernel[0] * geom->kernel[1]) != dim)
 		return -EINVAL;
-	buf = malloc(CHUNK * dim * sizeof(*buf));
-	if (!buf)
+	if (oh == 0 || ow == 0)
+		return 0;
+	/* output lines per chunk: about CHUNK patches, at least one line */
+	lines = (size_t)ow >= CHUNK ? 1 : CHUNK / (size_t)ow;
+	pt = malloc(dim * lines * (size_t)ow * sizeof(*pt));
+	if (!pt)
 		return -ENOMEM;
-	for (size_t g = 0; g < stats->n_groups; g++) {
+	for (size_t g = 0; g < stats->n_groups; g++)
 		for (int64_t n = 0; n < dims[0]; n++)
-			for (int64_t oy = 0; oy < oh; oy++)
-				for (int64_t ox = 0; ox < ow; ox++) {
-					patch_fill(geom, x, dims, g, n, oy, ox, buf + fill * dim);
-					if (++fill == CHUNK) {
-						add_block(stats, g, buf, fill);
-						fill = 0;
-					}
-				}
-		add_block(stats, g, buf, fill);
-		fill = 0;
-	}
+			for (int64_t oy0 = 0; oy0 < oh; oy0 += (int64_t)lines) {
+				int64_t oy1 = oy0 + (int64_t)lines < oh ? oy0 + (int64_t)lines : oh;
+
+				chunk_fill(&cc, g, n, oy0, oy1, pt);
+				chunk_add(stats, g, pt, (size_t)((oy1 - oy0) * ow));
+			}
 	stats->rows += (uint64_t)(dims[0] * oh * ow);
-	free(buf);
+	free(pt);
 	return 0;
 }
 
