@@ -321,17 +321,22 @@ static int rewrite_prepare(const Onnx__ModelProto *model, double min_sparsity,
 	return r;
 }
 
-static int rewrite_apply(Onnx__ModelProto *model, const struct rewrite *rw)
+/* Rewrite the weight's nodes; a dense weight no node reads any more goes
+ * into unused (removed by the caller, all at once). */
+static int rewrite_apply(Onnx__ModelProto *model, const struct rewrite *rw,
+			 struct opass_strmap *unused)
 {
 	const struct opass_weight *w = rw->w;
+	char key[32];
 	int r;
 
 	r = tensors_add(model->graph, rw);
 	for (size_t i = 0; r == 0 && i < w->n_uses; i++)
 		if (rw->eligible[i])
 			r = node_rewrite(w->uses[i].node, rw);
+	opass_ptr_key(key, w->tensor);
 	if (r == 0 && rw->n_eligible == w->n_uses)
-		r = opass_graph_remove_initializer(model->graph, w->name);
+		r = opass_strmap_put_copy(unused, key, NULL);
 	return r;
 }
 
@@ -377,6 +382,7 @@ int opass_ort_sparse_apply(Onnx__ModelProto *model, const struct opass_state *st
 {
 	struct opass_weights *weights = NULL;
 	struct opass_strmap names = { 0 };
+	struct opass_strmap unused = { 0 };
 	struct rewrite *rw;
 	size_t n = state->n_groups, done = 0;
 	int r;
@@ -396,10 +402,13 @@ int opass_ort_sparse_apply(Onnx__ModelProto *model, const struct opass_state *st
 	for (size_t i = 0; r == 0 && i < n; i++) {
 		if (rw[i].n_eligible == 0)
 			continue;
-		if (rewrite_apply(model, &rw[i]) < 0)
+		if (rewrite_apply(model, &rw[i], &unused) < 0)
 			r = opass_error(err, -ENOMEM, "%s: out of memory", rw[i].w->name);
 		done++;
 	}
+	if (r == 0)
+		opass_graph_remove_marked(model->graph, &unused, NULL);
+	opass_strmap_fini(&unused);
 	if (r == 0 && done > 0 && opset_import_add(model) < 0)
 		r = opass_error(err, -ENOMEM, "out of memory");
 	for (size_t i = 0; i < n; i++)

@@ -346,12 +346,17 @@ static int walk_scope(struct find_ctx *ctx, const struct opass_scope *scope)
 	return r;
 }
 
-/* Attach uses; drop skip entries for constants that are weights elsewhere. */
-static void weights_finish(struct find_ctx *ctx)
+/* Attach uses, index the names; drop skip entries for constants that are
+ * weights elsewhere. */
+static int weights_finish(struct find_ctx *ctx)
 {
 	struct opass_weights *out = ctx->out;
 	size_t kept = 0;
 
+	for (size_t i = 0; i < out->n; i++)
+		if (!opass_strmap_get(&out->by_name, out->items[i].name, NULL) &&
+		    opass_strmap_put(&out->by_name, out->items[i].name, (void *)(uintptr_t)(i + 1)) < 0)
+			return -ENOMEM;
 	for (size_t i = 0; i < out->n; i++) {
 		struct use_list *list;
 		char key[32];
@@ -372,6 +377,7 @@ static void weights_finish(struct find_ctx *ctx)
 		out->skipped[kept++] = out->skipped[i];
 	}
 	out->n_skipped = kept;
+	return 0;
 }
 
 static void uses_free(struct opass_strmap *uses)
@@ -404,8 +410,8 @@ int opass_weights_find(Onnx__ModelProto *model, struct opass_weights **ret_weigh
 	}
 	if (r == -ENOMEM)
 		opass_error(err, r, "out of memory");
-	if (r == 0)
-		weights_finish(&ctx);
+	if (r == 0 && weights_finish(&ctx) < 0)
+		r = opass_error(err, -ENOMEM, "out of memory");
 	uses_free(&ctx.uses);
 	opass_strmap_fini(&ctx.weight_index);
 	opass_strmap_fini(&ctx.skip_index);
@@ -431,6 +437,7 @@ struct opass_weights *opass_weights_free(struct opass_weights *weights)
 		free(weights->skipped[i].name);
 		free(weights->skipped[i].reason);
 	}
+	opass_strmap_fini(&weights->by_name);
 	free(weights->items);
 	free(weights->skipped);
 	free(weights);
@@ -439,8 +446,9 @@ struct opass_weights *opass_weights_free(struct opass_weights *weights)
 
 const struct opass_weight *opass_weights_get(const struct opass_weights *weights, const char *name)
 {
-	for (size_t i = 0; i < weights->n; i++)
-		if (strcmp(weights->items[i].name, name) == 0)
-			return &weights->items[i];
-	return NULL;
+	void *index;
+
+	if (!opass_strmap_get(&weights->by_name, name, &index))
+		return NULL;
+	return &weights->items[(uintptr_t)index - 1];
 }

@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "onnx.pb-c.h"
+#include "strmap.h"
 #include "onnxpass/onnxpass.h"
 
 enum opass_view {
@@ -48,6 +49,7 @@ struct opass_skip {
 struct opass_weights {
 	struct opass_weight *items;
 	size_t n;
+	struct opass_strmap by_name;  /* name -> index + 1 (the first of a name) */
 	struct opass_skip *skipped;
 	size_t n_skipped;
 };
