@@ -25,7 +25,7 @@ sys.path.insert(0, HERE)
 
 import testutil  # noqa: E402
 
-ONNX_PASS = os.environ.get("ONNX_PASS", "")
+ONNX_PASS = os.path.abspath(os.environ.get("ONNX_PASS", ""))
 
 
 def run(args, **kw):
@@ -104,7 +104,305 @@ def test_scale_linear(tmp):
     assert [n.op_type for n in out.graph.node[:3]] == ["MatMul", "Constant", "MatMul"]
 
 
-TESTS = [test_scale_linear]
+# ------------------------------------------------------------------ output files
+
+def small_model(rows=64, cols=32, seed=1):
+    """One Gemm whose weight (8 KiB) goes to external data when asked."""
+    rng = np.random.default_rng(seed)
+    w = numpy_helper.from_array(rng.standard_normal((rows, cols)).astype(np.float32), "W")
+    graph = helper.make_graph(
+        [helper.make_node("Gemm", ["x", "W"], ["y"], name="/fc/Gemm", transB=1)], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, cols])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, rows])], [w])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def write_model(tmp, name="in.onnx"):
+    path = os.path.join(tmp, name)
+    onnx.save(small_model(), path)
+    return path
+
+
+def leftovers(folder):
+    return sorted(n for n in os.listdir(folder) if n.startswith("."))
+
+
+def test_output_stdout(tmp):
+    """-o - writes to stdout (no file named -), for models and state export."""
+    src = write_model(tmp)
+    ref = os.path.join(tmp, "ref.onnx")
+    run_ok(["sparsify", src, "-o", ref])
+    p = subprocess.run([ONNX_PASS, "sparsify", src, "-o", "-"], capture_output=True, cwd=tmp,
+                       timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == open(ref, "rb").read(), "stdout differs from the file"
+    run_ok(["prepare", src, "-o", os.path.join(tmp, "p.onnx")])
+    p = run_ok(["state", "export", os.path.join(tmp, "p.onnx"), "-o", "-"], cwd=tmp)
+    assert p.stdout.startswith("{"), p.stdout[:40]
+    assert not os.path.exists(os.path.join(tmp, "-")), "wrote a file named -"
+
+
+def test_output_symlink(tmp):
+    """A symlinked OUT: the target is replaced, the link stays (relative and
+    dangling links too)."""
+    src = write_model(tmp)
+    os.mkdir(os.path.join(tmp, "d"))
+    target = os.path.join(tmp, "d", "real.onnx")
+    with open(target, "w") as f:
+        f.write("old")
+    link = os.path.join(tmp, "link.onnx")
+    os.symlink("d/real.onnx", link)
+    run_ok(["sparsify", src, "-o", link])
+    assert os.path.islink(link), "the symlink was replaced"
+    onnx.checker.check_model(onnx.load(target))
+    dangling = os.path.join(tmp, "dangling.onnx")
+    os.symlink("d/new.onnx", dangling)
+    run_ok(["sparsify", src, "-o", dangling])
+    assert os.path.islink(dangling)
+    onnx.checker.check_model(onnx.load(os.path.join(tmp, "d", "new.onnx")))
+    # state export through a link
+    run_ok(["prepare", src, "-o", os.path.join(tmp, "p.onnx")])
+    slink = os.path.join(tmp, "state.json")
+    os.symlink("d/state-real.json", slink)
+    run_ok(["state", "export", os.path.join(tmp, "p.onnx"), "-o", slink])
+    assert os.path.islink(slink)
+    assert open(os.path.join(tmp, "d", "state-real.json")).read().startswith("{")
+    assert leftovers(tmp) == [] and leftovers(os.path.join(tmp, "d")) == []
+
+
+def test_output_fifo_and_device(tmp):
+    """A FIFO is written as a stream (not replaced); so is a character device
+    (a private /dev/null made with mknod when root)."""
+    import threading
+    src = write_model(tmp)
+    ref = os.path.join(tmp, "ref.onnx")
+    run_ok(["sparsify", src, "-o", ref])
+    fifo = os.path.join(tmp, "fifo")
+    os.mkfifo(fifo)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(open(fifo, "rb").read()))
+    reader.start()
+    p = run(["sparsify", src, "-o", fifo])
+    if p.returncode != 0:
+        open(fifo, "wb").close()   # release the reader
+    reader.join(60)
+    assert p.returncode == 0, p.stderr
+    assert got and got[0] == open(ref, "rb").read(), "the FIFO did not get the model"
+    import stat
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode), "the FIFO was replaced"
+    if os.geteuid() == 0:
+        null = os.path.join(tmp, "null")
+        os.mknod(null, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+        run_ok(["sparsify", src, "-o", null])
+        run_ok(["prepare", src, "-o", os.path.join(tmp, "p.onnx")])
+        run_ok(["state", "export", os.path.join(tmp, "p.onnx"), "-o", null])
+        assert stat.S_ISCHR(os.lstat(null).st_mode), "the device was replaced"
+    assert leftovers(tmp) == []
+
+
+def test_output_keeps_mode_and_owner(tmp):
+    """A rewritten OUT keeps its mode (and its owner, as root); a new one gets
+    0666 & ~umask."""
+    src = write_model(tmp)
+    out = os.path.join(tmp, "out.onnx")
+    state = os.path.join(tmp, "state.json")
+    run_ok(["prepare", src, "-o", os.path.join(tmp, "p.onnx")])
+    for path, cmd in ((out, ["sparsify", src]),
+                      (state, ["state", "export", os.path.join(tmp, "p.onnx")])):
+        with open(path, "w") as f:
+            f.write("old")
+        os.chmod(path, 0o640)
+        root = os.geteuid() == 0
+        if root:
+            os.chown(path, 1234, 4321)
+        run_ok(cmd + ["-o", path])
+        st = os.stat(path)
+        assert st.st_mode & 0o7777 == 0o640, "mode %o" % (st.st_mode & 0o7777)
+        if root:
+            assert (st.st_uid, st.st_gid) == (1234, 4321), (st.st_uid, st.st_gid)
+        os.unlink(path)
+        run_ok(cmd + ["-o", path], preexec_fn=lambda: os.umask(0o027))
+        assert os.stat(path).st_mode & 0o777 == 0o640, "new file: mode %o" % os.stat(path).st_mode
+    # with external data: both files
+    ext = os.path.join(tmp, "ext.onnx")
+    run_ok(["sparsify", src, "-o", ext, "--external-data"])
+    os.chmod(ext, 0o600)
+    run_ok(["sparsify", src, "-o", ext, "--external-data"])
+    assert os.stat(ext).st_mode & 0o777 == 0o600
+
+
+def test_no_umask_calls(tmp):
+    """The library never changes the process umask (it is process-wide: other
+    threads would create files with umask 0): no umask() call when saving
+    models, external data or state files."""
+    src = write_model(tmp)
+    run_ok(["prepare", src, "-o", os.path.join(tmp, "p.onnx")])
+    for cmd in (["sparsify", src, "-o", os.path.join(tmp, "a.onnx")],
+                ["sparsify", src, "-o", os.path.join(tmp, "b.onnx"), "--external-data"],
+                ["state", "export", os.path.join(tmp, "p.onnx"), "-o", os.path.join(tmp, "s.json")]):
+        p = subprocess.run(["strace", "-f", "-e", "trace=umask", "-o", "/dev/stderr", ONNX_PASS]
+                           + cmd, capture_output=True, text=True, timeout=120)
+        assert p.returncode == 0, p.stderr
+        calls = [l for l in p.stderr.splitlines() if "umask(" in l]
+        assert not calls, "%s: %r" % (cmd[0], calls)
+
+
+def test_threaded_saves_keep_umask(tmp):
+    """8 threads saving through the C API while a ninth creates files: every
+    file the ninth creates has its mode from the unchanged umask."""
+    import ctypes
+    import threading
+    lib_path = os.environ.get("ONNX_PASS_LIBRARY")
+    if not lib_path:
+        raise AssertionError("ONNX_PASS_LIBRARY is not set")
+    lib = ctypes.CDLL(lib_path)
+    src = write_model(tmp).encode()
+    old = os.umask(0o022)
+    bad, stop = [], threading.Event()
+
+    class Error(ctypes.Structure):
+        _fields_ = [("code", ctypes.c_int), ("message", ctypes.c_char * 512)]
+
+    def saver(k):
+        model, err = ctypes.c_void_p(), Error()
+        assert lib.onnxpass_model_load_file(src, ctypes.byref(model), ctypes.byref(err)) == 0
+        for i in range(150):
+            out = os.path.join(tmp, "t%d.onnx" % k).encode()
+            flags = 1 if i % 2 else 0
+            assert lib.onnxpass_model_save_file(model, out, flags, ctypes.byref(err)) == 0
+        lib.onnxpass_model_free(model)
+
+    def creator():
+        i = 0
+        while not stop.is_set():
+            path = os.path.join(tmp, "c%d" % (i % 50))
+            fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o666)
+            os.close(fd)
+            mode = os.stat(path).st_mode & 0o777
+            os.unlink(path)
+            if mode != 0o644:
+                bad.append(mode)
+            i += 1
+
+    try:
+        threads = [threading.Thread(target=saver, args=(k,)) for k in range(8)]
+        c = threading.Thread(target=creator)
+        c.start()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        stop.set()
+        c.join()
+        now = os.umask(0o022)
+    finally:
+        os.umask(old)
+    assert now == 0o022, "umask left at %o" % now
+    assert not bad, "files created with modes %s" % sorted(set("%o" % m for m in bad))
+
+
+def test_kill_leaves_no_temp_files(tmp):
+    """kill -9 while the output is being written (at its first write, at the
+    fsync) leaves no temp file: the output is unnamed until its commit."""
+    src = write_model(tmp)
+    out_dir = os.path.join(tmp, "out")
+    os.mkdir(out_dir)
+    out = os.path.join(out_dir, "o.onnx")
+    for extra in ([], ["--external-data"]):
+        for inject in ("write:signal=KILL:when=1", "fsync:signal=KILL:when=1",
+                       "fsync:signal=KILL:when=2"):
+            subprocess.run(["strace", "-f", "-o", "/dev/null", "-e", "inject=" + inject,
+                            ONNX_PASS, "sparsify", src, "-o", out, "--fsync"] + extra,
+                           capture_output=True, timeout=120)
+            assert leftovers(out_dir) == [], "%s %s: %r" % (inject, extra, os.listdir(out_dir))
+            assert not [n for n in os.listdir(out_dir) if n != "o.onnx" and
+                        not n.endswith(".data")], os.listdir(out_dir)
+
+
+def pair_state(path):
+    """The weight of OUT as onnx.load reads it with its side file (raises if
+    the pair is inconsistent: a short or missing side file)."""
+    m = onnx.load(path)
+    t = m.graph.initializer[0] if m.graph.initializer else None
+    if t is None:
+        return ("sparse", m.graph.sparse_initializer[0].values.raw_data)
+    return ("dense", numpy_helper.to_array(t).tobytes())
+
+
+def test_external_pair_atomic(tmp):
+    """kill -9 at each rename and link of an external-data save: OUT is the
+    old pair or the new pair, never the new side file under the old OUT."""
+    src = write_model(tmp)
+    out = os.path.join(tmp, "o.onnx")
+    args_a = ["sparsify", src, "--external-data", "--format", "dense", "--sparsity", "0.5"]
+    args_b = ["sparsify", src, "--external-data", "--format", "dense", "--sparsity", "0.9"]
+    run_ok(args_a + ["-o", out])
+    old = pair_state(out)
+    new_file = os.path.join(tmp, "want.onnx")
+    run_ok(args_b + ["-o", new_file])
+    new = pair_state(new_file)
+    assert old != new
+    for inject in ("rename:signal=KILL:when=1", "rename:signal=KILL:when=2",
+                   "linkat:signal=KILL:when=1", "linkat:signal=KILL:when=2",
+                   "link:signal=KILL:when=1", "unlink:signal=KILL:when=1"):
+        run_ok(args_a + ["-o", out])
+        subprocess.run(["strace", "-f", "-o", "/dev/null", "-e", "inject=" + inject, ONNX_PASS]
+                       + args_b + ["-o", out], capture_output=True, timeout=120)
+        got = pair_state(out)
+        assert got in (old, new), "%s: OUT reads a mixed pair" % inject
+        # what the killed run left is removed or replaced by the next save
+        run_ok(args_b + ["-o", out])
+        assert pair_state(out) == new
+
+
+def test_concurrent_writers(tmp):
+    """Two runs with different configs writing one OUT at once: OUT is always
+    one run's pair, never a mix (a run may fail cleanly when it loses the race
+    for the side file's name)."""
+    src = write_model(tmp)
+    out = os.path.join(tmp, "o.onnx")
+    want = {}
+    for level in ("0.5", "0.9"):
+        path = os.path.join(tmp, "want%s.onnx" % level)
+        run_ok(["sparsify", src, "--external-data", "--format", "dense", "--sparsity", level,
+                "-o", path])
+        want[level] = pair_state(path)
+    run_ok(["sparsify", src, "--external-data", "--format", "dense", "-o", out])
+    for _ in range(15):
+        procs = [subprocess.Popen([ONNX_PASS, "sparsify", src, "--external-data", "--format",
+                                   "dense", "--sparsity", level, "-o", out],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                 for level in ("0.5", "0.9")]
+        for p in procs:
+            p.wait(120)
+        assert pair_state(out) in want.values(), "mixed pair"
+    assert leftovers(tmp) == [], leftovers(tmp)
+
+
+def test_input_truncated_while_read(tmp):
+    """An input that shrinks while it is read gives an error (or, when the
+    load won the race, a normal run), never SIGBUS."""
+    big = os.path.join(tmp, "big.onnx")
+    m = chain_model(200, dim=256)     # 52 MB
+    onnx.save(m, big)
+    size = os.path.getsize(big)
+    for i in range(6):
+        onnx.save(m, big)
+        p = subprocess.Popen([ONNX_PASS, "sparsify", big, "-o", os.path.join(tmp, "o.onnx"),
+                              "--threads", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                             text=True)
+        time.sleep(0.002 * i)
+        os.truncate(big, size // 3)
+        _, err = p.communicate(timeout=300)
+        assert p.returncode in (0, 1), "exit %d (signal?) %r" % (p.returncode, err)
+        if p.returncode == 1:
+            assert err.startswith("onnx-pass: error: ") and len(err.splitlines()) == 1, err
+
+
+TESTS = [test_scale_linear, test_output_stdout, test_output_symlink, test_output_fifo_and_device,
+         test_output_keeps_mode_and_owner, test_no_umask_calls, test_threaded_saves_keep_umask,
+         test_kill_leaves_no_temp_files, test_external_pair_atomic, test_concurrent_writers,
+         test_input_truncated_while_read]
 
 
 def main():
