@@ -261,7 +261,33 @@ int opass_convert_apply(Onnx__ModelProto *model, struct opass_state *state,
 	return r;
 }
 
+/* A model pruned elsewhere (torch prune, squash_mask, export) has no state:
+ * its weights are taken as they are, the mask being W != 0 (prepare's
+ * groups with the masks left in the weights, as sparsify does). */
+static int convert_unprepared(struct onnxpass_model *model, struct onnxpass_context *ctx,
+			      struct onnxpass_error *err)
+{
+	struct opass_config *config = NULL;
+	struct opass_state *state = NULL;
+	int r;
+
+	r = opass_context_config(ctx, &config, err);
+	if (r == 0)
+		r = opass_prepare_apply(model->proto, config, false, err);
+	if (r == 0)
+		r = opass_state_load(model->proto, &state, err);
+	for (size_t i = 0; r == 0 && i < state->n_groups; i++)
+		state->groups[i].mask_in_weight = true;
+	if (r == 0)
+		r = opass_convert_apply(model->proto, state, config, err);
+	opass_state_free(state);
+	opass_config_free(config);
+	return r;
+}
+
 int opass_pass_convert(struct onnxpass_model *model, struct onnxpass_context *ctx, struct onnxpass_error *err)
 {
+	if (!opass_model_get_metadata(model->proto, OPASS_STATE_KEY))
+		return convert_unprepared(model, ctx, err);
 	return opass_state_run(model, ctx, opass_convert_apply, err);
 }

@@ -399,7 +399,47 @@ def test_input_truncated_while_read(tmp):
             assert err.startswith("onnx-pass: error: ") and len(err.splitlines()) == 1, err
 
 
-TESTS = [test_scale_linear, test_output_stdout, test_output_symlink, test_output_fifo_and_device,
+# ------------------------------------------------------------- export pipeline
+
+def torch_pruned_export(path):
+    """torch: WeightNormSparsifier, step, squash_mask, then torch.onnx.export.
+    Returns the number of nonzero weights."""
+    import io
+    import torch
+    from torch.ao.sparsity import WeightNormSparsifier
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(32, 64), torch.nn.ReLU(), torch.nn.Linear(64, 16))
+    sp = WeightNormSparsifier(sparsity_level=0.5, sparse_block_shape=(1, 4), zeros_per_block=4)
+    sp.prepare(net, [{"tensor_fqn": "0.weight"}, {"tensor_fqn": "2.weight"}])
+    sp.step()
+    sp.squash_mask()
+    buf = io.BytesIO()
+    torch.onnx.export(net, torch.randn(1, 32), buf)
+    with open(path, "wb") as f:
+        f.write(buf.getvalue())
+    return int(sum((m.weight != 0).sum() for m in (net[0], net[2])))
+
+
+def test_convert_torch_pruned(tmp):
+    """convert takes a model pruned in torch (no onnx_pass state) as it is:
+    the mask is W != 0, for every format."""
+    import json
+    src = os.path.join(tmp, "pruned.onnx")
+    nonzeros = torch_pruned_export(src)
+    for fmt in ("auto", "coo", "dense", "ort-sparse"):
+        out = os.path.join(tmp, "%s.onnx" % fmt)
+        run_ok(["convert", src, "-o", out, "--format", fmt])
+        doc = json.loads(run_ok(["inspect", "--json", out]).stdout)
+        assert doc["totals"]["nonzeros"] == nonzeros, (fmt, doc["totals"], nonzeros)
+        m = onnx.load(out)
+        if fmt == "coo":
+            assert len(m.graph.sparse_initializer) == 2, fmt
+        if fmt == "ort-sparse":
+            assert [n.op_type for n in m.graph.node].count("SparseMatMul") == 2, fmt
+        assert not [p for p in m.metadata_props if p.key.startswith("onnx_pass.sparsity")]
+
+
+TESTS = [test_convert_torch_pruned, test_scale_linear, test_output_stdout, test_output_symlink, test_output_fifo_and_device,
          test_output_keeps_mode_and_owner, test_no_umask_calls, test_threaded_saves_keep_umask,
          test_kill_leaves_no_temp_files, test_external_pair_atomic, test_concurrent_writers,
          test_input_truncated_while_read]
