@@ -237,6 +237,9 @@ static int parse_flag(struct cli *cli, struct flags *fl, int c, const char *arg)
 	case OPT_MIN_SPARSITY:
 	case OPT_THREADS:
 		r = parse_number(c == OPT_THREADS ? "--threads" : "--min-sparsity", arg, &v);
+		/* 0 is the library's "one per CPU", which leaving the flag out says */
+		if (r == 0 && c == OPT_THREADS && !(v >= 1 && v <= 1024 && v == (int)v))
+			r = fail(EXIT_USAGE, "--threads: '%s' is not a thread count (1 to 1024)", arg);
 		if (r == 0)
 			json_set(fl->opts, c == OPT_THREADS ? "threads" : "min_sparsity",
 				 cJSON_CreateNumber(v));

@@ -173,6 +173,7 @@ def test_output_symlink(tmp):
 def test_output_fifo_and_device(tmp):
     """A FIFO is written as a stream (not replaced); so is a character device
     (a private /dev/null made with mknod when root)."""
+    import stat
     import threading
     src = write_model(tmp)
     ref = os.path.join(tmp, "ref.onnx")
@@ -180,15 +181,17 @@ def test_output_fifo_and_device(tmp):
     fifo = os.path.join(tmp, "fifo")
     os.mkfifo(fifo)
     got = []
-    reader = threading.Thread(target=lambda: got.append(open(fifo, "rb").read()))
+    reader = threading.Thread(target=lambda: got.append(open(fifo, "rb").read()), daemon=True)
     reader.start()
     p = run(["sparsify", src, "-o", fifo])
-    if p.returncode != 0:
-        open(fifo, "wb").close()   # release the reader
+    if p.returncode != 0 or not stat.S_ISFIFO(os.lstat(fifo).st_mode):
+        try:                       # release the reader
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        except OSError:
+            pass
     reader.join(60)
     assert p.returncode == 0, p.stderr
     assert got and got[0] == open(ref, "rb").read(), "the FIFO did not get the model"
-    import stat
     assert stat.S_ISFIFO(os.lstat(fifo).st_mode), "the FIFO was replaced"
     if os.geteuid() == 0:
         null = os.path.join(tmp, "null")
@@ -439,7 +442,41 @@ def test_convert_torch_pruned(tmp):
         assert not [p for p in m.metadata_props if p.key.startswith("onnx_pass.sparsity")]
 
 
-TESTS = [test_convert_torch_pruned, test_scale_linear, test_output_stdout, test_output_symlink, test_output_fifo_and_device,
+# ---------------------------------------------------------------- config typos
+
+def test_typos_are_errors(tmp):
+    """Unknown keys at every level, bad schedules, unknown keep_params and
+    --threads 0 are one-line usage errors (exit 2), found before anything is
+    written; Python's unknown keywords raise onnx_pass.Error."""
+    import json
+    src = write_model(tmp)
+    out = os.path.join(tmp, "o.onnx")
+    cases = [({"defualts": {}}, "unknown key 'defualts'"),
+             ({"config": [{"tensor_fqn": "W", "sparsty_level": 0.5}]}, "sparsty_level"),
+             ({"schedule": {"type": "exp"}}, "schedule"),
+             ({"schedule": {"type": "cubic", "total_t": 0}}, "total_t")]
+    for config, needle in cases:
+        path = os.path.join(tmp, "c.json")
+        with open(path, "w") as f:
+            json.dump(config, f)
+        run_error(["prepare", src, "-o", out, "--config", path], 2, needle)
+        assert not os.path.exists(out)
+    prepared = os.path.join(tmp, "p.onnx")
+    run_ok(["prepare", src, "-o", prepared])
+    run_error(["squash", prepared, "-o", out, "--keep-params", "foo"], 2, "foo")
+    run_error(["sparsify", src, "-o", out, "--threads", "0"], 2, "--threads")
+    assert not os.path.exists(out)
+    sys.path.insert(0, os.path.join(os.path.dirname(HERE), "python"))
+    import onnx_pass
+    try:
+        onnx_pass.sparsify(small_model(), sparsity=0.9)
+    except onnx_pass.Error as e:
+        assert "sparsity" in str(e), str(e)
+    else:
+        raise AssertionError("sparsify(sparsity=0.9) did not raise")
+
+
+TESTS = [test_typos_are_errors, test_convert_torch_pruned, test_scale_linear, test_output_stdout, test_output_symlink, test_output_fifo_and_device,
          test_output_keeps_mode_and_owner, test_no_umask_calls, test_threaded_saves_keep_umask,
          test_kill_leaves_no_temp_files, test_external_pair_atomic, test_concurrent_writers,
          test_input_truncated_while_read]
