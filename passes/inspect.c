@@ -236,7 +236,9 @@ static void sparse_view(const Onnx__GraphProto *g, const Onnx__SparseTensorProto
 			continue;
 		if (opass_view_map_init(map, view, OPASS_CONV_VIEW_OIHW, &fake, NULL) == 0) {
 			*ret_op = node->op_type;
-			*ret_alias = opass_weight_alias(node->name);
+			*ret_alias = opass_weight_alias_full(s->values->name, node->name,
+							     opass_node_is(node, "Gemm") && node->n_input > 2 ?
+							     node->input[2] : NULL);
 			return;
 		}
 	}
@@ -356,7 +358,7 @@ static int row_ort_sparse(struct inspect *in, const Onnx__NodeProto *node, struc
 	int64_t k = opass_node_attr_int(node, "K", -1), n = opass_node_attr_int(node, "N", -1);
 	int64_t br = opass_node_attr_int(node, "block_rows", 1), bc = opass_node_attr_int(node, "block_cols", 1);
 	uint64_t stored, count;
-	char *alias = opass_weight_alias(node->name);
+	char *alias = opass_weight_alias_full(NULL, node->name, node->n_input > 4 ? node->input[4] : NULL);
 	struct row *row;
 	int r;
 
