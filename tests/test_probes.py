@@ -507,7 +507,35 @@ def test_attention_aliases(tmp):
         assert len(state["groups"]) == 1, (fqn, [g["tensor_fqn"] for g in state["groups"]])
 
 
-TESTS = [test_attention_aliases, test_typos_are_errors, test_convert_torch_pruned, test_scale_linear, test_output_stdout, test_output_symlink, test_output_fifo_and_device,
+def test_ort_sparse_never_bigger(tmp):
+    """ort-sparse stores a weight as SparseMatMul arrays only when they are
+    smaller than the dense weight: a 2:4 weight (every 1x4 block stored, CSR
+    as big as dense) stays dense; a 90 % sparse one is converted, smaller."""
+    rng = np.random.default_rng(3)
+    w = numpy_helper.from_array(rng.standard_normal((128, 96)).astype(np.float32), "W")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "W"], ["y"], name="/fc/MatMul")], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 128])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 96])], [w])
+    src = os.path.join(tmp, "m.onnx")
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), src)
+    dense = 128 * 96 * 4
+    for flags, converted in ((["--sparsity", "1", "--block", "1x4", "--zeros-per-block", "2"], False),
+                             (["--sparsity", "0.5", "--block", "4x1"], True),
+                             (["--sparsity", "0.9", "--block", "1x1"], True)):
+        out = os.path.join(tmp, "o.onnx")
+        run_ok(["sparsify", src, "-o", out, "--format", "ort-sparse", "--min-sparsity", "0.4"]
+               + flags)
+        m = onnx.load(out)
+        ops = [n.op_type for n in m.graph.node]
+        stored = sum(len(t.raw_data) for t in m.graph.initializer)
+        assert ("SparseMatMul" in ops) == converted, (flags, ops)
+        assert stored <= dense, (flags, stored, dense)
+        if converted:
+            assert stored < dense
+
+
+TESTS = [test_ort_sparse_never_bigger, test_attention_aliases, test_typos_are_errors, test_convert_torch_pruned, test_scale_linear, test_output_stdout, test_output_symlink, test_output_fifo_and_device,
          test_output_keeps_mode_and_owner, test_no_umask_calls, test_threaded_saves_keep_umask,
          test_kill_leaves_no_temp_files, test_external_pair_atomic, test_concurrent_writers,
          test_input_truncated_while_read]
