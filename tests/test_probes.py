@@ -535,7 +535,37 @@ def test_ort_sparse_never_bigger(tmp):
             assert stored < dense
 
 
-TESTS = [test_ort_sparse_never_bigger, test_attention_aliases, test_typos_are_errors, test_convert_torch_pruned, test_scale_linear, test_output_stdout, test_output_symlink, test_output_fifo_and_device,
+def test_inspect_patterns(tmp):
+    """inspect names N:M along the output axis, in square blocks, and with
+    partial edge groups (these were 'unstructured')."""
+    import json
+
+    def model(rows, cols):
+        rng = np.random.default_rng(rows * cols)
+        w = numpy_helper.from_array(rng.standard_normal((rows, cols)).astype(np.float32), "W")
+        graph = helper.make_graph(
+            [helper.make_node("Gemm", ["x", "W"], ["y"], name="/fc/Gemm", transB=1)], "g",
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, cols])],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, rows])], [w])
+        path = os.path.join(tmp, "m%dx%d.onnx" % (rows, cols))
+        onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+        return path
+
+    cases = [((32, 64), ["--block", "4x1"], "2:4 along output"),
+             ((32, 64), ["--block", "2x2"], "2:4 in 2x2 blocks"),
+             ((32, 64), ["--block", "1x4"], "2:4 along input"),
+             ((30, 62), ["--block", "1x4"], "2:4 along input"),
+             ((30, 62), ["--block", "4x1"], "2:4 along output")]
+    for shape, block, want in cases:
+        out = os.path.join(tmp, "o.onnx")
+        run_ok(["sparsify", model(*shape), "-o", out, "--sparsity", "1", "--zeros-per-block", "2",
+                "--format", "dense"] + block)
+        doc = json.loads(run_ok(["inspect", "--json", out]).stdout)
+        got = doc["weights"][0]["pattern"]
+        assert got == want, (shape, block, got, want)
+
+
+TESTS = [test_inspect_patterns, test_ort_sparse_never_bigger, test_attention_aliases, test_typos_are_errors, test_convert_torch_pruned, test_scale_linear, test_output_stdout, test_output_symlink, test_output_fifo_and_device,
          test_output_keeps_mode_and_owner, test_no_umask_calls, test_threaded_saves_keep_umask,
          test_kill_leaves_no_temp_files, test_external_pair_atomic, test_concurrent_writers,
          test_input_truncated_while_read]
