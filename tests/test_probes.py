@@ -565,7 +565,44 @@ def test_inspect_patterns(tmp):
         assert got == want, (shape, block, got, want)
 
 
-TESTS = [test_inspect_patterns, test_ort_sparse_never_bigger, test_attention_aliases, test_typos_are_errors, test_convert_torch_pruned, test_scale_linear, test_output_stdout, test_output_symlink, test_output_fifo_and_device,
+def test_python_strings(tmp):
+    """Python: a NUL in a path, config or pass list and lone surrogates raise
+    onnx_pass.Error (nothing written); a config string that is neither JSON
+    nor a file is an error, not opened as a path."""
+    sys.path.insert(0, os.path.join(os.path.dirname(HERE), "python"))
+    import onnx_pass
+    src = write_model(tmp)
+    model = small_model()
+    cwd = os.getcwd()
+    os.chdir(tmp)
+    try:
+        calls = [lambda: onnx_pass.sparsify(src, output="x\0y.onnx"),
+                 lambda: onnx_pass.sparsify(src + "\0junk", output="o.onnx"),
+                 lambda: onnx_pass.sparsify(model, config='{"defaults": {}}\0{"x": 1}'),
+                 lambda: onnx_pass.run_passes(model, "prepare\0,step"),
+                 lambda: onnx_pass.sparsify(model, config='{"exclude": ["\ud800"]}'),
+                 lambda: onnx_pass.run_passes(model, "prep\udcffare"),
+                 lambda: onnx_pass.sparsify(src, output="o\ud800.onnx"),
+                 lambda: onnx_pass.sparsify(model, config=" null_typo"),
+                 lambda: onnx_pass.sparsify(model, config="no-such-config.json")]
+        for i, call in enumerate(calls):
+            try:
+                call()
+            except onnx_pass.Error:
+                pass
+            else:
+                raise AssertionError("call %d did not raise onnx_pass.Error" % i)
+        assert sorted(os.listdir(tmp)) == ["in.onnx"], os.listdir(tmp)
+        # JSON text and a file still work
+        with open("c.json", "w") as f:
+            f.write('{"defaults": {"sparsity_level": 0.7}}')
+        onnx_pass.sparsify(model, config="c.json")
+        onnx_pass.sparsify(model, config=' {"defaults": {"sparsity_level": 0.7}}')
+    finally:
+        os.chdir(cwd)
+
+
+TESTS = [test_python_strings, test_inspect_patterns, test_ort_sparse_never_bigger, test_attention_aliases, test_typos_are_errors, test_convert_torch_pruned, test_scale_linear, test_output_stdout, test_output_symlink, test_output_fifo_and_device,
          test_output_keeps_mode_and_owner, test_no_umask_calls, test_threaded_saves_keep_umask,
          test_kill_leaves_no_temp_files, test_external_pair_atomic, test_concurrent_writers,
          test_input_truncated_while_read]
