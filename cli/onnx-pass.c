@@ -116,38 +116,6 @@ static char *read_text(const char *path)
 	return buf;
 }
 
-/* Write text atomically (temp file + rename). */
-static int write_text(const char *path, const char *text)
-{
-	char *tmp = NULL;
-	FILE *f;
-	int fd, ok;
-
-	if (asprintf(&tmp, "%s.tmp-XXXXXX", path) < 0)
-		return -ENOMEM;
-	fd = mkstemp(tmp);
-	if (fd >= 0) {
-		mode_t mask = umask(0);
-
-		umask(mask);
-		(void)fchmod(fd, 0666 & ~mask);
-	}
-	f = fd >= 0 ? fdopen(fd, "w") : NULL;
-	if (!f) {
-		if (fd >= 0)
-			close(fd);
-		free(tmp);
-		return -errno;
-	}
-	ok = fputs(text, f) >= 0;
-	ok = (fflush(f) == 0) && ok && fsync(fd) == 0;
-	ok = (fclose(f) == 0) && ok && rename(tmp, path) == 0;
-	if (!ok)
-		unlink(tmp);
-	free(tmp);
-	return ok ? 0 : -EIO;
-}
-
 static cJSON *json_object(cJSON *parent, const char *key)
 {
 	cJSON *o = cJSON_GetObjectItemCaseSensitive(parent, key);
@@ -298,6 +266,9 @@ static int parse_flag(struct cli *cli, struct flags *fl, int c, const char *arg)
 	case OPT_MIN_SPARSITY:
 	case OPT_THREADS:
 		r = parse_number(c == OPT_THREADS ? "--threads" : "--min-sparsity", arg, &v);
+		/* 0 is the library's "one per CPU", which leaving the flag out says */
+		if (r == 0 && c == OPT_THREADS && !(v >= 1 && v <= 1024 && v == (int)v))
+			r = fail(EXIT_USAGE, "--threads: '%s' is not a thread count (1 to 1024)", arg);
 		if (r == 0)
 			json_set(fl->opts, c == OPT_THREADS ? "threads" : "min_sparsity",
 				 cJSON_CreateNumber(v));
@@ -450,10 +421,8 @@ static int run(struct cli *cli, struct onnxpass_registry *reg, const char *confi
 					     (cli->external_data ? ONNXPASS_SAVE_EXTERNAL_DATA : 0) |
 					     (cli->fsync ? ONNXPASS_SAVE_FSYNC : 0), &err);
 	if (r == 0 && cli->output && strcmp(cli->passes, "state-export") == 0 && report) {
-		r = write_text(cli->output, report);
-		if (r < 0)
-			snprintf(err.message, sizeof(err.message), "%s: cannot write: %s", cli->output,
-				 strerror(-r));
+		r = onnxpass_file_write(cli->output, report, strlen(report),
+					cli->fsync ? ONNXPASS_SAVE_FSYNC : 0, &err);
 		free(report);
 		report = NULL;
 	}

@@ -177,8 +177,10 @@ static int group_build(size_t i, unsigned thread, void *userdata)
 static int groups_splice(struct convert_job *job, size_t n, struct onnxpass_error *err)
 {
 	Onnx__GraphProto *graph = job->model->graph;
+	struct opass_strmap dense = { 0 };   /* the initializers they replace */
 	Onnx__SparseTensorProto **list;
 	size_t add = 0;
+	int r = 0;
 
 	for (size_t i = 0; i < n; i++)
 		add += job->built[i] != NULL;
@@ -186,10 +188,22 @@ static int groups_splice(struct convert_job *job, size_t n, struct onnxpass_erro
 	if (!list)
 		return opass_error(err, -ENOMEM, "out of memory");
 	graph->sparse_initializer = list;
+	for (size_t i = 0; r == 0 && i < n; i++) {
+		char key[32];
+
+		opass_ptr_key(key, job->state->groups[i].weight.tensor);
+		if (job->built[i])
+			r = opass_strmap_put_copy(&dense, key, NULL);
+	}
+	if (r < 0) {
+		opass_strmap_fini(&dense);
+		return opass_error(err, r, "out of memory");
+	}
+	opass_graph_remove_marked(graph, &dense, NULL);
+	opass_strmap_fini(&dense);
 	for (size_t i = 0; i < n; i++) {
 		if (!job->built[i])
 			continue;
-		opass_graph_remove_initializer(graph, job->built[i]->values->name);
 		list[graph->n_sparse_initializer++] = job->built[i];
 		job->built[i] = NULL;
 	}
@@ -247,7 +261,33 @@ int opass_convert_apply(Onnx__ModelProto *model, struct opass_state *state,
 	return r;
 }
 
+/* A model pruned elsewhere (torch prune, squash_mask, export) has no state:
+ * its weights are taken as they are, the mask being W != 0 (prepare's
+ * groups with the masks left in the weights, as sparsify does). */
+static int convert_unprepared(struct onnxpass_model *model, struct onnxpass_context *ctx,
+			      struct onnxpass_error *err)
+{
+	struct opass_config *config = NULL;
+	struct opass_state *state = NULL;
+	int r;
+
+	r = opass_context_config(ctx, &config, err);
+	if (r == 0)
+		r = opass_prepare_apply(model->proto, config, false, err);
+	if (r == 0)
+		r = opass_state_load(model->proto, &state, err);
+	for (size_t i = 0; r == 0 && i < state->n_groups; i++)
+		state->groups[i].mask_in_weight = true;
+	if (r == 0)
+		r = opass_convert_apply(model->proto, state, config, err);
+	opass_state_free(state);
+	opass_config_free(config);
+	return r;
+}
+
 int opass_pass_convert(struct onnxpass_model *model, struct onnxpass_context *ctx, struct onnxpass_error *err)
 {
+	if (!opass_model_get_metadata(model->proto, OPASS_STATE_KEY))
+		return convert_unprepared(model, ctx, err);
 	return opass_state_run(model, ctx, opass_convert_apply, err);
 }

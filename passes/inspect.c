@@ -56,21 +56,42 @@ static void shape_text(char *out, size_t size, const int64_t *dims, size_t n)
 		snprintf(out + len, size - len, "]");
 }
 
-/* Max nonzeros in any group of m consecutive view columns. */
-static int64_t max_per_group(const uint8_t *nz, const struct opass_view_map *map, int64_t m)
+/* Nonzeros of the br x bc block at (i0, j0) (partial at the edges); *ret_n
+ * gets its in-bounds size. */
+static int64_t block_count(const uint8_t *nz, const struct opass_view_map *map, int64_t i0,
+			   int64_t j0, int64_t br, int64_t bc, int64_t *ret_n)
 {
-	int64_t best = 0;
+	int64_t c = 0, n = 0;
 
-	for (int64_t i = 0; i < map->rows; i++) {
-		for (int64_t j0 = 0; j0 < map->cols; j0 += m) {
-			int64_t c = 0;
+	for (int64_t i = i0; i < i0 + br && i < map->rows; i++)
+		for (int64_t j = j0; j < j0 + bc && j < map->cols; j++, n++)
+			c += nz[opass_view_offset(map, i, j)];
+	*ret_n = n;
+	return c;
+}
 
-			for (int64_t j = j0; j < j0 + m; j++)
-				c += nz[opass_view_offset(map, i, j)];
-			if (c > best)
+/* N:M in br x bc blocks (M = br * bc): the most nonzeros of any full block,
+ * and the slots N gives all blocks. A partial edge block of s elements has
+ * s - (M - N) slots (torch zeroes M - N of it, all when it is smaller). */
+static int64_t block_max(const uint8_t *nz, const struct opass_view_map *map, int64_t br, int64_t bc,
+			 uint64_t *ret_slots)
+{
+	int64_t best = 0, n, m = br * bc;
+	uint64_t slots = 0;
+
+	for (int64_t i0 = 0; i0 < map->rows; i0 += br)
+		for (int64_t j0 = 0; j0 < map->cols; j0 += bc) {
+			int64_t c = block_count(nz, map, i0, j0, br, bc, &n);
+
+			if (n == m && c > best)
 				best = c;
 		}
-	}
+	for (int64_t i0 = 0; i0 < map->rows; i0 += br)
+		for (int64_t j0 = 0; j0 < map->cols; j0 += bc) {
+			(void)block_count(nz, map, i0, j0, br, bc, &n);
+			slots += (uint64_t)(n - (m - best) > 0 ? n - (m - best) : 0);
+		}
+	*ret_slots = slots;
 	return best;
 }
 
@@ -93,14 +114,24 @@ static bool block_pattern(const uint8_t *nz, const struct opass_view_map *map, i
 
 /*
  * The structure of the zeros: "dense", whole blocks ("1x4 blocks": every zero
- * sits in an all-zero block), N:M ("2:4 along input": at most N nonzeros in
- * every M consecutive inputs and at least 95% of those N slots used, so that a
- * merely sparse matrix is not called N:M), else "unstructured".
+ * sits in an all-zero block), N:M ("2:4 along input", "2:4 along output",
+ * "2:4 in 2x2 blocks": at most N nonzeros in every group of M and at least
+ * 95% of those N slots used, so that a merely sparse matrix is not called
+ * N:M; partial groups at the edges hold at most their size), else
+ * "unstructured".
  */
 static void pattern_text(char *out, size_t size, const uint8_t *nz, const struct opass_view_map *map,
 			 uint64_t numel, uint64_t nnz)
 {
-	static const int64_t ms[] = { 4, 8, 16 };
+	/* N:M groups: along the input (1 x M), the output (M x 1), or square */
+	static const struct {
+		int64_t br, bc;
+		const char *where;
+	} nm[] = {
+		{ 1, 4, "along input" }, { 1, 8, "along input" }, { 1, 16, "along input" },
+		{ 4, 1, "along output" }, { 8, 1, "along output" }, { 16, 1, "along output" },
+		{ 2, 2, "in 2x2 blocks" }, { 4, 4, "in 4x4 blocks" },
+	};
 	static const int64_t blocks[][2] = { { 1, 4 }, { 4, 1 }, { 2, 2 }, { 1, 8 }, { 8, 1 }, { 4, 4 } };
 
 	if (nnz == numel) {
@@ -113,15 +144,12 @@ static void pattern_text(char *out, size_t size, const uint8_t *nz, const struct
 			return;
 		}
 	}
-	for (size_t k = 0; nnz > 0 && k < 3; k++) {
-		uint64_t groups = (uint64_t)map->rows * (uint64_t)(map->cols / ms[k]);
-		int64_t n;
+	for (size_t k = 0; nnz > 0 && k < sizeof(nm) / sizeof(nm[0]); k++) {
+		uint64_t slots;
+		int64_t n = block_max(nz, map, nm[k].br, nm[k].bc, &slots), m = nm[k].br * nm[k].bc;
 
-		if (map->cols % ms[k] != 0)
-			continue;
-		n = max_per_group(nz, map, ms[k]);
-		if (n < ms[k] && nnz * 20 >= groups * (uint64_t)n * 19) {
-			snprintf(out, size, "%" PRId64 ":%" PRId64 " along input", n, ms[k]);
+		if (n > 0 && n < m && nnz * 20 >= slots * 19) {
+			snprintf(out, size, "%" PRId64 ":%" PRId64 " %s", n, m, nm[k].where);
 			return;
 		}
 	}
@@ -236,7 +264,9 @@ static void sparse_view(const Onnx__GraphProto *g, const Onnx__SparseTensorProto
 			continue;
 		if (opass_view_map_init(map, view, OPASS_CONV_VIEW_OIHW, &fake, NULL) == 0) {
 			*ret_op = node->op_type;
-			*ret_alias = opass_weight_alias(node->name);
+			*ret_alias = opass_weight_alias_full(s->values->name, node->name,
+							     opass_node_is(node, "Gemm") && node->n_input > 2 ?
+							     node->input[2] : NULL);
 			return;
 		}
 	}
@@ -356,7 +386,7 @@ static int row_ort_sparse(struct inspect *in, const Onnx__NodeProto *node, struc
 	int64_t k = opass_node_attr_int(node, "K", -1), n = opass_node_attr_int(node, "N", -1);
 	int64_t br = opass_node_attr_int(node, "block_rows", 1), bc = opass_node_attr_int(node, "block_cols", 1);
 	uint64_t stored, count;
-	char *alias = opass_weight_alias(node->name);
+	char *alias = opass_weight_alias_full(NULL, node->name, node->n_input > 4 ? node->input[4] : NULL);
 	struct row *row;
 	int r;
 

@@ -161,23 +161,34 @@ static int rewrite_plan(const Onnx__ModelProto *model, double min_sparsity, stru
 	return 0;
 }
 
-/* The block shape with the lowest estimated cost. */
-static void block_choose(const float *bt, int64_t n, int64_t k, int64_t *ret_br, int64_t *ret_bc)
+/* Bytes of the three arrays (INT32 indices) for this many blocks. */
+static uint64_t bsr_bytes(int64_t n, int64_t br, int64_t bc, int64_t blocks)
+{
+	return (uint64_t)blocks * (uint64_t)(br * bc) * 4 + (uint64_t)blocks * 4 +
+	       (uint64_t)((n + br - 1) / br + 1) * 4;
+}
+
+/* The block shape with the lowest estimated cost among those smaller than
+ * the dense weight; false when none is (the weight stays dense). */
+static bool block_choose(const float *bt, int64_t n, int64_t k, int64_t *ret_br, int64_t *ret_bc)
 {
 	double best = -1;
 
 	for (size_t i = 0; i < sizeof(block_shapes) / sizeof(block_shapes[0]); i++) {
-		int64_t blocks, nonzero;
+		int64_t blocks, nonzero, br = block_shapes[i].br, bc = block_shapes[i].bc;
 		double cost;
 
-		opass_bsr_count(bt, n, k, block_shapes[i].br, block_shapes[i].bc, &blocks, &nonzero);
-		cost = (double)(blocks * block_shapes[i].br * block_shapes[i].bc) * block_shapes[i].cost;
+		opass_bsr_count(bt, n, k, br, bc, &blocks, &nonzero);
+		if (bsr_bytes(n, br, bc, blocks) >= (uint64_t)(n * k) * 4)
+			continue;
+		cost = (double)(blocks * br * bc) * block_shapes[i].cost;
 		if (best < 0 || cost < best) {
 			best = cost;
-			*ret_br = block_shapes[i].br;
-			*ret_bc = block_shapes[i].bc;
+			*ret_br = br;
+			*ret_bc = bc;
 		}
 	}
+	return best >= 0;
 }
 
 static int rewrite_build(struct rewrite *rw, struct onnxpass_error *err)
@@ -194,8 +205,11 @@ static int rewrite_build(struct rewrite *rw, struct onnxpass_error *err)
 			bt[i * k + j] = (float)opass_tensor_get(t, (uint64_t)(rw->stored_nk ?
 									  i * k + j : j * n + i));
 	opass_tensor_release(t);
-	block_choose(bt, n, k, &br, &bc);
-	r = opass_bsr_from_dense(bt, n, k, br, bc, &rw->bsr, err);
+	r = 0;
+	if (block_choose(bt, n, k, &br, &bc))
+		r = opass_bsr_from_dense(bt, n, k, br, bc, &rw->bsr, err);
+	else
+		rw->n_eligible = 0;   /* never stored bigger than dense */
 	free(bt);
 	return r;
 }
@@ -315,23 +329,30 @@ static int rewrite_prepare(const Onnx__ModelProto *model, double min_sparsity,
 	if (r < 0 || rw->n_eligible == 0)
 		return r;
 	r = rewrite_build(rw, err);
+	if (r < 0 || rw->n_eligible == 0)
+		return r;
 	for (size_t i = 0; r == 0 && i < 3; i++)
 		if (opass_names_make(names, rw->w->name, suffix[i], &rw->names[i]) < 0)
 			r = opass_error(err, -ENOMEM, "out of memory");
 	return r;
 }
 
-static int rewrite_apply(Onnx__ModelProto *model, const struct rewrite *rw)
+/* Rewrite the weight's nodes; a dense weight no node reads any more goes
+ * into unused (removed by the caller, all at once). */
+static int rewrite_apply(Onnx__ModelProto *model, const struct rewrite *rw,
+			 struct opass_strmap *unused)
 {
 	const struct opass_weight *w = rw->w;
+	char key[32];
 	int r;
 
 	r = tensors_add(model->graph, rw);
 	for (size_t i = 0; r == 0 && i < w->n_uses; i++)
 		if (rw->eligible[i])
 			r = node_rewrite(w->uses[i].node, rw);
+	opass_ptr_key(key, w->tensor);
 	if (r == 0 && rw->n_eligible == w->n_uses)
-		r = opass_graph_remove_initializer(model->graph, w->name);
+		r = opass_strmap_put_copy(unused, key, NULL);
 	return r;
 }
 
@@ -377,6 +398,7 @@ int opass_ort_sparse_apply(Onnx__ModelProto *model, const struct opass_state *st
 {
 	struct opass_weights *weights = NULL;
 	struct opass_strmap names = { 0 };
+	struct opass_strmap unused = { 0 };
 	struct rewrite *rw;
 	size_t n = state->n_groups, done = 0;
 	int r;
@@ -396,10 +418,13 @@ int opass_ort_sparse_apply(Onnx__ModelProto *model, const struct opass_state *st
 	for (size_t i = 0; r == 0 && i < n; i++) {
 		if (rw[i].n_eligible == 0)
 			continue;
-		if (rewrite_apply(model, &rw[i]) < 0)
+		if (rewrite_apply(model, &rw[i], &unused) < 0)
 			r = opass_error(err, -ENOMEM, "%s: out of memory", rw[i].w->name);
 		done++;
 	}
+	if (r == 0)
+		opass_graph_remove_marked(model->graph, &unused, NULL);
+	opass_strmap_fini(&unused);
 	if (r == 0 && done > 0 && opset_import_add(model) < 0)
 		r = opass_error(err, -ENOMEM, "out of memory");
 	for (size_t i = 0; i < n; i++)

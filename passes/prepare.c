@@ -25,17 +25,11 @@
 #include "tensor.h"
 #include "validate.h"
 
-/* Where the next initializer-weight nodes go, per graph. */
-struct insert_pos {
-	Onnx__GraphProto *graph;
-	size_t next;
-};
-
 struct prepare {
 	Onnx__ModelProto *model;
 	struct opass_strmap names;
-	struct insert_pos *pos;
-	size_t n_pos;
+	struct opass_node_insert *inserts;  /* spliced in at the end, in one pass */
+	size_t n_inserts, cap_inserts;
 	cJSON *groups;
 	bool fill_masks;
 	struct onnxpass_error *err;
@@ -87,19 +81,25 @@ static int mask_add_input(Onnx__GraphProto *graph, const Onnx__TensorProto *mask
 	return 0;
 }
 
-static size_t *insert_position(struct prepare *p, Onnx__GraphProto *graph)
+/* Queue a node: after the weight's Constant node, or at the head of the
+ * graph after the nodes queued there before. Takes node (NULL: -ENOMEM). */
+static int node_queue(struct prepare *p, const struct opass_weight *w, Onnx__NodeProto *node)
 {
-	struct insert_pos *pos;
+	struct opass_node_insert *ins = p->inserts;
 
-	for (size_t i = 0; i < p->n_pos; i++)
-		if (p->pos[i].graph == graph)
-			return &p->pos[i].next;
-	pos = realloc(p->pos, (p->n_pos + 1) * sizeof(*pos));
-	if (!pos)
-		return NULL;
-	p->pos = pos;
-	p->pos[p->n_pos] = (struct insert_pos){ .graph = graph };
-	return &p->pos[p->n_pos++].next;
+	if (node && p->n_inserts == p->cap_inserts) {
+		p->cap_inserts = p->cap_inserts ? 2 * p->cap_inserts : 64;
+		ins = realloc(p->inserts, p->cap_inserts * sizeof(*ins));
+	}
+	if (!node || !ins) {
+		if (node)
+			onnx__node_proto__free_unpacked(node, NULL);
+		return -ENOMEM;
+	}
+	p->inserts = ins;
+	ins[p->n_inserts++] = (struct opass_node_insert){ .graph = w->graph, .after = w->constant,
+							  .node = node };
+	return 0;
 }
 
 /* Cast + Mul after the weight's definition. */
@@ -107,33 +107,38 @@ static int nodes_insert(struct prepare *p, const struct opass_weight *w, const c
 {
 	const char *cast_in[] = { names[0] }, *cast_out[] = { names[1] };
 	const char *mul_in[] = { w->name, names[1] }, *mul_out[] = { names[2] };
-	Onnx__NodeProto *cast, *mul;
-	size_t index, *next = NULL;
-	int r = -ENOMEM;
+	Onnx__NodeProto *cast = opass_node_new("Cast", names[3], cast_in, 1, cast_out, 1);
+	int r;
 
-	cast = opass_node_new("Cast", names[3], cast_in, 1, cast_out, 1);
-	mul = opass_node_new("Mul", names[4], mul_in, 2, mul_out, 1);
-	if (w->constant) {
-		index = opass_graph_node_index(w->graph, w->constant) + 1;
-	} else {
-		next = insert_position(p, w->graph);
-		index = next ? *next : 0;
-	}
-	if (cast && mul && (w->constant || next) &&
-	    opass_node_add_int_attr(cast, "to", w->tensor->data_type) == 0 &&
-	    opass_graph_insert_node(w->graph, index, cast) == 0) {
-		cast = NULL;
-		r = opass_graph_insert_node(w->graph, index + 1, mul);
-		if (r == 0)
-			mul = NULL;
-	}
-	if (r == 0 && next)
-		*next += 2;
-	if (cast)
+	if (cast && opass_node_add_int_attr(cast, "to", w->tensor->data_type) < 0) {
 		onnx__node_proto__free_unpacked(cast, NULL);
-	if (mul)
-		onnx__node_proto__free_unpacked(mul, NULL);
+		cast = NULL;
+	}
+	r = node_queue(p, w, cast);
+	if (r == 0)
+		r = node_queue(p, w, opass_node_new("Mul", names[4], mul_in, 2, mul_out, 1));
 	return r;
+}
+
+/* Free the queued nodes that no graph took. */
+static void nodes_queue_free(struct prepare *p)
+{
+	for (size_t i = 0; i < p->n_inserts; i++)
+		if (p->inserts[i].node)
+			onnx__node_proto__free_unpacked(p->inserts[i].node, NULL);
+	free(p->inserts);
+	p->inserts = NULL;
+	p->n_inserts = 0;
+}
+
+/* Splice the queued nodes in. */
+static int nodes_splice(struct prepare *p)
+{
+	int r = opass_graphs_insert_nodes(p->inserts, p->n_inserts);
+
+	nodes_queue_free(p);
+	return r == -ENOMEM ? opass_error(p->err, r, "out of memory") :
+	       r < 0 ? opass_error(p->err, r, "a weight's Constant node is not in its graph") : 0;
 }
 
 static int group_json(struct prepare *p, const struct opass_weight *w, const char *const names[5],
@@ -283,12 +288,14 @@ int opass_prepare_apply(Onnx__ModelProto *model, struct opass_config *config, bo
 	if (r == 0)
 		r = opass_config_check_unused(config, err);
 	if (r == 0)
+		r = nodes_splice(&p);
+	if (r == 0)
 		r = opass_state_store(model, &state, err);
 out:
 	cJSON_Delete(state.root);
 	opass_weights_free(weights);
 	opass_strmap_fini(&p.names);
-	free(p.pos);
+	nodes_queue_free(&p);
 	return r;
 }
 

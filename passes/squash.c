@@ -22,42 +22,66 @@
 #include "mapping.h"
 #include "tensor.h"
 
-struct rename {
-	const char *from;
-	const char *to;
+/* What squash renames and removes, gathered for all groups first and then
+ * applied in one walk of the model. */
+struct squash {
+	const struct opass_state *state;
+	struct opass_strmap renames;   /* masked output -> weight name */
+	struct opass_strmap wanted;    /* Mul and Cast outputs -> 2 * group + kind + 1 */
+	struct opass_strmap marked;    /* nodes and masks to remove (opass_ptr_key) */
+	struct opass_strmap inputs;    /* mask names: graph inputs to remove (IR < 4) */
+	Onnx__NodeProto **found;       /* per group: Mul, Cast */
 	int error;
 };
 
-static int rename_inputs(Onnx__GraphProto *g, void *userdata)
+/* The first node of the group's graph that outputs a wanted name. */
+static int squash_find_nodes(Onnx__GraphProto *g, void *userdata)
 {
-	struct rename *rn = userdata;
+	struct squash *sq = userdata;
+	void *value;
 
-	for (size_t i = 0; i < g->n_node; i++)
-		for (size_t k = 0; k < g->node[i]->n_input; k++)
-			if (strcmp(g->node[i]->input[k], rn->from) == 0 &&
-			    opass_string_replace(&g->node[i]->input[k], rn->to) < 0)
-				rn->error = -ENOMEM;
+	for (size_t i = 0; i < g->n_node; i++) {
+		Onnx__NodeProto *node = g->node[i];
+		size_t k;
+
+		if (node->n_output != 1 || !opass_strmap_get(&sq->wanted, node->output[0], &value))
+			continue;
+		k = (uintptr_t)value - 1;
+		if (!sq->found[k] && sq->state->groups[k / 2].weight.graph == g)
+			sq->found[k] = node;
+	}
 	return 0;
 }
 
-static Onnx__NodeProto *node_by_output(Onnx__GraphProto *g, const char *output)
+static int squash_rewrite(Onnx__GraphProto *g, void *userdata)
 {
+	struct squash *sq = userdata;
+	void *to;
+
 	for (size_t i = 0; i < g->n_node; i++)
-		if (g->node[i]->n_output == 1 && output && strcmp(g->node[i]->output[0], output) == 0)
-			return g->node[i];
-	return NULL;
+		for (size_t k = 0; k < g->node[i]->n_input; k++)
+			if (opass_strmap_get(&sq->renames, g->node[i]->input[k], &to) &&
+			    opass_string_replace(&g->node[i]->input[k], to) < 0)
+				sq->error = -ENOMEM;
+	opass_graph_remove_marked(g, &sq->marked, &sq->inputs);
+	return 0;
 }
 
-static void graph_remove_input(Onnx__GraphProto *g, const char *name)
+static int squash_mark(struct squash *sq, const void *ptr)
 {
-	for (size_t i = 0; i < g->n_input; i++) {
-		if (g->input[i]->name && strcmp(g->input[i]->name, name) == 0) {
-			onnx__value_info_proto__free_unpacked(g->input[i], NULL);
-			memmove(&g->input[i], &g->input[i + 1], (g->n_input - i - 1) * sizeof(*g->input));
-			g->n_input--;
-			return;
-		}
-	}
+	char key[32];
+
+	opass_ptr_key(key, ptr);
+	return opass_strmap_put_copy(&sq->marked, key, NULL);
+}
+
+static void squash_fini(struct squash *sq)
+{
+	opass_strmap_fini(&sq->renames);
+	opass_strmap_fini(&sq->wanted);
+	opass_strmap_fini(&sq->marked);
+	opass_strmap_fini(&sq->inputs);
+	free(sq->found);
 }
 
 /* mul = Mul(weight, cast_output), cast = Cast(mask): what prepare made. */
@@ -72,35 +96,79 @@ static bool mask_nodes_match(const struct opass_group *g, const Onnx__NodeProto 
 	       strcmp(cast->input[0], g->mask->name) == 0;
 }
 
-static int group_squash(Onnx__ModelProto *model, struct opass_group *g, struct onnxpass_error *err)
+/* Index the names of group i's mask nodes. */
+static int group_want(struct squash *sq, size_t i)
 {
-	Onnx__GraphProto *graph = g->weight.graph;
+	const struct opass_group *g = &sq->state->groups[i];
 	const char *output = opass_json_string(g->json, "output");
 	const char *cast_out = opass_json_string(g->json, "cast_output");
-	struct rename rn = { .from = output, .to = g->name };
-	Onnx__NodeProto *mul = node_by_output(graph, output);
-	Onnx__NodeProto *cast = node_by_output(graph, cast_out);
-	uint64_t n = g->mask->raw_data.len;
-	char *mask_name;
+	int r = 0;
+
+	if (output)
+		r = opass_strmap_put(&sq->wanted, output, (void *)(uintptr_t)(2 * i + 1));
+	if (r == 0 && cast_out)
+		r = opass_strmap_put(&sq->wanted, cast_out, (void *)(uintptr_t)(2 * i + 2));
+	if (r == 0 && output)
+		r = opass_strmap_put(&sq->renames, output, (void *)g->name);
+	return r;
+}
+
+/* Check group i's mask nodes and mark them and its mask for removal. */
+static int group_mark(struct squash *sq, size_t i, struct onnxpass_error *err)
+{
+	const struct opass_group *g = &sq->state->groups[i];
+	Onnx__NodeProto *mul = sq->found[2 * i], *cast = sq->found[2 * i + 1];
+	int r;
 
 	if (!mul || !cast || !mask_nodes_match(g, mul, cast))
 		return opass_error(err, -EBADMSG, "group '%s': mask nodes not found", g->name);
-	if (!g->mask_in_weight)
-		opass_tensor_zero_masked(g->weight.tensor, g->mask->raw_data.data, n);
-	opass_tensor_release(g->weight.tensor);
-	opass_model_foreach_graph(model, rename_inputs, &rn);
-	if (rn.error)
-		return opass_error(err, rn.error, "out of memory");
-	opass_graph_remove_node(graph, mul);
-	opass_graph_remove_node(graph, cast);
-	mask_name = strdup(g->mask->name);
-	if (!mask_name)
-		return opass_error(err, -ENOMEM, "out of memory");
-	graph_remove_input(graph, mask_name);
-	opass_graph_remove_initializer(graph, mask_name);
-	free(mask_name);
-	g->mask = NULL;
-	return 0;
+	r = squash_mark(sq, mul);
+	if (r == 0)
+		r = squash_mark(sq, cast);
+	if (r == 0)
+		r = squash_mark(sq, g->mask);
+	if (r == 0)
+		r = opass_strmap_put_copy(&sq->inputs, g->mask->name, NULL);
+	return r < 0 ? opass_error(err, r, "out of memory") : 0;
+}
+
+/* Fold every mask into its weight and remove the mask nodes, in one walk. */
+static int groups_squash(Onnx__ModelProto *model, struct opass_state *state,
+			 struct onnxpass_error *err)
+{
+	struct squash sq = { .state = state };
+	int r = 0;
+
+	sq.found = calloc(2 * state->n_groups + 1, sizeof(*sq.found));
+	if (!sq.found)
+		r = -ENOMEM;
+	for (size_t i = 0; r == 0 && i < state->n_groups; i++)
+		r = group_want(&sq, i);
+	if (r < 0) {
+		r = opass_error(err, r, "out of memory");
+		goto out;
+	}
+	opass_model_foreach_graph(model, squash_find_nodes, &sq);
+	for (size_t i = 0; r == 0 && i < state->n_groups; i++)
+		r = group_mark(&sq, i, err);
+	for (size_t i = 0; r == 0 && i < state->n_groups; i++) {
+		struct opass_group *g = &state->groups[i];
+
+		if (!g->mask_in_weight)
+			opass_tensor_zero_masked(g->weight.tensor, g->mask->raw_data.data,
+						 g->mask->raw_data.len);
+		opass_tensor_release(g->weight.tensor);
+	}
+	if (r == 0) {
+		opass_model_foreach_graph(model, squash_rewrite, &sq);
+		for (size_t i = 0; i < state->n_groups; i++)
+			state->groups[i].mask = NULL;
+		if (sq.error)
+			r = opass_error(err, sq.error, "out of memory");
+	}
+out:
+	squash_fini(&sq);
+	return r;
 }
 
 /* torch's params_to_keep: chosen args per tensor_fqn. */
@@ -117,6 +185,15 @@ static int keep_params(Onnx__ModelProto *model, const struct opass_state *state,
 	cJSON_ArrayForEach(key, keys)
 		if (!cJSON_IsString(key))
 			return opass_error(err, -EINVAL, "options: keep_params must be a list of names");
+	/* torch raises KeyError for a name a group does not have */
+	for (size_t i = 0; i < state->n_groups; i++) {
+		const cJSON *args = cJSON_GetObjectItemCaseSensitive(state->groups[i].json, "args");
+
+		cJSON_ArrayForEach(key, keys)
+			if (!cJSON_GetObjectItemCaseSensitive(args, key->valuestring))
+				return opass_error(err, -EINVAL, "options: keep_params: group '%s' has no "
+						   "arg '%s'", state->groups[i].name, key->valuestring);
+	}
 	out = cJSON_CreateObject();
 	for (size_t i = 0; out && i < state->n_groups; i++) {
 		const cJSON *args = cJSON_GetObjectItemCaseSensitive(state->groups[i].json, "args");
@@ -146,8 +223,8 @@ int opass_squash_apply(Onnx__ModelProto *model, struct opass_state *state,
 
 	if (keys && !cJSON_IsNull(keys))
 		r = keep_params(model, state, keys, err);
-	for (size_t i = 0; r == 0 && i < state->n_groups; i++)
-		r = group_squash(model, &state->groups[i], err);
+	if (r == 0)
+		r = groups_squash(model, state, err);
 	if (r == 0)
 		opass_model_set_metadata(model, OPASS_STATE_KEY, NULL);
 	return r;

@@ -421,6 +421,100 @@ bool opass_sparsifier_calibrated(enum opass_sparsifier sparsifier)
 	return sparsifier == OPASS_SPARSIFIER_WANDA || sparsifier == OPASS_SPARSIFIER_SPARSEGPT;
 }
 
+/* The keys a config may hold, one table per level: anything else is a typo
+ * and an error (torch would raise, or silently use a default). */
+static const char *const config_top_keys[] = {
+	"sparsifier", "defaults", "config", "module_types", "exclude", "strict", "options",
+	"schedule", "sequential", "allocate", NULL,
+};
+/* defaults, and entries (which also take config_entry_keys) */
+static const char *const config_args_keys[] = {
+	"sparsity_level", "sparse_block_shape", "zeros_per_block", "norm", "conv_view",
+	"nearliness", "percdamp", "blocksize", NULL,
+};
+/* torch's own group keys besides the args (kept in the group, as torch does) */
+static const char *const config_entry_keys[] = { "tensor_fqn", "module_fqn", "tensor_name", NULL };
+static const char *const config_schedule_keys[] = {
+	"type", "init_sl", "init_t", "delta_t", "total_t", "initially_zero", NULL,
+};
+
+static bool key_known(const char *key, const char *const *keys)
+{
+	for (; keys && *keys; keys++)
+		if (strcmp(key, *keys) == 0)
+			return true;
+	return false;
+}
+
+/* Every key of object is in keys or more (may be NULL). */
+static int config_check_keys(const cJSON *object, const char *const *keys,
+			     const char *const *more, const char *where, struct onnxpass_error *err)
+{
+	const cJSON *item;
+
+	cJSON_ArrayForEach(item, object)
+		if (item->string && !key_known(item->string, keys) && !key_known(item->string, more))
+			return opass_error(err, -EINVAL, "config: %sunknown key '%s'", where,
+					   item->string);
+	return 0;
+}
+
+static int config_check_all_keys(const struct opass_config *config, struct onnxpass_error *err)
+{
+	const cJSON *entry;
+	int r;
+
+	r = config_check_keys(config->root, config_top_keys, NULL, "", err);
+	if (r == 0)
+		r = config_check_keys(config->defaults, config_args_keys, NULL, "defaults: ", err);
+	cJSON_ArrayForEach(entry, config->entries) {
+		char where[256];
+
+		if (r < 0)
+			break;
+		snprintf(where, sizeof(where), "entry '%s': ",
+			 json_get(entry, "tensor_fqn")->valuestring);
+		r = config_check_keys(entry, config_args_keys, config_entry_keys, where, err);
+	}
+	return r;
+}
+
+/* A schedule (CubicSL / linear) that step can apply: checked here, not at
+ * the first step. */
+static int config_read_schedule(const struct opass_config *config, struct onnxpass_error *err)
+{
+	const cJSON *schedule = json_get(config->root, "schedule");
+	const cJSON *type = json_get(schedule, "type"), *item;
+	const cJSON *dt = json_get(schedule, "delta_t"), *n = json_get(schedule, "total_t");
+	int r;
+
+	if (!schedule || cJSON_IsNull(schedule))
+		return 0;
+	if (!cJSON_IsObject(schedule))
+		return opass_error(err, -EINVAL, "config: 'schedule' must be an object");
+	r = config_check_keys(schedule, config_schedule_keys, NULL, "schedule: ", err);
+	if (r < 0)
+		return r;
+	if (!cJSON_IsString(type) || (strcmp(type->valuestring, "cubic") != 0 &&
+				      strcmp(type->valuestring, "linear") != 0))
+		return opass_error(err, -EINVAL, "config: schedule: 'type' must be \"cubic\" or \"linear\"");
+	cJSON_ArrayForEach(item, schedule) {
+		if (strcmp(item->string, "type") == 0)
+			continue;
+		if (strcmp(item->string, "initially_zero") == 0 ? !cJSON_IsBool(item) : !cJSON_IsNumber(item))
+			return opass_error(err, -EINVAL, "config: schedule: '%s' must be a %s", item->string,
+					   strcmp(item->string, "initially_zero") == 0 ? "boolean" : "number");
+	}
+	item = json_get(schedule, "init_sl");
+	if (item && !(item->valuedouble >= 0.0 && item->valuedouble <= 1.0))
+		return opass_error(err, -EINVAL, "config: schedule: 'init_sl' must be in [0, 1]");
+	if (n && !(n->valuedouble > 0.0))
+		return opass_error(err, -EINVAL, "config: schedule: 'total_t' must be > 0");
+	if (dt && dt->valuedouble == 0.0 && strcmp(type->valuestring, "cubic") == 0)
+		return opass_error(err, -EINVAL, "config: schedule: 'delta_t' must not be 0");
+	return 0;
+}
+
 static int config_read_sparsifier(struct opass_config *config, struct onnxpass_error *err)
 {
 	const cJSON *item = json_get(config->root, "sparsifier");
@@ -632,7 +726,6 @@ static int config_read_flags(struct opass_config *config, struct onnxpass_error 
 {
 	const cJSON *strict = json_get(config->root, "strict");
 	const cJSON *options = json_get(config->root, "options");
-	const cJSON *schedule = json_get(config->root, "schedule");
 
 	config->strict = true;
 	if (strict && !cJSON_IsBool(strict))
@@ -643,8 +736,6 @@ static int config_read_flags(struct opass_config *config, struct onnxpass_error 
 		return opass_error(err, -EINVAL, "config: 'options' must be an object");
 	if (cJSON_IsObject(options))
 		config->options = options;
-	if (schedule && !cJSON_IsNull(schedule) && !cJSON_IsObject(schedule))
-		return opass_error(err, -EINVAL, "config: 'schedule' must be an object");
 	return 0;
 }
 
@@ -720,6 +811,10 @@ int opass_config_parse(const char *json, struct opass_config **ret_config,
 		r = config_read_flags(config, err);
 	if (r == 0)
 		r = config_read_calibration(config, err);
+	if (r == 0)
+		r = config_read_schedule(config, err);
+	if (r == 0)
+		r = config_check_all_keys(config, err);
 	if (r == 0)
 		r = config_validate(config, err);
 	if (r < 0) {

@@ -7,13 +7,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <libgen.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "error.h"
 #include "external.h"
 #include "fileio.h"
+#include "model.h"
 #include "store.h"
+#include "strmap.h"
 
 /* Tensors smaller than this stay inline when saving with external data. */
 #define OPASS_EXTERNAL_MIN_BYTES 1024
@@ -496,7 +499,7 @@ static int count_held(Onnx__TensorProto *t, void *userdata)
 
 /* The side file: the store's work file itself when every tensor it holds is
  * still in the model and it can be linked next to data_path (an unnamed file
- * on the same filesystem), else a new file. */
+ * on the same filesystem), else a new unnamed file. */
 static int data_file_open(struct onnxpass_model *model, struct save_ctx *ctx, const char *data_path,
 			  bool sync, struct onnxpass_error *err)
 {
@@ -514,32 +517,123 @@ static int data_file_open(struct onnxpass_model *model, struct save_ctx *ctx, co
 	return opass_atomic_open(data_path, sync, &ctx->data_file, err);
 }
 
+/* The side files an existing OUT refers to that are ours to replace:
+ * BASE.data (older saves, onnx.save) and BASE.*.data, in OUT's folder. */
+struct old_data {
+	const char *base;
+	struct opass_strmap names;
+	int error;
+};
+
+static bool data_name_ours(const char *base, const char *name)
+{
+	size_t nb = strlen(base), nn = strlen(name);
+
+	if (strchr(name, '/') || nn < nb + 5 || strncmp(name, base, nb) != 0 || name[nb] != '.')
+		return false;
+	return strcmp(name + nn - 5, ".data") == 0;
+}
+
+static int old_data_add(Onnx__TensorProto *t, void *userdata)
+{
+	struct old_data *old = userdata;
+
+	for (size_t i = 0; i < t->n_external_data; i++) {
+		const Onnx__StringStringEntryProto *e = t->external_data[i];
+
+		if (e->key && e->value && strcmp(e->key, "location") == 0 &&
+		    data_name_ours(old->base, e->value) &&
+		    !opass_strmap_get(&old->names, e->value, NULL) &&
+		    opass_strmap_put_copy(&old->names, e->value, NULL) < 0)
+			old->error = -ENOMEM;
+	}
+	return 0;
+}
+
+/* Read OUT (when it is a model small enough to be one with external data). */
+static void old_data_find(const char *path, struct old_data *old)
+{
+	struct onnxpass_error ignored = { 0 };
+	struct opass_mapped_file file = { 0 };
+	Onnx__ModelProto *proto;
+
+	if (opass_file_map(path, &file, &ignored) < 0)
+		return;
+	proto = file.size <= ((size_t)256 << 20) ?
+		onnx__model_proto__unpack(NULL, file.size, file.data) : NULL;
+	if (proto)
+		opass_model_foreach_tensor(proto, old_data_add, old);
+	onnx__model_proto__free_unpacked(proto, NULL);
+	opass_file_unmap(&file);
+}
+
+static void old_data_remove(const char *path, struct old_data *old, const char *keep)
+{
+	char *copy = strdup(path), *dir = copy ? dirname(copy) : NULL;
+
+	for (size_t i = 0; dir && i < old->names.cap; i++) {
+		const char *name = old->names.slots[i].key;
+		char *full;
+
+		if (!name || strcmp(name, keep) == 0 || asprintf(&full, "%s/%s", dir, name) < 0)
+			continue;
+		unlink(full);
+		free(full);
+	}
+	free(copy);
+}
+
+/* A new side file name next to OUT: the first of OUT.data, OUT.1.data,
+ * OUT.2.data, ... that does not exist (the name is deterministic; a writer
+ * that loses a race for it fails when linking, it never replaces it). */
+static char *data_path_new(const char *path)
+{
+	struct stat st;
+
+	for (unsigned i = 0; i < 1000; i++) {
+		char *name = NULL;
+		int n = i ? asprintf(&name, "%s.%u.data", path, i) : asprintf(&name, "%s.data", path);
+
+		if (n < 0)
+			return NULL;
+		if (lstat(name, &st) < 0 && errno == ENOENT)
+			return name;
+		free(name);
+	}
+	errno = EEXIST;
+	return NULL;
+}
+
 /*
- * Make the new side file and model visible. The old side file (if any) is
- * kept under a backup link until the model's rename succeeded, and put back
- * if it failed, so a failed save leaves the old pair as it was.
+ * OUT is the only commit point: the new side file gets a fresh name
+ * (data_path_new) just before OUT is renamed over, and the side files
+ * the replaced OUT used are removed after. A crash at any point leaves the
+ * old pair or the new one (at worst with an unreferenced side file).
  */
 static int commit_pair(struct opass_atomic_file *data, struct opass_atomic_file *model,
 		       const char *data_path, struct onnxpass_error *err)
 {
-	char *backup = NULL;
-	bool had_old;
+	const char *base = strrchr(model->path, '/') ? strrchr(model->path, '/') + 1 : model->path;
+	struct old_data old = { .base = base };
+	char *path = strdup(model->path);
 	int r;
 
-	if (asprintf(&backup, "%s.old", data->tmp_path) < 0)
+	if (!path)
 		return opass_error(err, -ENOMEM, "out of memory");
-	had_old = link(data_path, backup) == 0;
-	r = opass_atomic_commit(data, err);
+	old_data_find(path, &old);
+	r = opass_atomic_link_as(data, data_path);
+	if (r < 0)
+		opass_error(err, r, "%s: cannot write: %s", data_path, strerror(-r));
 	if (r == 0) {
 		r = opass_atomic_commit(model, err);
-		if (r < 0 && had_old)
-			rename(backup, data_path);
-		else if (r < 0)
+		if (r < 0)
 			unlink(data_path);
 	}
-	if (had_old)
-		unlink(backup);
-	free(backup);
+	if (r == 0 && !old.error)
+		old_data_remove(path, &old, strrchr(data_path, '/') ? strrchr(data_path, '/') + 1 :
+					    data_path);
+	opass_strmap_fini(&old.names);
+	free(path);
 	return r;
 }
 
@@ -549,12 +643,20 @@ int opass_external_save(struct onnxpass_model *model, const char *path, bool syn
 	struct save_ctx ctx = { .store = &model->store, .data_file = { .fd = -1 } };
 	struct opass_atomic_file model_file = { .fd = -1 };
 	char *data_path = NULL;
-	const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+	const char *base;
 	int r, lost = 0;
 
-	if (asprintf(&data_path, "%s.data", path) < 0)
-		return opass_error(err, -ENOMEM, "out of memory");
-	ctx.location = base[0] ? data_path + (base - path) : "model.data";
+	r = opass_atomic_open(path, sync, &model_file, err);
+	if (r == 0 && model_file.stream)
+		r = opass_error(err, -EINVAL, "%s: cannot write a model with external data to a stream",
+				path);
+	if (r == 0 && !(data_path = data_path_new(model_file.path)))
+		r = opass_error(err, -errno, "%s: no free name for its external data: %s",
+				model_file.path, strerror(errno));
+	if (r < 0)
+		goto out;
+	base = strrchr(data_path, '/') ? strrchr(data_path, '/') + 1 : data_path;
+	ctx.location = base;
 	r = data_file_open(model, &ctx, data_path, sync, err);
 	if (r < 0)
 		goto out;
@@ -564,13 +666,10 @@ int opass_external_save(struct onnxpass_model *model, const char *path, bool syn
 	if (r == 0 && ctx.adopted)
 		r = opass_atomic_truncate(&ctx.data_file);
 	if (r < 0) {
-		opass_error(err, r, "%s: cannot write external data: %s", data_path, strerror(-r));
-		opass_atomic_abort(&ctx.data_file);
+		opass_error(err, r, "%s: cannot write external data: %s", model_file.path, strerror(-r));
 		goto out;
 	}
-	/* both files complete on disk before either becomes visible */
-	r = opass_atomic_open(path, sync, &model_file, err);
-	if (r == 0 && opass_atomic_write_proto(&model_file, &model->proto->base) < 0)
+	if (opass_atomic_write_proto(&model_file, &model->proto->base) < 0)
 		r = opass_error(err, model_file.error, "%s: cannot write: %s", path,
 				strerror(-model_file.error));
 	if (r == 0)
@@ -581,9 +680,9 @@ int opass_external_save(struct onnxpass_model *model, const char *path, bool syn
 			r = opass_error(err, lost, "%s: saved, but the model cannot stay loaded: %s",
 					path, strerror(-lost));
 	}
+out:
 	opass_atomic_abort(&ctx.data_file);
 	opass_atomic_abort(&model_file);
-out:
 	save_restore(&ctx);
 	/* the tensors' bytes may be unmapped: they must not be read again */
 	if (lost < 0)

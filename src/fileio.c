@@ -6,14 +6,43 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "error.h"
 #include "fileio.h"
 
 #define OPASS_WRITE_BUFFER (1u << 20)
+
+/* A random number for temp names (not for security: linkat never replaces). */
+static uint32_t random_u32(void)
+{
+	uint32_t v = 0;
+
+	if (getrandom(&v, sizeof(v), GRND_NONBLOCK) != sizeof(v))
+		v = (uint32_t)getpid() ^ (uint32_t)(uintptr_t)&v ^ (uint32_t)time(NULL);
+	return v;
+}
 #define OPASS_WRITEBACK_CHUNK (16u << 20)
+
+/* Read exactly size bytes from the start of fd; -ESTALE when it ends sooner. */
+static int file_read_all(int fd, char *data, size_t size)
+{
+	for (size_t done = 0; done < size;) {
+		ssize_t n = pread(fd, data + done, size - done, (off_t)done);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return -ESTALE;
+		done += (size_t)n;
+	}
+	return 0;
+}
 
 int opass_file_map(const char *path, struct opass_mapped_file *ret_file, struct onnxpass_error *err)
 {
@@ -33,9 +62,19 @@ int opass_file_map(const char *path, struct opass_mapped_file *ret_file, struct 
 		r = opass_error(err, -EISDIR, "%s: not a regular file", path);
 		goto out;
 	}
-	data = st.st_size ? mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0) : NULL;
+	/* read into private memory: a mapping of the file itself would raise
+	 * SIGBUS if the file shrank while it is parsed */
+	data = st.st_size ? mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE,
+				 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0) : NULL;
 	if (data == MAP_FAILED) {
 		r = opass_error(err, -errno, "%s: %s", path, strerror(errno));
+		goto out;
+	}
+	r = file_read_all(fd, data, (size_t)st.st_size);
+	if (r < 0) {
+		munmap(data, (size_t)st.st_size);
+		r = r == -ESTALE ? opass_error(err, -EIO, "%s: input changed while reading", path) :
+				   opass_error(err, r, "%s: %s", path, strerror(-r));
 		goto out;
 	}
 	ret_file->data = data;
@@ -53,44 +92,141 @@ void opass_file_unmap(struct opass_mapped_file *file)
 		file->data = NULL;
 }
 
-/* The process's umask (read by setting it back at once). */
-static mode_t umask_get(void)
+/* The process's umask, read without changing it (umask() would race with
+ * other threads creating files); 022 when /proc is not there. */
+static mode_t umask_read(void)
 {
-	mode_t mask = umask(0);
+	FILE *f = fopen("/proc/self/status", "re");
+	char line[256];
+	unsigned mask = 022;
 
-	umask(mask);
-	return mask;
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "Umask: %o", &mask) == 1)
+			break;
+	if (f)
+		fclose(f);
+	return (mode_t)(mask & 0777);
+}
+
+/* Follow path's symlinks (dangling ones too, as cp does) to the name that
+ * will be written; ret_st is that name's stat when it exists. */
+static int target_resolve(const char *path, char **ret_path, struct stat *ret_st, bool *ret_exists)
+{
+	char *p = strdup(path);
+
+	for (int hops = 0; p; hops++) {
+		char link[4096], *dir, *next;
+		ssize_t n;
+
+		if (lstat(p, ret_st) < 0) {
+			int r = errno == ENOENT ? 0 : -errno;
+
+			*ret_exists = false;
+			if (r == 0)
+				*ret_path = p;
+			else
+				free(p);
+			return r;
+		}
+		if (!S_ISLNK(ret_st->st_mode)) {
+			*ret_exists = true;
+			*ret_path = p;
+			return 0;
+		}
+		n = readlink(p, link, sizeof(link) - 1);
+		if (hops >= 40 || n <= 0) {
+			free(p);
+			return hops >= 40 ? -ELOOP : -errno;
+		}
+		link[n] = '\0';
+		dir = dirname(p);
+		if (link[0] == '/' || asprintf(&next, "%s/%s", dir, link) < 0)
+			next = link[0] == '/' ? strdup(link) : NULL;
+		free(p);
+		p = next;
+	}
+	return -ENOMEM;
+}
+
+/* path (regular or new) gets an unnamed file in its folder (O_TMPFILE: a
+ * kill leaves nothing), or where that is not supported a named temp file.
+ * An existing file's mode and owner are carried over. */
+static int atomic_create(struct opass_atomic_file *f, const struct stat *old)
+{
+	char *copy = strdup(f->path);
+	const char *base = strrchr(f->path, '/') ? strrchr(f->path, '/') + 1 : f->path;
+	char *dir = copy ? dirname(copy) : NULL;
+	int r = 0;
+
+	if (!copy)
+		return -ENOMEM;
+	/* the kernel applies the umask (and default ACLs) to 0666 */
+	f->fd = open(dir, O_TMPFILE | O_WRONLY | O_CLOEXEC, 0666);
+	if (f->fd < 0 && (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL)) {
+		if (asprintf(&f->tmp_path, "%s/.%s.XXXXXX", dir, base) < 0)
+			f->tmp_path = NULL;
+		f->fd = f->tmp_path ? mkostemp(f->tmp_path, O_CLOEXEC) : -1;
+		if (f->fd >= 0 && !old)
+			(void)fchmod(f->fd, 0666 & ~umask_read());
+	}
+	if (f->fd < 0) {
+		r = -errno;
+		free(f->tmp_path);
+		f->tmp_path = NULL;
+	}
+	free(copy);
+	if (r == 0 && old) {
+		/* the owner where we may set it (root; a group we are in) */
+		if (fchown(f->fd, old->st_uid, old->st_gid) < 0)
+			(void)!fchown(f->fd, (uid_t)-1, old->st_gid);
+		(void)fchmod(f->fd, old->st_mode & 07777);
+	}
+	return r;
+}
+
+/* "-", a character device, a FIFO or a socket is written as a stream. */
+static int atomic_open_stream(struct opass_atomic_file *f, const char *target)
+{
+	f->stream = true;
+	if (!target) {
+		f->fd = fcntl(STDOUT_FILENO, F_DUPFD_CLOEXEC, 3);
+		return f->fd < 0 ? -errno : 0;
+	}
+	f->fd = open(target, O_WRONLY | O_CLOEXEC | O_NOCTTY);
+	return f->fd < 0 ? -errno : 0;
 }
 
 int opass_atomic_open(const char *path, bool sync, struct opass_atomic_file *ret_file,
 		      struct onnxpass_error *err)
 {
 	struct opass_atomic_file f = { .fd = -1, .sync = sync };
-	char *copy = strdup(path), *dir, *base;
+	struct stat st;
+	bool exists = false;
+	char *target = NULL;
+	int r = 0;
 
-	if (!copy)
-		return opass_error(err, -ENOMEM, "out of memory");
-	dir = dirname(copy);
-	base = strrchr(path, '/') ? strrchr(path, '/') + 1 : (char *)path;
+	if (strcmp(path, "-") != 0)
+		r = target_resolve(path, &target, &st, &exists);
 	f.path = strdup(path);
-	if (f.path && asprintf(&f.tmp_path, "%s/.%s.XXXXXX", dir, base) < 0)
-		f.tmp_path = NULL;
-	free(copy);
 	f.buf = malloc(OPASS_WRITE_BUFFER);
-	if (!f.path || !f.tmp_path || !f.buf) {
-		opass_atomic_abort(&f);
-		return opass_error(err, -ENOMEM, "out of memory");
+	if (r == 0 && (!f.path || !f.buf))
+		r = -ENOMEM;
+	if (r == 0 && exists && S_ISDIR(st.st_mode))
+		r = -EISDIR;
+	else if (r == 0 && (!target || (exists && !S_ISREG(st.st_mode))))
+		r = atomic_open_stream(&f, target);
+	else if (r == 0) {
+		free(f.path);
+		f.path = target;
+		target = NULL;
+		r = atomic_create(&f, exists ? &st : NULL);
 	}
-	f.fd = mkostemp(f.tmp_path, O_CLOEXEC);
-	if (f.fd < 0) {
-		int r = opass_error(err, -errno, "%s: cannot create: %s", path, strerror(errno));
-
-		free(f.tmp_path);
-		f.tmp_path = NULL;
+	free(target);
+	if (r < 0) {
 		opass_atomic_abort(&f);
-		return r;
+		return opass_error(err, r, "%s: cannot %s: %s", path,
+				   r == -EISDIR ? "write" : "create", strerror(-r));
 	}
-	(void)fchmod(f.fd, 0666 & ~umask_get());
 	*ret_file = f;
 	return 0;
 }
@@ -99,26 +235,24 @@ int opass_atomic_adopt(const char *path, int fd, uint64_t offset, bool sync,
 		       struct opass_atomic_file *ret_file, struct onnxpass_error *err)
 {
 	struct opass_atomic_file f;
-	char proc[64];
+	struct stat a, b;
 	int r;
 
 	r = opass_atomic_open(path, sync, &f, err);
 	if (r < 0)
 		return r;
-	/* the temp name, now free, becomes a link to fd's file */
-	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
-	close(f.fd);
-	f.fd = -1;
-	r = unlink(f.tmp_path) < 0 ? -errno : 0;
-	if (r == 0 && linkat(AT_FDCWD, proc, AT_FDCWD, f.tmp_path, AT_SYMLINK_FOLLOW) < 0) {
+	/* fd, unnamed, takes the place of the new unnamed file when it can
+	 * be linked where that one would be */
+	if (f.stream || f.tmp_path || fstat(f.fd, &a) < 0 || fstat(fd, &b) < 0 || a.st_dev != b.st_dev)
+		r = -EXDEV;
+	if (r == 0 && fchmod(fd, a.st_mode & 07777) < 0)
 		r = -errno;
-		free(f.tmp_path);   /* nothing of ours under that name */
-		f.tmp_path = NULL;
+	if (r == 0) {
+		close(f.fd);
+		f.fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+		if (f.fd < 0)
+			r = -errno;
 	}
-	if (r == 0 && (f.fd = fcntl(fd, F_DUPFD_CLOEXEC, 0)) < 0)
-		r = -errno;
-	if (r == 0 && fchmod(f.fd, 0666 & ~umask_get()) < 0)
-		r = -errno;
 	if (r == 0 && lseek(f.fd, (off_t)offset, SEEK_SET) < 0)
 		r = -errno;
 	if (r < 0) {
@@ -296,20 +430,65 @@ int opass_atomic_copy(struct opass_atomic_file *file, int fd, uint64_t offset, u
 	return file->error;
 }
 
-int opass_atomic_commit(struct opass_atomic_file *file, struct onnxpass_error *err)
+/* Give the unnamed file a temp name next to path (just before the rename). */
+static int atomic_link(struct opass_atomic_file *file)
 {
+	char proc[64], *copy = strdup(file->path);
+	const char *base = strrchr(file->path, '/') ? strrchr(file->path, '/') + 1 : file->path;
+	int r = copy ? -EEXIST : -ENOMEM;
+
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", file->fd);
+	for (int tries = 0; r == -EEXIST && tries < 100; tries++) {
+		free(file->tmp_path);
+		if (asprintf(&file->tmp_path, "%s/.%s.%08x", dirname(copy), base,
+			     (unsigned)random_u32()) < 0) {
+			file->tmp_path = NULL;
+			r = -ENOMEM;
+			break;
+		}
+		strcpy(copy, file->path);
+		r = linkat(AT_FDCWD, proc, AT_FDCWD, file->tmp_path, AT_SYMLINK_FOLLOW) < 0 ? -errno : 0;
+	}
+	if (r < 0) {
+		free(file->tmp_path);
+		file->tmp_path = NULL;
+	}
+	free(copy);
+	return r;
+}
+
+int opass_atomic_link_as(struct opass_atomic_file *file, const char *name)
+{
+	char proc[64];
 	int r = atomic_flush(file);
 
 	if (r == 0 && file->sync && fsync(file->fd) < 0)
 		r = -errno;
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", file->fd);
+	if (r == 0 && file->tmp_path)
+		r = link(file->tmp_path, name) < 0 ? -errno : 0;
+	else if (r == 0)
+		r = linkat(AT_FDCWD, proc, AT_FDCWD, name, AT_SYMLINK_FOLLOW) < 0 ? -errno : 0;
+	return r;
+}
+
+int opass_atomic_commit(struct opass_atomic_file *file, struct onnxpass_error *err)
+{
+	int r = atomic_flush(file);
+
+	/* a stream (pipe, tty) cannot be fsynced: only files are */
+	if (r == 0 && file->sync && fsync(file->fd) < 0 && !(file->stream && errno == EINVAL))
+		r = -errno;
+	if (r == 0 && !file->stream && !file->tmp_path)
+		r = atomic_link(file);
 	if (r == 0 && close(file->fd) < 0)
 		r = -errno;
 	else if (r < 0)
 		close(file->fd);
 	file->fd = -1;
-	if (r == 0 && rename(file->tmp_path, file->path) < 0)
+	if (r == 0 && !file->stream && rename(file->tmp_path, file->path) < 0)
 		r = -errno;
-	if (r == 0 && file->sync)
+	if (r == 0 && file->sync && !file->stream)
 		r = dir_sync(file->path);
 	if (r < 0) {
 		opass_error(err, r, "%s: cannot write: %s", file->path, strerror(-r));

@@ -29,9 +29,15 @@ struct opass_atomic_file {
 	uint64_t offset; /* bytes written so far */
 	uint64_t queued; /* bytes handed to writeback so far */
 	bool sync;       /* fsync the file and its folder at commit */
+	bool stream;     /* fd is the target itself ("-", a device, a FIFO): no rename */
 };
 
-/* sync: make the data durable before the rename (fsync of the file, then
+/* path: "-" is stdout; a symlink is followed (its target is replaced, the
+ * link stays); a character device, FIFO or socket is written as a stream;
+ * a regular file is replaced by rename, keeping its mode and (where the
+ * process may set it) its owner; a new file gets 0666 & ~umask. Until the
+ * commit the data lives in an unnamed file (O_TMPFILE).
+ * sync: make the data durable before the rename (fsync of the file, then
  * of its folder after the rename); without it the rename is still atomic
  * for other processes, as with cp or onnx.save. */
 int opass_atomic_open(const char *path, bool sync, struct opass_atomic_file *ret_file,
@@ -42,6 +48,9 @@ int opass_atomic_open(const char *path, bool sync, struct opass_atomic_file *ret
  * it cannot be linked there; err is set only for other failures. */
 int opass_atomic_adopt(const char *path, int fd, uint64_t offset, bool sync,
 		       struct opass_atomic_file *ret_file, struct onnxpass_error *err);
+/* Flush (and fsync when sync) the file and give it a second name, name, which
+ * must not exist; the file stays open. */
+int opass_atomic_link_as(struct opass_atomic_file *file, const char *name);
 int opass_atomic_write(struct opass_atomic_file *file, const void *data, size_t size);
 /* End the file where the writes ended (an adopted file may be longer). */
 int opass_atomic_truncate(struct opass_atomic_file *file);

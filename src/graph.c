@@ -244,6 +244,138 @@ int opass_graph_remove_node(Onnx__GraphProto *graph, const Onnx__NodeProto *node
 	return 0;
 }
 
+static int insert_cmp(const void *a, const void *b)
+{
+	const struct opass_node_insert *x = a, *y = b;
+	uintptr_t gx = (uintptr_t)x->graph, gy = (uintptr_t)y->graph;
+	uintptr_t ax = (uintptr_t)x->after, ay = (uintptr_t)y->after;
+
+	if (gx != gy)
+		return gx < gy ? -1 : 1;
+	if (ax != ay)
+		return ax < ay ? -1 : 1;
+	return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/* The first of the sorted inserts [0, n) anchored after node (n if none). */
+static size_t insert_lower_bound(const struct opass_node_insert *ins, size_t n,
+				 const Onnx__NodeProto *node)
+{
+	size_t lo = 0, hi = n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if ((uintptr_t)ins[mid].after < (uintptr_t)node)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+static size_t insert_emit(Onnx__NodeProto **out, size_t k, const struct opass_node_insert *ins,
+			  size_t n, size_t from, const Onnx__NodeProto *after)
+{
+	for (size_t j = from; j < n && ins[j].after == after; j++)
+		out[k++] = ins[j].node;
+	return k;
+}
+
+/* The inserts of one graph, sorted by anchor then order. */
+static int graph_insert_run(struct opass_node_insert *ins, size_t n)
+{
+	Onnx__GraphProto *graph = ins[0].graph;
+	Onnx__NodeProto **out = malloc((graph->n_node + n) * sizeof(*out));
+	size_t k;
+
+	if (!out)
+		return -ENOMEM;
+	k = insert_emit(out, 0, ins, n, 0, NULL);
+	for (size_t i = 0; i < graph->n_node; i++) {
+		out[k++] = graph->node[i];
+		k = insert_emit(out, k, ins, n, insert_lower_bound(ins, n, graph->node[i]),
+				graph->node[i]);
+	}
+	if (k != graph->n_node + n) {
+		free(out);
+		return -ENOENT;
+	}
+	free(graph->node);
+	graph->node = out;
+	graph->n_node = k;
+	for (size_t j = 0; j < n; j++)
+		ins[j].node = NULL;
+	return 0;
+}
+
+int opass_graphs_insert_nodes(struct opass_node_insert *inserts, size_t n)
+{
+	size_t start = 0;
+	int r = 0;
+
+	for (size_t i = 0; i < n; i++)
+		inserts[i].seq = i;
+	if (n)
+		qsort(inserts, n, sizeof(*inserts), insert_cmp);
+	for (size_t i = 1; r == 0 && i <= n; i++) {
+		if (i < n && inserts[i].graph == inserts[start].graph)
+			continue;
+		r = graph_insert_run(&inserts[start], i - start);
+		start = i;
+	}
+	return r;
+}
+
+void opass_ptr_key(char key[static 32], const void *ptr)
+{
+	snprintf(key, 32, "%p", ptr);
+}
+
+static bool ptr_marked(const struct opass_strmap *marked, const void *ptr)
+{
+	char key[32];
+
+	opass_ptr_key(key, ptr);
+	return opass_strmap_get(marked, key, NULL);
+}
+
+void opass_graph_remove_marked(Onnx__GraphProto *graph, const struct opass_strmap *marked,
+			       const struct opass_strmap *input_names)
+{
+	size_t k = 0;
+
+	for (size_t i = 0; i < graph->n_node; i++) {
+		if (ptr_marked(marked, graph->node[i]))
+			onnx__node_proto__free_unpacked(graph->node[i], NULL);
+		else
+			graph->node[k++] = graph->node[i];
+	}
+	graph->n_node = k;
+	k = 0;
+	for (size_t i = 0; i < graph->n_initializer; i++) {
+		Onnx__TensorProto *t = graph->initializer[i];
+
+		if (ptr_marked(marked, t)) {
+			opass_tensor_detach(t);
+			onnx__tensor_proto__free_unpacked(t, NULL);
+		} else {
+			graph->initializer[k++] = t;
+		}
+	}
+	graph->n_initializer = k;
+	k = 0;
+	for (size_t i = 0; i < graph->n_input; i++) {
+		Onnx__ValueInfoProto *v = graph->input[i];
+
+		if (input_names && v->name && opass_strmap_get(input_names, v->name, NULL))
+			onnx__value_info_proto__free_unpacked(v, NULL);
+		else
+			graph->input[k++] = v;
+	}
+	graph->n_input = k;
+}
+
 int opass_graph_add_initializer(Onnx__GraphProto *graph, Onnx__TensorProto *tensor)
 {
 	return ptr_array_insert((void ***)&graph->initializer, &graph->n_initializer,

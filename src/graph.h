@@ -53,6 +53,24 @@ int opass_names_make(struct opass_strmap *names, const char *base, const char *s
 /* Splicing (everything heap-allocated; protobuf-c frees it). */
 int opass_graph_insert_node(Onnx__GraphProto *graph, size_t index, Onnx__NodeProto *node);
 int opass_graph_remove_node(Onnx__GraphProto *graph, const Onnx__NodeProto *node);
+/* A node to insert after the node `after` of graph (NULL: at the head). */
+struct opass_node_insert {
+	Onnx__GraphProto *graph;
+	const Onnx__NodeProto *after;
+	Onnx__NodeProto *node;  /* set to NULL once the graph owns it */
+	size_t seq;             /* set by opass_graphs_insert_nodes */
+};
+/* Insert every node in one pass per graph; nodes with the same anchor keep
+ * their order in the array. Reorders the array. -ENOENT if an anchor is not
+ * in its graph (those nodes stay with the caller). */
+int opass_graphs_insert_nodes(struct opass_node_insert *inserts, size_t n);
+/* The key of a pointer in an opass_strmap used as a set. */
+void opass_ptr_key(char key[static 32], const void *ptr);
+/* Remove and free, in one pass, the nodes and initializers whose addresses
+ * are in marked (opass_ptr_key) and the inputs whose names are in
+ * input_names (may be NULL). */
+void opass_graph_remove_marked(Onnx__GraphProto *graph, const struct opass_strmap *marked,
+			       const struct opass_strmap *input_names);
 int opass_graph_add_initializer(Onnx__GraphProto *graph, Onnx__TensorProto *tensor);
 int opass_graph_remove_initializer(Onnx__GraphProto *graph, const char *name);
 size_t opass_graph_node_index(const Onnx__GraphProto *graph, const Onnx__NodeProto *node);

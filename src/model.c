@@ -129,6 +129,23 @@ ONNXPASS_EXPORT int onnxpass_model_save_file(struct onnxpass_model *model, const
 	return opass_file_write_proto(path, &model->proto->base, sync, err);
 }
 
+ONNXPASS_EXPORT int onnxpass_file_write(const char *path, const void *data, size_t size,
+					unsigned flags, struct onnxpass_error *err)
+{
+	struct opass_atomic_file file;
+	int r;
+
+	r = opass_atomic_open(path, flags & ONNXPASS_SAVE_FSYNC, &file, err);
+	if (r < 0)
+		return r;
+	if (opass_atomic_write(&file, data, size) < 0) {
+		r = opass_error(err, file.error, "%s: cannot write: %s", path, strerror(-file.error));
+		opass_atomic_abort(&file);
+		return r;
+	}
+	return opass_atomic_commit(&file, err);
+}
+
 ONNXPASS_EXPORT int onnxpass_model_save_bytes(struct onnxpass_model *model, void **ret_data,
 					      size_t *ret_size, struct onnxpass_error *err)
 {

@@ -12,6 +12,11 @@ static uint64_t strmap_hash(const char *s)
 
 	for (; *s; s++)
 		h = (h ^ (uint8_t)*s) * 1099511628211ull;
+	/* FNV's multiplications carry only upwards: mix the high bits into the
+	 * low ones that pick the slot (murmur3's finalizer) */
+	h ^= h >> 33;
+	h *= 0xff51afd7ed558ccdull;
+	h ^= h >> 33;
 	return h;
 }
 

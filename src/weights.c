@@ -26,6 +26,7 @@ struct find_ctx {
 	struct opass_strmap weight_index; /* "%p" of tensor -> index + 1 */
 	struct opass_strmap uses;         /* "%p" of tensor -> struct use_list */
 	struct opass_strmap skip_index;   /* name -> NULL */
+	struct opass_strmap *bias;        /* the current scope's bias_index */
 	struct onnxpass_error *err;
 };
 
@@ -89,6 +90,69 @@ char *opass_weight_alias(const char *node_name)
 		alias = NULL;
 	free(path);
 	return alias;
+}
+
+/* A torch parameter name: dotted, with nothing an exporter adds (onnx::, /). */
+static bool name_is_fqn(const char *name)
+{
+	return name && name[0] && name[0] != '.' && strchr(name, '.') && !strchr(name, ':') &&
+	       !strchr(name, '/');
+}
+
+static bool name_ends_with(const char *name, const char *suffix)
+{
+	size_t n = strlen(name), k = strlen(suffix);
+
+	return n > k && strcmp(name + n - k, suffix) == 0;
+}
+
+char *opass_weight_alias_full(const char *name, const char *node_name, const char *bias)
+{
+	char *alias = NULL;
+
+	if (name_is_fqn(name) && name_ends_with(name, "weight"))
+		return strdup(name);
+	if (name_is_fqn(bias) && name_ends_with(bias, "bias")) {
+		if (asprintf(&alias, "%.*sweight", (int)(strlen(bias) - 4), bias) < 0)
+			alias = NULL;
+		return alias;
+	}
+	return opass_weight_alias(node_name);
+}
+
+static bool def_is_constant(const struct opass_def *def);
+
+/* Index the Adds of the scope's graph that add a constant '...bias' to a
+ * value: value -> bias name. */
+static int bias_index(const struct opass_scope *scope, struct opass_strmap *ret)
+{
+	Onnx__GraphProto *g = scope->graph;
+
+	for (size_t i = 0; i < g->n_node; i++) {
+		const Onnx__NodeProto *node = g->node[i];
+
+		if (!opass_node_is(node, "Add") || node->n_input != 2)
+			continue;
+		for (size_t k = 0; k < 2; k++) {
+			const struct opass_def *def = opass_scope_lookup(scope, node->input[k]);
+
+			if (def_is_constant(def) && name_ends_with(node->input[k], "bias") &&
+			    opass_strmap_put(ret, node->input[1 - k], node->input[k]) < 0)
+				return -ENOMEM;
+		}
+	}
+	return 0;
+}
+
+static const char *weight_bias(const struct find_ctx *ctx, const Onnx__NodeProto *node)
+{
+	void *bias = NULL;
+
+	if (opass_node_is(node, "Gemm") && node->n_input > 2)
+		return node->input[2];
+	if (node->n_output > 0 && ctx->bias && opass_strmap_get(ctx->bias, node->output[0], &bias))
+		return bias;
+	return NULL;
 }
 
 static int skip_add(struct find_ctx *ctx, const char *name, const char *op, const char *fmt, ...)
@@ -256,7 +320,7 @@ static int weight_add(struct find_ctx *ctx, const struct opass_scope *scope,
 		ctx->cap = cap;
 	}
 	w.name = strdup(name);
-	w.alias = opass_weight_alias(node->name);
+	w.alias = opass_weight_alias_full(name, node->name, weight_bias(ctx, node));
 	w.op = op;
 	w.module_type = strcmp(op, "Conv") == 0 ? "conv" : "linear";
 	w.via_transpose = via_transpose;
@@ -326,7 +390,11 @@ static int node_subgraphs(struct find_ctx *ctx, const struct opass_scope *scope,
 static int walk_scope(struct find_ctx *ctx, const struct opass_scope *scope)
 {
 	Onnx__GraphProto *g = scope->graph;
-	int r = 0;
+	struct opass_strmap bias = { 0 }, *outer = ctx->bias;
+	int r;
+
+	r = bias_index(scope, &bias);
+	ctx->bias = &bias;
 
 	for (size_t i = 0; r == 0 && i < g->n_node; i++) {
 		Onnx__NodeProto *node = g->node[i];
@@ -342,16 +410,24 @@ static int walk_scope(struct find_ctx *ctx, const struct opass_scope *scope)
 			r = node_candidate(ctx, scope, node);
 		if (r == 0)
 			r = node_subgraphs(ctx, scope, node);
+		ctx->bias = &bias;
 	}
+	ctx->bias = outer;
+	opass_strmap_fini(&bias);
 	return r;
 }
 
-/* Attach uses; drop skip entries for constants that are weights elsewhere. */
-static void weights_finish(struct find_ctx *ctx)
+/* Attach uses, index the names; drop skip entries for constants that are
+ * weights elsewhere. */
+static int weights_finish(struct find_ctx *ctx)
 {
 	struct opass_weights *out = ctx->out;
 	size_t kept = 0;
 
+	for (size_t i = 0; i < out->n; i++)
+		if (!opass_strmap_get(&out->by_name, out->items[i].name, NULL) &&
+		    opass_strmap_put(&out->by_name, out->items[i].name, (void *)(uintptr_t)(i + 1)) < 0)
+			return -ENOMEM;
 	for (size_t i = 0; i < out->n; i++) {
 		struct use_list *list;
 		char key[32];
@@ -372,6 +448,7 @@ static void weights_finish(struct find_ctx *ctx)
 		out->skipped[kept++] = out->skipped[i];
 	}
 	out->n_skipped = kept;
+	return 0;
 }
 
 static void uses_free(struct opass_strmap *uses)
@@ -404,8 +481,8 @@ int opass_weights_find(Onnx__ModelProto *model, struct opass_weights **ret_weigh
 	}
 	if (r == -ENOMEM)
 		opass_error(err, r, "out of memory");
-	if (r == 0)
-		weights_finish(&ctx);
+	if (r == 0 && weights_finish(&ctx) < 0)
+		r = opass_error(err, -ENOMEM, "out of memory");
 	uses_free(&ctx.uses);
 	opass_strmap_fini(&ctx.weight_index);
 	opass_strmap_fini(&ctx.skip_index);
@@ -431,6 +508,7 @@ struct opass_weights *opass_weights_free(struct opass_weights *weights)
 		free(weights->skipped[i].name);
 		free(weights->skipped[i].reason);
 	}
+	opass_strmap_fini(&weights->by_name);
 	free(weights->items);
 	free(weights->skipped);
 	free(weights);
@@ -439,8 +517,9 @@ struct opass_weights *opass_weights_free(struct opass_weights *weights)
 
 const struct opass_weight *opass_weights_get(const struct opass_weights *weights, const char *name)
 {
-	for (size_t i = 0; i < weights->n; i++)
-		if (strcmp(weights->items[i].name, name) == 0)
-			return &weights->items[i];
-	return NULL;
+	void *index;
+
+	if (!opass_strmap_get(&weights->by_name, name, &index))
+		return NULL;
+	return &weights->items[(uintptr_t)index - 1];
 }

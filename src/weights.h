@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "onnx.pb-c.h"
+#include "strmap.h"
 #include "onnxpass/onnxpass.h"
 
 enum opass_view {
@@ -48,6 +49,7 @@ struct opass_skip {
 struct opass_weights {
 	struct opass_weight *items;
 	size_t n;
+	struct opass_strmap by_name;  /* name -> index + 1 (the first of a name) */
 	struct opass_skip *skipped;
 	size_t n_skipped;
 };
@@ -66,3 +68,10 @@ char *opass_alias_from_node_name(const char *node_name);
 /* The weight alias of a consumer node: module path + ".weight", or NULL
  * (unscoped name, or out of memory). */
 char *opass_weight_alias(const char *node_name);
+
+/* The PyTorch name of weight name read by node node_name whose output gets
+ * the bias bias (may be NULL): name itself when it is one ("a.b.weight",
+ * "attn.in_proj_weight"); else the bias's name with "bias" made "weight"
+ * (so MultiheadAttention's in_proj_bias gives in_proj_weight); else
+ * opass_weight_alias(node_name). malloc'd, or NULL. */
+char *opass_weight_alias_full(const char *name, const char *node_name, const char *bias);

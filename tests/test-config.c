@@ -106,13 +106,11 @@ START_TEST(test_defaults_partial)
 	struct opass_args args;
 
 	/* zeros_per_block defaults to the product of the defaults' block */
-	config = parse_ok("{\"defaults\": {\"sparse_block_shape\": [2, 3], \"sparsity_level\": 0.7,"
-			  " \"my_key\": \"kept\"}}");
+	config = parse_ok("{\"defaults\": {\"sparse_block_shape\": [2, 3], \"sparsity_level\": 0.7}}");
 	assert_block(config->defaults, 2, 3);
 	ck_assert(num(config->defaults, "zeros_per_block") == 6);
 	ck_assert(num(config->defaults, "sparsity_level") == 0.7);
 	ck_assert(num(config->defaults, "norm") == 2);
-	ck_assert_str_eq(cJSON_GetObjectItem(config->defaults, "my_key")->valuestring, "kept");
 	ck_assert_int_eq(opass_args_parse(config->defaults, config->sparsifier, &args, NULL), 0);
 	ck_assert_int_eq(args.block_rows, 2);
 	ck_assert_int_eq(args.block_cols, 3);
@@ -159,9 +157,9 @@ END_TEST
 START_TEST(test_overlay)
 {
 	struct opass_config *config = parse_ok(
-		"{\"defaults\": {\"sparsity_level\": 0.3, \"zeros_per_block\": 2, \"extra\": 1},"
+		"{\"defaults\": {\"sparsity_level\": 0.3, \"zeros_per_block\": 2},"
 		" \"config\": ["
-		"  {\"tensor_fqn\": \"a.weight\", \"sparsity_level\": 0.9, \"note\": \"x\"},"
+		"  {\"tensor_fqn\": \"a.weight\", \"sparsity_level\": 0.9, \"module_fqn\": \"x\"},"
 		"  {\"tensor_fqn\": \"b.weight\", \"sparse_block_shape\": [1, 8]}]}");
 	struct opass_args parsed;
 	cJSON *args;
@@ -172,14 +170,13 @@ START_TEST(test_overlay)
 	ck_assert(num(args, "zeros_per_block") == 2);
 	assert_block(args, 1, 4);
 	ck_assert(num(args, "norm") == 2);
-	ck_assert(num(args, "extra") == 1);
-	ck_assert_str_eq(cJSON_GetObjectItem(args, "note")->valuestring, "x");
+	ck_assert_str_eq(cJSON_GetObjectItem(args, "module_fqn")->valuestring, "x");
 	ck_assert(!cJSON_GetObjectItem(args, "tensor_fqn"));
 	cJSON_Delete(args);
 
 	/* the defaults were copied, not changed */
 	ck_assert(num(config->defaults, "sparsity_level") == 0.3);
-	ck_assert(!cJSON_GetObjectItem(config->defaults, "note"));
+	ck_assert(!cJSON_GetObjectItem(config->defaults, "module_fqn"));
 
 	/* overriding only the block keeps the defaults' zeros_per_block (torch) */
 	args = match(config, "b.weight", NULL, "conv");
@@ -669,16 +666,48 @@ END_TEST
 START_TEST(test_passthrough)
 {
 	struct opass_config *config = parse_ok(
-		"{\"options\": {\"format\": \"coo\"}, \"schedule\": {\"kind\": \"cubic\"},"
-		" \"future_key\": {\"a\": 1}}");
+		"{\"options\": {\"format\": \"coo\", \"future_option\": 1},"
+		" \"schedule\": {\"type\": \"cubic\"}}");
 
 	ck_assert_ptr_nonnull(config->options);
 	ck_assert_str_eq(cJSON_GetObjectItem(config->options, "format")->valuestring, "coo");
 	ck_assert_str_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(config->root, "schedule"),
-					     "kind")->valuestring, "cubic");
-	ck_assert(cJSON_IsObject(cJSON_GetObjectItem(config->root, "future_key")));
+					     "type")->valuestring, "cubic");
 	opass_config_free(config);
 	ck_assert_ptr_null(opass_config_free(NULL));
+}
+END_TEST
+
+/* Typos are errors (issue 12): unknown keys at every level, bad schedules. */
+START_TEST(test_unknown_keys_and_schedules)
+{
+	static const struct {
+		const char *json;
+		const char *message;
+	} cases[] = {
+		{ "{\"defualts\": {}}", "config: unknown key 'defualts'" },
+		{ "{\"defaults\": {\"sparsity\": 0.9}}", "config: defaults: unknown key 'sparsity'" },
+		{ "{\"config\": [{\"tensor_fqn\": \"a\", \"sparsty_level\": 0.5}]}",
+		  "config: entry 'a': unknown key 'sparsty_level'" },
+		{ "{\"schedule\": {\"type\": \"exp\"}}", "'type' must be \"cubic\" or \"linear\"" },
+		{ "{\"schedule\": {\"type\": \"cubic\", \"total_t\": 0}}", "'total_t' must be > 0" },
+		{ "{\"schedule\": {\"type\": \"linear\", \"total_t\": -1}}", "'total_t' must be > 0" },
+		{ "{\"schedule\": {\"type\": \"cubic\", \"delta_t\": 0}}", "'delta_t' must not be 0" },
+		{ "{\"schedule\": {\"type\": \"cubic\", \"init_sl\": \"x\"}}", "'init_sl' must be a number" },
+		{ "{\"schedule\": {\"type\": \"cubic\", \"kind\": 1}}", "schedule: unknown key 'kind'" },
+		{ "{\"schedule\": {}}", "'type' must be" },
+	};
+	struct opass_config *config;
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		parse_fails(cases[i].json, cases[i].message);
+	/* the keys other passes read are known */
+	config = parse_ok("{\"sequential\": true, \"allocate\": \"x\", \"defaults\":"
+			  " {\"percdamp\": 0.01, \"blocksize\": 128}, \"config\": [{\"tensor_fqn\": \"a\","
+			  " \"tensor_name\": \"weight\"}], \"schedule\": {\"type\": \"linear\","
+			  " \"init_sl\": 0, \"init_t\": 0, \"delta_t\": 1, \"total_t\": 3,"
+			  " \"initially_zero\": false}}");
+	opass_config_free(config);
 }
 END_TEST
 
@@ -721,6 +750,7 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, test_deep_nesting);
 	tcase_add_test(tc, test_wrong_types);
 	tcase_add_test(tc, test_passthrough);
+	tcase_add_test(tc, test_unknown_keys_and_schedules);
 	tcase_add_test(tc, test_match_bad_module_type);
 	suite_add_tcase(s, tc);
 	return s;

@@ -369,10 +369,17 @@ def test_failed_save_keeps_external_pair(tmp):
     with open(target + ".data", "wb") as f:
         f.write(b"old side file")
     c.fails(["sparsify", src, "--external-data", "-o", target], 1, ["m.onnx"])
-    # a good save over an existing pair replaces both, leaving nothing else
+    # a good save next to a side file no OUT refers to leaves it alone and
+    # writes its own under a fresh name
     os.rmdir(target)
     c.ok(["sparsify", src, "--external-data", "-o", target])
-    if sorted(os.listdir(c.out)) != ["m.onnx", "m.onnx.data"]:
+    if sorted(os.listdir(c.out)) != ["m.onnx", "m.onnx.1.data", "m.onnx.data"]:
+        raise AssertionError("out/ holds %r" % os.listdir(c.out))
+    with open(target + ".data", "rb") as f:
+        assert f.read() == b"old side file"
+    # over an existing pair: the old side file goes once OUT is replaced
+    c.ok(["sparsify", src, "--external-data", "-o", target])
+    if sorted(os.listdir(c.out)) != ["m.onnx", "m.onnx.2.data", "m.onnx.data"]:
         raise AssertionError("out/ holds %r" % os.listdir(c.out))
     m = onnx.load(target)
     onnx.checker.check_model(m)

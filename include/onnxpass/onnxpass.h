@@ -57,10 +57,21 @@ ONNXPASS_EXPORT int onnxpass_model_load_bytes(const void *data, size_t size,
 					      struct onnxpass_model **ret_model,
 					      struct onnxpass_error *err);
 
-/* Write atomically (temp file + rename); path may equal the input's. */
+/* Write atomically (temp file + rename); path may equal the input's.
+ * Like cp and install: "-" is stdout; a symlink is followed (its target is
+ * replaced, the link stays); a character device, FIFO or socket is written
+ * as a stream, without rename; an existing file keeps its mode and, where
+ * the process may set it, its owner (not its hard links: it is a new file).
+ * With external data the side file is PATH.<random>.data, PATH is the only
+ * commit point, and the side files the replaced PATH used are removed. */
 ONNXPASS_EXPORT int onnxpass_model_save_file(struct onnxpass_model *model,
 					     const char *path, unsigned flags,
 					     struct onnxpass_error *err);
+
+/* Write size bytes to path as onnxpass_model_save_file() writes a model
+ * (flags: ONNXPASS_SAVE_FSYNC). */
+ONNXPASS_EXPORT int onnxpass_file_write(const char *path, const void *data, size_t size,
+					unsigned flags, struct onnxpass_error *err);
 
 /* Serialise to a malloc'd buffer the caller frees with onnxpass_free(). */
 ONNXPASS_EXPORT int onnxpass_model_save_bytes(struct onnxpass_model *model,

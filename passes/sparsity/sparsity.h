@@ -26,10 +26,6 @@ struct opass_constant {
 	Onnx__NodeProto *node; /* Constant node, or NULL for an initializer */
 };
 
-/* Find the initializer or Constant output called name (first in graph order,
- * main graph first). */
-int opass_constant_find(Onnx__ModelProto *model, const char *name, struct opass_constant *ret);
-
 /* Mapping between a weight's 2-D view and its storage order. */
 struct opass_view_map {
 	enum opass_view view;

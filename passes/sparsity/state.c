@@ -82,41 +82,76 @@ int opass_config_threads(const struct opass_config *config, unsigned *ret,
 
 /* --- finding constants ----------------------------------------------------- */
 
-struct find_constant {
-	const char *name;
-	struct opass_constant found;
+/* Every constant of the model by name: the first of the walk order (graph
+ * by graph; in each, initializers before Constant nodes) wins. */
+struct constant_index {
+	struct opass_strmap names;
+	struct opass_constant *items;
+	size_t n, cap;
+	int error;
 };
 
-static int find_in_graph(Onnx__GraphProto *g, void *userdata)
+static void constant_index_add(struct constant_index *x, const char *name, struct opass_constant c)
 {
-	struct find_constant *f = userdata;
+	if (x->error || !name || opass_strmap_get(&x->names, name, NULL))
+		return;
+	if (x->n == x->cap) {
+		struct opass_constant *items;
 
-	for (size_t i = 0; i < g->n_initializer; i++) {
-		if (g->initializer[i]->name && strcmp(g->initializer[i]->name, f->name) == 0) {
-			f->found = (struct opass_constant){ .tensor = g->initializer[i], .graph = g };
-			return 1;
+		/* the map holds indexes: growing the array keeps them valid */
+		x->cap = x->cap ? 2 * x->cap : 64;
+		items = realloc(x->items, x->cap * sizeof(*items));
+		if (!items) {
+			x->error = -ENOMEM;
+			return;
 		}
+		x->items = items;
 	}
+	x->items[x->n++] = c;
+	if (opass_strmap_put(&x->names, name, (void *)(uintptr_t)x->n) < 0)
+		x->error = -ENOMEM;
+}
+
+static int constant_index_graph(Onnx__GraphProto *g, void *userdata)
+{
+	struct constant_index *x = userdata;
+
+	for (size_t i = 0; i < g->n_initializer; i++)
+		constant_index_add(x, g->initializer[i]->name,
+				   (struct opass_constant){ .tensor = g->initializer[i], .graph = g });
 	for (size_t i = 0; i < g->n_node; i++) {
 		Onnx__NodeProto *node = g->node[i];
 		const Onnx__AttributeProto *value = opass_node_attr(node, "value");
 
-		if (opass_node_is(node, "Constant") && node->n_output == 1 && value && value->t &&
-		    strcmp(node->output[0], f->name) == 0) {
-			f->found = (struct opass_constant){ .tensor = value->t, .graph = g, .node = node };
-			return 1;
-		}
+		if (opass_node_is(node, "Constant") && node->n_output == 1 && value && value->t)
+			constant_index_add(x, node->output[0], (struct opass_constant){
+				.tensor = value->t, .graph = g, .node = node });
 	}
 	return 0;
 }
 
-int opass_constant_find(Onnx__ModelProto *model, const char *name, struct opass_constant *ret)
+static void constant_index_fini(struct constant_index *x)
 {
-	struct find_constant f = { .name = name };
+	opass_strmap_fini(&x->names);
+	free(x->items);
+}
 
-	if (!name || opass_model_foreach_graph(model, find_in_graph, &f) != 1)
+static int constant_index_build(Onnx__ModelProto *model, struct constant_index *x)
+{
+	*x = (struct constant_index){ 0 };
+	opass_model_foreach_graph(model, constant_index_graph, x);
+	if (x->error)
+		constant_index_fini(x);
+	return x->error;
+}
+
+static int constant_lookup(const struct constant_index *x, const char *name, struct opass_constant *ret)
+{
+	void *index;
+
+	if (!name || !opass_strmap_get(&x->names, name, &index))
 		return -ENOENT;
-	*ret = f.found;
+	*ret = x->items[(uintptr_t)index - 1];
 	return 0;
 }
 
@@ -326,7 +361,7 @@ void opass_group_write_weight_f32(struct opass_group *group, const float *values
 
 /* --- state ------------------------------------------------------------------- */
 
-static int group_resolve(Onnx__ModelProto *model, struct opass_state *state, cJSON *json,
+static int group_resolve(const struct constant_index *constants, struct opass_state *state, cJSON *json,
 			 struct opass_group *g, struct onnxpass_error *err)
 {
 	struct opass_constant mask;
@@ -336,10 +371,10 @@ static int group_resolve(Onnx__ModelProto *model, struct opass_state *state, cJS
 	g->json = json;
 	g->nnz = -1;
 	g->name = opass_json_string(json, "tensor_fqn");
-	if (!g->name || opass_constant_find(model, opass_json_string(json, "weight"), &g->weight) < 0)
+	if (!g->name || constant_lookup(constants, opass_json_string(json, "weight"), &g->weight) < 0)
 		return opass_error(err, -EBADMSG, "sparsity state: group '%s': weight not found",
 				   g->name ? g->name : "?");
-	if (opass_constant_find(model, opass_json_string(json, "mask"), &mask) < 0 ||
+	if (constant_lookup(constants, opass_json_string(json, "mask"), &mask) < 0 ||
 	    mask.tensor->data_type != ONNX__TENSOR_PROTO__DATA_TYPE__BOOL || !mask.tensor->has_raw_data)
 		return opass_error(err, -EBADMSG, "sparsity state: group '%s': mask not found", g->name);
 	g->mask = mask.tensor;
@@ -390,6 +425,7 @@ int opass_state_load(Onnx__ModelProto *model, struct opass_state **ret_state,
 		     struct onnxpass_error *err)
 {
 	const char *text = opass_model_get_metadata(model, OPASS_STATE_KEY);
+	struct constant_index constants = { 0 };
 	struct opass_state *state;
 	const cJSON *groups;
 	const char *kind;
@@ -420,8 +456,13 @@ int opass_state_load(Onnx__ModelProto *model, struct opass_state **ret_state,
 		r = opass_error(err, -ENOMEM, "out of memory");
 		goto out;
 	}
+	if (constant_index_build(model, &constants) < 0) {
+		r = opass_error(err, -ENOMEM, "out of memory");
+		goto out;
+	}
 	for (cJSON *g = groups->child; g && r == 0; g = g->next)
-		r = group_resolve(model, state, g, &state->groups[state->n_groups++], err);
+		r = group_resolve(&constants, state, g, &state->groups[state->n_groups++], err);
+	constant_index_fini(&constants);
 	if (r == 0)
 		r = groups_distinct(state, err);
 	/* args errors from a stored state are model errors, not config errors */

@@ -134,8 +134,23 @@ def _check(r, err):
         raise Error(err.message.decode("utf-8", "replace"), r)
 
 
+_EINVAL = -22
+
+
+def _c_string(text, what):
+    """text as a C string: a NUL would cut it short, a lone surrogate cannot
+    be encoded; both are errors, not silently different strings."""
+    try:
+        data = os.fsencode(text) if what == "path" else text.encode("utf-8")
+    except UnicodeError as e:
+        raise Error("%s %r cannot be encoded: %s" % (what, text, e.reason), _EINVAL) from None
+    if b"\0" in data:
+        raise Error("%s %r contains a NUL byte" % (what, text), _EINVAL)
+    return data
+
+
 def _fspath(path):
-    return os.fsencode(path)
+    return _c_string(path, "path")
 
 
 def _kind(model):
@@ -149,12 +164,30 @@ def _kind(model):
                     % type(model).__name__)
 
 
+def _config_is_path(text):
+    """A config string is JSON text unless it is not JSON and names a file;
+    neither is an error (a typo'd JSON text is not opened as a path)."""
+    stripped = text.strip()
+    if stripped[:1] in ("{", "["):
+        return False
+    try:
+        json.loads(text)
+        return False
+    except ValueError:
+        pass
+    if "\0" not in text and os.path.isfile(text):
+        return True
+    raise Error("config: neither JSON text nor a file: %r" % text[:80], _EINVAL)
+
+
 def _config_text(config, top=None, defaults=None, options=None):
     """The config JSON text: config (dict, JSON text or file) with the overrides merged."""
-    if isinstance(config, os.PathLike) or (isinstance(config, str) and
-                                           not config.lstrip().startswith("{")):
-        with open(config, encoding="utf-8") as f:
-            config = f.read()
+    if isinstance(config, os.PathLike) or (isinstance(config, str) and _config_is_path(config)):
+        try:
+            with open(config, encoding="utf-8") as f:
+                config = f.read()
+        except (OSError, UnicodeError, ValueError) as e:
+            raise Error("config: %s: %s" % (config, e), _EINVAL) from None
     overrides = {k: v for k, v in (("", top), ("defaults", defaults), ("options", options)) if v}
     if config is None:
         config = {}
@@ -213,9 +246,10 @@ class _Session:
     def run(self, passes, config_text):
         err = _CError()
         report = ctypes.c_void_p()
-        r = self.lib.onnxpass_registry_run(self.registry, self.model, passes.encode(),
-                                           config_text.encode(), ctypes.byref(report),
-                                           ctypes.byref(err))
+        r = self.lib.onnxpass_registry_run(self.registry, self.model,
+                                           _c_string(passes, "pass list"),
+                                           _c_string(config_text, "config"),
+                                           ctypes.byref(report), ctypes.byref(err))
         _check(r, err)
         if not report.value:
             return ""
