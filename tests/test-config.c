@@ -489,9 +489,24 @@ START_TEST(test_validation_messages)
 		{"{\"sparsifier\": \"nearly_diagonal\", \"defaults\": {\"nearliness\": \"3\"}}",
 		 "'nearliness' must be an integer"},
 		{"{\"sparsifier\": \"magnitude\"}",
-		 "config: unknown sparsifier 'magnitude' (expected weight_norm or nearly_diagonal)"},
+		 "config: unknown sparsifier 'magnitude' (expected weight_norm, nearly_diagonal, wanda or sparsegpt)"},
 		{"{\"module_types\": [\"linear\", \"embedding\"]}",
 		 "unknown module type 'embedding'"},
+		/* wanda / sparsegpt (SPEC 12) */
+		{"{\"sparsifier\": \"sparsegpt\", \"defaults\": {\"sparse_block_shape\": [2, 2]}}",
+		 "sparsegpt takes sparse_block_shape [1, 1] (unstructured) or [1, M]"},
+		{"{\"sparsifier\": \"wanda\", \"defaults\": {\"sparse_block_shape\": [1, 4]}}",
+		 "wanda takes sparse_block_shape [1, 1] (unstructured) or [1, M] with zeros_per_block N < M"},
+		{"{\"sparsifier\": \"sparsegpt\", \"defaults\": {\"percdamp\": -1}}",
+		 "'percdamp' must be a number >= 0"},
+		{"{\"sparsifier\": \"sparsegpt\", \"defaults\": {\"sparse_block_shape\": [1, 4],"
+		 " \"zeros_per_block\": 2, \"blocksize\": 6}}", "'blocksize' must be a positive integer"},
+		{"{\"sparsifier\": \"sparsegpt\", \"defaults\": {\"conv_view\": \"ohwi\"}}",
+		 "sparsegpt uses the oihw conv view"},
+		{"{\"allocate\": \"sensitivity\"}", "need a calibration-aware sparsifier"},
+		{"{\"sparsifier\": \"wanda\", \"allocate\": \"greedy\"}",
+		 "'allocate' must be \"sensitivity\" or \"uniform\""},
+		{"{\"sparsifier\": \"wanda\", \"sequential\": 1}", "'sequential' must be true or false"},
 	};
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
@@ -702,7 +717,8 @@ START_TEST(test_unknown_keys_and_schedules)
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
 		parse_fails(cases[i].json, cases[i].message);
 	/* the keys other passes read are known */
-	config = parse_ok("{\"sequential\": true, \"allocate\": \"x\", \"defaults\":"
+	config = parse_ok("{\"sparsifier\": \"sparsegpt\", \"sequential\": true,"
+			  " \"allocate\": \"sensitivity\", \"defaults\":"
 			  " {\"percdamp\": 0.01, \"blocksize\": 128}, \"config\": [{\"tensor_fqn\": \"a\","
 			  " \"tensor_name\": \"weight\"}], \"schedule\": {\"type\": \"linear\","
 			  " \"init_sl\": 0, \"init_t\": 0, \"delta_t\": 1, \"total_t\": 3,"
