@@ -12,8 +12,9 @@
 static const double candidates[] = { 0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95 };
 #define N_CAND (sizeof(candidates) / sizeof(candidates[0]))
 
-/* sum over Conv groups of tr(A H A^T), A = a[rows][d] per group. */
-static double quad_form(const float *a, const struct opass_site *s, size_t rows, float *t)
+/* sum over Conv groups of tr(A H A^T), A = a[rows][d] per group; h is
+ * scratch for one full H, t for rows * d. */
+static double quad_form(const float *a, const struct opass_site *s, size_t rows, float *h, float *t)
 {
 	size_t d = s->dim;
 	double sum = 0;
@@ -21,8 +22,9 @@ static double quad_form(const float *a, const struct opass_site *s, size_t rows,
 	for (size_t k = 0; k < s->n_groups; k++) {
 		const float *ak = a + k * rows * d;
 
+		opass_stats_unpack(&s->stats, k, h);
 		cblas_ssymm(CblasRowMajor, CblasRight, CblasUpper, (int)rows, (int)d, 1.0f,
-			    s->stats.h + k * d * d, (int)d, ak, (int)d, 0.0f, t, (int)d);
+			    h, (int)d, ak, (int)d, 0.0f, t, (int)d);
 		for (size_t i = 0; i < rows * d; i++)
 			sum += (double)t[i] * (double)ak[i];
 	}
@@ -35,13 +37,14 @@ static int group_errors(const struct opass_group *g, struct opass_site *s,
 {
 	size_t n = (size_t)(g->map.rows * g->map.cols), rows = (size_t)g->map.rows / s->n_groups;
 	float *w = malloc(n * sizeof(*w)), *p = malloc(n * sizeof(*p)), *t = malloc(n * sizeof(*t));
+	float *h = malloc(s->dim * s->dim * sizeof(*h));
 	uint8_t *mask = malloc(n);
 	double base = 0;
-	int r = w && p && t && mask ? 0 : -ENOMEM;
+	int r = w && p && t && h && mask ? 0 : -ENOMEM;
 
 	if (r == 0) {
 		opass_group_read_masked_f32(g, w, t);
-		base = quad_form(w, s, rows, t);
+		base = quad_form(w, s, rows, h, t);
 	}
 	for (size_t c = 0; r == 0 && c < N_CAND; c++) {
 		memcpy(p, w, n * sizeof(*p));
@@ -49,8 +52,9 @@ static int group_errors(const struct opass_group *g, struct opass_site *s,
 		for (size_t i = 0; r == 0 && i < n; i++)
 			p[i] = w[i] - (mask[i] ? p[i] : 0.0f);
 		if (r == 0)
-			e[c] = base > 0 ? quad_form(p, s, rows, t) / base : 0;
+			e[c] = base > 0 ? quad_form(p, s, rows, h, t) / base : 0;
 	}
+	free(h);
 	free(w);
 	free(p);
 	free(t);

@@ -50,6 +50,7 @@ struct opass_sites {
 	size_t *of_group;   /* per state group: index of its site */
 	unsigned *wave;     /* per state group: sequential wave (0 first) */
 	unsigned n_waves;
+	float *scratch;     /* while collecting: one full H of the widest site */
 };
 
 /* Resolve every group of a prepared model to the input of its consumer

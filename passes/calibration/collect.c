@@ -96,7 +96,8 @@ static void auto_pads(const char *mode, int64_t in, int64_t k, int64_t s, int64_
 		*begin = *end = 0;
 }
 
-static int add_conv(struct opass_site *s, const float *x, const int64_t *dims, size_t n_dims)
+static int add_conv(struct opass_site *s, const float *x, const int64_t *dims, size_t n_dims,
+		    float *scratch)
 {
 	int64_t d4[4];
 
@@ -110,10 +111,11 @@ static int add_conv(struct opass_site *s, const float *x, const int64_t *dims, s
 	for (int axis = 0; s->auto_pad && axis < 2; axis++)
 		auto_pads(s->auto_pad, d4[2 + axis], s->geom.kernel[axis], s->geom.stride[axis],
 			  s->geom.dilation[axis], &s->geom.pads[axis], &s->geom.pads[axis + 2]);
-	return opass_stats_add_conv(&s->stats, &s->geom, x, d4);
+	return opass_stats_add_conv(&s->stats, &s->geom, x, d4, scratch);
 }
 
-static int add_gemm(struct opass_site *s, const float *x, const int64_t *dims, size_t n_dims)
+static int add_gemm(struct opass_site *s, const float *x, const int64_t *dims, size_t n_dims,
+		    float *scratch)
 {
 	size_t m, k;
 	float *t;
@@ -122,7 +124,7 @@ static int add_gemm(struct opass_site *s, const float *x, const int64_t *dims, s
 	if (n_dims != 2 || (uint64_t)dims[s->trans_a ? 0 : 1] != s->dim)
 		return -EINVAL;
 	if (!s->trans_a)
-		return opass_stats_add_rows(&s->stats, 0, x, (size_t)dims[0]);
+		return opass_stats_add_rows(&s->stats, 0, x, (size_t)dims[0], scratch);
 	k = (size_t)dims[0];
 	m = (size_t)dims[1];
 	t = malloc((m * k > 0 ? m * k : 1) * sizeof(*t));
@@ -131,14 +133,14 @@ static int add_gemm(struct opass_site *s, const float *x, const int64_t *dims, s
 	for (size_t i = 0; i < k; i++)
 		for (size_t j = 0; j < m; j++)
 			t[j * k + i] = x[i * m + j];
-	r = opass_stats_add_rows(&s->stats, 0, t, m);
+	r = opass_stats_add_rows(&s->stats, 0, t, m, scratch);
 	free(t);
 	return r;
 }
 
 /* Fold one fetched activation into site s. */
 static int site_add_tensor(struct opass_site *s, const struct opass_calib_tensor *t,
-			   const char *file, struct onnxpass_error *err)
+			   const char *file, float *scratch, struct onnxpass_error *err)
 {
 	uint64_t n = opass_calib_tensor_numel(t);
 	const float *x;
@@ -151,13 +153,13 @@ static int site_add_tensor(struct opass_site *s, const struct opass_calib_tensor
 	if (r < 0)
 		return opass_error(err, r, "out of memory");
 	if (s->kind == OPASS_SITE_CONV)
-		r = add_conv(s, x, t->dims, t->n_dims);
+		r = add_conv(s, x, t->dims, t->n_dims, scratch);
 	else if (s->kind == OPASS_SITE_GEMM)
-		r = add_gemm(s, x, t->dims, t->n_dims);
+		r = add_gemm(s, x, t->dims, t->n_dims, scratch);
 	else if (t->n_dims < 1 || (uint64_t)t->dims[t->n_dims - 1] != s->dim)
 		r = -EINVAL;
 	else
-		r = opass_stats_add_rows(&s->stats, 0, x, (size_t)(n / s->dim));
+		r = opass_stats_add_rows(&s->stats, 0, x, (size_t)(n / s->dim), scratch);
 	free(copy);
 	if (r == -EINVAL)
 		return opass_error(err, r, "calibration: %s: value '%s' (rank %zu) does not fit its layer "
@@ -173,7 +175,7 @@ static int fold_value(struct opass_sites *sites, const struct opass_calib_tensor
 
 	for (size_t i = 0; r == 0 && i < sites->n; i++)
 		if (sites->items[i].active && strcmp(sites->items[i].value, t->name) == 0)
-			r = site_add_tensor(&sites->items[i], t, file, err);
+			r = site_add_tensor(&sites->items[i], t, file, sites->scratch, err);
 	return r;
 }
 
@@ -215,16 +217,24 @@ static int run_batches(struct opass_sites *sites, struct opass_ort_session *sess
 	return r;
 }
 
+/* Fresh statistics for the active sites, and the folding scratch (one
+ * full H of the widest). */
 static int sites_reset(struct opass_sites *sites, bool full)
 {
+	size_t widest = 1;
+
 	for (size_t i = 0; i < sites->n; i++) {
 		struct opass_site *s = &sites->items[i];
 
 		opass_site_reset(s);
 		if (s->active && opass_stats_init(&s->stats, s->dim, s->n_groups, full) < 0)
 			return -ENOMEM;
+		if (s->active && full && s->dim > widest)
+			widest = s->dim;
 	}
-	return 0;
+	free(sites->scratch);
+	sites->scratch = malloc(widest * widest * sizeof(*sites->scratch));
+	return sites->scratch ? 0 : -ENOMEM;
 }
 
 int opass_sites_collect(struct opass_sites *sites, const struct opass_collect *how,
@@ -251,14 +261,14 @@ int opass_sites_collect(struct opass_sites *sites, const struct opass_collect *h
 	if (r == 0)
 		r = run_batches(sites, session, source, how->model->proto, names, n_names, err);
 	for (size_t i = 0; r == 0 && i < sites->n; i++) {
-		struct opass_site *s = &sites->items[i];
+		const struct opass_site *s = &sites->items[i];
 
 		if (s->active && s->stats.rows == 0)
 			r = opass_error(err, -EINVAL, "calibration: layer input '%s' got no rows from %s",
 					s->value, how->calibration);
-		else if (s->active)
-			opass_stats_finish(&s->stats);
 	}
+	free(sites->scratch);
+	sites->scratch = NULL;
 	opass_ort_session_free(session);
 	opass_ort_close(ort);
 	opass_calib_free(source);

@@ -240,6 +240,7 @@ int opass_site_factors(struct opass_site *site, double percdamp,
 		       const struct opass_sparsegpt_factor **ret_factors)
 {
 	size_t d = site->dim;
+	float *full;
 	int r = 0;
 
 	if (site->factors && site->factors_damp == percdamp) {
@@ -250,8 +251,14 @@ int opass_site_factors(struct opass_site *site, double percdamp,
 	site->factors = calloc(site->n_groups, sizeof(*site->factors));
 	if (!site->factors || !site->stats.h)
 		return site->factors ? -EINVAL : -ENOMEM;
-	for (size_t k = 0; r == 0 && k < site->n_groups; k++)
-		r = opass_sparsegpt_factor(site->stats.h + k * d * d, d, percdamp, &site->factors[k]);
+	full = malloc(d * d * sizeof(*full));
+	if (!full)
+		r = -ENOMEM;
+	for (size_t k = 0; r == 0 && k < site->n_groups; k++) {
+		opass_stats_unpack(&site->stats, k, full);
+		r = opass_sparsegpt_factor(full, d, percdamp, &site->factors[k]);
+	}
+	free(full);
 	site->factors_damp = percdamp;
 	if (r < 0) {
 		site_factors_free(site);
@@ -269,6 +276,7 @@ void opass_sites_fini(struct opass_sites *sites)
 	}
 	if (sites) {
 		free(sites->items);
+		free(sites->scratch);
 		free(sites->of_group);
 		free(sites->wave);
 		*sites = (struct opass_sites){ 0 };

@@ -11,14 +11,40 @@
 /* im2col rows per chunk: bounds the scratch to CHUNK * dim floats. */
 #define CHUNK 1024
 
+static size_t packed_size(size_t dim)
+{
+	return dim * (dim + 1) / 2;
+}
+
+/* h (packed upper, row by row) += the upper triangle of full[dim][dim]. */
+static void pack_add(float *h, const float *full, size_t dim)
+{
+	for (size_t i = 0; i < dim; i++) {
+		const float *row = full + i * dim;
+
+		for (size_t j = i; j < dim; j++)
+			*h++ += row[j];
+	}
+}
+
+void opass_stats_unpack(const struct opass_stats *stats, size_t g, float *out)
+{
+	size_t d = stats->dim;
+	const float *h = stats->h + g * packed_size(d);
+
+	for (size_t i = 0; i < d; i++)
+		for (size_t j = i; j < d; j++)
+			out[i * d + j] = out[j * d + i] = *h++;
+}
+
 int opass_stats_init(struct opass_stats *stats, size_t dim, size_t n_groups, bool full)
 {
 	struct opass_stats s = { .dim = dim, .n_groups = n_groups, .full = full };
 
-	if (dim == 0 || n_groups == 0 || dim > SIZE_MAX / dim / n_groups / sizeof(float))
+	if (dim == 0 || n_groups == 0 || dim > INT32_MAX || dim > SIZE_MAX / dim / n_groups / sizeof(float))
 		return -EINVAL;
 	s.sq = calloc(n_groups * dim, sizeof(*s.sq));
-	s.h = full ? calloc(n_groups * dim * dim, sizeof(*s.h)) : NULL;
+	s.h = full ? calloc(n_groups * packed_size(dim), sizeof(*s.h)) : NULL;
 	if (!s.sq || (full && !s.h)) {
 		free(s.sq);
 		free(s.h);
@@ -61,17 +87,21 @@ static int add_squares(double *sq, const float *x, size_t rows, size_t dim)
 	return 0;
 }
 
-static int add_block(struct opass_stats *stats, size_t g, const float *x, size_t rows)
+static int add_block(struct opass_stats *stats, size_t g, const float *x, size_t rows,
+		     float *scratch)
 {
 	size_t dim = stats->dim;
 
-	if (stats->full && rows)
+	if (stats->full && rows) {
 		cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)dim, (int)rows, 1.0f, x,
-			    (int)dim, 1.0f, stats->h + g * dim * dim, (int)dim);
+			    (int)dim, 0.0f, scratch, (int)dim);
+		pack_add(stats->h + g * packed_size(dim), scratch, dim);
+	}
 	return add_squares(stats->sq + g * dim, x, rows, dim);
 }
 
-int opass_stats_add_rows(struct opass_stats *stats, size_t g, const float *x, size_t rows)
+int opass_stats_add_rows(struct opass_stats *stats, size_t g, const float *x, size_t rows,
+			 float *scratch)
 {
 	if (g >= stats->n_groups || stats->dim > INT32_MAX)
 		return -EINVAL;
@@ -79,7 +109,7 @@ int opass_stats_add_rows(struct opass_stats *stats, size_t g, const float *x, si
 	for (size_t done = 0; done < rows; done += CHUNK * 64) {
 		size_t n = rows - done < CHUNK * 64 ? rows - done : CHUNK * 64;
 
-		if (add_block(stats, g, x + done * stats->dim, n) < 0)
+		if (add_block(stats, g, x + done * stats->dim, n, scratch) < 0)
 			return -ENOMEM;
 	}
 	stats->rows += rows;
@@ -172,20 +202,23 @@ static double sum_squares(const float *v, size_t n)
 }
 
 /* Fold a transposed chunk pt[dim][cols] into group g. */
-static int chunk_add(struct opass_stats *stats, size_t g, const float *pt, size_t cols)
+static int chunk_add(struct opass_stats *stats, size_t g, const float *pt, size_t cols,
+		     float *scratch)
 {
 	size_t dim = stats->dim;
 
-	if (stats->full && cols)
+	if (stats->full && cols) {
 		cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)dim, (int)cols, 1.0f, pt,
-			    (int)cols, 1.0f, stats->h + g * dim * dim, (int)dim);
+			    (int)cols, 0.0f, scratch, (int)dim);
+		pack_add(stats->h + g * packed_size(dim), scratch, dim);
+	}
 	for (size_t j = 0; j < dim; j++)
 		stats->sq[g * dim + j] += sum_squares(pt + j * cols, cols);
 	return 0;
 }
 
 int opass_stats_add_conv(struct opass_stats *stats, const struct opass_conv_geom *geom,
-			 const float *x, const int64_t dims[4])
+			 const float *x, const int64_t dims[4], float *scratch)
 {
 	int64_t oh = opass_conv_out_size(dims[2], geom->kernel[0], geom->stride[0], geom->dilation[0],
 					 geom->pads[0], geom->pads[2]);
@@ -212,22 +245,9 @@ int opass_stats_add_conv(struct opass_stats *stats, const struct opass_conv_geom
 				int64_t oy1 = oy0 + (int64_t)lines < oh ? oy0 + (int64_t)lines : oh;
 
 				chunk_fill(&cc, g, n, oy0, oy1, pt);
-				chunk_add(stats, g, pt, (size_t)((oy1 - oy0) * ow));
+				chunk_add(stats, g, pt, (size_t)((oy1 - oy0) * ow), scratch);
 			}
 	stats->rows += (uint64_t)(dims[0] * oh * ow);
 	free(pt);
 	return 0;
-}
-
-void opass_stats_finish(struct opass_stats *stats)
-{
-	size_t d = stats->dim;
-
-	for (size_t g = 0; stats->full && g < stats->n_groups; g++) {
-		float *h = stats->h + g * d * d;
-
-		for (size_t i = 0; i < d; i++)
-			for (size_t j = 0; j < i; j++)
-				h[i * d + j] = h[j * d + i];
-	}
 }
