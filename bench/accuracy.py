@@ -402,7 +402,12 @@ METHODS = {
     "sparsegpt": ["--sparsifier", "sparsegpt", "--calibration", "{calib}"],
     "sparsegpt+sens": ["--sparsifier", "sparsegpt", "--calibration", "{calib}",
                        "--allocate", "sensitivity"],
+    "sparsegpt+seq": ["--sparsifier", "sparsegpt", "--calibration", "{calib}", "--sequential"],
+    "sparsegpt+seq+sens": ["--sparsifier", "sparsegpt", "--calibration", "{calib}", "--sequential",
+                           "--allocate", "sensitivity"],
 }
+# the grid; the sequential variants are asked for with --methods
+DEFAULT_METHODS = ["magnitude", "wanda", "sparsegpt", "sparsegpt+sens"]
 LEVELS = ["30%", "50%", "70%", "90%", "2:4"]
 
 
@@ -498,7 +503,8 @@ def main():
     ap.add_argument("--cache", default=None,
                     help="models, data, outputs (default BUILD/accuracy-cache)")
     ap.add_argument("--models", default="rec,cls,digits")
-    ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--methods", default=",".join(DEFAULT_METHODS),
+                    help="from %s" % ",".join(METHODS))
     ap.add_argument("--levels", default=",".join(LEVELS))
     ap.add_argument("--eval", type=int, default=0, help="evaluation samples (default 300)")
     ap.add_argument("--calib", type=int, default=128, help="calibration samples")

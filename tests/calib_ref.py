@@ -18,6 +18,11 @@ def _lowest(keys, k):
     return out
 
 
+def nm_prunes(n, m, length):
+    """A last N:M group of length < m columns: the missing columns count as pruned."""
+    return max(0, n - (m - length))
+
+
 def wanda(w, x, level=0.5, n=0, m=1):
     """w [out, in], x [rows, in] -> mask (True = kept)."""
     norm = np.sqrt((x.astype(np.float64) ** 2).sum(0)).astype(np.float32)
@@ -29,7 +34,7 @@ def wanda(w, x, level=0.5, n=0, m=1):
         else:
             for j in range(0, w.shape[1], m):
                 seg = score[i, j:j + m]
-                prune[i, j:j + m] = _lowest(seg, min(n, len(seg)))
+                prune[i, j:j + m] = _lowest(seg, nm_prunes(n, m, len(seg)))
     return ~prune
 
 
@@ -56,7 +61,7 @@ def sparsegpt(w, x, level=0.5, n=0, m=1, percdamp=0.01, blocksize=128):
             if m > 1 and i % m == 0:
                 for r in range(rows):
                     seg = (w1[r, i:i + m] ** 2 / d[i:i + m] ** 2).astype(np.float32)
-                    prune1[r, i:i + m] = _lowest(seg, min(n, len(seg)))
+                    prune1[r, i:i + m] = _lowest(seg, nm_prunes(n, m, len(seg)))
             q = np.where(prune1[:, i], 0.0, w1[:, i])
             e = (w1[:, i] - q) / u[i1 + i, i1 + i]
             w1[:, i:] -= np.outer(e, u[i1 + i, i1 + i:i2])

@@ -58,7 +58,9 @@ int opass_nearly_diagonal_mask(size_t rows, size_t cols, int64_t nearliness, uin
  * Calibration-aware sparsifiers (SPEC 12) on a weight's view W[rows][cols]
  * = [out, in_features]. A pattern is unstructured (m == 1: the level is
  * the fraction pruned) or N:M (n zeros in every m consecutive inputs of a
- * row, from column 0; a last partial group of len < m loses min(n, len)).
+ * row, from column 0; in a last partial group of len < m columns the m -
+ * len missing ones count as pruned first: it loses max(0, n - (m - len)),
+ * as if padded with zeros to m).
  * Ties go to the lower index; NaN scores are never pruned before numbers.
  */
 struct opass_prune_pattern {
@@ -111,6 +113,9 @@ int opass_sparsegpt_prune(float *w, size_t rows, size_t cols,
 
 /* 0 when the pattern is valid (level in [0, 1]; m >= 1; 0 <= n < m for N:M). */
 int opass_prune_pattern_check(const struct opass_prune_pattern *pattern);
+
+/* How many of a (possibly partial) N:M group of len <= m columns go. */
+size_t opass_nm_prunes(const struct opass_prune_pattern *pattern, size_t len);
 
 /* Per-row pruning of keys[rows][cols] by a pattern (the lowest keys go),
  * into mask (1 = keep). */

@@ -136,10 +136,11 @@ static int block_choose(struct sgpt *s, size_t i1, size_t count)
 }
 
 /* N:M: the group of columns [i, i + len) of the block, row by row (len
- * <= m <= 64): the min(n, len) lowest w^2 / U_jj^2 of each row go. */
+ * <= m <= 64): the opass_nm_prunes(n, m, len) lowest w^2 / U_jj^2 of
+ * each row go. */
 static void group_choose(struct sgpt *s, size_t i1, size_t count, size_t i, size_t len)
 {
-	size_t k = (size_t)s->args->pattern.n < len ? (size_t)s->args->pattern.n : len;
+	size_t k = opass_nm_prunes(&s->args->pattern, len);
 	float keys[64];
 	uint32_t scratch[64];
 	uint8_t selected[64];

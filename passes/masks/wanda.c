@@ -21,6 +21,13 @@ int opass_prune_pattern_check(const struct opass_prune_pattern *p)
 	return 0;
 }
 
+size_t opass_nm_prunes(const struct opass_prune_pattern *p, size_t len)
+{
+	size_t missing = (size_t)p->m - len;
+
+	return (size_t)p->n > missing ? (size_t)p->n - missing : 0;
+}
+
 /* Mark (1) the prunable elements of one row segment: k smallest keys. */
 static void segment_prune(const float *keys, size_t len, size_t k, uint32_t *scratch,
 			  uint8_t *selected, uint8_t *mask)
@@ -53,7 +60,7 @@ int opass_prune_rows(const float *keys, size_t rows, size_t cols,
 		}
 		for (size_t j = 0; j < cols; j += m) {
 			size_t len = cols - j < m ? cols - j : m;
-			size_t k = (size_t)p->n < len ? (size_t)p->n : len;
+			size_t k = opass_nm_prunes(p, len);
 
 			segment_prune(row + j, len, k, scratch, selected, mask + i * cols + j);
 		}
