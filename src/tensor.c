@@ -167,6 +167,56 @@ void opass_tensor_read_f32(const Onnx__TensorProto *t, float *out)
 		out[i] = (float)opass_tensor_get(t, i);
 }
 
+/* The field that holds t's elements, and its size in bytes. */
+static void *tensor_storage(const Onnx__TensorProto *t, size_t *ret_size)
+{
+	if (t->has_raw_data) {
+		*ret_size = t->raw_data.len;
+		return t->raw_data.data;
+	}
+	if (t->n_float_data) {
+		*ret_size = t->n_float_data * sizeof(*t->float_data);
+		return t->float_data;
+	}
+	if (t->n_double_data) {
+		*ret_size = t->n_double_data * sizeof(*t->double_data);
+		return t->double_data;
+	}
+	*ret_size = t->n_int32_data * sizeof(*t->int32_data);
+	return t->int32_data;
+}
+
+int opass_tensor_backup(const Onnx__TensorProto *t, struct opass_tensor_backup *ret_backup)
+{
+	size_t size;
+	const void *data = tensor_storage(t, &size);
+	void *copy = malloc(size ? size : 1);
+
+	if (!copy)
+		return -ENOMEM;
+	if (size)
+		memcpy(copy, data, size);
+	*ret_backup = (struct opass_tensor_backup){ .bytes = copy, .size = size };
+	return 0;
+}
+
+void opass_tensor_restore(Onnx__TensorProto *t, const struct opass_tensor_backup *backup)
+{
+	size_t size;
+	void *data = tensor_storage(t, &size);
+
+	if (size == backup->size && size)
+		memcpy(data, backup->bytes, size);
+}
+
+void opass_tensor_backup_fini(struct opass_tensor_backup *backup)
+{
+	if (!backup)
+		return;
+	free(backup->bytes);
+	*backup = (struct opass_tensor_backup){ 0 };
+}
+
 void opass_tensor_set(Onnx__TensorProto *t, uint64_t i, double v)
 {
 	float f = (float)v;

@@ -41,6 +41,17 @@ double opass_tensor_get(const Onnx__TensorProto *t, uint64_t i);
  * in whatever storage it uses. */
 void opass_tensor_set(Onnx__TensorProto *t, uint64_t i, double v);
 
+/* A copy of a tensor's stored elements (whichever field holds them), to
+ * put back after in-place changes that keep its size. */
+struct opass_tensor_backup {
+	void *bytes;
+	size_t size;
+};
+
+int opass_tensor_backup(const Onnx__TensorProto *t, struct opass_tensor_backup *ret_backup);
+void opass_tensor_restore(Onnx__TensorProto *t, const struct opass_tensor_backup *backup);
+void opass_tensor_backup_fini(struct opass_tensor_backup *backup);
+
 /* Set element i to +0.0 in whatever storage it uses. */
 void opass_tensor_zero(Onnx__TensorProto *t, uint64_t i);
 

@@ -1,6 +1,5 @@
 /* SPDX-License-Identifier: MIT */
 /* Sensitivity allocation of per-group levels (see allocate.h). */
-#include <cblas.h>
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
@@ -8,56 +7,43 @@
 
 #include "calibration/allocate.h"
 #include "error.h"
+#include "tensor.h"
 
-static const double candidates[] = { 0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95 };
+static const double candidates[] = { 0, 0.3, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95 };
 #define N_CAND (sizeof(candidates) / sizeof(candidates[0]))
 
-/* sum over Conv groups of tr(A H A^T), A = a[rows][d] per group; h is
- * scratch for one full H, t for rows * d. */
-static double quad_form(const float *a, const struct opass_site *s, size_t rows, float *h, float *t)
+/* The model's output error with group g pruned alone at each candidate
+ * level (weight put back after each). */
+static int group_errors(struct opass_group *g, struct opass_site *s, enum opass_sparsifier kind,
+			struct opass_eval *ev, double *e, struct onnxpass_error *err)
 {
-	size_t d = s->dim;
-	double sum = 0;
-
-	for (size_t k = 0; k < s->n_groups; k++) {
-		const float *ak = a + k * rows * d;
-
-		opass_stats_unpack(&s->stats, k, h);
-		cblas_ssymm(CblasRowMajor, CblasRight, CblasUpper, (int)rows, (int)d, 1.0f,
-			    h, (int)d, ak, (int)d, 0.0f, t, (int)d);
-		for (size_t i = 0; i < rows * d; i++)
-			sum += (double)t[i] * (double)ak[i];
-	}
-	return sum;
-}
-
-/* Relative output error of group g at every candidate level into e[]. */
-static int group_errors(const struct opass_group *g, struct opass_site *s,
-			enum opass_sparsifier kind, double *e)
-{
-	size_t n = (size_t)(g->map.rows * g->map.cols), rows = (size_t)g->map.rows / s->n_groups;
-	float *w = malloc(n * sizeof(*w)), *p = malloc(n * sizeof(*p)), *t = malloc(n * sizeof(*t));
-	float *h = malloc(s->dim * s->dim * sizeof(*h));
+	size_t n = (size_t)(g->map.rows * g->map.cols);
+	float *w = malloc(n * sizeof(*w)), *p = malloc(n * sizeof(*p));
 	uint8_t *mask = malloc(n);
-	double base = 0;
-	int r = w && p && t && h && mask ? 0 : -ENOMEM;
+	struct opass_tensor_backup backup = { 0 };
+	int r = w && p && mask ? opass_tensor_backup(g->weight.tensor, &backup) : -ENOMEM;
 
-	if (r == 0) {
-		opass_group_read_masked_f32(g, w, t);
-		base = quad_form(w, s, rows, h, t);
-	}
-	for (size_t c = 0; r == 0 && c < N_CAND; c++) {
+	if (r < 0)
+		opass_error(err, r, "out of memory");
+	else
+		opass_group_read_masked_f32(g, w, p);
+	e[0] = 0;
+	for (size_t c = 1; r == 0 && c < N_CAND; c++) {
 		memcpy(p, w, n * sizeof(*p));
 		r = opass_group_prune_values(g, s, kind, candidates[c], p, mask);
-		for (size_t i = 0; r == 0 && i < n; i++)
-			p[i] = w[i] - (mask[i] ? p[i] : 0.0f);
-		if (r == 0)
-			e[c] = base > 0 ? quad_form(p, s, rows, h, t) / base : 0;
+		if (r < 0) {
+			opass_error(err, r, "group '%s': sensitivity: %s", g->name, strerror(-r));
+			break;
+		}
+		for (size_t i = 0; i < n; i++)
+			p[i] = mask[i] ? p[i] : 0.0f;
+		opass_group_write_weight_f32(g, p);
+		r = opass_eval_error(ev, &e[c], err);
+		opass_tensor_restore(g->weight.tensor, &backup);
 	}
-	free(h);
+	opass_tensor_backup_fini(&backup);
 	free(w);
 	free(p);
-	free(t);
 	free(mask);
 	return r;
 }
@@ -121,25 +107,27 @@ static void choose(const double *e, const double *sizes, size_t n, double target
 }
 
 int opass_allocate_sensitivity(struct opass_state *state, struct opass_sites *sites,
-			       double *levels, struct onnxpass_error *err)
+			       const struct opass_collect *how, double *levels,
+			       struct onnxpass_error *err)
 {
 	size_t n = state->n_groups;
 	double *e = calloc(n * N_CAND + 1, sizeof(*e)), *sizes = calloc(n + 1, sizeof(*sizes));
 	double target = 0, all = 0;
-	int r = e && sizes ? 0 : opass_error(err, -ENOMEM, "out of memory");
+	struct opass_eval *ev = NULL;
+	int r = e && sizes ? opass_eval_open(how, &ev, err) : opass_error(err, -ENOMEM, "out of memory");
 
 	for (size_t i = 0; r == 0 && i < n; i++) {
-		const struct opass_group *g = &state->groups[i];
+		struct opass_group *g = &state->groups[i];
 
 		if (g->args.block_cols > 1)
 			continue; /* N:M: the level is the pattern's */
 		sizes[i] = (double)g->map.rows * (double)g->map.cols;
 		target += sizes[i] * levels[i];
 		all += sizes[i];
-		r = group_errors(g, &sites->items[sites->of_group[i]], state->sparsifier, e + i * N_CAND);
-		if (r < 0)
-			opass_error(err, r, "group '%s': sensitivity: %s", g->name, strerror(-r));
+		r = group_errors(g, &sites->items[sites->of_group[i]], state->sparsifier, ev,
+				 e + i * N_CAND, err);
 	}
+	opass_eval_free(ev);
 	/* beyond the last candidate everywhere: keep the uniform levels */
 	if (r == 0 && all > 0 && target <= all * candidates[N_CAND - 1])
 		choose(e, sizes, n, target, levels);

@@ -151,7 +151,7 @@ int opass_calibrated_step(struct onnxpass_model *model, struct opass_state *stat
 		r = opass_sites_collect(&sites, &how, err);
 	}
 	if (r == 0 && allocate)
-		r = opass_allocate_sensitivity(state, &sites, levels, err);
+		r = opass_allocate_sensitivity(state, &sites, &how, levels, err);
 	if (r == 0 && !sequential)
 		r = wave_prune(state, &sites, -1, levels, err);
 	for (unsigned w = 0; r == 0 && sequential && w < sites.n_waves; w++) {
