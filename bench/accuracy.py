@@ -613,7 +613,7 @@ def print_table(results, levels):
         for r in rs:
             if r["method"] not in ("dense", "ref-stats") and r["method"] not in meths:
                 meths.append(r["method"])
-        errors = []
+        errors = {}
         for m in meths:
             cells = []
             for lvl in lv:
@@ -622,7 +622,7 @@ def print_table(results, levels):
                     cells.append("")
                 elif c[0]["value"] is None:
                     cells.append("n/a")
-                    errors.append("%s %s: %s" % (m, lvl, c[0]["error"]))
+                    errors.setdefault(c[0]["error"], []).append("%s %s" % (m, lvl))
                 else:
                     cells.append("%.2f (%+.2f) %.1f%% %.1f s" % (
                         c[0]["value"], c[0]["delta"], 100 * c[0]["sparsity"], c[0]["time"]))
@@ -631,8 +631,8 @@ def print_table(results, levels):
         if stats:
             print("(ref: collecting the layer statistics took %.1f s, not in the cells)"
                   % stats[0]["time"])
-        for e in errors:
-            print("n/a: " + e)
+        for e, where in errors.items():
+            print("n/a (%s): %s" % (", ".join(where), e))
 
 
 if __name__ == "__main__":
