@@ -228,15 +228,24 @@ class Task:
     higher_is_better = True
     input_name = "x"
 
-    def calib_files(self):
-        return sorted(glob.glob(os.path.join(self.calib_dir, "*.npz")))
-
     def write_calib(self, batches):
+        """One .npz per batch; each file replaced atomically (the data is seeded, so
+        a run that shares the cache reads the same batches), stale files removed."""
         os.makedirs(self.calib_dir, exist_ok=True)
-        for f in glob.glob(os.path.join(self.calib_dir, "*.npz")):
-            os.unlink(f)
+        keep = set()
         for i, b in enumerate(batches):
-            np.savez(os.path.join(self.calib_dir, "batch%03d.npz" % i), **{self.input_name: b})
+            path = os.path.join(self.calib_dir, "batch%03d.npz" % i)
+            tmp = "%s.%d.tmp.npz" % (path[:-4], os.getpid())
+            np.savez(tmp, **{self.input_name: b})
+            os.replace(tmp, path)
+            keep.add(path)
+        for f in glob.glob(os.path.join(self.calib_dir, "batch*.npz")):
+            if f not in keep and ".tmp." not in f:
+                os.unlink(f)
+
+    def calib_files(self):
+        return sorted(f for f in glob.glob(os.path.join(self.calib_dir, "*.npz"))
+                      if ".tmp." not in f)
 
 
 class OcrRec(Task):
@@ -406,7 +415,16 @@ METHODS = {
     "sparsegpt+sens": ["--sparsifier", "sparsegpt", "--calibration", "{calib}",
                        "--allocate", "sensitivity"],
 }
+METHODS["sparsegpt+sensitivity"] = METHODS["sparsegpt+sens"]
 LEVELS = ["30%", "50%", "70%", "90%", "2:4"]
+
+
+def parse_level(text):
+    """'50%', '50' or '0.5' -> '50%'; 'N:M' as it is."""
+    if ":" in text:
+        return text
+    v = float(text.rstrip("%"))
+    return "%g%%" % (v * 100 if v <= 1 and not text.endswith("%") else v)
 
 
 def level_args(method, level):
@@ -501,7 +519,7 @@ def main():
     ap.add_argument("--cache", default=None,
                     help="models, data, outputs (default BUILD/accuracy-cache)")
     ap.add_argument("--models", default="rec,cls,digits")
-    ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--methods", default="magnitude,wanda,sparsegpt,sparsegpt+sens")
     ap.add_argument("--levels", default=",".join(LEVELS))
     ap.add_argument("--eval", type=int, default=0, help="evaluation samples (default 300)")
     ap.add_argument("--calib", type=int, default=128, help="calibration samples")
@@ -527,7 +545,11 @@ def main():
     os.makedirs(out_dir, exist_ok=True)
 
     methods = args.methods.split(",")
-    levels = args.levels.split(",")
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        sys.exit("accuracy: unknown method(s) %s (known: %s)" % (", ".join(unknown),
+                                                                 ", ".join(METHODS)))
+    levels = [parse_level(lv) for lv in args.levels.split(",")]
     n_eval = args.eval or 300
     if args.quick:
         n_eval = args.eval or 100
