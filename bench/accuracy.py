@@ -622,14 +622,23 @@ def main():
                 if err:
                     r["error"] = err
                     log("accuracy: %s %s %s: n/a (%s)" % (model_name, method, level, err))
-                else:
+                    results.append(r)
+                    continue
+                try:
                     r["value"] = task.score(path)
-                    r["delta"] = r["value"] - dense
-                    r["sparsity"] = pruned_fraction(path, set(names))
-                    log("accuracy: %s %s %s: %s %.2f (%+.2f), %.1f%% zeros, %.2f s" % (
-                        model_name, method, level, task.metric, r["value"], r["delta"],
-                        100 * r["sparsity"], wall))
-                    os.unlink(path)
+                except Exception as e:  # e.g. ORT refuses the output model
+                    lines = str(e).strip().splitlines() or [type(e).__name__]
+                    r["error"] = "scoring the output failed: %s" % lines[0]
+                    log("accuracy: %s %s %s: n/a (%s)" % (model_name, method, level,
+                                                          r["error"]))
+                    results.append(r)
+                    continue
+                r["delta"] = r["value"] - dense
+                r["sparsity"] = pruned_fraction(path, set(names))
+                log("accuracy: %s %s %s: %s %.2f (%+.2f), %.1f%% zeros, %.2f s" % (
+                    model_name, method, level, task.metric, r["value"], r["delta"],
+                    100 * r["sparsity"], wall))
+                os.unlink(path)
                 results.append(r)
         if "stats_time" in stats_cache:
             results.append(dict(model=model_name, method="ref-stats", level=None,
