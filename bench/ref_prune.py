@@ -2,11 +2,13 @@
 """Plain-numpy reference Wanda and SparseGPT for ONNX models (SPEC 12).
 
 Usage: ref_prune.py MODEL -o OUT --calibration DIR --method wanda|sparsegpt
-                    [--sparsity X | --nm N:M] [--weights NAME,...] [--ort-run PATH]
+                    [--sparsity X | --nm N:M] [--stages K] [--weights NAME,...]
+                    [--ort-run PATH]
 
 Not the product: it tells what accuracy SPEC 12's sparsifiers should reach and is a
-cross-check for the C implementation. One shot, not sequential: every layer's
-statistics come from the dense model.
+cross-check for the C implementation. By default one shot: every layer's statistics
+come from the dense model. --stages K: sequential in K stages (the weights in graph
+order split into K runs, each run's statistics taken with the earlier runs pruned).
 
 Statistics: each pruned weight's consumer (MatMul / Gemm / Conv) input is added as an
 extra graph output, the model runs in ONNX Runtime (tests/ortlib.py, ort-run) on each
@@ -271,6 +273,33 @@ def prune_model(model_path, out_path, layers, method, sparsity, n=0, m=0):
     onnx.save(model, out_path)
 
 
+def prune_sequential(model_path, out_path, calib_files, names, method, sparsity, n=0,
+                     m=0, stages=8):
+    """SPEC 12's "sequential" in stages: the weights, in graph order, are split into
+    `stages` runs; each run's statistics are collected with the earlier runs already
+    pruned (stages = number of weights is fully sequential)."""
+    model = onnx.load(model_path, load_external_data=False)
+    first = {}
+    for i, node in enumerate(model.graph.node):
+        for t in node.input[1:2]:
+            first.setdefault(t, i)
+    order = sorted((nm for nm in names if nm in first), key=lambda nm: first[nm])
+    stages = max(1, min(stages, len(order)))
+    bounds = [round(k * len(order) / stages) for k in range(stages + 1)]
+    tmpdir = tempfile.mkdtemp(prefix="ref_prune-seq-")
+    try:
+        current = model_path
+        for k in range(stages):
+            chunk = order[bounds[k]:bounds[k + 1]]
+            layers = collect_stats(current, calib_files, chunk)
+            nxt = os.path.join(tmpdir, "stage%d.onnx" % k)
+            prune_model(current, nxt, layers, method, sparsity, n, m)
+            current = nxt
+        shutil.copyfile(current, out_path)
+    finally:
+        shutil.rmtree(tmpdir)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("model")
@@ -279,6 +308,8 @@ def main():
     ap.add_argument("--method", choices=["wanda", "sparsegpt"], required=True)
     ap.add_argument("--sparsity", type=float, default=0.5)
     ap.add_argument("--nm", help="N:M, e.g. 2:4 (instead of --sparsity)")
+    ap.add_argument("--stages", type=int, default=0,
+                    help="sequential in this many stages (default 0: one shot)")
     ap.add_argument("--weights", help="comma-separated weight names (default: every "
                     "MatMul/Gemm/Conv weight of `onnx-pass config`)")
     ap.add_argument("--onnx-pass", default=os.path.join(HERE, "..", "build", "cli",
@@ -298,10 +329,14 @@ def main():
     files = sorted(glob.glob(os.path.join(args.calibration, "*.npz")))
     if not files:
         sys.exit("ref_prune: no .npz files in %s" % args.calibration)
-    layers = collect_stats(args.model, files, names)
     n = m = 0
     if args.nm:
         n, m = (int(v) for v in args.nm.split(":"))
+    if args.stages:
+        prune_sequential(args.model, args.output, files, names, args.method, args.sparsity,
+                         n, m, args.stages)
+        return
+    layers = collect_stats(args.model, files, names)
     prune_model(args.model, args.output, layers, args.method, args.sparsity, n, m)
 
 
