@@ -268,6 +268,22 @@ int opass_spmm_new(int64_t n, int64_t k, int64_t br, int64_t bc,
 	return 0;
 }
 
+int opass_spmm_from_dense(const float *bt, int64_t n, int64_t k, int64_t br, int64_t bc,
+			  struct opass_spmm **ret_spmm, struct onnxpass_error *err)
+{
+	struct opass_bsr *bsr = NULL;
+	int r;
+
+	r = opass_bsr_from_dense(bt, n, k, br, bc, &bsr, err);
+	if (r < 0)
+		return r;
+	r = opass_spmm_new(n, k, br, bc, bsr->values, (size_t)(bsr->n_blocks * br * bc),
+			   bsr->col, (size_t)bsr->n_blocks, bsr->row_ptr,
+			   (size_t)((n + br - 1) / br + 1), true, ret_spmm, err);
+	opass_bsr_free(bsr);
+	return r;
+}
+
 /* ---- block rows: generic C ------------------------------------------------ */
 
 static void row_generic(const struct opass_spmm *s, int64_t row, int r, const float *at,
@@ -669,4 +685,27 @@ int opass_spmm_run(const struct opass_spmm *spmm, const float *a, int64_t m,
 		return 0;
 	}
 	return run_tiled(&job, exec);
+}
+
+/* ---- cost model -------------------------------------------------------------- */
+
+/*
+ * Measured (bench/ep.py, 2 threads): the sparse kernel's time per nonzero and
+ * row of A is about SPARSE_COST times a dense GEMM's per weight and row, at
+ * every m; below that density it wins. A margin keeps nodes near the break-even
+ * point on the CPU EP.
+ */
+#define SPARSE_COST 3.0
+#define MARGIN 1.2
+
+bool opass_spmm_predict_win(int64_t m, int64_t k, int64_t n, int64_t nonzero)
+{
+	double dense, sparse;
+
+	(void)m;
+	if (k <= 0 || n <= 0 || nonzero < 0)
+		return false;
+	dense = (double)k * (double)n;
+	sparse = (double)nonzero * SPARSE_COST;
+	return sparse * MARGIN < dense;
 }

@@ -74,6 +74,11 @@ int opass_spmm_new(int64_t n, int64_t k, int64_t br, int64_t bc,
 		   bool index64, struct opass_spmm **ret_spmm, struct onnxpass_error *err);
 struct opass_spmm *opass_spmm_free(struct opass_spmm *spmm);
 
+/* The kernel's weight straight from a dense row-major bt [n, k] = B^T, in
+ * br x bc blocks (1x1: CSR). */
+int opass_spmm_from_dense(const float *bt, int64_t n, int64_t k, int64_t br, int64_t bc,
+			  struct opass_spmm **ret_spmm, struct onnxpass_error *err);
+
 struct opass_spmm_exec {
 	/* run fn(data, i) for every i in [0, n), possibly in parallel; NULL: own pthreads */
 	void (*parallel_for)(void *ctx, void (*fn)(void *data, size_t i), size_t n, void *data);
@@ -93,6 +98,14 @@ struct opass_spmm_exec {
 int opass_spmm_run(const struct opass_spmm *spmm, const float *a, int64_t m,
 		   const float *bias, size_t n_bias, float *y,
 		   const struct opass_spmm_exec *exec);
+
+/*
+ * Cost model: is y = a · B with a [m, k] and B [k, n] holding `nonzero`
+ * nonzeros predicted to run faster with these kernels than with a dense
+ * GEMM (ORT's MLAS) on the same threads? m < 0: rows not known (the
+ * prediction must then hold for every m).
+ */
+bool opass_spmm_predict_win(int64_t m, int64_t k, int64_t n, int64_t nonzero);
 
 /* Is this kernel variant usable on this CPU? */
 bool opass_spmm_isa_supported(enum opass_spmm_isa isa);

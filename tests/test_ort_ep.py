@@ -1,0 +1,265 @@
+#!/usr/bin/python3
+"""The OnnxPassSparse execution provider (plugin/ort_ep*.c) in the real ONNX Runtime.
+
+tests/ort-run registers libonnxpass.so (ONNX_PASS_LIBRARY) as an EP library and appends
+its OnnxPassSparse device (--ep); ORT's profiler tells which EP ran each node. Checks:
+  - outputs against the CPU EP alone (relative 1e-5) for MatMul (A of rank 1 to 4,
+    M from 1 to 300, odd K and N) and Gemm (transB, alpha, bias [N] / [1, N] / one),
+    and that those nodes ran on OnnxPassSparse;
+  - claiming: a dense weight, an fp16 weight, a weight that is a graph input, Gemm
+    with transA or beta != 1, and Conv stay on the CPU EP;
+  - a model with external data, a claimed node inside an If branch, prepacking
+    disabled (the weight is packed at the first run), two graph nodes sharing a weight.
+Exit 77 (skipped) without ORT_RUN.
+"""
+
+import os
+import sys
+import tempfile
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+import ortlib  # noqa: E402
+import testutil  # noqa: E402
+
+LIB = os.environ.get("ONNX_PASS_LIBRARY", "")
+EP = "OnnxPassSparse"
+RTOL = 1e-5
+
+
+def assert_close(got, want, what):
+    got = np.asarray(got, dtype=np.float64)
+    want = np.asarray(want, dtype=np.float64)
+    if got.shape != want.shape:
+        raise AssertionError("%s: shape %s, expected %s" % (what, got.shape, want.shape))
+    scale = max(np.abs(want).max(initial=0.0), 1e-30)
+    err = np.abs(got - want).max(initial=0.0)
+    if not err <= RTOL * scale:
+        raise AssertionError("%s: max error %g > %g * %g" % (what, err, RTOL, scale))
+
+
+def sparse(rng, shape, density=0.1, dtype=np.float32):
+    w = rng.standard_normal(shape).astype(dtype)
+    w[rng.random(shape) >= density] = 0
+    return w
+
+
+def save(path, nodes, inputs, outputs, inits, opset=17, **kwargs):
+    graph = helper.make_graph(nodes, "g", inputs, outputs, inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    onnx.save(model, path, **kwargs)
+    return path
+
+
+def tensor(name, shape, dtype=TensorProto.FLOAT):
+    return helper.make_tensor_value_info(name, dtype, shape)
+
+
+def providers(profile):
+    """node name -> EP that ran it, from ORT's profiler events."""
+    out = {}
+    for e in profile:
+        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
+            out[e["name"][:-len("_kernel_time")]] = e["args"]["provider"]
+    return out
+
+
+def run_both(path, feeds, **kwargs):
+    """(outputs of the CPU EP alone, outputs with OnnxPassSparse, node -> EP)."""
+    want = ortlib.run(path, feeds, **kwargs)
+    profile = []
+    got = ortlib.run(path, feeds, ep=LIB, profile=profile, **kwargs)
+    return want, got, providers(profile)
+
+
+def check_same(path, feeds, claimed, what, **kwargs):
+    want, got, ran = run_both(path, feeds, **kwargs)
+    for i, (g, w) in enumerate(zip(got, want)):
+        assert_close(g, w, "%s output %d" % (what, i))
+    for node, claim in claimed.items():
+        expect = EP if claim else "CPUExecutionProvider"
+        assert ran.get(node) == expect, "%s: %s ran on %s, expected %s" % (
+            what, node, ran.get(node), expect)
+
+
+def check_matmul(tmp):
+    rng = np.random.default_rng(1)
+    shapes = [[37], [1, 37], [5, 37], [2, 3, 37], [2, 2, 3, 37], [300, 37], [1, 16, 37],
+              [7, 37], [64, 37], [65, 37], [129, 37]]
+    for a_shape in shapes:
+        k, n = 37, 29
+        w = sparse(rng, (k, n))
+        path = save(os.path.join(tmp, "mm.onnx"),
+                    [helper.make_node("MatMul", ["a", "w"], ["y"], name="mm")],
+                    [tensor("a", a_shape)], [tensor("y", None)],
+                    [numpy_helper.from_array(w, "w")])
+        a = rng.standard_normal(a_shape).astype(np.float32)
+        check_same(path, [a], {"mm": True}, "MatMul %s" % a_shape)
+
+
+def check_matmul_m_sweep(tmp):
+    """M = 1..300 on a larger weight, two intra-op threads."""
+    rng = np.random.default_rng(2)
+    k, n = 200, 130
+    w = sparse(rng, (k, n), 0.08)
+    path = save(os.path.join(tmp, "sweep.onnx"),
+                [helper.make_node("MatMul", ["a", "w"], ["y"], name="mm")],
+                [tensor("a", ["m", k])], [tensor("y", ["m", n])],
+                [numpy_helper.from_array(w, "w")])
+    for m in (1, 2, 3, 4, 5, 8, 9, 15, 16, 17, 31, 33, 63, 64, 100, 128, 200, 300):
+        a = rng.standard_normal((m, k)).astype(np.float32)
+        check_same(path, [a], {"mm": True}, "MatMul M=%d" % m, threads=2)
+
+
+def check_gemm(tmp):
+    rng = np.random.default_rng(3)
+    m, k, n = 23, 41, 19
+    cases = [dict(trans_b=0, bias=None), dict(trans_b=1, bias=(n,)),
+             dict(trans_b=0, bias=(1, n)), dict(trans_b=1, bias=(1,)),
+             dict(trans_b=1, bias=(n,), alpha=0.5), dict(trans_b=0, bias=(), alpha=2.0)]
+    for case in cases:
+        w = sparse(rng, (n, k) if case["trans_b"] else (k, n))
+        inits = [numpy_helper.from_array(w, "w")]
+        ins = ["a", "w"]
+        if case["bias"] is not None:
+            inits.append(numpy_helper.from_array(
+                rng.standard_normal(case["bias"]).astype(np.float32), "c"))
+            ins.append("c")
+        node = helper.make_node("Gemm", ins, ["y"], name="gemm", transB=case["trans_b"],
+                                alpha=case.get("alpha", 1.0))
+        path = save(os.path.join(tmp, "gemm.onnx"), [node], [tensor("a", [m, k])],
+                    [tensor("y", [m, n])], inits)
+        a = rng.standard_normal((m, k)).astype(np.float32)
+        check_same(path, [a], {"gemm": True}, "Gemm %s" % case)
+
+
+def check_claiming(tmp):
+    rng = np.random.default_rng(4)
+    k, n = 32, 24
+    dense = rng.standard_normal((k, n)).astype(np.float32)
+    sp = sparse(rng, (k, n))
+    half = sparse(rng, (k, n)).astype(np.float16)
+    nodes = [helper.make_node("MatMul", ["a", "dense"], ["y1"], name="dense"),
+             helper.make_node("MatMul", ["a", "sp"], ["y2"], name="sparse"),
+             helper.make_node("MatMul", ["a", "dyn"], ["y3"], name="dynamic"),
+             helper.make_node("Gemm", ["a", "spt"], ["y4"], name="transA", transA=1),
+             helper.make_node("Gemm", ["a", "sp", "c"], ["y5"], name="beta", beta=2.0),
+             helper.make_node("Cast", ["a"], ["ah"], to=TensorProto.FLOAT16),
+             helper.make_node("MatMul", ["ah", "half"], ["y6"], name="fp16")]
+    inits = [numpy_helper.from_array(x, name) for x, name in
+             ((dense, "dense"), (sp, "sp"), (half, "half"),
+              (np.ascontiguousarray(sparse(rng, (k, k))), "spt"),
+              (rng.standard_normal(n).astype(np.float32), "c"))]
+    path = save(os.path.join(tmp, "claim.onnx"), nodes,
+                [tensor("a", [k, k]), tensor("dyn", [k, n])],
+                [tensor("y%d" % i, None) for i in range(1, 5)] +
+                [tensor("y5", None), tensor("y6", None, TensorProto.FLOAT16)], inits)
+    a = rng.standard_normal((k, k)).astype(np.float32)
+    check_same(path, [a, sp], {"dense": False, "sparse": True, "dynamic": False,
+                               "transA": False, "beta": False, "fp16": False}, "claiming")
+
+
+def check_conv_stays(tmp):
+    rng = np.random.default_rng(5)
+    w = sparse(rng, (8, 4, 3, 3))
+    path = save(os.path.join(tmp, "conv.onnx"),
+                [helper.make_node("Conv", ["x", "w"], ["y"], name="conv", pads=[1, 1, 1, 1])],
+                [tensor("x", [1, 4, 9, 9])], [tensor("y", None)],
+                [numpy_helper.from_array(w, "w")])
+    x = rng.standard_normal((1, 4, 9, 9)).astype(np.float32)
+    want, got, _ = run_both(path, [x])
+    assert_close(got[0], want[0], "Conv")
+
+
+def check_external_data(tmp):
+    rng = np.random.default_rng(6)
+    k, n = 256, 96
+    w = sparse(rng, (k, n))
+    folder = os.path.join(tmp, "ext")
+    os.makedirs(folder, exist_ok=True)
+    path = save(os.path.join(folder, "ext.onnx"),
+                [helper.make_node("MatMul", ["a", "w"], ["y"], name="mm")],
+                [tensor("a", [3, k])], [tensor("y", None)], [numpy_helper.from_array(w, "w")],
+                save_as_external_data=True, location="ext.bin", size_threshold=0)
+    assert os.path.getsize(os.path.join(folder, "ext.bin")) >= w.nbytes
+    a = rng.standard_normal((3, k)).astype(np.float32)
+    check_same(path, [a], {"mm": True}, "external data")
+
+
+def check_if_branch(tmp):
+    rng = np.random.default_rng(7)
+    k, n = 48, 40
+    w = sparse(rng, (k, n))
+    w2 = sparse(rng, (k, n))
+    then_g = helper.make_graph([helper.make_node("MatMul", ["a", "w"], ["t"], name="then_mm")],
+                               "then", [], [tensor("t", [4, n])])
+    else_g = helper.make_graph([helper.make_node("MatMul", ["a", "w2"], ["e"], name="else_mm")],
+                               "else", [], [tensor("e", [4, n])],
+                               [numpy_helper.from_array(w2, "w2")])
+    node = helper.make_node("If", ["cond"], ["y"], name="if", then_branch=then_g,
+                            else_branch=else_g)
+    path = save(os.path.join(tmp, "if.onnx"), [node],
+                [tensor("a", [4, k]), tensor("cond", [], TensorProto.BOOL)],
+                [tensor("y", [4, n])], [numpy_helper.from_array(w, "w")])
+    a = rng.standard_normal((4, k)).astype(np.float32)
+    for cond in (True, False):
+        want, got, ran = run_both(path, [a, np.array(cond)])
+        assert_close(got[0], want[0], "If %s" % cond)
+        assert_close(got[0], a @ (w if cond else w2), "If %s (numpy)" % cond)
+        node = "then_mm" if cond else "else_mm"
+        assert ran.get(node) == EP, "If: %s ran on %s" % (node, ran.get(node))
+
+
+def check_no_prepack(tmp):
+    rng = np.random.default_rng(8)
+    w = sparse(rng, (64, 33))
+    path = save(os.path.join(tmp, "np.onnx"),
+                [helper.make_node("MatMul", ["a", "w"], ["h"], name="mm1"),
+                 helper.make_node("Gemm", ["h", "w2"], ["y"], name="gemm", transB=1)],
+                [tensor("a", [9, 64])], [tensor("y", None)],
+                [numpy_helper.from_array(w, "w"),
+                 numpy_helper.from_array(sparse(rng, (17, 33)), "w2")])
+    a = rng.standard_normal((9, 64)).astype(np.float32)
+    check_same(path, [a], {"mm1": True, "gemm": True}, "no prepacking",
+               config=["session.disable_prepacking=1"])
+
+
+def check_shared_weight(tmp):
+    rng = np.random.default_rng(9)
+    w = sparse(rng, (40, 40))
+    path = save(os.path.join(tmp, "shared.onnx"),
+                [helper.make_node("MatMul", ["a", "w"], ["h"], name="mm1"),
+                 helper.make_node("Relu", ["h"], ["r"]),
+                 helper.make_node("MatMul", ["r", "w"], ["y"], name="mm2")],
+                [tensor("a", [6, 40])], [tensor("y", None)], [numpy_helper.from_array(w, "w")])
+    a = rng.standard_normal((6, 40)).astype(np.float32)
+    check_same(path, [a], {"mm1": True, "mm2": True}, "shared weight", threads=2)
+
+
+def main():
+    if not ortlib.available() or not LIB:
+        print("SKIP: ORT_RUN or ONNX_PASS_LIBRARY not set")
+        return 77
+    checks = testutil.Checks()
+    with tempfile.TemporaryDirectory(prefix="ort-ep-") as tmp:
+        for name, fn in (("MatMul: ranks 1-4, odd K and N", check_matmul),
+                         ("MatMul: M = 1..300, 2 threads", check_matmul_m_sweep),
+                         ("Gemm: transB, alpha, bias shapes", check_gemm),
+                         ("claiming: dense, fp16, dynamic, transA, beta", check_claiming),
+                         ("Conv: same outputs", check_conv_stays),
+                         ("external data", check_external_data),
+                         ("If branches", check_if_branch),
+                         ("prepacking disabled", check_no_prepack),
+                         ("shared weight", check_shared_weight)):
+            checks.run(name, fn, tmp)
+    return checks.summary()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
