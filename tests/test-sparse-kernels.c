@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* plugin/sparse_kernels.c against a dense double-precision reference. */
+/* src/sparse/sparse_kernels.c against a dense double-precision reference. */
 #include <errno.h>
 #include <math.h>
 #include <stdint.h>
