@@ -150,7 +150,9 @@ static const int64_t block_shapes[][2] = { { 1, 1 }, { 1, 4 }, { 4, 1 }, { 2, 3 
 
 START_TEST(test_random_shapes)
 {
-	static const int64_t ms[] = { 1, 3, 8, 63, 64, 65, 130 };
+	/* every tile width class: 1, 4, 8, 16, 32, 48, 64 rows, and 64 + a narrow tile */
+	static const int64_t ms[] = { 1, 2, 3, 4, 5, 8, 9, 16, 17, 31, 33, 48, 49, 63, 64, 65, 67,
+				      100, 130 };
 	static const int64_t ns[] = { 1, 5, 17, 64, 65, 130 };
 	static const int64_t ks[] = { 1, 5, 67, 130 };
 	size_t runs = 0;
@@ -172,6 +174,21 @@ START_TEST(test_random_shapes)
 				}
 			}
 	ck_assert_uint_ge(runs, 2 * 5 * 7 * 3);
+}
+END_TEST
+
+/* K past 16-bit column indices: the kernels read the 32-bit ones. */
+START_TEST(test_wide_k)
+{
+	static const int64_t ms[] = { 1, 4, 7, 16, 40, 70 };
+
+	for (size_t i = 0; i < sizeof(ms) / sizeof(ms[0]); i++) {
+		struct shape s = { .m = ms[i], .n = 9, .k = 70001, .br = 1, .bc = 1, .keep = 0.01 };
+
+		for (size_t t = 0; t < sizeof(isas) / sizeof(isas[0]); t++)
+			if (opass_spmm_isa_supported(isas[t]))
+				check_shape(&s, isas[t], 2, (int)(i % 3));
+	}
 }
 END_TEST
 
@@ -402,6 +419,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, test_spmm_new_errors);
 	tcase_add_test(tc, test_exec_callbacks);
 	tcase_add_test(tc, test_isa_unsupported);
+	tcase_add_test(tc, test_wide_k);
 	suite_add_tcase(s, tc);
 	return s;
 }

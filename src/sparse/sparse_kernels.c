@@ -4,36 +4,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#if defined(__x86_64__) && defined(__GNUC__)
-#include <immintrin.h>
-#define SPMM_X86 1
-#endif
-
 #include "error.h"
 #include "parallel.h"
 #include "sparse_kernels.h"
+#include "spmm_impl.h"
 
-#define TILE_M 64      /* rows of A per packed tile = accumulators of one output row */
 #define CHUNK_N 64     /* outputs per work item (at most) */
-#define PACK_K 64      /* columns of A transposed at a time */
-#define SMALL_M 8      /* fewer rows: no packing, dot products against A's rows */
 #define BLOCK_MAX 16
-
-struct opass_spmm {
-	int64_t n, k, k_pad;
-	int br, bc;
-	int64_t n_block_rows;
-	int32_t *row_ptr;  /* [n_block_rows + 1] */
-	int32_t *k0;       /* first column of each block */
-	float *values;     /* [n_blocks * br * bc] */
-};
-
-/* Computes out[r * TILE_M + i] for the rows r of block row `row`. */
-typedef void block_row_fn(const struct opass_spmm *s, int64_t row, const float *at, float *out);
-
-/* dst[c][i] = src[i][c] (+ add[i]) for a 16 x 16 block; strides in floats. */
-typedef void transpose16_fn(const float *src, size_t src_stride, float *dst, size_t dst_stride,
-			    const float *add);
 
 struct spmm_job {
 	const struct opass_spmm *s;
@@ -42,11 +19,11 @@ struct spmm_job {
 	size_t n_bias;
 	float *y;
 	int64_t m;
-	float *at;                 /* packed tiles [tiles][k_pad][TILE_M] */
+	float *at;                 /* packed tiles [tiles][k_pad][tile_stride] */
+	size_t tile_stride;        /* floats per packed row: the first (widest) tile's width */
 	int64_t rows_per_chunk;    /* block rows per work item */
 	size_t n_chunks;
-	block_row_fn *block_row;
-	transpose16_fn *transpose16; /* or NULL: scalar copies */
+	struct spmm_kernels kernels;
 };
 
 static int64_t div_up(int64_t a, int64_t b)
@@ -161,6 +138,7 @@ struct opass_spmm *opass_spmm_free(struct opass_spmm *spmm)
 		return NULL;
 	free(spmm->row_ptr);
 	free(spmm->k0);
+	free(spmm->k16);
 	free(spmm->values);
 	free(spmm);
 	return NULL;
@@ -169,7 +147,7 @@ struct opass_spmm *opass_spmm_free(struct opass_spmm *spmm)
 static int spmm_check_shape(int64_t n, int64_t k, int64_t br, int64_t bc, size_t n_values,
 			    size_t n_col, size_t n_row_ptr, struct onnxpass_error *err)
 {
-	if (n < 0 || k < 0 || n > INT32_MAX || k > INT32_MAX / TILE_M)
+	if (n < 0 || k < 0 || n > INT32_MAX || k > INT32_MAX / TILE_MAX)
 		return opass_error(err, -EINVAL, "bad weight shape N=%lld K=%lld",
 				   (long long)n, (long long)k);
 	if (br < 1 || bc < 1 || br > BLOCK_MAX || bc > BLOCK_MAX)
@@ -233,6 +211,19 @@ static int spmm_fill(struct opass_spmm *s, const void *col, const void *row_ptr,
 	return 0;
 }
 
+/* 16-bit column indices when every block column fits. */
+static int spmm_compact(struct opass_spmm *s, size_t n_blocks, struct onnxpass_error *err)
+{
+	if (s->k_pad > 65536)
+		return 0;
+	s->k16 = malloc((n_blocks + 1) * sizeof(*s->k16));
+	if (!s->k16)
+		return opass_error(err, -ENOMEM, "out of memory");
+	for (size_t b = 0; b < n_blocks; b++)
+		s->k16[b] = (uint16_t)s->k0[b];
+	return 0;
+}
+
 int opass_spmm_new(int64_t n, int64_t k, int64_t br, int64_t bc,
 		   const float *values, size_t n_values,
 		   const void *col, size_t n_col, const void *row_ptr, size_t n_row_ptr,
@@ -260,6 +251,8 @@ int opass_spmm_new(int64_t n, int64_t k, int64_t br, int64_t bc,
 		memcpy(s->values, values, n_values * sizeof(*values));
 		r = spmm_fill(s, col, row_ptr, index64, err);
 	}
+	if (r == 0)
+		r = spmm_compact(s, n_col, err);
 	if (r < 0) {
 		opass_spmm_free(s);
 		return r;
@@ -284,184 +277,13 @@ int opass_spmm_from_dense(const float *bt, int64_t n, int64_t k, int64_t br, int
 	return r;
 }
 
-/* ---- block rows: generic C ------------------------------------------------ */
-
-static void row_generic(const struct opass_spmm *s, int64_t row, int r, const float *at,
-			float *out)
-{
-	size_t stride = (size_t)s->br * (size_t)s->bc;
-	float acc[TILE_M] = { 0 };
-
-	for (int32_t b = s->row_ptr[row]; b < s->row_ptr[row + 1]; b++) {
-		const float *v = s->values + b * stride + (size_t)r * (size_t)s->bc;
-		const float *x = at + (size_t)s->k0[b] * TILE_M;
-
-		for (int c = 0; c < s->bc; c++, x += TILE_M)
-			for (int i = 0; i < TILE_M; i++)
-				acc[i] += v[c] * x[i];
-	}
-	memcpy(out, acc, sizeof(acc));
-}
-
-static void block_row_generic(const struct opass_spmm *s, int64_t row, const float *at, float *out)
-{
-	for (int r = 0; r < s->br; r++)
-		row_generic(s, row, r, at, out + r * TILE_M);
-}
-
-/* ---- block rows: AVX2 and AVX-512 (x86-64, chosen at run time) ----------- */
-
-#ifdef SPMM_X86
-__attribute__((target("avx2,fma")))
-static void row_avx2(const struct opass_spmm *s, int64_t row, int r, const float *at, float *out)
-{
-	size_t stride = (size_t)s->br * (size_t)s->bc;
-	__m256 acc[TILE_M / 8];
-
-	for (int j = 0; j < TILE_M / 8; j++)
-		acc[j] = _mm256_setzero_ps();
-	for (int32_t b = s->row_ptr[row]; b < s->row_ptr[row + 1]; b++) {
-		const float *v = s->values + b * stride + (size_t)r * (size_t)s->bc;
-		const float *x = at + (size_t)s->k0[b] * TILE_M;
-
-		for (int c = 0; c < s->bc; c++, x += TILE_M) {
-			__m256 w = _mm256_set1_ps(v[c]);
-
-#pragma GCC unroll 8
-			for (int j = 0; j < TILE_M / 8; j++)
-				acc[j] = _mm256_fmadd_ps(w, _mm256_loadu_ps(x + 8 * j), acc[j]);
-		}
-	}
-	for (int j = 0; j < TILE_M / 8; j++)
-		_mm256_storeu_ps(out + 8 * j, acc[j]);
-}
-
-__attribute__((target("avx2,fma")))
-static void block_row_avx2(const struct opass_spmm *s, int64_t row, const float *at, float *out)
-{
-	for (int r = 0; r < s->br; r++)
-		row_avx2(s, row, r, at, out + r * TILE_M);
-}
-
-__attribute__((target("avx512f")))
-static void row_avx512(const struct opass_spmm *s, int64_t row, int r, const float *at,
-		       float *out)
-{
-	size_t stride = (size_t)s->br * (size_t)s->bc;
-	__m512 acc[TILE_M / 16];
-
-	for (int j = 0; j < TILE_M / 16; j++)
-		acc[j] = _mm512_setzero_ps();
-	for (int32_t b = s->row_ptr[row]; b < s->row_ptr[row + 1]; b++) {
-		const float *v = s->values + b * stride + (size_t)r * (size_t)s->bc;
-		const float *x = at + (size_t)s->k0[b] * TILE_M;
-
-		for (int c = 0; c < s->bc; c++, x += TILE_M) {
-			__m512 w = _mm512_set1_ps(v[c]);
-
-#pragma GCC unroll 4
-			for (int j = 0; j < TILE_M / 16; j++)
-				acc[j] = _mm512_fmadd_ps(w, _mm512_loadu_ps(x + 16 * j), acc[j]);
-		}
-	}
-	for (int j = 0; j < TILE_M / 16; j++)
-		_mm512_storeu_ps(out + 16 * j, acc[j]);
-}
-
-/* 4x1 blocks: four outputs share each packed row of A. */
-__attribute__((target("avx512f")))
-static void rows4_avx512(const struct opass_spmm *s, int64_t row, const float *at, float *out)
-{
-	__m512 acc[4][TILE_M / 16];
-
-	for (int r = 0; r < 4; r++)
-		for (int j = 0; j < TILE_M / 16; j++)
-			acc[r][j] = _mm512_setzero_ps();
-	for (int32_t b = s->row_ptr[row]; b < s->row_ptr[row + 1]; b++) {
-		const float *v = s->values + 4 * (size_t)b;
-		const float *x = at + (size_t)s->k0[b] * TILE_M;
-		__m512 xs[TILE_M / 16];
-
-#pragma GCC unroll 4
-		for (int j = 0; j < TILE_M / 16; j++)
-			xs[j] = _mm512_loadu_ps(x + 16 * j);
-#pragma GCC unroll 4
-		for (int r = 0; r < 4; r++) {
-			__m512 w = _mm512_set1_ps(v[r]);
-
-#pragma GCC unroll 4
-			for (int j = 0; j < TILE_M / 16; j++)
-				acc[r][j] = _mm512_fmadd_ps(w, xs[j], acc[r][j]);
-		}
-	}
-	for (int r = 0; r < 4; r++)
-		for (int j = 0; j < TILE_M / 16; j++)
-			_mm512_storeu_ps(out + r * TILE_M + 16 * j, acc[r][j]);
-}
-
-/* 16 x 16 transpose in registers: pairs, then 4x4 blocks within 128-bit lanes,
- * then the lanes themselves. */
-__attribute__((target("avx512f")))
-static void transpose16_avx512(const float *src, size_t src_stride, float *dst,
-			       size_t dst_stride, const float *add)
-{
-	__m512 r[16], t[16];
-
-#pragma GCC unroll 16
-	for (int i = 0; i < 16; i++)
-		r[i] = _mm512_loadu_ps(src + (size_t)i * src_stride);
-#pragma GCC unroll 8
-	for (int i = 0; i < 16; i += 2) {
-		t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
-		t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
-	}
-	/* r[4g + e], lane L: column 4L + e of rows 4g..4g+3 */
-#pragma GCC unroll 4
-	for (int i = 0; i < 16; i += 4) {
-		r[i] = _mm512_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(1, 0, 1, 0));
-		r[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(3, 2, 3, 2));
-		r[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(1, 0, 1, 0));
-		r[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(3, 2, 3, 2));
-	}
-#pragma GCC unroll 4
-	for (int e = 0; e < 4; e++) {
-		__m512 v0 = _mm512_shuffle_f32x4(r[e], r[4 + e], 0x88);
-		__m512 v1 = _mm512_shuffle_f32x4(r[e], r[4 + e], 0xdd);
-		__m512 v2 = _mm512_shuffle_f32x4(r[8 + e], r[12 + e], 0x88);
-		__m512 v3 = _mm512_shuffle_f32x4(r[8 + e], r[12 + e], 0xdd);
-
-		t[e] = _mm512_shuffle_f32x4(v0, v2, 0x88);
-		t[4 + e] = _mm512_shuffle_f32x4(v1, v3, 0x88);
-		t[8 + e] = _mm512_shuffle_f32x4(v0, v2, 0xdd);
-		t[12 + e] = _mm512_shuffle_f32x4(v1, v3, 0xdd);
-	}
-#pragma GCC unroll 16
-	for (int c = 0; c < 16; c++) {
-		__m512 v = add ? _mm512_add_ps(t[c], _mm512_loadu_ps(add)) : t[c];
-
-		_mm512_storeu_ps(dst + (size_t)c * dst_stride, v);
-	}
-}
-
-__attribute__((target("avx512f")))
-static void block_row_avx512(const struct opass_spmm *s, int64_t row, const float *at, float *out)
-{
-	if (s->br == 4 && s->bc == 1) {
-		rows4_avx512(s, row, at, out);
-		return;
-	}
-	for (int r = 0; r < s->br; r++)
-		row_avx512(s, row, r, at, out + r * TILE_M);
-}
-#endif
-
 bool opass_spmm_isa_supported(enum opass_spmm_isa isa)
 {
 	switch (isa) {
 	case OPASS_SPMM_ISA_AUTO:
 	case OPASS_SPMM_ISA_GENERIC:
 		return true;
-#ifdef SPMM_X86
+#if defined(__x86_64__) && defined(__GNUC__)
 	case OPASS_SPMM_ISA_AVX2:
 		return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 	case OPASS_SPMM_ISA_AVX512:
@@ -483,15 +305,12 @@ static int kernels_pick(enum opass_spmm_isa isa, struct spmm_job *job)
 	}
 	if (!opass_spmm_isa_supported(isa))
 		return -ENOTSUP;
-	job->block_row = block_row_generic;
-#ifdef SPMM_X86
-	if (isa == OPASS_SPMM_ISA_AVX512) {
-		job->block_row = block_row_avx512;
-		job->transpose16 = transpose16_avx512;
-	} else if (isa == OPASS_SPMM_ISA_AVX2) {
-		job->block_row = block_row_avx2;
-	}
-#endif
+	if (isa == OPASS_SPMM_ISA_AVX512)
+		spmm_kernels_avx512(&job->kernels);
+	else if (isa == OPASS_SPMM_ISA_AVX2)
+		spmm_kernels_avx2(&job->kernels);
+	else
+		spmm_kernels_generic(&job->kernels);
 	return 0;
 }
 
@@ -504,14 +323,32 @@ static float bias_at(const struct spmm_job *job, int64_t n)
 	return job->bias[job->n_bias == 1 ? 0 : n];
 }
 
-/* at[k][i] = a[m0 + i][k] for one tile; rows past m and columns past K are 0.
- * Transposed in 16x16 blocks so that reads and writes both stay in L1. */
+/* Rows of A in tile t and its width class. */
+static int64_t tile_rows(const struct spmm_job *job, size_t t, enum spmm_width *ret_w)
+{
+	int64_t rows = job->m - (int64_t)t * TILE_MAX;
+
+	rows = rows < TILE_MAX ? rows : TILE_MAX;
+	if (rows <= 1)
+		*ret_w = SPMM_W1;
+	else if (rows <= 4)
+		*ret_w = SPMM_W4;
+	else if (rows <= 8)
+		*ret_w = SPMM_W8;
+	else
+		*ret_w = (enum spmm_width)(SPMM_W16 + (rows - 1) / 16);
+	return rows;
+}
+
+/* at[k][i] = a[m0 + i][k] for one tile of width w; rows past m and columns past K
+ * are 0. Transposed in 16x16 blocks so that reads and writes both stay in L1. */
 static void tile_pack(void *data, size_t t)
 {
 	const struct spmm_job *job = data;
-	int64_t k = job->s->k, k_pad = job->s->k_pad, m0 = (int64_t)t * TILE_M;
-	int64_t rows = job->m - m0 < TILE_M ? job->m - m0 : TILE_M;
-	float *at = job->at + (size_t)t * (size_t)k_pad * TILE_M;
+	int64_t k = job->s->k, k_pad = job->s->k_pad, m0 = (int64_t)t * TILE_MAX;
+	enum spmm_width wc;
+	int64_t rows = tile_rows(job, t, &wc), w = spmm_width_floats(wc);
+	float *at = job->at + t * (size_t)k_pad * job->tile_stride;
 
 	for (int64_t c0 = 0; c0 < k; c0 += 16) {
 		int64_t c1 = c0 + 16 < k ? c0 + 16 : k;
@@ -519,26 +356,26 @@ static void tile_pack(void *data, size_t t)
 		for (int64_t i0 = 0; i0 < rows; i0 += 16) {
 			int64_t i1 = i0 + 16 < rows ? i0 + 16 : rows;
 
-			if (job->transpose16 && c1 - c0 == 16 && i1 - i0 == 16) {
-				job->transpose16(job->a + (m0 + i0) * k + c0, (size_t)k,
-						 at + c0 * TILE_M + i0, TILE_M, NULL);
+			if (job->kernels.transpose16 && c1 - c0 == 16 && i1 - i0 == 16) {
+				job->kernels.transpose16(job->a + (m0 + i0) * k + c0, (size_t)k,
+							 at + c0 * w + i0, (size_t)w, NULL);
 				continue;
 			}
 			for (int64_t c = c0; c < c1; c++)
 				for (int64_t i = i0; i < i1; i++)
-					at[c * TILE_M + i] = job->a[(m0 + i) * k + c];
+					at[c * w + i] = job->a[(m0 + i) * k + c];
 		}
-		for (int64_t c = c0; rows < TILE_M && c < c1; c++)
-			memset(at + c * TILE_M + rows, 0, (size_t)(TILE_M - rows) * sizeof(float));
+		for (int64_t c = c0; rows < w && c < c1; c++)
+			memset(at + c * w + rows, 0, (size_t)(w - rows) * sizeof(float));
 	}
-	memset(at + k * TILE_M, 0, (size_t)(k_pad - k) * TILE_M * sizeof(float));
+	memset(at + k * w, 0, (size_t)((k_pad - k) * w) * sizeof(float));
 }
 
-/* y[m0 + i][n0 + j] = out[j][i] + bias, in 16x16 blocks. */
-static void tile_store(const struct spmm_job *job, int64_t m0, int64_t n0, int64_t n_out,
-		       const float *out)
+/* y[m0 + i][n0 + j] = out[j][i] + bias, in 16x16 blocks; out rows are w long. */
+static void tile_store(const struct spmm_job *job, int64_t m0, int64_t rows, int64_t w,
+		       int64_t n0, int64_t n_out, const float *out)
 {
-	int64_t rows = job->m - m0 < TILE_M ? job->m - m0 : TILE_M, n = job->s->n;
+	int64_t n = job->s->n;
 	float bias[CHUNK_N];
 
 	for (int64_t j = 0; j < n_out; j++)
@@ -549,17 +386,17 @@ static void tile_store(const struct spmm_job *job, int64_t m0, int64_t n0, int64
 		for (int64_t j0 = 0; j0 < n_out; j0 += 16) {
 			int64_t j1 = j0 + 16 < n_out ? j0 + 16 : n_out;
 
-			if (job->transpose16 && i1 - i0 == 16 && j1 - j0 == 16) {
-				job->transpose16(out + j0 * TILE_M + i0, TILE_M,
-						 job->y + (m0 + i0) * n + n0 + j0, (size_t)n,
-						 bias + j0);
+			if (job->kernels.transpose16 && i1 - i0 == 16 && j1 - j0 == 16) {
+				job->kernels.transpose16(out + j0 * w + i0, (size_t)w,
+							 job->y + (m0 + i0) * n + n0 + j0,
+							 (size_t)n, bias + j0);
 				continue;
 			}
 			for (int64_t i = i0; i < i1; i++) {
 				float *y = job->y + (m0 + i) * n + n0;
 
 				for (int64_t j = j0; j < j1; j++)
-					y[j] = out[j * TILE_M + i] + bias[j];
+					y[j] = out[j * w + i] + bias[j];
 			}
 		}
 	}
@@ -571,41 +408,20 @@ static void tile_chunk(void *data, size_t item)
 	const struct opass_spmm *s = job->s;
 	size_t t = item / job->n_chunks, c = item % job->n_chunks;
 	int64_t row0 = (int64_t)c * job->rows_per_chunk, row1 = row0 + job->rows_per_chunk;
-	const float *at = job->at + t * (size_t)s->k_pad * TILE_M;
-	float out[CHUNK_N * TILE_M] __attribute__((aligned(64)));
-	int64_t n0 = row0 * s->br, n_out;
+	const float *at = job->at + t * (size_t)s->k_pad * job->tile_stride;
+	float out[CHUNK_N * TILE_MAX] __attribute__((aligned(64)));
+	int64_t n0 = row0 * s->br, n_out, rows, w;
+	spmm_block_rows_fn *block_rows;
+	enum spmm_width wc;
 
+	rows = tile_rows(job, t, &wc);
+	w = spmm_width_floats(wc);
+	block_rows = job->kernels.block_rows[wc];
 	if (row1 > s->n_block_rows)
 		row1 = s->n_block_rows;
-	for (int64_t row = row0; row < row1; row++)
-		job->block_row(s, row, at, out + (row - row0) * s->br * TILE_M);
+	block_rows(s, row0, row1, at, out);
 	n_out = row1 * s->br < s->n ? row1 * s->br - n0 : s->n - n0;
-	tile_store(job, (int64_t)t * TILE_M, n0, n_out, out);
-}
-
-/* Few rows of A: sparse dot products straight from A (no packing). */
-static void small_chunk(void *data, size_t c)
-{
-	const struct spmm_job *job = data;
-	const struct opass_spmm *s = job->s;
-	int64_t row0 = (int64_t)c * job->rows_per_chunk, row1 = row0 + job->rows_per_chunk;
-	size_t stride = (size_t)s->br * (size_t)s->bc;
-
-	for (int64_t row = row0; row < row1 && row < s->n_block_rows; row++)
-		for (int64_t r = 0; r < s->br && row * s->br + r < s->n; r++)
-			for (int64_t m = 0; m < job->m; m++) {
-				const float *a = job->a + m * s->k;
-				float sum = 0.0f;
-
-				for (int32_t b = s->row_ptr[row]; b < s->row_ptr[row + 1]; b++) {
-					const float *v = s->values + b * stride + r * s->bc;
-					int64_t width = s->k - s->k0[b] < s->bc ? s->k - s->k0[b] : s->bc;
-
-					for (int64_t x = 0; x < width; x++)
-						sum += v[x] * a[s->k0[b] + x];
-				}
-				job->y[m * s->n + row * s->br + r] = sum + bias_at(job, row * s->br + r);
-			}
+	tile_store(job, (int64_t)t * TILE_MAX, rows, w, n0, n_out, out);
 }
 
 struct trampoline {
@@ -654,8 +470,12 @@ static void scratch_release(const struct opass_spmm_exec *exec, void *p)
 
 static int run_tiled(struct spmm_job *job, const struct opass_spmm_exec *exec)
 {
-	size_t tiles = (size_t)div_up(job->m, TILE_M);
-	size_t size = tiles * (size_t)job->s->k_pad * TILE_M * sizeof(float);
+	size_t tiles = (size_t)div_up(job->m, TILE_MAX), size;
+	enum spmm_width w0;
+
+	tile_rows(job, 0, &w0);
+	job->tile_stride = (size_t)spmm_width_floats(w0);
+	size = tiles * (size_t)job->s->k_pad * job->tile_stride * sizeof(float);
 
 	job->at = scratch_alloc(exec, size ? size : 64);
 	if (!job->at)
@@ -680,10 +500,6 @@ int opass_spmm_run(const struct opass_spmm *spmm, const float *a, int64_t m,
 		return 0;
 	job.rows_per_chunk = CHUNK_N / spmm->br;
 	job.n_chunks = (size_t)div_up(spmm->n_block_rows, job.rows_per_chunk);
-	if (m < SMALL_M) {
-		run_parallel(exec, small_chunk, job.n_chunks, &job);
-		return 0;
-	}
 	return run_tiled(&job, exec);
 }
 
