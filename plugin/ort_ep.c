@@ -4,8 +4,9 @@
  * onnxruntime_ep_c_api.h): ORT loads libonnxpass.so with
  * RegisterExecutionProviderLibrary(), calls CreateEpFactories(), and the
  * application appends the OrtEpDevice named OnnxPassSparse (CPU) with
- * SessionOptionsAppendExecutionProvider_V2(). The EP claims the MatMul and
- * Gemm nodes whose weight is a constant float initializer and where the cost
+ * SessionOptionsAppendExecutionProvider_V2(). The EP claims the MatMul, Gemm
+ * and Conv (2-D, group 1) nodes whose weight is a constant float initializer
+ * and where the cost
  * model (opass_spmm_predict) says the sparse kernel is faster than ORT's
  * dense one; every other node stays with the CPU EP. Its kernels are in
  * ort_ep_kernels.c.
@@ -38,6 +39,7 @@ struct ep {
 	struct ep_factory *factory;
 	const OrtApi *api;
 	const OrtEpApi *ep_api;
+	bool claim_all;            /* option claim=all: skip the cost model */
 };
 
 /* What GetCapability knows of a MatMul / Gemm node. */
@@ -207,14 +209,76 @@ static bool matmul_read(const OrtApi *api, const OrtNode *node, struct ep_node *
 	return node_rows(api, nd);
 }
 
+/* An ints attribute's first n values (n_max at most), or false. */
+static bool node_attr_ints(const OrtApi *api, const OrtNode *node, const char *name,
+			   int64_t *out, size_t n_max, size_t *ret_n)
+{
+	const OrtOpAttr *attr = NULL;
+	size_t len = 0;
+
+	*ret_n = 0;
+	if (!status_ok(api, api->Node_GetAttributeByName(node, name, &attr)))
+		return true;  /* absent */
+	if (!attr)
+		return true;
+	if (!status_ok(api, api->ReadOpAttr(attr, ORT_OP_ATTR_INTS, out, n_max * sizeof(*out),
+					    &len)))
+		return false;
+	*ret_n = len / sizeof(*out);
+	return true;
+}
+
+/* Output positions of a Conv: N * out_h * out_w, or -1 when not known. */
+static int64_t conv_rows(const OrtApi *api, const OrtNode *node, const struct ep_node *nd)
+{
+	ONNXTensorElementDataType type;
+	int64_t dims[ORT_TENSOR_MAX_RANK], strides[2] = { 1, 1 };
+	size_t rank = 0, n = 0;
+
+	if (!value_shape(api, nd->inputs[0], &type, dims, &rank) || rank != 4 ||
+	    dims[0] < 0 || dims[2] < 0 || dims[3] < 0)
+		return -1;
+	if (!node_attr_ints(api, node, "strides", strides, 2, &n) || (n != 0 && n != 2))
+		return -1;
+	return dims[0] * ((dims[2] + strides[0] - 1) / strides[0]) *
+	       ((dims[3] + strides[1] - 1) / strides[1]);
+}
+
+/* Conv: 2-D (weight [c_out, c_in, kh, kw]), group 1, float input. */
+static bool conv_read(const OrtApi *api, const OrtNode *node, struct ep_node *nd)
+{
+	ONNXTensorElementDataType type;
+	int64_t dims[ORT_TENSOR_MAX_RANK];
+	struct ort_tensor w;
+	size_t rank = 0;
+
+	if (node_attr_int(api, node, "group", 1) != 1 || nd->n_inputs < 2 ||
+	    !value_constant(api, nd->inputs[1], &w) || w.rank != 4)
+		return false;
+	if (!value_shape(api, nd->inputs[0], &type, dims, &rank) ||
+	    type != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT || (rank != 0 && rank != 4))
+		return false;
+	if (nd->n_inputs > 2 && nd->inputs[2] &&
+	    (!value_shape(api, nd->inputs[2], &type, dims, &rank) ||
+	     type != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT))
+		return false;
+	nd->n = w.dims[0];
+	nd->k = w.dims[1] * w.dims[2] * w.dims[3];
+	nd->nonzero = count_nonzero(w.data, w.numel);
+	nd->m = conv_rows(api, node, nd);
+	return true;
+}
+
 static bool node_read(const OrtApi *api, const OrtNode *node, struct ep_node *nd)
 {
 	*nd = (struct ep_node){ 0 };
-	if (!node_op(api, node, &nd->op) || nd->op == EP_OP_CONV ||
+	if (!node_op(api, node, &nd->op) ||
 	    !status_ok(api, api->Node_GetNumInputs(node, &nd->n_inputs)) ||
 	    nd->n_inputs > EP_MAX_INPUTS ||
 	    !status_ok(api, api->Node_GetInputs(node, nd->inputs, nd->n_inputs)))
 		return false;
+	if (nd->op == EP_OP_CONV)
+		return conv_read(api, node, nd);
 	return matmul_read(api, node, nd);
 }
 
@@ -225,7 +289,7 @@ static OrtStatus *node_consider(struct ep *ep, const OrtNode *node, OrtEpGraphSu
 	OrtStatus *s;
 
 	if (!node_read(ep->api, node, &nd) ||
-	    !opass_spmm_predict_win(nd.m, nd.k, nd.n, nd.nonzero))
+	    (!ep->claim_all && !opass_spmm_predict_win(nd.m, nd.k, nd.n, nd.nonzero)))
 		return NULL;
 	s = ep->ep_api->EpGraphSupportInfo_LookUpKernel(info, node, &def);
 	if (s || !def)
@@ -326,6 +390,36 @@ static OrtStatus *ORT_API_CALL factory_get_devices(OrtEpFactory *this_ptr,
 	return NULL;
 }
 
+/*
+ * EP option (SessionOptionsAppendExecutionProvider_V2 key "claim", stored as
+ * session config "ep.onnxpasssparse.claim"): "auto" (default) claims the
+ * nodes the cost model predicts a win for, "all" every node the kernels
+ * support (for benchmarks of the cost model).
+ */
+static OrtStatus *ep_options_read(struct ep *ep, const OrtSessionOptions *options)
+{
+	static const char *const keys[] = { "ep.onnxpasssparse.claim", "ep." EP_NAME ".claim" };
+	char value[16];
+
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+		size_t size = sizeof(value);
+		int has = 0;
+		OrtStatus *s = ep->api->HasSessionConfigEntry(options, keys[i], &has);
+
+		if (!s && has)
+			s = ep->api->GetSessionConfigEntry(options, keys[i], value, &size);
+		if (s)
+			return s;
+		if (!has)
+			continue;
+		if (strcmp(value, "all") != 0 && strcmp(value, "auto") != 0)
+			return ep->api->CreateStatus(ORT_INVALID_ARGUMENT, EP_NAME ": option claim "
+						     "must be auto or all");
+		ep->claim_all = strcmp(value, "all") == 0;
+	}
+	return NULL;
+}
+
 static OrtStatus *ORT_API_CALL factory_create_ep(OrtEpFactory *this_ptr,
 						const OrtHardwareDevice *const *devices,
 						const OrtKeyValuePairs *const *metadata,
@@ -334,10 +428,10 @@ static OrtStatus *ORT_API_CALL factory_create_ep(OrtEpFactory *this_ptr,
 {
 	struct ep_factory *f = (struct ep_factory *)this_ptr;
 	struct ep *ep;
+	OrtStatus *s;
 
 	(void)devices;
 	(void)metadata;
-	(void)options;
 	(void)logger;
 	*ret_ep = NULL;
 	if (n_devices != 1)
@@ -351,6 +445,11 @@ static OrtStatus *ORT_API_CALL factory_create_ep(OrtEpFactory *this_ptr,
 	ep->factory = f;
 	ep->api = f->api;
 	ep->ep_api = f->ep_api;
+	s = ep_options_read(ep, options);
+	if (s) {
+		free(ep);
+		return s;
+	}
 	*ret_ep = &ep->base;
 	return NULL;
 }

@@ -1,15 +1,16 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Kernels of the OnnxPassSparse execution provider: MatMul and Gemm whose
- * weight (input 1) is a constant float initializer, computed by the sparse
- * kernels (sparse_kernels.h) on ORT's intra-op threads.
+ * Kernels of the OnnxPassSparse execution provider: MatMul, Gemm and Conv
+ * (2-D, NCHW, group 1) whose weight (input 1) is a constant float
+ * initializer, computed by the sparse kernels (sparse_kernels.h) on ORT's
+ * intra-op threads.
  *
  * The weight is packed into the kernel's sparse format once, in
  * PrePackWeight at session creation (ORT may then free the dense copy); when
  * ORT does not prepack (session.disable_prepacking), the first run packs it.
  * GetCapability (ort_ep.c) claims only nodes these kernels handle: MatMul
  * with a 2-D weight, Gemm with transA = 0, beta = 1 and a bias C of N
- * elements or one.
+ * elements or one, Conv with a 4-D weight and group = 1.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -27,6 +28,19 @@
 #define IN_W 1
 #define IN_C 2
 
+/* Conv attributes; auto_pad SAME_* pads are computed per input size. */
+enum conv_pad {
+	CONV_PAD_EXPLICIT,
+	CONV_PAD_SAME_UPPER,
+	CONV_PAD_SAME_LOWER,
+};
+
+struct ep_conv_attrs {
+	enum conv_pad auto_pad;
+	int64_t strides[2], pads[4], dilations[2];
+	int64_t c_in, kernel[2];   /* from the weight */
+};
+
 struct ep_kernel {
 	OrtKernelImpl impl;        /* first: ORT hands back &impl */
 	const OrtApi *api;
@@ -34,6 +48,7 @@ struct ep_kernel {
 	char name[128];
 	bool trans_b;
 	float alpha;
+	struct ep_conv_attrs conv;
 	OrtMemoryInfo *cpu;
 	pthread_mutex_t lock;      /* the weight, when packed at the first run */
 	struct opass_spmm *spmm;
@@ -75,6 +90,28 @@ static float *weight_transposed(const struct ep_kernel *kernel, const struct ort
 	return bt;
 }
 
+/* A Conv weight [c_out, c_in, kh, kw] is B^T [c_out, c_in * kh * kw] as it is. */
+static OrtStatus *conv_weight_pack(struct ep_kernel *kernel, const struct ort_tensor *w,
+				   struct opass_spmm **ret_spmm)
+{
+	struct onnxpass_error err = { 0 };
+	int64_t n, k;
+
+	if (w->type != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT || w->rank != 4)
+		return kernel_status(kernel, ORT_INVALID_ARGUMENT, "the weight must be a 4-D "
+				     "float tensor");
+	n = w->dims[0];
+	k = w->dims[1] * w->dims[2] * w->dims[3];
+	if (opass_spmm_from_dense(w->data, n, k, 1, 1, ret_spmm, &err) < 0)
+		return kernel_status(kernel, ORT_FAIL, "%s", err.message);
+	kernel->n = n;
+	kernel->k = k;
+	kernel->conv.c_in = w->dims[1];
+	kernel->conv.kernel[0] = w->dims[2];
+	kernel->conv.kernel[1] = w->dims[3];
+	return NULL;
+}
+
 static OrtStatus *weight_pack(struct ep_kernel *kernel, const OrtValue *value,
 			      struct opass_spmm **ret_spmm)
 {
@@ -88,6 +125,8 @@ static OrtStatus *weight_pack(struct ep_kernel *kernel, const OrtValue *value,
 	s = ort_tensor_get(kernel->api, value, &w);
 	if (s)
 		return s;
+	if (kernel->op == EP_OP_CONV)
+		return conv_weight_pack(kernel, &w, ret_spmm);
 	if (w.type != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT || w.rank != 2)
 		return kernel_status(kernel, ORT_INVALID_ARGUMENT, "the weight must be a 2-D "
 				     "float tensor");
@@ -184,7 +223,7 @@ static OrtStatus *bias_get(const struct ep_kernel *kernel, OrtKernelContext *ctx
 
 	*ret_bias = NULL;
 	*ret_n = 0;
-	if (kernel->op != EP_OP_GEMM)
+	if (kernel->op == EP_OP_MATMUL)
 		return NULL;
 	s = ort_input_get(kernel->api, ctx, IN_C, &value);
 	if (s || !value)
@@ -194,8 +233,8 @@ static OrtStatus *bias_get(const struct ep_kernel *kernel, OrtKernelContext *ctx
 		return s;
 	if (c.type != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT ||
 	    (c.numel != 1 && (c.numel != (size_t)kernel->n || c.dims[c.rank - 1] != kernel->n)))
-		return kernel_status(kernel, ORT_INVALID_ARGUMENT, "C must be float with N "
-				     "elements or one");
+		return kernel_status(kernel, ORT_INVALID_ARGUMENT, "the bias must be float with "
+				     "N elements or one");
 	*ret_bias = c.data;
 	*ret_n = c.numel;
 	return NULL;
@@ -233,6 +272,100 @@ static OrtStatus *matmul_compute(struct ep_kernel *kernel, OrtKernelContext *ctx
 	return NULL;
 }
 
+/* Padding before and after along one axis (auto_pad SAME_*: as ONNX defines it). */
+static void conv_pads(const struct ep_conv_attrs *cv, int axis, int64_t in, int64_t *ret_begin,
+		      int64_t *ret_end)
+{
+	int64_t stride = cv->strides[axis], out, total;
+
+	if (cv->auto_pad == CONV_PAD_EXPLICIT) {
+		*ret_begin = cv->pads[axis];
+		*ret_end = cv->pads[axis + 2];
+		return;
+	}
+	out = (in + stride - 1) / stride;
+	total = (out - 1) * stride + cv->dilations[axis] * (cv->kernel[axis] - 1) + 1 - in;
+	total = total > 0 ? total : 0;
+	*ret_begin = cv->auto_pad == CONV_PAD_SAME_UPPER ? total / 2 : total - total / 2;
+	*ret_end = total - *ret_begin;
+}
+
+/* The convolution's geometry for input x [N, C, H, W]. */
+static OrtStatus *conv_geometry(const struct ep_kernel *kernel, const struct ort_tensor *x,
+				struct opass_conv *ret)
+{
+	const struct ep_conv_attrs *a = &kernel->conv;
+	struct opass_conv cv = { 0 };
+	int64_t pad_end[2];
+
+	if (x->type != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT || x->rank != 4 || x->dims[1] != a->c_in)
+		return kernel_status(kernel, ORT_INVALID_ARGUMENT, "X must be float [N, %lld, H, W]",
+				     (long long)a->c_in);
+	cv = (struct opass_conv){ .c_in = a->c_in, .in_h = x->dims[2], .in_w = x->dims[3],
+				  .kernel_h = a->kernel[0], .kernel_w = a->kernel[1],
+				  .stride_h = a->strides[0], .stride_w = a->strides[1],
+				  .dilation_h = a->dilations[0], .dilation_w = a->dilations[1] };
+	conv_pads(a, 0, cv.in_h, &cv.pad_top, &pad_end[0]);
+	conv_pads(a, 1, cv.in_w, &cv.pad_left, &pad_end[1]);
+	cv.out_h = opass_conv_output_size(cv.in_h, cv.kernel_h, cv.stride_h, cv.pad_top, pad_end[0],
+					  cv.dilation_h);
+	cv.out_w = opass_conv_output_size(cv.in_w, cv.kernel_w, cv.stride_w, cv.pad_left,
+					  pad_end[1], cv.dilation_w);
+	if (cv.out_h < 0 || cv.out_w < 0)
+		return kernel_status(kernel, ORT_INVALID_ARGUMENT, "the kernel does not fit the "
+				     "padded input");
+	*ret = cv;
+	return NULL;
+}
+
+static OrtStatus *conv_run(struct ep_kernel *kernel, OrtKernelContext *ctx,
+			   const struct opass_spmm *spmm, const struct ort_tensor *x,
+			   const struct opass_conv *cv)
+{
+	int64_t dims[4] = { x->dims[0], kernel->n, cv->out_h, cv->out_w };
+	const float *bias = NULL;
+	struct opass_spmm_exec exec;
+	OrtValue *out = NULL;
+	struct ort_exec e;
+	size_t n_bias = 0;
+	void *y = NULL;
+	OrtStatus *s;
+	int r;
+
+	s = bias_get(kernel, ctx, &bias, &n_bias);
+	if (!s)
+		s = kernel->api->KernelContext_GetOutput(ctx, 0, dims, 4, &out);
+	if (!s)
+		s = kernel->api->GetTensorMutableData(out, &y);
+	if (!s)
+		s = ort_exec_begin(&e, kernel->api, ctx, kernel->cpu, &exec);
+	if (s)
+		return s;
+	r = opass_spmm_run_conv(spmm, cv, x->data, x->dims[0], bias, n_bias, y, &exec);
+	ort_exec_end(&e);
+	if (r < 0)
+		return kernel_status(kernel, ORT_FAIL, "%s", strerror(-r));
+	return NULL;
+}
+
+static OrtStatus *conv_compute(struct ep_kernel *kernel, OrtKernelContext *ctx,
+			       const struct opass_spmm *spmm)
+{
+	const OrtValue *vx = NULL;
+	struct opass_conv cv;
+	struct ort_tensor x;
+	OrtStatus *s;
+
+	s = ort_input_get(kernel->api, ctx, IN_A, &vx);
+	if (!s)
+		s = ort_tensor_get(kernel->api, vx, &x);
+	if (!s)
+		s = conv_geometry(kernel, &x, &cv);
+	if (!s)
+		s = conv_run(kernel, ctx, spmm, &x, &cv);
+	return s;
+}
+
 static OrtStatus *ORT_API_CALL kernel_compute(OrtKernelImpl *impl, OrtKernelContext *ctx)
 {
 	struct ep_kernel *kernel = (struct ep_kernel *)impl;
@@ -240,7 +373,9 @@ static OrtStatus *ORT_API_CALL kernel_compute(OrtKernelImpl *impl, OrtKernelCont
 	OrtStatus *s;
 
 	s = weight_get(kernel, ctx, &spmm);
-	if (!s)
+	if (!s && kernel->op == EP_OP_CONV)
+		s = conv_compute(kernel, ctx, spmm);
+	else if (!s)
 		s = matmul_compute(kernel, ctx, spmm);
 	return s;
 }
@@ -286,6 +421,50 @@ static float attr_float(const OrtApi *api, const OrtKernelInfo *info, const char
 	return v;
 }
 
+/* An ints attribute of exactly n values, or the fallback when absent. */
+static bool attr_ints(const OrtApi *api, const OrtKernelInfo *info, const char *name,
+		      int64_t *out, size_t n, int64_t fallback)
+{
+	int64_t v[8];
+	size_t size = 8;
+	OrtStatus *s = api->KernelInfoGetAttributeArray_int64(info, name, v, &size);
+
+	if (s) {
+		api->ReleaseStatus(s);
+		for (size_t i = 0; i < n; i++)
+			out[i] = fallback;
+		return true;
+	}
+	if (size != n)
+		return false;
+	memcpy(out, v, n * sizeof(*v));
+	return true;
+}
+
+static OrtStatus *conv_attrs(struct ep_kernel *kernel, const OrtKernelInfo *info)
+{
+	const OrtApi *api = kernel->api;
+	struct ep_conv_attrs *cv = &kernel->conv;
+	char pad[16] = "NOTSET";
+	size_t size = sizeof(pad);
+	OrtStatus *s;
+
+	s = api->KernelInfoGetAttribute_string(info, "auto_pad", pad, &size);
+	if (s)
+		api->ReleaseStatus(s);
+	cv->auto_pad = strcmp(pad, "SAME_UPPER") == 0 ? CONV_PAD_SAME_UPPER :
+		       strcmp(pad, "SAME_LOWER") == 0 ? CONV_PAD_SAME_LOWER : CONV_PAD_EXPLICIT;
+	if (attr_int(api, info, "group", 1) != 1 ||
+	    !attr_ints(api, info, "strides", cv->strides, 2, 1) ||
+	    !attr_ints(api, info, "dilations", cv->dilations, 2, 1) ||
+	    !attr_ints(api, info, "pads", cv->pads, 4, 0))
+		return kernel_status(kernel, ORT_INVALID_ARGUMENT, "only 2-D convolutions with "
+				     "group = 1");
+	if (strcmp(pad, "VALID") == 0)
+		memset(cv->pads, 0, sizeof(cv->pads));
+	return NULL;
+}
+
 static OrtStatus *kernel_attrs(struct ep_kernel *kernel, const OrtKernelInfo *info)
 {
 	const OrtApi *api = kernel->api;
@@ -298,6 +477,8 @@ static OrtStatus *kernel_attrs(struct ep_kernel *kernel, const OrtKernelInfo *in
 		snprintf(kernel->name, sizeof(kernel->name), "?");
 	}
 	kernel->alpha = 1.0f;
+	if (kernel->op == EP_OP_CONV)
+		return conv_attrs(kernel, info);
 	if (kernel->op != EP_OP_GEMM)
 		return NULL;
 	kernel->trans_b = attr_int(api, info, "transB", 0) != 0;
@@ -348,6 +529,7 @@ static const struct ep_kernel_def {
 } ep_kernel_defs[] = {
 	{ "MatMul", EP_OP_MATMUL, 1, 13 },
 	{ "Gemm", EP_OP_GEMM, 1, 13 },
+	{ "Conv", EP_OP_CONV, 1, 22 },
 };
 
 static OrtStatus *kernel_def_add(const OrtEpApi *ep_api, OrtKernelRegistry *registry,

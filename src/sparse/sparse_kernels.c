@@ -18,7 +18,9 @@ struct spmm_job {
 	const float *bias;
 	size_t n_bias;
 	float *y;
-	int64_t m;
+	int64_t m;                 /* rows of A (conv: output positions of one image) */
+	int64_t tiles_per_image;   /* matmul: all tiles */
+	const struct opass_conv *conv; /* or NULL: a matmul */
 	float *at;                 /* packed tiles [tiles][k_pad][tile_stride] */
 	size_t tile_stride;        /* floats per packed row: the first (widest) tile's width */
 	int64_t rows_per_chunk;    /* block rows per work item */
@@ -326,7 +328,7 @@ static float bias_at(const struct spmm_job *job, int64_t n)
 /* Rows of A in tile t and its width class. */
 static int64_t tile_rows(const struct spmm_job *job, size_t t, enum spmm_width *ret_w)
 {
-	int64_t rows = job->m - (int64_t)t * TILE_MAX;
+	int64_t rows = job->m - (int64_t)(t % (size_t)job->tiles_per_image) * TILE_MAX;
 
 	rows = rows < TILE_MAX ? rows : TILE_MAX;
 	if (rows <= 1)
@@ -342,9 +344,8 @@ static int64_t tile_rows(const struct spmm_job *job, size_t t, enum spmm_width *
 
 /* at[k][i] = a[m0 + i][k] for one tile of width w; rows past m and columns past K
  * are 0. Transposed in 16x16 blocks so that reads and writes both stay in L1. */
-static void tile_pack(void *data, size_t t)
+static void matmul_pack(const struct spmm_job *job, size_t t)
 {
-	const struct spmm_job *job = data;
 	int64_t k = job->s->k, k_pad = job->s->k_pad, m0 = (int64_t)t * TILE_MAX;
 	enum spmm_width wc;
 	int64_t rows = tile_rows(job, t, &wc), w = spmm_width_floats(wc);
@@ -402,6 +403,74 @@ static void tile_store(const struct spmm_job *job, int64_t m0, int64_t rows, int
 	}
 }
 
+/* One kernel tap's row of a packed tile: dst[i] = x[iy][ix] of output
+ * position p0 + i, 0 outside the image; w - rows padding lanes are 0. */
+static void conv_pack_tap(const struct opass_conv *cv, const float *x, int64_t ky, int64_t kx,
+			  int64_t p0, int64_t rows, int64_t w, float *dst)
+{
+	int64_t oy = p0 / cv->out_w, ox = p0 % cv->out_w;
+
+	for (int64_t i = 0; i < rows; i++) {
+		int64_t iy = oy * cv->stride_h - cv->pad_top + ky * cv->dilation_h;
+		int64_t ix = ox * cv->stride_w - cv->pad_left + kx * cv->dilation_w;
+
+		dst[i] = iy >= 0 && iy < cv->in_h && ix >= 0 && ix < cv->in_w ?
+			 x[iy * cv->in_w + ix] : 0.0f;
+		if (++ox == cv->out_w) {
+			ox = 0;
+			oy++;
+		}
+	}
+	memset(dst + rows, 0, (size_t)(w - rows) * sizeof(float));
+}
+
+/* Implicit im2col of one tile: at[(c * kh + ky) * kw + kx][i] = the input under
+ * kernel tap (ky, kx) of channel c for output position p0 + i (0 in the padding). */
+static void conv_pack(const struct spmm_job *job, size_t t)
+{
+	const struct opass_conv *cv = job->conv;
+	int64_t image = (int64_t)(t / (size_t)job->tiles_per_image), kk = 0;
+	int64_t p0 = (int64_t)(t % (size_t)job->tiles_per_image) * TILE_MAX, rows, w;
+	float *at = job->at + t * (size_t)job->s->k_pad * job->tile_stride;
+	const float *x = job->a + image * cv->c_in * cv->in_h * cv->in_w;
+	enum spmm_width wc;
+
+	rows = tile_rows(job, t, &wc);
+	w = spmm_width_floats(wc);
+	for (int64_t c = 0; c < cv->c_in; c++)
+		for (int64_t ky = 0; ky < cv->kernel_h; ky++)
+			for (int64_t kx = 0; kx < cv->kernel_w; kx++, kk++)
+				conv_pack_tap(cv, x + c * cv->in_h * cv->in_w, ky, kx, p0, rows, w,
+					      at + kk * w);
+	memset(at + kk * w, 0, (size_t)((job->s->k_pad - kk) * w) * sizeof(float));
+}
+
+static void tile_pack(void *data, size_t t)
+{
+	const struct spmm_job *job = data;
+
+	if (job->conv)
+		conv_pack(job, t);
+	else
+		matmul_pack(job, t);
+}
+
+/* y[image][n0 + j][p0 + i] = out[j][i] + bias: rows of NCHW outputs. */
+static void conv_store(const struct spmm_job *job, size_t t, int64_t rows, int64_t w,
+		       int64_t n0, int64_t n_out, const float *out)
+{
+	int64_t image = (int64_t)(t / (size_t)job->tiles_per_image);
+	int64_t p0 = (int64_t)(t % (size_t)job->tiles_per_image) * TILE_MAX;
+	float *y = job->y + (image * job->s->n + n0) * job->m + p0;
+
+	for (int64_t j = 0; j < n_out; j++, y += job->m) {
+		float b = bias_at(job, n0 + j);
+
+		for (int64_t i = 0; i < rows; i++)
+			y[i] = out[j * w + i] + b;
+	}
+}
+
 static void tile_chunk(void *data, size_t item)
 {
 	const struct spmm_job *job = data;
@@ -421,7 +490,10 @@ static void tile_chunk(void *data, size_t item)
 		row1 = s->n_block_rows;
 	block_rows(s, row0, row1, at, out);
 	n_out = row1 * s->br < s->n ? row1 * s->br - n0 : s->n - n0;
-	tile_store(job, (int64_t)t * TILE_MAX, rows, w, n0, n_out, out);
+	if (job->conv)
+		conv_store(job, t, rows, w, n0, n_out, out);
+	else
+		tile_store(job, (int64_t)t * TILE_MAX, rows, w, n0, n_out, out);
 }
 
 struct trampoline {
@@ -468,9 +540,9 @@ static void scratch_release(const struct opass_spmm_exec *exec, void *p)
 		free(p);
 }
 
-static int run_tiled(struct spmm_job *job, const struct opass_spmm_exec *exec)
+static int run_tiled(struct spmm_job *job, size_t tiles, const struct opass_spmm_exec *exec)
 {
-	size_t tiles = (size_t)div_up(job->m, TILE_MAX), size;
+	size_t size;
 	enum spmm_width w0;
 
 	tile_rows(job, 0, &w0);
@@ -500,7 +572,47 @@ int opass_spmm_run(const struct opass_spmm *spmm, const float *a, int64_t m,
 		return 0;
 	job.rows_per_chunk = CHUNK_N / spmm->br;
 	job.n_chunks = (size_t)div_up(spmm->n_block_rows, job.rows_per_chunk);
-	return run_tiled(&job, exec);
+	job.tiles_per_image = div_up(m, TILE_MAX);
+	return run_tiled(&job, (size_t)job.tiles_per_image, exec);
+}
+
+int64_t opass_conv_output_size(int64_t in, int64_t kernel, int64_t stride, int64_t pad_begin,
+			   int64_t pad_end, int64_t dilation)
+{
+	int64_t span = dilation * (kernel - 1) + 1;
+
+	if (in < 0 || kernel < 1 || stride < 1 || dilation < 1 || pad_begin < 0 || pad_end < 0 ||
+	    in + pad_begin + pad_end < span)
+		return -EINVAL;
+	return (in + pad_begin + pad_end - span) / stride + 1;
+}
+
+static bool conv_valid(const struct opass_spmm *spmm, const struct opass_conv *cv)
+{
+	return cv->c_in * cv->kernel_h * cv->kernel_w == spmm->k && cv->stride_h >= 1 &&
+	       cv->stride_w >= 1 && cv->dilation_h >= 1 && cv->dilation_w >= 1 &&
+	       cv->out_h >= 0 && cv->out_w >= 0 && cv->in_h >= 0 && cv->in_w >= 0;
+}
+
+int opass_spmm_run_conv(const struct opass_spmm *spmm, const struct opass_conv *conv,
+			const float *x, int64_t batch, const float *bias, size_t n_bias, float *y,
+			const struct opass_spmm_exec *exec)
+{
+	struct spmm_job job = { .s = spmm, .a = x, .bias = bias, .n_bias = n_bias, .y = y,
+				.conv = conv };
+
+	if (!spmm || !conv || batch < 0 || !conv_valid(spmm, conv) ||
+	    (bias && n_bias != 1 && n_bias != (size_t)spmm->n))
+		return -EINVAL;
+	if (kernels_pick(exec ? exec->isa : OPASS_SPMM_ISA_AUTO, &job) < 0)
+		return -ENOTSUP;
+	job.m = conv->out_h * conv->out_w;
+	if (batch == 0 || job.m == 0 || spmm->n == 0)
+		return 0;
+	job.rows_per_chunk = CHUNK_N / spmm->br;
+	job.n_chunks = (size_t)div_up(spmm->n_block_rows, job.rows_per_chunk);
+	job.tiles_per_image = div_up(job.m, TILE_MAX);
+	return run_tiled(&job, (size_t)(batch * job.tiles_per_image), exec);
 }
 
 /* ---- cost model -------------------------------------------------------------- */

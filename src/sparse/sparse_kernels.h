@@ -107,5 +107,30 @@ int opass_spmm_run(const struct opass_spmm *spmm, const float *a, int64_t m,
  */
 bool opass_spmm_predict_win(int64_t m, int64_t k, int64_t n, int64_t nonzero);
 
+/* A 2-D convolution (NCHW, group 1) whose weight [c_out, c_in, kernel_h,
+ * kernel_w] is the spmm's B^T [n = c_out, k = c_in * kernel_h * kernel_w]. */
+struct opass_conv {
+	int64_t c_in, in_h, in_w;
+	int64_t kernel_h, kernel_w;
+	int64_t stride_h, stride_w;
+	int64_t pad_top, pad_left;          /* bottom/right padding only shapes out_h/out_w */
+	int64_t dilation_h, dilation_w;
+	int64_t out_h, out_w;
+};
+
+/* Output size along one axis, or -EINVAL when the kernel does not fit. */
+int64_t opass_conv_output_size(int64_t in, int64_t kernel, int64_t stride, int64_t pad_begin,
+			       int64_t pad_end, int64_t dilation);
+
+/*
+ * y [batch, n, out_h, out_w] = conv(x [batch, c_in, in_h, in_w], W) (+ bias,
+ * one or n values), as sparse x dense products over tiles of output
+ * positions: each tile's input patches are gathered into the packed layout
+ * the kernels read (implicit im2col; a 1x1 convolution copies rows of x).
+ */
+int opass_spmm_run_conv(const struct opass_spmm *spmm, const struct opass_conv *conv,
+			const float *x, int64_t batch, const float *bias, size_t n_bias, float *y,
+			const struct opass_spmm_exec *exec);
+
 /* Is this kernel variant usable on this CPU? */
 bool opass_spmm_isa_supported(enum opass_spmm_isa isa);
