@@ -192,6 +192,25 @@ START_TEST(test_wide_k)
 }
 END_TEST
 
+/* The cost model: dense and half-zero weights never win, 95 % zeros always do,
+ * 80 % zeros only where MLAS is weakest (5..48 rows), unknown M as the worst case. */
+START_TEST(test_predict_win)
+{
+	static const int64_t ms[] = { -1, 1, 4, 5, 16, 48, 49, 128, 4096 };
+	int64_t k = 768, n = 3072, all = k * n;
+
+	for (size_t i = 0; i < sizeof(ms) / sizeof(ms[0]); i++) {
+		ck_assert(!opass_spmm_predict_win(ms[i], k, n, all));
+		ck_assert(!opass_spmm_predict_win(ms[i], k, n, all / 2));
+		ck_assert(opass_spmm_predict_win(ms[i], k, n, all / 20));
+		ck_assert(opass_spmm_predict_win(ms[i], k, n, all / 5) ==
+			  (ms[i] >= 5 && ms[i] <= 48));
+	}
+	ck_assert(!opass_spmm_predict_win(0, k, n, 0));
+	ck_assert(!opass_spmm_predict_win(16, 0, n, 0));
+}
+END_TEST
+
 START_TEST(test_all_zero_and_dense)
 {
 	struct shape zero = { .m = 70, .n = 33, .k = 40, .br = 1, .bc = 1, .keep = 0.0 };
@@ -420,6 +439,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, test_exec_callbacks);
 	tcase_add_test(tc, test_isa_unsupported);
 	tcase_add_test(tc, test_wide_k);
+	tcase_add_test(tc, test_predict_win);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -618,22 +618,34 @@ int opass_spmm_run_conv(const struct opass_spmm *spmm, const struct opass_conv *
 /* ---- cost model -------------------------------------------------------------- */
 
 /*
- * Measured (bench/ep.py, 2 threads): the sparse kernel's time per nonzero and
- * row of A is about SPARSE_COST times a dense GEMM's per weight and row, at
- * every m; below that density it wins. A margin keeps nodes near the break-even
- * point on the CPU EP.
+ * Measured with bench/ep.py --claim all (one MatMul, 768x3072 and 3072x768, ORT
+ * 1.29's MLAS on 2 threads of a shared 2-core AVX2 machine): the time of a
+ * nonzero, relative to one dense weight element in MLAS, is about 5 for one to
+ * four rows of A (both are memory-bound; the sparse kernel reads a value, an
+ * index and A's element per nonzero), about 3 for 5 to 48 rows (MLAS pads
+ * small M), and about 6 from 49 rows on, where MLAS runs near peak and the
+ * sparse kernel's packed tiles stream from L2. Unknown M takes the worst case.
+ * A node is claimed when the predicted speed-up is at least MIN_GAIN, so that
+ * nodes near break-even (and the noise of the measurement) stay on the CPU EP.
  */
-#define SPARSE_COST 3.0
-#define MARGIN 1.2
+#define MIN_GAIN 1.25
+
+static double nonzero_cost(int64_t m)
+{
+	if (m < 0 || m > 48)
+		return 6.0;
+	if (m <= 4)
+		return 5.0;
+	return 3.0;
+}
 
 bool opass_spmm_predict_win(int64_t m, int64_t k, int64_t n, int64_t nonzero)
 {
 	double dense, sparse;
 
-	(void)m;
-	if (k <= 0 || n <= 0 || nonzero < 0)
+	if (k <= 0 || n <= 0 || nonzero < 0 || m == 0)
 		return false;
 	dense = (double)k * (double)n;
-	sparse = (double)nonzero * SPARSE_COST;
-	return sparse * MARGIN < dense;
+	sparse = (double)nonzero * nonzero_cost(m);
+	return sparse * MIN_GAIN <= dense;
 }
