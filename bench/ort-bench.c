@@ -2,8 +2,8 @@
 /*
  * ort-bench: time a model in ONNX Runtime's CPU provider.
  *
- *   ort-bench [--custom-ops LIB] [--ep LIB [--rounds N]] [--threads N] [--warmup W]
- *             [--repeat R] MODEL.onnx
+ *   ort-bench [--custom-ops LIB] [--ep LIB [--rounds N] [--ep-option KEY=VALUE]...]
+ *             [--threads N] [--warmup W] [--repeat R] MODEL.onnx
  *
  * Every graph input must be a float tensor of fixed shape; it is filled with
  * uniform random values in [-1, 1) (fixed seed). The session uses all graph
@@ -58,6 +58,8 @@ static double now_ms(void)
 }
 
 static OrtEnv *env;
+static const char *ep_keys[8], *ep_values[8];
+static size_t n_ep_options;
 
 static int ep_append(struct bench *b, const char *ep_lib)
 {
@@ -69,7 +71,8 @@ static int ep_append(struct bench *b, const char *ep_lib)
 	for (size_t i = 0; k == 0 && i < n; i++)
 		if (strcmp(ort->EpDevice_EpName(devices[i]), "OnnxPassSparse") == 0)
 			return check(ort->SessionOptionsAppendExecutionProvider_V2(
-				     b->options, env, &devices[i], 1, NULL, NULL, 0), ep_lib);
+				     b->options, env, &devices[i], 1, ep_keys, ep_values,
+				     n_ep_options), ep_lib);
 	fprintf(stderr, "ort-bench: %s: no OnnxPassSparse device\n", ep_lib);
 	return -ENOENT;
 }
@@ -351,9 +354,19 @@ static void bench_free(struct bench *b)
 	ort->ReleaseSessionOptions(b->options);
 }
 
+static void ep_option_add(char *entry)
+{
+	char *eq = strchr(entry, '=');
+
+	*eq = 0;
+	ep_keys[n_ep_options] = entry;
+	ep_values[n_ep_options++] = eq + 1;
+}
+
 static int usage(void)
 {
-	fprintf(stderr, "usage: ort-bench [--custom-ops LIB] [--ep LIB [--rounds N]] "
+	fprintf(stderr, "usage: ort-bench [--custom-ops LIB] [--ep LIB [--rounds N] "
+		"[--ep-option KEY=VALUE]...] "
 		"[--threads N] [--warmup W] [--repeat R] MODEL.onnx\n");
 	return 2;
 }
@@ -369,6 +382,9 @@ int main(int argc, char **argv)
 			lib = argv[i + 1];
 		else if (strcmp(argv[i], "--ep") == 0)
 			ep_lib = argv[i + 1];
+		else if (strcmp(argv[i], "--ep-option") == 0 && n_ep_options < 8 &&
+			 strchr(argv[i + 1], '='))
+			ep_option_add(argv[i + 1]);
 		else if (strcmp(argv[i], "--rounds") == 0)
 			rounds = atoi(argv[i + 1]);
 		else if (strcmp(argv[i], "--threads") == 0)
