@@ -3,8 +3,12 @@
  * onnxpass_ort_create_session (include/onnxpass/ort.h) against ONNX Runtime:
  * a session made by the helper (from a path or from bytes) computes exactly
  * what ORT's own CreateSession computes on the same transformed model.
+ * onnxpass_ort_append_ep: two sessions with the OnnxPassSparse EP, created
+ * and run at once from two threads, agree with the CPU EP alone.
  */
 #include <errno.h>
+#include <math.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -246,6 +250,90 @@ static void check_model(const char *name)
 	free(path);
 }
 
+/* ---- the EP: two sessions at once ---------------------------------------------- */
+
+#define EP_CONFIG "{\"defaults\": {\"sparsity_level\": 0.95, \"sparse_block_shape\": [1, 1]}, " \
+	"\"options\": {\"format\": \"dense\"}}"
+
+struct ep_thread {
+	OrtSessionOptions *options;
+	const char *path;
+	struct run run;
+	int r;
+	char message[ONNXPASS_ERROR_MAX];
+};
+
+static void *ep_thread_main(void *userdata)
+{
+	struct ep_thread *t = userdata;
+	struct onnxpass_error err = { 0 };
+	OrtSession *session = NULL;
+
+	t->r = onnxpass_ort_create_session(ort, env, t->options, t->path, NULL, 0, "sparsify",
+					   EP_CONFIG, &session, &err);
+	memcpy(t->message, err.message, sizeof(t->message));
+	if (t->r == 0)
+		t->run = session_run_release(session);
+	return NULL;
+}
+
+/* Within 1e-5 of b's largest magnitude, and not bit-identical (the EP ran). */
+static void check_ep_close(const struct run *a, const struct run *b)
+{
+	double scale = 1e-30, err = 0;
+
+	ck_assert_uint_eq(a->n_output, b->n_output);
+	for (size_t i = 0; i < b->n_output; i++) {
+		scale = fmax(scale, fabs(b->output[i]));
+		err = fmax(err, fabs((double)a->output[i] - b->output[i]));
+	}
+	ck_assert_msg(err <= 1e-5 * scale, "EP output differs by %g (scale %g)", err, scale);
+	ck_assert_msg(!run_equal(a, b), "the EP computed nothing (bit-identical outputs)");
+}
+
+START_TEST(test_ep_two_sessions)
+{
+	const char *lib = getenv("ONNX_PASS_LIBRARY");
+	struct onnxpass_error err = { 0 };
+	char *path = model_path("transformer_matmul");
+	OrtSessionOptions *ep_options = NULL;
+	struct ep_thread threads[2];
+	pthread_t ids[2];
+	struct run cpu;
+
+	ck_assert_msg(lib, "ONNX_PASS_LIBRARY must be set");
+	ort_ok(ort->CreateSessionOptions(&ep_options), "CreateSessionOptions");
+	ort_ok(ort->SetIntraOpNumThreads(ep_options, 2), "SetIntraOpNumThreads");
+	ck_assert_msg(onnxpass_ort_append_ep(ort, env, ep_options, lib, NULL, &err) == 0, "%s",
+		      err.message);
+	cpu = session_run_release(helper_session(path, NULL, 0, "sparsify", EP_CONFIG));
+	for (int i = 0; i < 2; i++) {
+		threads[i] = (struct ep_thread){ .options = ep_options, .path = path };
+		ck_assert_int_eq(pthread_create(&ids[i], NULL, ep_thread_main, &threads[i]), 0);
+	}
+	for (int i = 0; i < 2; i++) {
+		ck_assert_int_eq(pthread_join(ids[i], NULL), 0);
+		ck_assert_msg(threads[i].r == 0, "session %d: %s", i, threads[i].message);
+		check_ep_close(&threads[i].run, &cpu);
+		run_free(&threads[i].run);
+	}
+	run_free(&cpu);
+	ort->ReleaseSessionOptions(ep_options);
+	free(path);
+}
+END_TEST
+
+START_TEST(test_ep_errors)
+{
+	struct onnxpass_error err = { 0 };
+
+	ck_assert_int_eq(onnxpass_ort_append_ep(ort, env, NULL, NULL, NULL, &err), -EINVAL);
+	ck_assert_int_lt(onnxpass_ort_append_ep(ort, env, options, "/nonexistent/libonnxpass.so",
+						NULL, &err), 0);
+	ck_assert_ptr_nonnull(strstr(err.message, "ONNX Runtime"));
+}
+END_TEST
+
 START_TEST(test_mlp_gemm)
 {
 	check_model("mlp_gemm");
@@ -347,6 +435,8 @@ int main(void)
 	tcase_add_test(tc, test_external_data);
 	tcase_add_test(tc, test_no_passes);
 	tcase_add_test(tc, test_errors);
+	tcase_add_test(tc, test_ep_two_sessions);
+	tcase_add_test(tc, test_ep_errors);
 	suite_add_tcase(suite, tc);
 	return test_run_suite(suite);
 }
