@@ -113,7 +113,7 @@ def export_encoder(path):
     with torch.no_grad():
         torch.onnx.export(model, (torch.randn(1, 16, 768),), path, opset_version=13,
                           input_names=["x"], output_names=["y"],
-                          dynamic_axes={"x": {0: "batch", 1: "tokens"}}, dynamo=False)
+                          dynamic_axes={"x": {0: "batch", 1: "tokens"}})
 
 
 def model_rows(args, tmp, name, dense, shapes, dims_of):
@@ -149,7 +149,7 @@ def export_cnn(path, name, batch):
     with torch.no_grad():
         torch.onnx.export(model, (torch.randn(batch, 3, 224, 224),), path, opset_version=13,
                           input_names=["x"], output_names=["y"],
-                          dynamic_axes={"x": {0: "batch"}}, dynamo=False)
+                          dynamic_axes={"x": {0: "batch"}})
 
 
 def section_cnn(args, tmp):
