@@ -18,7 +18,7 @@ Sections (--sections, default all):
 
     /usr/bin/python3 bench/ep.py [--build build] [--threads 2] [--rounds 5] [--repeat 10]
                                  [--sections layer,encoder,cnn] [--sparsities 0.5,0.9]
-                                 [--claim auto|all] [--quick]
+                                 [--patterns 1x1,1x4] [--claim auto|all] [--quick]
 """
 
 import argparse
@@ -79,7 +79,7 @@ def section_layer(args, tmp):
     row(["K x N", "pattern", "sparsity"] + ["M=%d" % m for m in ms])
     row(["---"] * (3 + len(ms)))
     for k, n in LAYER_SHAPES[:1] if args.quick else LAYER_SHAPES:
-        for name, block in PATTERNS:
+        for name, block in args.patterns:
             for sp in args.sparsities:
                 cells = []
                 for m in ms:
@@ -117,7 +117,7 @@ def export_encoder(path):
 
 
 def model_rows(args, tmp, name, dense, shapes, dims_of):
-    for pattern, block in PATTERNS:
+    for pattern, block in args.patterns:
         for sp in args.sparsities:
             sparse = os.path.join(tmp, name + ".sparse.onnx")
             sparsify(args, dense, sparse, sp, block)
@@ -171,10 +171,13 @@ def main():
     ap.add_argument("--repeat", type=int, default=10)
     ap.add_argument("--sections", default="layer,encoder,cnn")
     ap.add_argument("--sparsities", default=",".join(str(s) for s in SPARSITIES))
+    ap.add_argument("--patterns", default="1x1,1x4",
+                    help="block shapes to prune with (1x1: unstructured)")
     ap.add_argument("--claim", choices=["auto", "all"], default="auto")
     ap.add_argument("--quick", action="store_true")
     args = ap.parse_args()
     args.sparsities = [float(s) for s in args.sparsities.split(",")]
+    args.patterns = [p for p in PATTERNS if p[1] in args.patterns.split(",")]
     sections = {"layer": section_layer, "encoder": section_encoder, "cnn": section_cnn}
     print("%d intra-op threads each, best of %d rounds x %d runs, claim=%s" %
           (args.threads, args.rounds, args.repeat, args.claim))

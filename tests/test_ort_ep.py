@@ -11,7 +11,8 @@ its OnnxPassSparse device (--ep); ORT's profiler tells which EP ran each node. C
   - claiming: a dense weight, a weight with half zeros (the cost model predicts no win),
     an fp16 weight, a weight that is a graph input, Gemm
     with transA or beta != 1, grouped, depthwise and 1-D Conv stay on the CPU EP;
-  - a model with external data, a claimed node inside an If branch, prepacking
+  - a model with external data, a weight stored as a sparse_initializer, a claimed
+    node inside an If branch, prepacking
     disabled (the weight is packed at the first run), two graph nodes sharing a weight.
 Exit 77 (skipped) without ORT_RUN.
 """
@@ -239,6 +240,25 @@ def check_external_data(tmp):
     check_same(path, [a], {"mm": True}, "external data")
 
 
+def check_sparse_initializer(tmp):
+    """A weight stored as a sparse_initializer (ORT densifies it on load) is claimed."""
+    rng = np.random.default_rng(11)
+    k, n = 64, 40
+    w = sparse(rng, (k, n))
+    idx = np.flatnonzero(w).astype(np.int64)
+    st = helper.make_sparse_tensor(numpy_helper.from_array(w.ravel()[idx], "w"),
+                                   numpy_helper.from_array(idx, "w_idx"), [k, n])
+    graph = helper.make_graph([helper.make_node("MatMul", ["a", "w"], ["y"], name="mm")], "g",
+                              [tensor("a", [5, k])], [tensor("y", None)], sparse_initializer=[st])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path = os.path.join(tmp, "sparse_init.onnx")
+    onnx.save(model, path)
+    a = rng.standard_normal((5, k)).astype(np.float32)
+    check_same(path, [a], {"mm": True}, "sparse_initializer")
+    assert_close(ortlib.run(path, [a], ep=LIB)[0], a @ w, "sparse_initializer (numpy)")
+
+
 def check_if_branch(tmp):
     rng = np.random.default_rng(7)
     k, n = 48, 40
@@ -302,6 +322,7 @@ def main():
                          ("Conv: kernels, strides, pads, dilations, bias", check_conv),
                          ("Conv: grouped, depthwise, 1-D stay", check_conv_stays),
                          ("external data", check_external_data),
+                         ("sparse_initializer weight", check_sparse_initializer),
                          ("If branches", check_if_branch),
                          ("prepacking disabled", check_no_prepack),
                          ("shared weight", check_shared_weight)):
