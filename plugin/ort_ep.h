@@ -32,6 +32,7 @@ enum ep_op {
 /* What a kernel is created with; owned by the factory, which outlives its kernels. */
 struct ep_kernel_state {
 	const OrtApi *api;
+	const OrtEpApi *ep_api;
 	enum ep_op op;
 };
 

@@ -6,8 +6,10 @@
  * intra-op threads.
  *
  * The weight is packed into the kernel's sparse format once, in
- * PrePackWeight at session creation (ORT may then free the dense copy); when
- * ORT does not prepack (session.disable_prepacking), the first run packs it.
+ * PrePackWeight at session creation (ORT may then free the dense copy); with a
+ * prepacked-weights container (CreateSessionWithPrepackedWeightsContainer)
+ * the packed weight is one flat buffer that sessions share. When ORT does not
+ * prepack (session.disable_prepacking), the first run packs it.
  * GetCapability (ort_ep.c) claims only nodes these kernels handle: MatMul
  * with a 2-D weight, Gemm with transA = 0, beta = 1 and a bias C of N
  * elements or one, Conv with a 4-D weight and group = 1.
@@ -44,6 +46,7 @@ struct ep_conv_attrs {
 struct ep_kernel {
 	OrtKernelImpl impl;        /* first: ORT hands back &impl */
 	const OrtApi *api;
+	const OrtEpApi *ep_api;
 	enum ep_op op;
 	char name[128];
 	bool trans_b;
@@ -144,6 +147,25 @@ static OrtStatus *weight_pack(struct ep_kernel *kernel, const OrtValue *value,
 	return NULL;
 }
 
+/* Sharing mode: the packed weight as one flat buffer of ORT's allocator, handed
+ * to the cache; ORT then gives every kernel with the same weight the cached
+ * buffer in SetSharedPrePackedWeight. */
+static OrtStatus *weight_share(struct ep_kernel *kernel, const struct opass_spmm *spmm,
+			       OrtAllocator *allocator, OrtSharedPrePackedWeightCache *cache)
+{
+	size_t size = opass_spmm_flat_size(spmm);
+	void *buf = allocator->Alloc(allocator, size);
+	OrtStatus *s;
+
+	if (!buf)
+		return kernel_status(kernel, ORT_FAIL, "out of memory");
+	opass_spmm_flat_write(spmm, buf);
+	s = kernel->ep_api->SharedPrePackedWeightCache_StoreWeightData(cache, &buf, &size, 1);
+	if (s)
+		allocator->Free(allocator, buf);
+	return s;
+}
+
 static OrtStatus *ORT_API_CALL kernel_prepack(OrtKernelImpl *impl, const OrtValue *tensor,
 					     int input_index, OrtAllocator *allocator,
 					     OrtSharedPrePackedWeightCache *cache, bool *is_packed)
@@ -152,16 +174,39 @@ static OrtStatus *ORT_API_CALL kernel_prepack(OrtKernelImpl *impl, const OrtValu
 	struct opass_spmm *spmm = NULL;
 	OrtStatus *s;
 
-	(void)allocator;
-	(void)cache;
 	*is_packed = false;
 	if (input_index != IN_W || kernel->spmm)
 		return NULL;
 	s = weight_pack(kernel, tensor, &spmm);
+	if (!s && cache && allocator) {
+		s = weight_share(kernel, spmm, allocator, cache);
+		if (!s) {
+			*is_packed = true;   /* the shared buffer arrives in set_shared */
+			opass_spmm_free(spmm);
+			return NULL;
+		}
+		kernel->api->ReleaseStatus(s);  /* not shared: keep our own copy */
+		s = NULL;
+	}
 	if (s)
 		return s;
 	kernel->spmm = spmm;
 	*is_packed = true;
+	return NULL;
+}
+
+static OrtStatus *ORT_API_CALL kernel_set_shared(OrtKernelImpl *impl,
+						const void *const *buffers, const size_t *sizes,
+						size_t n_buffers, int input_index)
+{
+	struct ep_kernel *kernel = (struct ep_kernel *)impl;
+	struct opass_spmm *spmm = NULL;
+
+	if (input_index != IN_W || n_buffers != 1 ||
+	    opass_spmm_flat_view(buffers[0], sizes[0], &spmm) < 0)
+		return kernel_status(kernel, ORT_INVALID_ARGUMENT, "unexpected shared weight");
+	opass_spmm_free(kernel->spmm);
+	kernel->spmm = spmm;
 	return NULL;
 }
 
@@ -503,8 +548,10 @@ static OrtStatus *ORT_API_CALL kernel_create(void *state, const OrtKernelInfo *i
 		return api->CreateStatus(ORT_FAIL, EP_NAME ": out of memory");
 	kernel->impl = (OrtKernelImpl){ .ort_version_supported = ORT_API_VERSION,
 					.Compute = kernel_compute, .Release = kernel_release,
-					.PrePackWeight = kernel_prepack };
+					.PrePackWeight = kernel_prepack,
+					.SetSharedPrePackedWeight = kernel_set_shared };
 	kernel->api = api;
+	kernel->ep_api = st->ep_api;
 	kernel->op = st->op;
 	pthread_mutex_init(&kernel->lock, NULL);
 	s = kernel_attrs(kernel, info);
@@ -572,7 +619,8 @@ OrtStatus *ep_kernel_registry_new(const OrtApi *api, const OrtEpApi *ep_api,
 	OrtStatus *s;
 
 	for (int op = 0; op < _EP_OP_MAX; op++)
-		states[op] = (struct ep_kernel_state){ .api = api, .op = (enum ep_op)op };
+		states[op] = (struct ep_kernel_state){ .api = api, .ep_api = ep_api,
+						       .op = (enum ep_op)op };
 	s = ep_api->CreateKernelRegistry(&registry);
 	for (size_t i = 0; !s && i < sizeof(ep_kernel_defs) / sizeof(ep_kernel_defs[0]); i++)
 		s = kernel_def_add(ep_api, registry, &ep_kernel_defs[i],

@@ -201,15 +201,17 @@ static OrtSession *helper_session(const char *path, const void *bytes, size_t si
 	return session;
 }
 
-/* The model after PASSES, through the bytes API, written to a file for CreateSession. */
-static char *transformed_file(const char *name, const char *model_bytes, size_t size)
+/* The model after PASSES with config, through the bytes API, written to a file
+ * for CreateSession. */
+static char *transformed_file(const char *name, const char *model_bytes, size_t size,
+			      const char *config)
 {
 	char *out_path = NULL, *error = NULL;
 	void *out = NULL;
 	size_t out_size = 0;
 	FILE *f;
 
-	ck_assert_msg(onnxpass_transform_bytes(model_bytes, size, PASSES, CONFIG, &out, &out_size,
+	ck_assert_msg(onnxpass_transform_bytes(model_bytes, size, PASSES, config, &out, &out_size,
 					       NULL, &error) == 0, "%s: %s", name, error);
 	ck_assert_int_ge(asprintf(&out_path, "%s/%s.sparse.onnx", models_dir, name), 0);
 	f = fopen(out_path, "wb");
@@ -229,7 +231,7 @@ static void check_model(const char *name)
 
 	bytes = test_read_file(path, &size);
 	ck_assert_ptr_nonnull(bytes);
-	sparse_path = transformed_file(name, bytes, size);
+	sparse_path = transformed_file(name, bytes, size, CONFIG);
 	ort_ok(ort->CreateSession(env, sparse_path, options, &session), sparse_path);
 	reference = session_run_release(session);
 	by_path = session_run_release(helper_session(path, NULL, 0, PASSES, CONFIG));
@@ -319,6 +321,47 @@ START_TEST(test_ep_two_sessions)
 	}
 	run_free(&cpu);
 	ort->ReleaseSessionOptions(ep_options);
+	free(path);
+}
+END_TEST
+
+/* Two sessions sharing one prepacked-weights container: ORT hands the EP's
+ * kernels the one flat copy of each packed weight (SetSharedPrePackedWeight). */
+START_TEST(test_ep_shared_weights)
+{
+	const char *lib = getenv("ONNX_PASS_LIBRARY");
+	struct onnxpass_error err = { 0 };
+	char *path = model_path("transformer_matmul"), *bytes, *sparse_path;
+	OrtPrepackedWeightsContainer *container = NULL;
+	OrtSessionOptions *ep_options = NULL;
+	OrtSession *sessions[2] = { NULL, NULL }, *cpu_session = NULL;
+	struct run cpu, runs[2];
+	size_t size;
+
+	ck_assert_msg(lib, "ONNX_PASS_LIBRARY must be set");
+	bytes = test_read_file(path, &size);
+	ck_assert_ptr_nonnull(bytes);
+	sparse_path = transformed_file("transformer_ep", bytes, size, EP_CONFIG);
+	ort_ok(ort->CreateSessionOptions(&ep_options), "CreateSessionOptions");
+	ck_assert_msg(onnxpass_ort_append_ep(ort, env, ep_options, lib, NULL, &err) == 0, "%s",
+		      err.message);
+	ort_ok(ort->CreatePrepackedWeightsContainer(&container), "CreatePrepackedWeightsContainer");
+	for (int i = 0; i < 2; i++)
+		ort_ok(ort->CreateSessionWithPrepackedWeightsContainer(env, sparse_path, ep_options,
+								       container, &sessions[i]),
+		       sparse_path);
+	ort_ok(ort->CreateSession(env, sparse_path, options, &cpu_session), sparse_path);
+	cpu = session_run_release(cpu_session);
+	for (int i = 0; i < 2; i++) {
+		runs[i] = session_run_release(sessions[i]);
+		check_ep_close(&runs[i], &cpu);
+		run_free(&runs[i]);
+	}
+	run_free(&cpu);
+	ort->ReleasePrepackedWeightsContainer(container);
+	ort->ReleaseSessionOptions(ep_options);
+	free(sparse_path);
+	free(bytes);
 	free(path);
 }
 END_TEST
@@ -436,6 +479,7 @@ int main(void)
 	tcase_add_test(tc, test_no_passes);
 	tcase_add_test(tc, test_errors);
 	tcase_add_test(tc, test_ep_two_sessions);
+	tcase_add_test(tc, test_ep_shared_weights);
 	tcase_add_test(tc, test_ep_errors);
 	suite_add_tcase(suite, tc);
 	return test_run_suite(suite);

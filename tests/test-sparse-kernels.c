@@ -211,6 +211,44 @@ START_TEST(test_predict_win)
 }
 END_TEST
 
+/* A flat copy (shared between sessions) computes what the weight it was written
+ * from computes; buffers this library did not write are refused. */
+START_TEST(test_flat_view)
+{
+	static const int64_t shapes[][2] = { { 1, 1 }, { 4, 1 }, { 1, 4 } };
+
+	for (size_t i = 0; i < 3; i++) {
+		int64_t m = 37, n = 45, k = i == 0 ? 70001 : 50;
+		float *bt = weight_make(n, k, shapes[i][0], shapes[i][1], 0.2, 0.0);
+		float *a = malloc((size_t)(m * k) * sizeof(*a));
+		float *y1 = malloc((size_t)(m * n) * sizeof(*y1)), *y2 = malloc((size_t)(m * n) * 4);
+		struct opass_spmm *spmm = spmm_from(bt, n, k, shapes[i][0], shapes[i][1], false);
+		struct opass_spmm *view = NULL;
+		size_t size = opass_spmm_flat_size(spmm);
+		void *buf = aligned_alloc(64, (size + 63) / 64 * 64);
+
+		ck_assert(a && y1 && y2 && buf);
+		for (int64_t j = 0; j < m * k; j++)
+			a[j] = frand();
+		opass_spmm_flat_write(spmm, buf);
+		ck_assert_int_eq(opass_spmm_flat_view(buf, size, &view), 0);
+		ck_assert_int_eq(opass_spmm_run(spmm, a, m, NULL, 0, y1, NULL), 0);
+		ck_assert_int_eq(opass_spmm_run(view, a, m, NULL, 0, y2, NULL), 0);
+		ck_assert_mem_eq(y1, y2, (size_t)(m * n) * sizeof(float));
+		ck_assert_int_eq(opass_spmm_flat_view(buf, size - 4, &view), -EINVAL);
+		memset(buf, 0, 8);
+		ck_assert_int_eq(opass_spmm_flat_view(buf, size, &view), -EINVAL);
+		opass_spmm_free(view);
+		opass_spmm_free(spmm);
+		free(buf);
+		free(bt);
+		free(a);
+		free(y1);
+		free(y2);
+	}
+}
+END_TEST
+
 START_TEST(test_all_zero_and_dense)
 {
 	struct shape zero = { .m = 70, .n = 33, .k = 40, .br = 1, .bc = 1, .keep = 0.0 };
@@ -440,6 +478,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, test_isa_unsupported);
 	tcase_add_test(tc, test_wide_k);
 	tcase_add_test(tc, test_predict_win);
+	tcase_add_test(tc, test_flat_view);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -138,10 +138,12 @@ struct opass_spmm *opass_spmm_free(struct opass_spmm *spmm)
 {
 	if (!spmm)
 		return NULL;
-	free(spmm->row_ptr);
-	free(spmm->k0);
-	free(spmm->k16);
-	free(spmm->values);
+	if (!spmm->borrowed) {
+		free(spmm->row_ptr);
+		free(spmm->k0);
+		free(spmm->k16);
+		free(spmm->values);
+	}
 	free(spmm);
 	return NULL;
 }
@@ -243,7 +245,8 @@ int opass_spmm_new(int64_t n, int64_t k, int64_t br, int64_t bc,
 	if (!s)
 		return opass_error(err, -ENOMEM, "out of memory");
 	*s = (struct opass_spmm){ .n = n, .k = k, .k_pad = div_up(k, bc) * bc, .br = (int)br,
-				  .bc = (int)bc, .n_block_rows = div_up(n, br) };
+				  .bc = (int)bc, .n_block_rows = div_up(n, br),
+				  .n_blocks = (int64_t)n_col };
 	s->row_ptr = malloc(n_row_ptr * sizeof(*s->row_ptr));
 	s->k0 = malloc((n_col + 1) * sizeof(*s->k0));
 	s->values = malloc((n_values + 1) * sizeof(*s->values));
@@ -277,6 +280,93 @@ int opass_spmm_from_dense(const float *bt, int64_t n, int64_t k, int64_t br, int
 			   (size_t)((n + br - 1) / br + 1), true, ret_spmm, err);
 	opass_bsr_free(bsr);
 	return r;
+}
+
+/* ---- one flat buffer (weights shared between sessions) --------------------- */
+
+#define FLAT_MAGIC 0x31746c66706f6e78ull   /* "xnopflt1" */
+#define FLAT_ALIGN 64
+
+struct spmm_flat {
+	uint64_t magic;
+	int64_t n, k, k_pad, n_block_rows, n_blocks;
+	int32_t br, bc, has_k16, pad;
+};
+
+static size_t align_up(size_t v)
+{
+	return (v + FLAT_ALIGN - 1) / FLAT_ALIGN * FLAT_ALIGN;
+}
+
+/* Offsets of the arrays in a flat buffer, and its size. */
+static size_t flat_layout(const struct spmm_flat *h, size_t off[4])
+{
+	size_t blocks = (size_t)h->n_blocks, at = align_up(sizeof(*h));
+
+	off[0] = at;
+	at = align_up(at + ((size_t)h->n_block_rows + 1) * sizeof(int32_t));
+	off[1] = at;
+	at = align_up(at + blocks * sizeof(int32_t));
+	off[2] = at;
+	at = align_up(at + (h->has_k16 ? blocks * sizeof(uint16_t) : 0));
+	off[3] = at;
+	return at + blocks * (size_t)h->br * (size_t)h->bc * sizeof(float);
+}
+
+static struct spmm_flat flat_header(const struct opass_spmm *s)
+{
+	return (struct spmm_flat){ .magic = FLAT_MAGIC, .n = s->n, .k = s->k, .k_pad = s->k_pad,
+				   .n_block_rows = s->n_block_rows, .n_blocks = s->n_blocks,
+				   .br = s->br, .bc = s->bc, .has_k16 = s->k16 != NULL };
+}
+
+size_t opass_spmm_flat_size(const struct opass_spmm *spmm)
+{
+	struct spmm_flat h = flat_header(spmm);
+	size_t off[4];
+
+	return flat_layout(&h, off);
+}
+
+void opass_spmm_flat_write(const struct opass_spmm *spmm, void *buf)
+{
+	struct spmm_flat h = flat_header(spmm);
+	size_t off[4], blocks = (size_t)h.n_blocks;
+	char *p = buf;
+
+	flat_layout(&h, off);
+	memcpy(p, &h, sizeof(h));
+	memcpy(p + off[0], spmm->row_ptr, ((size_t)h.n_block_rows + 1) * sizeof(int32_t));
+	memcpy(p + off[1], spmm->k0, blocks * sizeof(int32_t));
+	if (spmm->k16)
+		memcpy(p + off[2], spmm->k16, blocks * sizeof(uint16_t));
+	memcpy(p + off[3], spmm->values, blocks * (size_t)h.br * (size_t)h.bc * sizeof(float));
+}
+
+int opass_spmm_flat_view(const void *buf, size_t size, struct opass_spmm **ret_spmm)
+{
+	struct spmm_flat h;
+	struct opass_spmm *s;
+	size_t off[4];
+	char *p = (char *)buf;
+
+	if (!buf || size < sizeof(h))
+		return -EINVAL;
+	memcpy(&h, buf, sizeof(h));
+	if (h.magic != FLAT_MAGIC || h.n_blocks < 0 || h.n_block_rows < 0 ||
+	    flat_layout(&h, off) != size)
+		return -EINVAL;
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	*s = (struct opass_spmm){ .n = h.n, .k = h.k, .k_pad = h.k_pad, .br = h.br, .bc = h.bc,
+				  .n_block_rows = h.n_block_rows, .n_blocks = h.n_blocks,
+				  .row_ptr = (int32_t *)(void *)(p + off[0]),
+				  .k0 = (int32_t *)(void *)(p + off[1]),
+				  .k16 = h.has_k16 ? (uint16_t *)(void *)(p + off[2]) : NULL,
+				  .values = (float *)(void *)(p + off[3]), .borrowed = true };
+	*ret_spmm = s;
+	return 0;
 }
 
 bool opass_spmm_isa_supported(enum opass_spmm_isa isa)

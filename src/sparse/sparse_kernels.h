@@ -74,6 +74,17 @@ int opass_spmm_new(int64_t n, int64_t k, int64_t br, int64_t bc,
 		   bool index64, struct opass_spmm **ret_spmm, struct onnxpass_error *err);
 struct opass_spmm *opass_spmm_free(struct opass_spmm *spmm);
 
+/*
+ * The weight as one flat buffer (for an allocator-owned copy that several
+ * sessions share): its size, writing it (buf 64-byte aligned, of that size),
+ * and a weight whose arrays point into such a buffer, which must outlive it
+ * (opass_spmm_free() frees only the view). -EINVAL for a buffer this library
+ * did not write.
+ */
+size_t opass_spmm_flat_size(const struct opass_spmm *spmm);
+void opass_spmm_flat_write(const struct opass_spmm *spmm, void *buf);
+int opass_spmm_flat_view(const void *buf, size_t size, struct opass_spmm **ret_spmm);
+
 /* The kernel's weight straight from a dense row-major bt [n, k] = B^T, in
  * br x bc blocks (1x1: CSR). */
 int opass_spmm_from_dense(const float *bt, int64_t n, int64_t k, int64_t br, int64_t bc,

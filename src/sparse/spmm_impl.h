@@ -12,6 +12,7 @@
  */
 #pragma once
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stddef.h>
 
@@ -25,6 +26,8 @@ struct opass_spmm {
 	int32_t *k0;       /* first column of each block */
 	uint16_t *k16;     /* the same in 16 bits when k_pad <= 65536, else NULL */
 	float *values;     /* [n_blocks * br * bc] */
+	int64_t n_blocks;
+	bool borrowed;     /* the arrays live in a flat buffer owned elsewhere */
 };
 
 enum spmm_width {
