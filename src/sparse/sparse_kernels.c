@@ -493,23 +493,48 @@ static void tile_store(const struct spmm_job *job, int64_t m0, int64_t rows, int
 	}
 }
 
-/* One kernel tap's row of a packed tile: dst[i] = x[iy][ix] of output
- * position p0 + i, 0 outside the image; w - rows padding lanes are 0. */
+/* Output columns [ox0, ox1) of output row oy under kernel tap (ky, kx): the
+ * input row's elements at ix = ox * stride - pad + kx * dilation, 0 outside. */
+static void conv_pack_segment(const struct opass_conv *cv, const float *x, int64_t ky,
+			      int64_t kx, int64_t oy, int64_t ox0, int64_t ox1, float *dst)
+{
+	int64_t iy = oy * cv->stride_h - cv->pad_top + ky * cv->dilation_h;
+	int64_t shift = kx * cv->dilation_w - cv->pad_left, s = cv->stride_w;
+	int64_t lo = ox0, hi = ox1;
+	const float *row;
+
+	if (iy < 0 || iy >= cv->in_h) {
+		memset(dst, 0, (size_t)(ox1 - ox0) * sizeof(float));
+		return;
+	}
+	row = x + iy * cv->in_w;
+	/* lo..hi: the columns whose ix lies inside the row */
+	while (lo < hi && lo * s + shift < 0)
+		dst[lo++ - ox0] = 0.0f;
+	while (hi > lo && (hi - 1) * s + shift >= cv->in_w)
+		dst[--hi - ox0] = 0.0f;
+	if (s == 1) {
+		memcpy(dst + (lo - ox0), row + lo + shift, (size_t)(hi - lo) * sizeof(float));
+		return;
+	}
+	for (int64_t ox = lo; ox < hi; ox++)
+		dst[ox - ox0] = row[ox * s + shift];
+}
+
+/* One kernel tap's row of a packed tile: dst[i] for output positions p0 + i,
+ * by output-row segments; w - rows padding lanes are 0. */
 static void conv_pack_tap(const struct opass_conv *cv, const float *x, int64_t ky, int64_t kx,
 			  int64_t p0, int64_t rows, int64_t w, float *dst)
 {
 	int64_t oy = p0 / cv->out_w, ox = p0 % cv->out_w;
 
-	for (int64_t i = 0; i < rows; i++) {
-		int64_t iy = oy * cv->stride_h - cv->pad_top + ky * cv->dilation_h;
-		int64_t ix = ox * cv->stride_w - cv->pad_left + kx * cv->dilation_w;
+	for (int64_t i = 0; i < rows;) {
+		int64_t n = cv->out_w - ox < rows - i ? cv->out_w - ox : rows - i;
 
-		dst[i] = iy >= 0 && iy < cv->in_h && ix >= 0 && ix < cv->in_w ?
-			 x[iy * cv->in_w + ix] : 0.0f;
-		if (++ox == cv->out_w) {
-			ox = 0;
-			oy++;
-		}
+		conv_pack_segment(cv, x, ky, kx, oy, ox, ox + n, dst + i);
+		i += n;
+		ox = 0;
+		oy++;
 	}
 	memset(dst + rows, 0, (size_t)(w - rows) * sizeof(float));
 }
@@ -708,17 +733,23 @@ int opass_spmm_run_conv(const struct opass_spmm *spmm, const struct opass_conv *
 /* ---- cost model -------------------------------------------------------------- */
 
 /*
- * Measured with bench/ep.py --claim all (one MatMul, 768x3072 and 3072x768, ORT
+ * Costs per row of A (conv: per output position), in units of one dense weight
+ * element. Measured with bench/ep.py --claim all (one MatMul, 768x3072 and 3072x768, ORT
  * 1.29's MLAS on 2 threads of a shared 2-core AVX2 machine): the time of a
  * nonzero, relative to one dense weight element in MLAS, is about 5 for one to
  * four rows of A (both are memory-bound; the sparse kernel reads a value, an
  * index and A's element per nonzero), about 3 for 5 to 48 rows (MLAS pads
  * small M), and about 6 from 49 rows on, where MLAS runs near peak and the
  * sparse kernel's packed tiles stream from L2. Unknown M takes the worst case.
+ * Each output element costs about OUTPUT_COST more (storing it from the tile,
+ * and an activation that ORT would have fused into its own Conv / Gemm but runs
+ * as a separate node after ours): measured on single 1x1 and 3x3 Convs (e.g. a
+ * 64 -> 256 1x1 Conv at 56x56 and 90 % zeros only broke even).
  * A node is claimed when the predicted speed-up is at least MIN_GAIN, so that
  * nodes near break-even (and the noise of the measurement) stay on the CPU EP.
  */
 #define MIN_GAIN 1.25
+#define OUTPUT_COST 32.0
 
 static double nonzero_cost(int64_t m)
 {
@@ -736,6 +767,6 @@ bool opass_spmm_predict_win(int64_t m, int64_t k, int64_t n, int64_t nonzero)
 	if (k <= 0 || n <= 0 || nonzero < 0 || m == 0)
 		return false;
 	dense = (double)k * (double)n;
-	sparse = (double)nonzero * nonzero_cost(m);
+	sparse = (double)nonzero * nonzero_cost(m) + (double)n * OUTPUT_COST;
 	return sparse * MIN_GAIN <= dense;
 }
