@@ -2,12 +2,14 @@
 /*
  * ort-run: run an ONNX model with ONNX Runtime's CPU provider (graph optimizations on).
  *
- *   ort-run [--custom-ops LIB]... [--ep LIB] [--threads N] [--config KEY=VALUE]...
+ *   ort-run [--custom-ops LIB]... [--ep LIB [--ep-option KEY=VALUE]...] [--threads N]
+ *           [--config KEY=VALUE]...
  *           [--profile PREFIX] [--no-optimize] MODEL.onnx [IN.bin...] -- OUT_PREFIX
  *
  * --ep registers LIB as an execution-provider library and appends its
  * OnnxPassSparse device before the CPU EP. --profile enables ORT's profiler and
- * prints "profile<TAB>path" after the outputs. --threads sets the intra-op
+ * prints "profile<TAB>path" after the outputs; --ep-option passes an option to
+ * the EP. --threads sets the intra-op
  * threads (default 1); --config adds a session config entry.
  *
  * Inputs are given in the order of the model's graph inputs. Output N is written to
@@ -61,6 +63,8 @@ struct opts {
 	const char *ep_lib, *profile;
 	char *config[16];
 	size_t n_config;
+	const char *ep_keys[8], *ep_values[8];
+	size_t n_ep_options;
 	int optimize, threads;
 };
 
@@ -238,7 +242,7 @@ static void run_free(struct run *r)
 }
 
 /* Append the OnnxPassSparse device of the EP library lib. */
-static int ep_append(struct run *r, const char *lib)
+static int ep_append(struct run *r, const char *lib, const struct opts *o)
 {
 	const OrtEpDevice *const *devices = NULL;
 	size_t n = 0;
@@ -250,7 +254,8 @@ static int ep_append(struct run *r, const char *lib)
 	for (size_t i = 0; k == 0 && i < n; i++)
 		if (strcmp(ort->EpDevice_EpName(devices[i]), "OnnxPassSparse") == 0)
 			return ort_check(ort->SessionOptionsAppendExecutionProvider_V2(
-					 r->options, r->env, &devices[i], 1, NULL, NULL, 0),
+					 r->options, r->env, &devices[i], 1, o->ep_keys,
+					 o->ep_values, o->n_ep_options),
 					 "SessionOptionsAppendExecutionProvider_V2");
 	if (k == 0)
 		fprintf(stderr, "ort-run: %s: no OnnxPassSparse device\n", lib);
@@ -288,7 +293,7 @@ static int session_open(struct run *r, const char *model, const struct opts *o)
 	if (k == 0 && o->profile)
 		k = ort_check(ort->EnableProfiling(r->options, o->profile), "EnableProfiling");
 	if (k == 0 && o->ep_lib)
-		k = ep_append(r, o->ep_lib);
+		k = ep_append(r, o->ep_lib, o);
 	if (k == 0)
 		k = ort_check(ort->CreateSession(r->env, model, r->options, &r->session), model);
 	if (k == 0)
@@ -451,10 +456,20 @@ static int run_model(struct run *r)
 
 static int usage(void)
 {
-	fprintf(stderr, "usage: ort-run [--custom-ops LIB]... [--ep LIB] [--threads N] "
+	fprintf(stderr, "usage: ort-run [--custom-ops LIB]... [--ep LIB [--ep-option K=V]...] "
+		"[--threads N] "
 		"[--config KEY=VALUE]... [--profile PREFIX] [--no-optimize] MODEL.onnx "
 		"[IN.bin...] -- OUT_PREFIX\n");
 	return 1;
+}
+
+static void ep_option_add(struct opts *o, char *entry)
+{
+	char *eq = strchr(entry, '=');
+
+	*eq = 0;
+	o->ep_keys[o->n_ep_options] = entry;
+	o->ep_values[o->n_ep_options++] = eq + 1;
 }
 
 /* Options before the model; returns the index of the model or -1. */
@@ -476,6 +491,9 @@ static int opts_parse(int argc, char **argv, struct opts *o)
 			o->threads = atoi(argv[++i]);
 		else if (strcmp(argv[i], "--config") == 0 && i + 1 < argc && o->n_config < 16)
 			o->config[o->n_config++] = argv[++i];
+		else if (strcmp(argv[i], "--ep-option") == 0 && i + 1 < argc &&
+			 o->n_ep_options < 8 && strchr(argv[i + 1], '='))
+			ep_option_add(o, argv[++i]);
 		else
 			return -1;
 	}

@@ -116,11 +116,12 @@ def model_input_names(model_path):
 
 
 def run_named(model_path, inputs, custom_ops=(), optimize=True, dtypes=None, ep=None,
-              threads=None, config=(), profile=None):
+              threads=None, config=(), profile=None, ep_options=()):
     """Run model_path in ORT; inputs: a list (graph input order) or a dict by name.
 
     dtypes optionally gives the file dtype per input position (e.g. "bfloat16").
-    ep: an execution-provider library whose OnnxPassSparse device is appended;
+    ep: an execution-provider library whose OnnxPassSparse device is appended, with
+    ep_options ("KEY=VALUE");
     config: "KEY=VALUE" session config entries; profile: a list that gets the
     parsed events of ORT's profiler (each a dict).
     Returns [(output name, numpy array)] in the model's output order."""
@@ -138,6 +139,8 @@ def run_named(model_path, inputs, custom_ops=(), optimize=True, dtypes=None, ep=
             args.append("--no-optimize")
         if ep:
             args += ["--ep", os.path.abspath(ep)]
+        for option in ep_options:
+            args += ["--ep-option", option]
         if threads:
             args += ["--threads", str(threads)]
         for entry in config:

@@ -74,18 +74,21 @@ def providers(profile):
     return out
 
 
-def run_both(path, feeds, **kwargs):
+def run_both(path, feeds, claim="auto", **kwargs):
     """(outputs of the CPU EP alone, outputs with OnnxPassSparse, node -> EP)."""
     want = ortlib.run(path, feeds, **kwargs)
     profile = []
-    got = ortlib.run(path, feeds, ep=LIB, profile=profile, **kwargs)
+    got = ortlib.run(path, feeds, ep=LIB, profile=profile, ep_options=["claim=" + claim],
+                     **kwargs)
     return want, got, providers(profile)
 
 
-def check_same(path, feeds, claimed, what, **kwargs):
+def check_same(path, feeds, claimed, what, claim="all", **kwargs):
     """Outputs equal to the CPU EP's; the nodes claimed[node] = True, and only those,
-    ran on OnnxPassSparse (the CPU EP may rename the others when it rewrites them)."""
-    want, got, ran = run_both(path, feeds, **kwargs)
+    ran on OnnxPassSparse (the CPU EP may rename the others when it rewrites them).
+    claim: the EP's option; "all" (every node its kernels support) for the kernel
+    tests, "auto" (the cost model) for the claiming tests."""
+    want, got, ran = run_both(path, feeds, claim, **kwargs)
     for i, (g, w) in enumerate(zip(got, want)):
         assert_close(g, w, "%s output %d" % (what, i))
     on_ep = sorted(node for node, ep in ran.items() if ep == EP)
@@ -146,7 +149,7 @@ def check_gemm(tmp):
 
 def check_claiming(tmp):
     rng = np.random.default_rng(4)
-    k, n = 32, 24
+    k, n = 256, 192
     dense = rng.standard_normal((k, n)).astype(np.float32)
     sp = sparse(rng, (k, n))
     half = sparse(rng, (k, n)).astype(np.float16)
@@ -171,7 +174,7 @@ def check_claiming(tmp):
     a = rng.standard_normal((k, k)).astype(np.float32)
     check_same(path, [a, sp], {"dense": False, "sparse": True, "dynamic": False,
                                "transA": False, "beta": False, "fp16": False,
-                               "half_zero": False}, "claiming")
+                               "half_zero": False}, "claiming", claim="auto")
 
 
 CONV_CASES = [
@@ -256,7 +259,8 @@ def check_sparse_initializer(tmp):
     onnx.save(model, path)
     a = rng.standard_normal((5, k)).astype(np.float32)
     check_same(path, [a], {"mm": True}, "sparse_initializer")
-    assert_close(ortlib.run(path, [a], ep=LIB)[0], a @ w, "sparse_initializer (numpy)")
+    assert_close(ortlib.run(path, [a], ep=LIB, ep_options=["claim=all"])[0], a @ w,
+                 "sparse_initializer (numpy)")
 
 
 def check_if_branch(tmp):
@@ -276,7 +280,7 @@ def check_if_branch(tmp):
                 [tensor("y", [4, n])], [numpy_helper.from_array(w, "w")])
     a = rng.standard_normal((4, k)).astype(np.float32)
     for cond in (True, False):
-        want, got, ran = run_both(path, [a, np.array(cond)])
+        want, got, ran = run_both(path, [a, np.array(cond)], claim="all")
         assert_close(got[0], want[0], "If %s" % cond)
         assert_close(got[0], a @ (w if cond else w2), "If %s (numpy)" % cond)
         node = "then_mm" if cond else "else_mm"
