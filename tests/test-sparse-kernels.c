@@ -150,9 +150,10 @@ static const int64_t block_shapes[][2] = { { 1, 1 }, { 1, 4 }, { 4, 1 }, { 2, 3 
 
 START_TEST(test_random_shapes)
 {
-	/* every tile width class: 1, 4, 8, 16, 32, 48, 64 rows, and 64 + a narrow tile */
+	/* every tile width class: 1, 4, 8, 16, 32, 48, 64 rows, 64 + a narrow tile, and
+	 * enough tiles (600 rows) for a work item per tile */
 	static const int64_t ms[] = { 1, 2, 3, 4, 5, 8, 9, 16, 17, 31, 33, 48, 49, 63, 64, 65, 67,
-				      100, 130 };
+				      100, 130, 600 };
 	static const int64_t ns[] = { 1, 5, 17, 64, 65, 130 };
 	static const int64_t ks[] = { 1, 5, 67, 130 };
 	size_t runs = 0;

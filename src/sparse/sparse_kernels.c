@@ -10,6 +10,7 @@
 #include "spmm_impl.h"
 
 #define CHUNK_N 64     /* outputs per work item (at most) */
+#define WHOLE_TILES_MIN 8  /* from this many tiles on, a work item is one whole tile */
 #define BLOCK_MAX 16
 
 struct spmm_job {
@@ -655,6 +656,18 @@ static void scratch_release(const struct opass_spmm_exec *exec, void *p)
 		free(p);
 }
 
+/* One tile whole: pack it, then every chunk of outputs while it is in cache. */
+static void tile_whole(void *data, size_t t)
+{
+	const struct spmm_job *job = data;
+
+	tile_pack(data, t);
+	for (size_t c = 0; c < job->n_chunks; c++)
+		tile_chunk(data, t * job->n_chunks + c);
+}
+
+/* Many tiles: a work item per tile (its packed copy of A is used while in
+ * cache); few: pack them all, then split the outputs among the threads. */
 static int run_tiled(struct spmm_job *job, size_t tiles, const struct opass_spmm_exec *exec)
 {
 	size_t size;
@@ -667,8 +680,12 @@ static int run_tiled(struct spmm_job *job, size_t tiles, const struct opass_spmm
 	job->at = scratch_alloc(exec, size ? size : 64);
 	if (!job->at)
 		return -ENOMEM;
-	run_parallel(exec, tile_pack, tiles, job);
-	run_parallel(exec, tile_chunk, tiles * job->n_chunks, job);
+	if (tiles >= WHOLE_TILES_MIN) {
+		run_parallel(exec, tile_whole, tiles, job);
+	} else {
+		run_parallel(exec, tile_pack, tiles, job);
+		run_parallel(exec, tile_chunk, tiles * job->n_chunks, job);
+	}
 	scratch_release(exec, job->at);
 	return 0;
 }
