@@ -228,7 +228,8 @@ static bool node_attr_ints(const OrtApi *api, const OrtNode *node, const char *n
 	return true;
 }
 
-/* Output positions of a Conv: N * out_h * out_w, or -1 when not known. */
+/* Output positions of a Conv, about N * ceil(H / stride) * ceil(W / stride) (the
+ * cost model needs no more), or -1 when not known. */
 static int64_t conv_rows(const OrtApi *api, const OrtNode *node, const struct ep_node *nd)
 {
 	ONNXTensorElementDataType type;
