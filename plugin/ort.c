@@ -2,6 +2,7 @@
 /* ONNX Runtime helper: passes, then an OrtSession from the serialised result. */
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "error.h"
 #include "onnxpass/ort.h"
@@ -20,6 +21,18 @@ static int ort_error_to_errno(OrtErrorCode code)
 	default:
 		return -EIO;
 	}
+}
+
+static int ort_status_error(const OrtApi *api, OrtStatus *status, struct onnxpass_error *err)
+{
+	int r;
+
+	if (!status)
+		return 0;
+	r = opass_error(err, ort_error_to_errno(api->GetErrorCode(status)), "ONNX Runtime: %s",
+			api->GetErrorMessage(status));
+	api->ReleaseStatus(status);
+	return r;
 }
 
 static int ort_model_load(const char *path, const void *bytes, size_t size,
@@ -52,17 +65,12 @@ static int ort_session_from_bytes(const OrtApi *api, const OrtEnv *env,
 				  OrtSession **ret_session, struct onnxpass_error *err)
 {
 	OrtSession *session = NULL;
-	OrtStatus *status;
 	int r;
 
-	status = api->CreateSessionFromArray(env, data, size, options, &session);
-	if (!status) {
+	r = ort_status_error(api, api->CreateSessionFromArray(env, data, size, options, &session),
+			     err);
+	if (r == 0)
 		*ret_session = session;
-		return 0;
-	}
-	r = opass_error(err, ort_error_to_errno(api->GetErrorCode(status)),
-			"ONNX Runtime: %s", api->GetErrorMessage(status));
-	api->ReleaseStatus(status);
 	return r;
 }
 
@@ -91,5 +99,47 @@ ONNXPASS_EXPORT int onnxpass_ort_create_session(const OrtApi *api, const OrtEnv 
 	if (r == 0)
 		r = ort_session_from_bytes(api, env, options, data, size, ret_session, err);
 	free(data);
+	return r;
+}
+
+/* ---- the OnnxPassSparse execution provider --------------------------------- */
+
+/* env's OnnxPassSparse device, or NULL. */
+static int ort_ep_device(const OrtApi *api, OrtEnv *env, const OrtEpDevice **ret,
+			 struct onnxpass_error *err)
+{
+	const OrtEpDevice *const *devices = NULL;
+	size_t n = 0;
+	int r;
+
+	*ret = NULL;
+	r = ort_status_error(api, api->GetEpDevices(env, &devices, &n), err);
+	for (size_t i = 0; r == 0 && i < n; i++)
+		if (strcmp(api->EpDevice_EpName(devices[i]), "OnnxPassSparse") == 0)
+			*ret = devices[i];
+	return r;
+}
+
+ONNXPASS_EXPORT int onnxpass_ort_append_ep(const OrtApi *api, OrtEnv *env,
+					   OrtSessionOptions *options, const char *library_path,
+					   const char *claim, struct onnxpass_error *err)
+{
+	const char *keys[] = { "claim" }, *values[] = { claim };
+	const OrtEpDevice *device = NULL;
+	int r;
+
+	if (!api || !env || !options)
+		return opass_error(err, -EINVAL, "ONNX Runtime API, env and options are required");
+	r = ort_ep_device(api, env, &device, err);
+	if (r == 0 && !device)
+		r = ort_status_error(api, api->RegisterExecutionProviderLibrary(env, "onnx_pass",
+					library_path ? library_path : "libonnxpass.so"), err);
+	if (r == 0 && !device)
+		r = ort_ep_device(api, env, &device, err);
+	if (r == 0 && !device)
+		r = opass_error(err, -ENODEV, "ONNX Runtime offers no OnnxPassSparse device");
+	if (r == 0)
+		r = ort_status_error(api, api->SessionOptionsAppendExecutionProvider_V2(
+					options, env, &device, 1, keys, values, claim ? 1 : 0), err);
 	return r;
 }

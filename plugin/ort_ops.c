@@ -31,6 +31,7 @@
 #include <onnxruntime_c_api.h>
 
 #include "onnxpass/ort.h"
+#include "ort_util.h"
 #include "sparse_kernels.h"
 
 #define OPS_DOMAIN "ai.onnx_pass"
@@ -40,7 +41,6 @@
 #define IN_INDICES 2
 #define IN_ROW_PTR 3
 #define IN_BIAS 4
-#define MAX_RANK 16
 
 struct ops_kernel {
 	const OrtApi *api;
@@ -48,14 +48,6 @@ struct ops_kernel {
 	int64_t n, k, br, bc;
 	struct opass_spmm *spmm;   /* from initializers, or NULL: built at each run */
 	OrtMemoryInfo *cpu;
-};
-
-/* A tensor input's data, element type and shape. */
-struct ops_tensor {
-	const void *data;
-	ONNXTensorElementDataType type;
-	size_t rank, numel;
-	int64_t dims[MAX_RANK];
 };
 
 static OrtStatus *ops_status(const OrtApi *api, OrtErrorCode code, const char *node,
@@ -75,31 +67,6 @@ static OrtStatus *ops_status(const OrtApi *api, OrtErrorCode code, const char *n
 	return api->CreateStatus(code, msg);
 }
 
-static OrtStatus *tensor_get(const OrtApi *api, const OrtValue *value, struct ops_tensor *ret)
-{
-	OrtTensorTypeAndShapeInfo *info = NULL;
-	struct ops_tensor t = { 0 };
-	OrtStatus *s;
-
-	s = api->GetTensorTypeAndShape(value, &info);
-	if (!s)
-		s = api->GetTensorElementType(info, &t.type);
-	if (!s)
-		s = api->GetDimensionsCount(info, &t.rank);
-	if (!s && t.rank > MAX_RANK)
-		s = api->CreateStatus(ORT_INVALID_ARGUMENT, "SparseMatMul: tensor rank above 16");
-	if (!s)
-		s = api->GetDimensions(info, t.dims, t.rank);
-	if (!s)
-		s = api->GetTensorShapeElementCount(info, &t.numel);
-	if (!s)
-		s = api->GetTensorData(value, &t.data);
-	api->ReleaseTensorTypeAndShapeInfo(info);
-	if (!s)
-		*ret = t;
-	return s;
-}
-
 /* ---- the weight ---------------------------------------------------------- */
 
 static bool is_index(ONNXTensorElementDataType type)
@@ -113,14 +80,14 @@ static OrtStatus *weight_build(const struct ops_kernel *kernel, const OrtValue *
 {
 	const OrtApi *api = kernel->api;
 	struct onnxpass_error err = { 0 };
-	struct ops_tensor v, col, ptr;
+	struct ort_tensor v, col, ptr;
 	OrtStatus *s;
 
-	s = tensor_get(api, values[0], &v);
+	s = ort_tensor_get(api, values[0], &v);
 	if (!s)
-		s = tensor_get(api, values[1], &col);
+		s = ort_tensor_get(api, values[1], &col);
 	if (!s)
-		s = tensor_get(api, values[2], &ptr);
+		s = ort_tensor_get(api, values[2], &ptr);
 	if (s)
 		return s;
 	if (v.type != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT || !is_index(col.type) ||
@@ -255,52 +222,7 @@ static OrtStatus *ORT_API_CALL kernel_create(const OrtCustomOp *op, const OrtApi
 
 /* ---- compute ----------------------------------------------------------------- */
 
-struct ops_exec {
-	const OrtApi *api;
-	OrtKernelContext *ctx;
-	OrtAllocator *alloc;
-};
-
-static void exec_parallel_for(void *userdata, void (*fn)(void *data, size_t i), size_t n,
-			      void *data)
-{
-	struct ops_exec *e = userdata;
-	OrtStatus *s = e->api->KernelContext_ParallelFor(e->ctx, fn, n, 0, data);
-
-	if (!s)
-		return;
-	e->api->ReleaseStatus(s);
-	for (size_t i = 0; i < n; i++)
-		fn(data, i);
-}
-
-static void *exec_alloc(void *userdata, size_t size)
-{
-	struct ops_exec *e = userdata;
-
-	return e->alloc->Alloc(e->alloc, size);
-}
-
-static void exec_release(void *userdata, void *p)
-{
-	struct ops_exec *e = userdata;
-
-	e->alloc->Free(e->alloc, p);
-}
-
-static OrtStatus *input_get(const struct ops_kernel *kernel, OrtKernelContext *ctx, size_t i,
-			    const OrtValue **ret)
-{
-	size_t n = 0;
-	OrtStatus *s = kernel->api->KernelContext_GetInputCount(ctx, &n);
-
-	*ret = NULL;
-	if (!s && i < n)
-		s = kernel->api->KernelContext_GetInput(ctx, i, ret);
-	return s;
-}
-
-static OrtStatus *bias_check(const struct ops_kernel *kernel, const struct ops_tensor *c)
+static OrtStatus *bias_check(const struct ops_kernel *kernel, const struct ort_tensor *c)
 {
 	if (c->type != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT)
 		return ops_status(kernel->api, ORT_INVALID_ARGUMENT, kernel->name,
@@ -314,9 +236,9 @@ static OrtStatus *bias_check(const struct ops_kernel *kernel, const struct ops_t
 
 /* Y's shape: A's with the last axis K replaced by N (rank 1: [N]). */
 static OrtStatus *output_make(const struct ops_kernel *kernel, OrtKernelContext *ctx,
-			      const struct ops_tensor *a, float **ret_y, int64_t *ret_m)
+			      const struct ort_tensor *a, float **ret_y, int64_t *ret_m)
 {
-	int64_t dims[MAX_RANK];
+	int64_t dims[ORT_TENSOR_MAX_RANK];
 	OrtValue *out = NULL;
 	OrtStatus *s;
 	void *y;
@@ -350,7 +272,7 @@ static OrtStatus *weight_for_run(const struct ops_kernel *kernel, OrtKernelConte
 		return NULL;
 	}
 	for (size_t i = 0; !s && i < 3; i++)
-		s = input_get(kernel, ctx, IN_VALUES + i, &values[i]);
+		s = ort_input_get(kernel->api, ctx, IN_VALUES + i, &values[i]);
 	if (!s)
 		s = weight_build(kernel, values, ret_owned);
 	if (!s)
@@ -359,12 +281,11 @@ static OrtStatus *weight_for_run(const struct ops_kernel *kernel, OrtKernelConte
 }
 
 static OrtStatus *run(const struct ops_kernel *kernel, OrtKernelContext *ctx,
-		      const struct opass_spmm *spmm, const struct ops_tensor *a,
-		      const struct ops_tensor *c)
+		      const struct opass_spmm *spmm, const struct ort_tensor *a,
+		      const struct ort_tensor *c)
 {
-	struct ops_exec e = { .api = kernel->api, .ctx = ctx };
-	struct opass_spmm_exec exec = { .parallel_for = exec_parallel_for, .ctx = &e,
-					.alloc = exec_alloc, .release = exec_release };
+	struct opass_spmm_exec exec;
+	struct ort_exec e;
 	OrtStatus *s;
 	int64_t m = 0;
 	float *y = NULL;
@@ -372,11 +293,11 @@ static OrtStatus *run(const struct ops_kernel *kernel, OrtKernelContext *ctx,
 
 	s = output_make(kernel, ctx, a, &y, &m);
 	if (!s)
-		s = kernel->api->KernelContext_GetAllocator(ctx, kernel->cpu, &e.alloc);
+		s = ort_exec_begin(&e, kernel->api, ctx, kernel->cpu, &exec);
 	if (s)
 		return s;
 	r = opass_spmm_run(spmm, a->data, m, c ? c->data : NULL, c ? c->numel : 0, y, &exec);
-	kernel->api->ReleaseAllocator(e.alloc);
+	ort_exec_end(&e);
 	if (r < 0)
 		return ops_status(kernel->api, ORT_FAIL, kernel->name, "%s", strerror(-r));
 	return NULL;
@@ -386,17 +307,17 @@ static OrtStatus *ORT_API_CALL kernel_compute(void *op_kernel, OrtKernelContext 
 {
 	const struct ops_kernel *kernel = op_kernel;
 	struct opass_spmm *spmm = NULL, *owned = NULL;
-	struct ops_tensor a, c;
+	struct ort_tensor a, c;
 	const OrtValue *va, *vc;
 	OrtStatus *s;
 
-	s = input_get(kernel, ctx, IN_A, &va);
+	s = ort_input_get(kernel->api, ctx, IN_A, &va);
 	if (!s)
-		s = tensor_get(kernel->api, va, &a);
+		s = ort_tensor_get(kernel->api, va, &a);
 	if (!s)
-		s = input_get(kernel, ctx, IN_BIAS, &vc);
+		s = ort_input_get(kernel->api, ctx, IN_BIAS, &vc);
 	if (!s && vc)
-		s = tensor_get(kernel->api, vc, &c);
+		s = ort_tensor_get(kernel->api, vc, &c);
 	if (!s && vc)
 		s = bias_check(kernel, &c);
 	if (!s)

@@ -2,7 +2,15 @@
 /*
  * ort-run: run an ONNX model with ONNX Runtime's CPU provider (graph optimizations on).
  *
- *   ort-run [--custom-ops LIB]... [--no-optimize] MODEL.onnx [IN.bin...] -- OUT_PREFIX
+ *   ort-run [--custom-ops LIB]... [--ep LIB [--ep-option KEY=VALUE]...] [--threads N]
+ *           [--config KEY=VALUE]...
+ *           [--profile PREFIX] [--no-optimize] MODEL.onnx [IN.bin...] -- OUT_PREFIX
+ *
+ * --ep registers LIB as an execution-provider library and appends its
+ * OnnxPassSparse device before the CPU EP. --profile enables ORT's profiler and
+ * prints "profile<TAB>path" after the outputs; --ep-option passes an option to
+ * the EP. --threads sets the intra-op
+ * threads (default 1); --config adds a session config entry.
  *
  * Inputs are given in the order of the model's graph inputs. Output N is written to
  * OUT_PREFIX.N.bin and a line "N<TAB>name<TAB>path" is printed on stdout.
@@ -47,6 +55,17 @@ struct tensor {
 	int64_t dims[TENSOR_MAX_RANK];
 	size_t nbytes;
 	void *data;
+};
+
+struct opts {
+	char *libs[16];
+	size_t n_libs;
+	const char *ep_lib, *profile;
+	char *config[16];
+	size_t n_config;
+	const char *ep_keys[8], *ep_values[8];
+	size_t n_ep_options;
+	int optimize, threads;
 };
 
 struct run {
@@ -222,10 +241,40 @@ static void run_free(struct run *r)
 	ort->ReleaseEnv(r->env);
 }
 
-static int session_open(struct run *r, const char *model, char **libs, size_t n_libs,
-			int optimize)
+/* Append the OnnxPassSparse device of the EP library lib. */
+static int ep_append(struct run *r, const char *lib, const struct opts *o)
 {
-	GraphOptimizationLevel level = optimize ? ORT_ENABLE_ALL : ORT_DISABLE_ALL;
+	const OrtEpDevice *const *devices = NULL;
+	size_t n = 0;
+	int k;
+
+	k = ort_check(ort->RegisterExecutionProviderLibrary(r->env, "onnx_pass", lib), lib);
+	if (k == 0)
+		k = ort_check(ort->GetEpDevices(r->env, &devices, &n), "GetEpDevices");
+	for (size_t i = 0; k == 0 && i < n; i++)
+		if (strcmp(ort->EpDevice_EpName(devices[i]), "OnnxPassSparse") == 0)
+			return ort_check(ort->SessionOptionsAppendExecutionProvider_V2(
+					 r->options, r->env, &devices[i], 1, o->ep_keys,
+					 o->ep_values, o->n_ep_options),
+					 "SessionOptionsAppendExecutionProvider_V2");
+	if (k == 0)
+		fprintf(stderr, "ort-run: %s: no OnnxPassSparse device\n", lib);
+	return -ENOENT;
+}
+
+static int config_add(struct run *r, char *entry)
+{
+	char *eq = strchr(entry, '=');
+
+	if (!eq)
+		return -EINVAL;
+	*eq = 0;
+	return ort_check(ort->AddSessionConfigEntry(r->options, entry, eq + 1), entry);
+}
+
+static int session_open(struct run *r, const char *model, const struct opts *o)
+{
+	GraphOptimizationLevel level = o->optimize ? ORT_ENABLE_ALL : ORT_DISABLE_ALL;
 	int k;
 
 	k = ort_check(ort->CreateEnv(ORT_LOGGING_LEVEL_ERROR, "ort-run", &r->env), "CreateEnv");
@@ -235,14 +284,38 @@ static int session_open(struct run *r, const char *model, char **libs, size_t n_
 		k = ort_check(ort->SetSessionGraphOptimizationLevel(r->options, level),
 			      "SetSessionGraphOptimizationLevel");
 	if (k == 0)
-		k = ort_check(ort->SetIntraOpNumThreads(r->options, 1), "SetIntraOpNumThreads");
-	for (size_t i = 0; k == 0 && i < n_libs; i++)
-		k = ort_check(ort->RegisterCustomOpsLibrary_V2(r->options, libs[i]), libs[i]);
+		k = ort_check(ort->SetIntraOpNumThreads(r->options, o->threads),
+			      "SetIntraOpNumThreads");
+	for (size_t i = 0; k == 0 && i < o->n_libs; i++)
+		k = ort_check(ort->RegisterCustomOpsLibrary_V2(r->options, o->libs[i]), o->libs[i]);
+	for (size_t i = 0; k == 0 && i < o->n_config; i++)
+		k = config_add(r, o->config[i]);
+	if (k == 0 && o->profile)
+		k = ort_check(ort->EnableProfiling(r->options, o->profile), "EnableProfiling");
+	if (k == 0 && o->ep_lib)
+		k = ep_append(r, o->ep_lib, o);
 	if (k == 0)
 		k = ort_check(ort->CreateSession(r->env, model, r->options, &r->session), model);
 	if (k == 0)
 		k = ort_check(ort->CreateCpuMemoryInfo(OrtArenaAllocator, OrtMemTypeDefault,
 						       &r->meminfo), "CreateCpuMemoryInfo");
+	return k;
+}
+
+static int profile_end(struct run *r)
+{
+	OrtAllocator *alloc;
+	char *path = NULL;
+	int k;
+
+	k = ort_check(ort->GetAllocatorWithDefaultOptions(&alloc), "GetAllocator");
+	if (k == 0)
+		k = ort_check(ort->SessionEndProfiling(r->session, alloc, &path),
+			      "SessionEndProfiling");
+	if (k == 0) {
+		printf("profile\t%s\n", path);
+		k = ort_check(ort->AllocatorFree(alloc, path), "AllocatorFree");
+	}
 	return k;
 }
 
@@ -383,26 +456,60 @@ static int run_model(struct run *r)
 
 static int usage(void)
 {
-	fprintf(stderr, "usage: ort-run [--custom-ops LIB]... [--no-optimize] MODEL.onnx "
+	fprintf(stderr, "usage: ort-run [--custom-ops LIB]... [--ep LIB [--ep-option K=V]...] "
+		"[--threads N] "
+		"[--config KEY=VALUE]... [--profile PREFIX] [--no-optimize] MODEL.onnx "
 		"[IN.bin...] -- OUT_PREFIX\n");
 	return 1;
 }
 
-int main(int argc, char **argv)
+static void ep_option_add(struct opts *o, char *entry)
 {
-	char *libs[16];
-	size_t n_libs = 0, n_in, n_inputs = 0, n_outputs = 0;
-	struct run r = { 0 };
-	int i = 1, optimize = 1, sep, k;
+	char *eq = strchr(entry, '=');
 
+	*eq = 0;
+	o->ep_keys[o->n_ep_options] = entry;
+	o->ep_values[o->n_ep_options++] = eq + 1;
+}
+
+/* Options before the model; returns the index of the model or -1. */
+static int opts_parse(int argc, char **argv, struct opts *o)
+{
+	int i = 1;
+
+	*o = (struct opts){ .optimize = 1, .threads = 1 };
 	for (; i < argc && strncmp(argv[i], "--", 2) == 0 && argv[i][2]; i++) {
 		if (strcmp(argv[i], "--no-optimize") == 0)
-			optimize = 0;
-		else if (strcmp(argv[i], "--custom-ops") == 0 && i + 1 < argc && n_libs < 16)
-			libs[n_libs++] = argv[++i];
+			o->optimize = 0;
+		else if (strcmp(argv[i], "--custom-ops") == 0 && i + 1 < argc && o->n_libs < 16)
+			o->libs[o->n_libs++] = argv[++i];
+		else if (strcmp(argv[i], "--ep") == 0 && i + 1 < argc)
+			o->ep_lib = argv[++i];
+		else if (strcmp(argv[i], "--profile") == 0 && i + 1 < argc)
+			o->profile = argv[++i];
+		else if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc)
+			o->threads = atoi(argv[++i]);
+		else if (strcmp(argv[i], "--config") == 0 && i + 1 < argc && o->n_config < 16)
+			o->config[o->n_config++] = argv[++i];
+		else if (strcmp(argv[i], "--ep-option") == 0 && i + 1 < argc &&
+			 o->n_ep_options < 8 && strchr(argv[i + 1], '='))
+			ep_option_add(o, argv[++i]);
 		else
-			return usage();
+			return -1;
 	}
+	return i;
+}
+
+int main(int argc, char **argv)
+{
+	size_t n_in, n_inputs = 0, n_outputs = 0;
+	struct run r = { 0 };
+	struct opts o;
+	int i, sep, k;
+
+	i = opts_parse(argc, argv, &o);
+	if (i < 0)
+		return usage();
 	for (sep = i; sep < argc && strcmp(argv[sep], "--") != 0; sep++)
 		;
 	if (i >= sep || sep + 2 != argc)
@@ -415,7 +522,7 @@ int main(int argc, char **argv)
 			ORT_API_VERSION);
 		return 1;
 	}
-	k = session_open(&r, argv[i], libs, n_libs, optimize);
+	k = session_open(&r, argv[i], &o);
 	if (k == 0)
 		k = names_get(&r, 0, &r.input_names, &n_inputs);
 	r.n_inputs = n_inputs;
@@ -428,6 +535,8 @@ int main(int argc, char **argv)
 		k = run_model(&r);
 	if (k == 0)
 		k = outputs_write(&r, argv[sep + 1]);
+	if (k == 0 && o.profile)
+		k = profile_end(&r);
 	if (k == -ENOMEM)
 		fprintf(stderr, "ort-run: out of memory\n");
 	run_free(&r);

@@ -12,6 +12,7 @@ bfloat16 tensors are float32 arrays in numpy: read_tensor widens them (exactly),
 write_tensor(..., dtype="bfloat16") rounds float32 to nearest even.
 """
 
+import json
 import os
 import subprocess
 import tempfile
@@ -114,10 +115,15 @@ def model_input_names(model_path):
     return [i.name for i in model.graph.input if i.name not in inits]
 
 
-def run_named(model_path, inputs, custom_ops=(), optimize=True, dtypes=None):
+def run_named(model_path, inputs, custom_ops=(), optimize=True, dtypes=None, ep=None,
+              threads=None, config=(), profile=None, ep_options=()):
     """Run model_path in ORT; inputs: a list (graph input order) or a dict by name.
 
     dtypes optionally gives the file dtype per input position (e.g. "bfloat16").
+    ep: an execution-provider library whose OnnxPassSparse device is appended, with
+    ep_options ("KEY=VALUE");
+    config: "KEY=VALUE" session config entries; profile: a list that gets the
+    parsed events of ORT's profiler (each a dict).
     Returns [(output name, numpy array)] in the model's output order."""
     if isinstance(inputs, dict):
         names = model_input_names(model_path)
@@ -131,6 +137,16 @@ def run_named(model_path, inputs, custom_ops=(), optimize=True, dtypes=None):
             args += ["--custom-ops", lib]
         if not optimize:
             args.append("--no-optimize")
+        if ep:
+            args += ["--ep", os.path.abspath(ep)]
+        for option in ep_options:
+            args += ["--ep-option", option]
+        if threads:
+            args += ["--threads", str(threads)]
+        for entry in config:
+            args += ["--config", entry]
+        if profile is not None:
+            args += ["--profile", os.path.join(tmp, "profile")]
         args.append(model_path)
         for i, a in enumerate(inputs):
             path = os.path.join(tmp, "in%d.bin" % i)
@@ -142,6 +158,10 @@ def run_named(model_path, inputs, custom_ops=(), optimize=True, dtypes=None):
             raise OrtRunError(proc.returncode, proc.stderr)
         outputs = []
         for line in proc.stdout.splitlines():
+            if line.startswith("profile\t"):
+                with open(line.split("\t", 1)[1]) as f:
+                    profile.extend(json.load(f))
+                continue
             index, name, path = line.split("\t")
             assert int(index) == len(outputs)
             outputs.append((name, read_tensor(path)))

@@ -3,8 +3,12 @@
  * onnxpass_ort_create_session (include/onnxpass/ort.h) against ONNX Runtime:
  * a session made by the helper (from a path or from bytes) computes exactly
  * what ORT's own CreateSession computes on the same transformed model.
+ * onnxpass_ort_append_ep: two sessions with the OnnxPassSparse EP, created
+ * and run at once from two threads, agree with the CPU EP alone.
  */
 #include <errno.h>
+#include <math.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -197,15 +201,17 @@ static OrtSession *helper_session(const char *path, const void *bytes, size_t si
 	return session;
 }
 
-/* The model after PASSES, through the bytes API, written to a file for CreateSession. */
-static char *transformed_file(const char *name, const char *model_bytes, size_t size)
+/* The model after PASSES with config, through the bytes API, written to a file
+ * for CreateSession. */
+static char *transformed_file(const char *name, const char *model_bytes, size_t size,
+			      const char *config)
 {
 	char *out_path = NULL, *error = NULL;
 	void *out = NULL;
 	size_t out_size = 0;
 	FILE *f;
 
-	ck_assert_msg(onnxpass_transform_bytes(model_bytes, size, PASSES, CONFIG, &out, &out_size,
+	ck_assert_msg(onnxpass_transform_bytes(model_bytes, size, PASSES, config, &out, &out_size,
 					       NULL, &error) == 0, "%s: %s", name, error);
 	ck_assert_int_ge(asprintf(&out_path, "%s/%s.sparse.onnx", models_dir, name), 0);
 	f = fopen(out_path, "wb");
@@ -225,7 +231,7 @@ static void check_model(const char *name)
 
 	bytes = test_read_file(path, &size);
 	ck_assert_ptr_nonnull(bytes);
-	sparse_path = transformed_file(name, bytes, size);
+	sparse_path = transformed_file(name, bytes, size, CONFIG);
 	ort_ok(ort->CreateSession(env, sparse_path, options, &session), sparse_path);
 	reference = session_run_release(session);
 	by_path = session_run_release(helper_session(path, NULL, 0, PASSES, CONFIG));
@@ -245,6 +251,131 @@ static void check_model(const char *name)
 	free(bytes);
 	free(path);
 }
+
+/* ---- the EP: two sessions at once ---------------------------------------------- */
+
+#define EP_CONFIG "{\"defaults\": {\"sparsity_level\": 0.95, \"sparse_block_shape\": [1, 1]}, " \
+	"\"options\": {\"format\": \"dense\"}}"
+
+struct ep_thread {
+	OrtSessionOptions *options;
+	const char *path;
+	struct run run;
+	int r;
+	char message[ONNXPASS_ERROR_MAX];
+};
+
+static void *ep_thread_main(void *userdata)
+{
+	struct ep_thread *t = userdata;
+	struct onnxpass_error err = { 0 };
+	OrtSession *session = NULL;
+
+	t->r = onnxpass_ort_create_session(ort, env, t->options, t->path, NULL, 0, "sparsify",
+					   EP_CONFIG, &session, &err);
+	memcpy(t->message, err.message, sizeof(t->message));
+	if (t->r == 0)
+		t->run = session_run_release(session);
+	return NULL;
+}
+
+/* Within 1e-5 of b's largest magnitude, and not bit-identical (the EP ran). */
+static void check_ep_close(const struct run *a, const struct run *b)
+{
+	double scale = 1e-30, err = 0;
+
+	ck_assert_uint_eq(a->n_output, b->n_output);
+	for (size_t i = 0; i < b->n_output; i++) {
+		scale = fmax(scale, fabs(b->output[i]));
+		err = fmax(err, fabs((double)a->output[i] - b->output[i]));
+	}
+	ck_assert_msg(err <= 1e-5 * scale, "EP output differs by %g (scale %g)", err, scale);
+	ck_assert_msg(!run_equal(a, b), "the EP computed nothing (bit-identical outputs)");
+}
+
+START_TEST(test_ep_two_sessions)
+{
+	const char *lib = getenv("ONNX_PASS_LIBRARY");
+	struct onnxpass_error err = { 0 };
+	char *path = model_path("transformer_matmul");
+	OrtSessionOptions *ep_options = NULL;
+	struct ep_thread threads[2];
+	pthread_t ids[2];
+	struct run cpu;
+
+	ck_assert_msg(lib, "ONNX_PASS_LIBRARY must be set");
+	ort_ok(ort->CreateSessionOptions(&ep_options), "CreateSessionOptions");
+	ort_ok(ort->SetIntraOpNumThreads(ep_options, 2), "SetIntraOpNumThreads");
+	ck_assert_msg(onnxpass_ort_append_ep(ort, env, ep_options, lib, NULL, &err) == 0, "%s",
+		      err.message);
+	cpu = session_run_release(helper_session(path, NULL, 0, "sparsify", EP_CONFIG));
+	for (int i = 0; i < 2; i++) {
+		threads[i] = (struct ep_thread){ .options = ep_options, .path = path };
+		ck_assert_int_eq(pthread_create(&ids[i], NULL, ep_thread_main, &threads[i]), 0);
+	}
+	for (int i = 0; i < 2; i++) {
+		ck_assert_int_eq(pthread_join(ids[i], NULL), 0);
+		ck_assert_msg(threads[i].r == 0, "session %d: %s", i, threads[i].message);
+		check_ep_close(&threads[i].run, &cpu);
+		run_free(&threads[i].run);
+	}
+	run_free(&cpu);
+	ort->ReleaseSessionOptions(ep_options);
+	free(path);
+}
+END_TEST
+
+/* Two sessions sharing one prepacked-weights container: ORT hands the EP's
+ * kernels the one flat copy of each packed weight (SetSharedPrePackedWeight). */
+START_TEST(test_ep_shared_weights)
+{
+	const char *lib = getenv("ONNX_PASS_LIBRARY");
+	struct onnxpass_error err = { 0 };
+	char *path = model_path("transformer_matmul"), *bytes, *sparse_path;
+	OrtPrepackedWeightsContainer *container = NULL;
+	OrtSessionOptions *ep_options = NULL;
+	OrtSession *sessions[2] = { NULL, NULL }, *cpu_session = NULL;
+	struct run cpu, runs[2];
+	size_t size;
+
+	ck_assert_msg(lib, "ONNX_PASS_LIBRARY must be set");
+	bytes = test_read_file(path, &size);
+	ck_assert_ptr_nonnull(bytes);
+	sparse_path = transformed_file("transformer_ep", bytes, size, EP_CONFIG);
+	ort_ok(ort->CreateSessionOptions(&ep_options), "CreateSessionOptions");
+	ck_assert_msg(onnxpass_ort_append_ep(ort, env, ep_options, lib, NULL, &err) == 0, "%s",
+		      err.message);
+	ort_ok(ort->CreatePrepackedWeightsContainer(&container), "CreatePrepackedWeightsContainer");
+	for (int i = 0; i < 2; i++)
+		ort_ok(ort->CreateSessionWithPrepackedWeightsContainer(env, sparse_path, ep_options,
+								       container, &sessions[i]),
+		       sparse_path);
+	ort_ok(ort->CreateSession(env, sparse_path, options, &cpu_session), sparse_path);
+	cpu = session_run_release(cpu_session);
+	for (int i = 0; i < 2; i++) {
+		runs[i] = session_run_release(sessions[i]);
+		check_ep_close(&runs[i], &cpu);
+		run_free(&runs[i]);
+	}
+	run_free(&cpu);
+	ort->ReleasePrepackedWeightsContainer(container);
+	ort->ReleaseSessionOptions(ep_options);
+	free(sparse_path);
+	free(bytes);
+	free(path);
+}
+END_TEST
+
+START_TEST(test_ep_errors)
+{
+	struct onnxpass_error err = { 0 };
+
+	ck_assert_int_eq(onnxpass_ort_append_ep(ort, env, NULL, NULL, NULL, &err), -EINVAL);
+	ck_assert_int_lt(onnxpass_ort_append_ep(ort, env, options, "/nonexistent/libonnxpass.so",
+						NULL, &err), 0);
+	ck_assert_ptr_nonnull(strstr(err.message, "ONNX Runtime"));
+}
+END_TEST
 
 START_TEST(test_mlp_gemm)
 {
@@ -347,6 +478,9 @@ int main(void)
 	tcase_add_test(tc, test_external_data);
 	tcase_add_test(tc, test_no_passes);
 	tcase_add_test(tc, test_errors);
+	tcase_add_test(tc, test_ep_two_sessions);
+	tcase_add_test(tc, test_ep_shared_weights);
+	tcase_add_test(tc, test_ep_errors);
 	suite_add_tcase(suite, tc);
 	return test_run_suite(suite);
 }

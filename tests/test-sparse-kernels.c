@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* plugin/sparse_kernels.c against a dense double-precision reference. */
+/* src/sparse/sparse_kernels.c against a dense double-precision reference. */
 #include <errno.h>
 #include <math.h>
 #include <stdint.h>
@@ -150,7 +150,10 @@ static const int64_t block_shapes[][2] = { { 1, 1 }, { 1, 4 }, { 4, 1 }, { 2, 3 
 
 START_TEST(test_random_shapes)
 {
-	static const int64_t ms[] = { 1, 3, 8, 63, 64, 65, 130 };
+	/* every tile width class: 1, 4, 8, 16, 32, 48, 64 rows, 64 + a narrow tile, and
+	 * enough tiles (600 rows) for a work item per tile */
+	static const int64_t ms[] = { 1, 2, 3, 4, 5, 8, 9, 16, 17, 31, 33, 48, 49, 63, 64, 65, 67,
+				      100, 130, 600 };
 	static const int64_t ns[] = { 1, 5, 17, 64, 65, 130 };
 	static const int64_t ks[] = { 1, 5, 67, 130 };
 	size_t runs = 0;
@@ -172,6 +175,78 @@ START_TEST(test_random_shapes)
 				}
 			}
 	ck_assert_uint_ge(runs, 2 * 5 * 7 * 3);
+}
+END_TEST
+
+/* K past 16-bit column indices: the kernels read the 32-bit ones. */
+START_TEST(test_wide_k)
+{
+	static const int64_t ms[] = { 1, 4, 7, 16, 40, 70 };
+
+	for (size_t i = 0; i < sizeof(ms) / sizeof(ms[0]); i++) {
+		struct shape s = { .m = ms[i], .n = 9, .k = 70001, .br = 1, .bc = 1, .keep = 0.01 };
+
+		for (size_t t = 0; t < sizeof(isas) / sizeof(isas[0]); t++)
+			if (opass_spmm_isa_supported(isas[t]))
+				check_shape(&s, isas[t], 2, (int)(i % 3));
+	}
+}
+END_TEST
+
+/* The cost model: dense and half-zero weights never win, 95 % zeros always do,
+ * 80 % zeros only where MLAS is weakest (5..48 rows), unknown M as the worst case. */
+START_TEST(test_predict_win)
+{
+	static const int64_t ms[] = { -1, 1, 4, 5, 16, 48, 49, 128, 4096 };
+	int64_t k = 768, n = 3072, all = k * n;
+
+	for (size_t i = 0; i < sizeof(ms) / sizeof(ms[0]); i++) {
+		ck_assert(!opass_spmm_predict_win(ms[i], k, n, all));
+		ck_assert(!opass_spmm_predict_win(ms[i], k, n, all / 2));
+		ck_assert(opass_spmm_predict_win(ms[i], k, n, all / 20));
+		ck_assert(opass_spmm_predict_win(ms[i], k, n, all / 5) ==
+			  (ms[i] >= 5 && ms[i] <= 48));
+	}
+	ck_assert(!opass_spmm_predict_win(0, k, n, 0));
+	ck_assert(!opass_spmm_predict_win(16, 0, n, 0));
+}
+END_TEST
+
+/* A flat copy (shared between sessions) computes what the weight it was written
+ * from computes; buffers this library did not write are refused. */
+START_TEST(test_flat_view)
+{
+	static const int64_t shapes[][2] = { { 1, 1 }, { 4, 1 }, { 1, 4 } };
+
+	for (size_t i = 0; i < 3; i++) {
+		int64_t m = 37, n = 45, k = i == 0 ? 70001 : 50;
+		float *bt = weight_make(n, k, shapes[i][0], shapes[i][1], 0.2, 0.0);
+		float *a = malloc((size_t)(m * k) * sizeof(*a));
+		float *y1 = malloc((size_t)(m * n) * sizeof(*y1)), *y2 = malloc((size_t)(m * n) * 4);
+		struct opass_spmm *spmm = spmm_from(bt, n, k, shapes[i][0], shapes[i][1], false);
+		struct opass_spmm *view = NULL;
+		size_t size = opass_spmm_flat_size(spmm);
+		void *buf = aligned_alloc(64, (size + 63) / 64 * 64);
+
+		ck_assert(a && y1 && y2 && buf);
+		for (int64_t j = 0; j < m * k; j++)
+			a[j] = frand();
+		opass_spmm_flat_write(spmm, buf);
+		ck_assert_int_eq(opass_spmm_flat_view(buf, size, &view), 0);
+		ck_assert_int_eq(opass_spmm_run(spmm, a, m, NULL, 0, y1, NULL), 0);
+		ck_assert_int_eq(opass_spmm_run(view, a, m, NULL, 0, y2, NULL), 0);
+		ck_assert_mem_eq(y1, y2, (size_t)(m * n) * sizeof(float));
+		ck_assert_int_eq(opass_spmm_flat_view(buf, size - 4, &view), -EINVAL);
+		memset(buf, 0, 8);
+		ck_assert_int_eq(opass_spmm_flat_view(buf, size, &view), -EINVAL);
+		opass_spmm_free(view);
+		opass_spmm_free(spmm);
+		free(buf);
+		free(bt);
+		free(a);
+		free(y1);
+		free(y2);
+	}
 }
 END_TEST
 
@@ -402,6 +477,9 @@ static Suite *suite(void)
 	tcase_add_test(tc, test_spmm_new_errors);
 	tcase_add_test(tc, test_exec_callbacks);
 	tcase_add_test(tc, test_isa_unsupported);
+	tcase_add_test(tc, test_wide_k);
+	tcase_add_test(tc, test_predict_win);
+	tcase_add_test(tc, test_flat_view);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -39,6 +39,21 @@ ONNXPASS_EXPORT int onnxpass_ort_create_session(const OrtApi *api, const OrtEnv 
 						struct onnxpass_error *err);
 
 /*
+ * Append the OnnxPassSparse execution provider to options, before ORT's CPU
+ * EP: registers library_path (NULL: "libonnxpass.so", found by the dynamic
+ * loader) with api->RegisterExecutionProviderLibrary(env, "onnx_pass", ...)
+ * unless env already has the OnnxPassSparse device, and appends that device
+ * with SessionOptionsAppendExecutionProvider_V2. claim is the EP's option
+ * (NULL or "auto": nodes the cost model predicts a win for; "all": every
+ * supported node). Then create sessions from options, e.g. with
+ * onnxpass_ort_create_session(); the model stays standard ONNX. Needs ORT
+ * 1.24 or newer (API 24). Returns 0 or a negative errno with err set.
+ */
+ONNXPASS_EXPORT int onnxpass_ort_append_ep(const OrtApi *api, OrtEnv *env,
+					   OrtSessionOptions *options, const char *library_path,
+					   const char *claim, struct onnxpass_error *err);
+
+/*
  * ONNX Runtime's custom-op library entry point: registers the custom-op
  * domain "ai.onnx_pass" (SparseMatMul, which models converted with
  * `--format ort-sparse` use) in options. ORT calls it when the library is

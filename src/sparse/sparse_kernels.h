@@ -74,6 +74,22 @@ int opass_spmm_new(int64_t n, int64_t k, int64_t br, int64_t bc,
 		   bool index64, struct opass_spmm **ret_spmm, struct onnxpass_error *err);
 struct opass_spmm *opass_spmm_free(struct opass_spmm *spmm);
 
+/*
+ * The weight as one flat buffer (for an allocator-owned copy that several
+ * sessions share): its size, writing it (buf 64-byte aligned, of that size),
+ * and a weight whose arrays point into such a buffer, which must outlive it
+ * (opass_spmm_free() frees only the view). -EINVAL for a buffer this library
+ * did not write.
+ */
+size_t opass_spmm_flat_size(const struct opass_spmm *spmm);
+void opass_spmm_flat_write(const struct opass_spmm *spmm, void *buf);
+int opass_spmm_flat_view(const void *buf, size_t size, struct opass_spmm **ret_spmm);
+
+/* The kernel's weight straight from a dense row-major bt [n, k] = B^T, in
+ * br x bc blocks (1x1: CSR). */
+int opass_spmm_from_dense(const float *bt, int64_t n, int64_t k, int64_t br, int64_t bc,
+			  struct opass_spmm **ret_spmm, struct onnxpass_error *err);
+
 struct opass_spmm_exec {
 	/* run fn(data, i) for every i in [0, n), possibly in parallel; NULL: own pthreads */
 	void (*parallel_for)(void *ctx, void (*fn)(void *data, size_t i), size_t n, void *data);
@@ -93,6 +109,39 @@ struct opass_spmm_exec {
 int opass_spmm_run(const struct opass_spmm *spmm, const float *a, int64_t m,
 		   const float *bias, size_t n_bias, float *y,
 		   const struct opass_spmm_exec *exec);
+
+/*
+ * Cost model: is y = a · B with a [m, k] and B [k, n] holding `nonzero`
+ * nonzeros predicted to run faster with these kernels than with a dense
+ * GEMM (ORT's MLAS) on the same threads? m < 0: rows not known (the
+ * prediction must then hold for every m).
+ */
+bool opass_spmm_predict_win(int64_t m, int64_t k, int64_t n, int64_t nonzero);
+
+/* A 2-D convolution (NCHW, group 1) whose weight [c_out, c_in, kernel_h,
+ * kernel_w] is the spmm's B^T [n = c_out, k = c_in * kernel_h * kernel_w]. */
+struct opass_conv {
+	int64_t c_in, in_h, in_w;
+	int64_t kernel_h, kernel_w;
+	int64_t stride_h, stride_w;
+	int64_t pad_top, pad_left;          /* bottom/right padding only shapes out_h/out_w */
+	int64_t dilation_h, dilation_w;
+	int64_t out_h, out_w;
+};
+
+/* Output size along one axis, or -EINVAL when the kernel does not fit. */
+int64_t opass_conv_output_size(int64_t in, int64_t kernel, int64_t stride, int64_t pad_begin,
+			       int64_t pad_end, int64_t dilation);
+
+/*
+ * y [batch, n, out_h, out_w] = conv(x [batch, c_in, in_h, in_w], W) (+ bias,
+ * one or n values), as sparse x dense products over tiles of output
+ * positions: each tile's input patches are gathered into the packed layout
+ * the kernels read (implicit im2col; a 1x1 convolution copies rows of x).
+ */
+int opass_spmm_run_conv(const struct opass_spmm *spmm, const struct opass_conv *conv,
+			const float *x, int64_t batch, const float *bias, size_t n_bias, float *y,
+			const struct opass_spmm_exec *exec);
 
 /* Is this kernel variant usable on this CPU? */
 bool opass_spmm_isa_supported(enum opass_spmm_isa isa);

@@ -1,0 +1,571 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The OnnxPassSparse ONNX Runtime execution provider (plugin EP library,
+ * onnxruntime_ep_c_api.h): ORT loads libonnxpass.so with
+ * RegisterExecutionProviderLibrary(), calls CreateEpFactories(), and the
+ * application appends the OrtEpDevice named OnnxPassSparse (CPU) with
+ * SessionOptionsAppendExecutionProvider_V2(). The EP claims the MatMul, Gemm
+ * and Conv (2-D, group 1) nodes whose weight is a constant float initializer
+ * and where the cost
+ * model (opass_spmm_predict) says the sparse kernel is faster than ORT's
+ * dense one; every other node stays with the CPU EP. Its kernels are in
+ * ort_ep_kernels.c.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "onnxpass/ort.h"
+#include "ort_ep.h"
+#include "ort_util.h"
+#include "sparse_kernels.h"
+
+#define EP_VENDOR "onnx-pass"
+#define EP_VERSION "0.1.0"
+#define EP_MAX_INPUTS 3
+
+struct ep_factory {
+	OrtEpFactory base;         /* first: ORT's pointer is ours */
+	const OrtApi *api;
+	const OrtEpApi *ep_api;
+	pthread_mutex_t lock;      /* registry */
+	OrtKernelRegistry *registry;
+	struct ep_kernel_state states[_EP_OP_MAX];
+};
+
+struct ep {
+	OrtEp base;                /* first */
+	struct ep_factory *factory;
+	const OrtApi *api;
+	const OrtEpApi *ep_api;
+	bool claim_all;            /* option claim=all: skip the cost model */
+};
+
+/* What GetCapability knows of a MatMul / Gemm node. */
+struct ep_node {
+	enum ep_op op;
+	const OrtValueInfo *inputs[EP_MAX_INPUTS];
+	size_t n_inputs;
+	int64_t m;                 /* rows of A, -1 when not known */
+	int64_t k, n, nonzero;
+};
+
+/* ---- reading the graph --------------------------------------------------------- */
+
+static bool status_ok(const OrtApi *api, OrtStatus *s)
+{
+	if (!s)
+		return true;
+	api->ReleaseStatus(s);
+	return false;
+}
+
+static bool node_op(const OrtApi *api, const OrtNode *node, enum ep_op *ret)
+{
+	static const char *const names[_EP_OP_MAX] = { "MatMul", "Gemm", "Conv" };
+	const char *type = NULL, *domain = NULL;
+
+	if (!status_ok(api, api->Node_GetOperatorType(node, &type)) ||
+	    !status_ok(api, api->Node_GetDomain(node, &domain)))
+		return false;
+	if (domain && *domain && strcmp(domain, "ai.onnx") != 0)
+		return false;
+	for (int op = 0; op < _EP_OP_MAX; op++)
+		if (strcmp(type, names[op]) == 0) {
+			*ret = (enum ep_op)op;
+			return true;
+		}
+	return false;
+}
+
+/* An integer or float attribute, or the fallback when it is absent. */
+static int64_t node_attr_int(const OrtApi *api, const OrtNode *node, const char *name,
+			     int64_t fallback)
+{
+	const OrtOpAttr *attr = NULL;
+	int64_t v = fallback;
+	size_t len = 0;
+
+	if (!status_ok(api, api->Node_GetAttributeByName(node, name, &attr)) || !attr ||
+	    !status_ok(api, api->ReadOpAttr(attr, ORT_OP_ATTR_INT, &v, sizeof(v), &len)))
+		return fallback;
+	return v;
+}
+
+static float node_attr_float(const OrtApi *api, const OrtNode *node, const char *name,
+			     float fallback)
+{
+	const OrtOpAttr *attr = NULL;
+	float v = fallback;
+	size_t len = 0;
+
+	if (!status_ok(api, api->Node_GetAttributeByName(node, name, &attr)) || !attr ||
+	    !status_ok(api, api->ReadOpAttr(attr, ORT_OP_ATTR_FLOAT, &v, sizeof(v), &len)))
+		return fallback;
+	return v;
+}
+
+/* Element type and dims (-1: unknown) of a value; false when not a tensor. */
+static bool value_shape(const OrtApi *api, const OrtValueInfo *vi,
+			ONNXTensorElementDataType *ret_type, int64_t dims[ORT_TENSOR_MAX_RANK],
+			size_t *ret_rank)
+{
+	const OrtTypeInfo *type = NULL;
+	const OrtTensorTypeAndShapeInfo *info = NULL;
+	size_t rank = 0;
+
+	if (!vi || !status_ok(api, api->GetValueInfoTypeInfo(vi, &type)) ||
+	    !status_ok(api, api->CastTypeInfoToTensorInfo(type, &info)) || !info ||
+	    !status_ok(api, api->GetTensorElementType(info, ret_type)) ||
+	    !status_ok(api, api->GetDimensionsCount(info, &rank)) || rank > ORT_TENSOR_MAX_RANK ||
+	    !status_ok(api, api->GetDimensions(info, dims, rank)))
+		return false;
+	*ret_rank = rank;
+	return true;
+}
+
+/* The constant float initializer behind vi, or false. */
+static bool value_constant(const OrtApi *api, const OrtValueInfo *vi, struct ort_tensor *ret)
+{
+	const OrtValue *value = NULL;
+	bool constant = false;
+
+	if (!vi || !status_ok(api, api->ValueInfo_IsConstantInitializer(vi, &constant)) ||
+	    !constant || !status_ok(api, api->ValueInfo_GetInitializerValue(vi, &value)) ||
+	    !value || !status_ok(api, ort_tensor_get(api, value, ret)))
+		return false;
+	return ret->type == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
+}
+
+static int64_t count_nonzero(const float *v, size_t n)
+{
+	int64_t count = 0;
+
+	for (size_t i = 0; i < n; i++)
+		count += v[i] != 0.0f;
+	return count;
+}
+
+/* ---- which nodes to claim --------------------------------------------------------- */
+
+/* Rows of A (the product of all but its last axis), or -1. */
+static bool node_rows(const OrtApi *api, struct ep_node *nd)
+{
+	ONNXTensorElementDataType type;
+	int64_t dims[ORT_TENSOR_MAX_RANK];
+	size_t rank = 0;
+
+	nd->m = -1;
+	if (!value_shape(api, nd->inputs[0], &type, dims, &rank))
+		return false;
+	if (type != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT ||
+	    (nd->op == EP_OP_GEMM && rank != 2) || (rank > 0 && dims[rank - 1] >= 0 &&
+						    dims[rank - 1] != nd->k))
+		return false;
+	nd->m = rank > 0 ? 1 : -1;
+	for (size_t d = 0; d + 1 < rank && nd->m >= 0; d++)
+		nd->m = dims[d] >= 0 ? nd->m * dims[d] : -1;
+	return true;
+}
+
+/* Gemm's C must be N values (any leading ones) or one, and beta 1. */
+static bool gemm_bias_ok(const OrtApi *api, const OrtNode *node, const struct ep_node *nd)
+{
+	ONNXTensorElementDataType type;
+	int64_t dims[ORT_TENSOR_MAX_RANK], numel = 1;
+	size_t rank = 0;
+
+	if (nd->n_inputs < 3 || !nd->inputs[2])
+		return true;
+	if (node_attr_float(api, node, "beta", 1.0f) != 1.0f ||
+	    !value_shape(api, nd->inputs[2], &type, dims, &rank) ||
+	    type != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT)
+		return false;
+	for (size_t d = 0; d < rank; d++)
+		numel = dims[d] >= 0 ? numel * dims[d] : -1;
+	if (numel == 1)
+		return true;
+	return numel == nd->n && dims[rank - 1] == nd->n;
+}
+
+static bool matmul_read(const OrtApi *api, const OrtNode *node, struct ep_node *nd)
+{
+	bool trans_b = false;
+	struct ort_tensor w;
+
+	if (nd->op == EP_OP_GEMM) {
+		if (node_attr_int(api, node, "transA", 0) != 0)
+			return false;
+		trans_b = node_attr_int(api, node, "transB", 0) != 0;
+	}
+	if (nd->n_inputs < 2 || !value_constant(api, nd->inputs[1], &w) || w.rank != 2)
+		return false;
+	nd->k = w.dims[trans_b ? 1 : 0];
+	nd->n = w.dims[trans_b ? 0 : 1];
+	nd->nonzero = count_nonzero(w.data, w.numel);
+	if (nd->op == EP_OP_GEMM && !gemm_bias_ok(api, node, nd))
+		return false;
+	return node_rows(api, nd);
+}
+
+/* An ints attribute's first n values (n_max at most), or false. */
+static bool node_attr_ints(const OrtApi *api, const OrtNode *node, const char *name,
+			   int64_t *out, size_t n_max, size_t *ret_n)
+{
+	const OrtOpAttr *attr = NULL;
+	size_t len = 0;
+
+	*ret_n = 0;
+	if (!status_ok(api, api->Node_GetAttributeByName(node, name, &attr)))
+		return true;  /* absent */
+	if (!attr)
+		return true;
+	if (!status_ok(api, api->ReadOpAttr(attr, ORT_OP_ATTR_INTS, out, n_max * sizeof(*out),
+					    &len)))
+		return false;
+	*ret_n = len / sizeof(*out);
+	return true;
+}
+
+/* Output positions of a Conv, about N * ceil(H / stride) * ceil(W / stride) (the
+ * cost model needs no more), or -1 when not known. */
+static int64_t conv_rows(const OrtApi *api, const OrtNode *node, const struct ep_node *nd)
+{
+	ONNXTensorElementDataType type;
+	int64_t dims[ORT_TENSOR_MAX_RANK], strides[2] = { 1, 1 };
+	size_t rank = 0, n = 0;
+
+	if (!value_shape(api, nd->inputs[0], &type, dims, &rank) || rank != 4 ||
+	    dims[0] < 0 || dims[2] < 0 || dims[3] < 0)
+		return -1;
+	if (!node_attr_ints(api, node, "strides", strides, 2, &n) || (n != 0 && n != 2))
+		return -1;
+	return dims[0] * ((dims[2] + strides[0] - 1) / strides[0]) *
+	       ((dims[3] + strides[1] - 1) / strides[1]);
+}
+
+/* Conv: 2-D (weight [c_out, c_in, kh, kw]), group 1, float input. */
+static bool conv_read(const OrtApi *api, const OrtNode *node, struct ep_node *nd)
+{
+	ONNXTensorElementDataType type;
+	int64_t dims[ORT_TENSOR_MAX_RANK];
+	struct ort_tensor w;
+	size_t rank = 0;
+
+	if (node_attr_int(api, node, "group", 1) != 1 || nd->n_inputs < 2 ||
+	    !value_constant(api, nd->inputs[1], &w) || w.rank != 4)
+		return false;
+	if (!value_shape(api, nd->inputs[0], &type, dims, &rank) ||
+	    type != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT || (rank != 0 && rank != 4))
+		return false;
+	if (nd->n_inputs > 2 && nd->inputs[2] &&
+	    (!value_shape(api, nd->inputs[2], &type, dims, &rank) ||
+	     type != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT))
+		return false;
+	nd->n = w.dims[0];
+	nd->k = w.dims[1] * w.dims[2] * w.dims[3];
+	nd->nonzero = count_nonzero(w.data, w.numel);
+	nd->m = conv_rows(api, node, nd);
+	return true;
+}
+
+static bool node_read(const OrtApi *api, const OrtNode *node, struct ep_node *nd)
+{
+	*nd = (struct ep_node){ 0 };
+	if (!node_op(api, node, &nd->op) ||
+	    !status_ok(api, api->Node_GetNumInputs(node, &nd->n_inputs)) ||
+	    nd->n_inputs > EP_MAX_INPUTS ||
+	    !status_ok(api, api->Node_GetInputs(node, nd->inputs, nd->n_inputs)))
+		return false;
+	if (nd->op == EP_OP_CONV)
+		return conv_read(api, node, nd);
+	return matmul_read(api, node, nd);
+}
+
+static OrtStatus *node_consider(struct ep *ep, const OrtNode *node, OrtEpGraphSupportInfo *info)
+{
+	const OrtKernelDef *def = NULL;
+	struct ep_node nd;
+	OrtStatus *s;
+
+	if (!node_read(ep->api, node, &nd) ||
+	    (!ep->claim_all && !opass_spmm_predict_win(nd.m, nd.k, nd.n, nd.nonzero)))
+		return NULL;
+	s = ep->ep_api->EpGraphSupportInfo_LookUpKernel(info, node, &def);
+	if (s || !def)
+		return s;
+	return ep->ep_api->EpGraphSupportInfo_AddSingleNode(info, node);
+}
+
+static OrtStatus *ORT_API_CALL ep_get_capability(OrtEp *this_ptr, const OrtGraph *graph,
+						OrtEpGraphSupportInfo *info)
+{
+	struct ep *ep = (struct ep *)this_ptr;
+	const OrtNode **nodes;
+	size_t n = 0;
+	OrtStatus *s;
+
+	s = ep->api->Graph_GetNumNodes(graph, &n);
+	if (s || n == 0)
+		return s;
+	nodes = calloc(n, sizeof(*nodes));
+	if (!nodes)
+		return ep->api->CreateStatus(ORT_FAIL, EP_NAME ": out of memory");
+	s = ep->api->Graph_GetNodes(graph, nodes, n);
+	for (size_t i = 0; !s && i < n; i++)
+		s = node_consider(ep, nodes[i], info);
+	free(nodes);
+	return s;
+}
+
+/* ---- the EP ------------------------------------------------------------------------ */
+
+static const char *ORT_API_CALL ep_get_name(const OrtEp *this_ptr)
+{
+	(void)this_ptr;
+	return EP_NAME;
+}
+
+static OrtStatus *ORT_API_CALL ep_get_kernel_registry(OrtEp *this_ptr,
+						     const OrtKernelRegistry **ret_registry)
+{
+	struct ep *ep = (struct ep *)this_ptr;
+	struct ep_factory *f = ep->factory;
+	OrtStatus *s = NULL;
+
+	pthread_mutex_lock(&f->lock);
+	if (!f->registry)
+		s = ep_kernel_registry_new(f->api, f->ep_api, f->states, &f->registry);
+	*ret_registry = s ? NULL : f->registry;
+	pthread_mutex_unlock(&f->lock);
+	return s;
+}
+
+/* ---- the factory --------------------------------------------------------------------- */
+
+static const char *ORT_API_CALL factory_get_name(const OrtEpFactory *this_ptr)
+{
+	(void)this_ptr;
+	return EP_NAME;
+}
+
+static const char *ORT_API_CALL factory_get_vendor(const OrtEpFactory *this_ptr)
+{
+	(void)this_ptr;
+	return EP_VENDOR;
+}
+
+static uint32_t ORT_API_CALL factory_get_vendor_id(const OrtEpFactory *this_ptr)
+{
+	(void)this_ptr;
+	return 0;
+}
+
+static const char *ORT_API_CALL factory_get_version(const OrtEpFactory *this_ptr)
+{
+	(void)this_ptr;
+	return EP_VERSION;
+}
+
+/* One OrtEpDevice: the first CPU. */
+static OrtStatus *ORT_API_CALL factory_get_devices(OrtEpFactory *this_ptr,
+						  const OrtHardwareDevice *const *devices,
+						  size_t n_devices, OrtEpDevice **ep_devices,
+						  size_t max_ep_devices, size_t *ret_n)
+{
+	struct ep_factory *f = (struct ep_factory *)this_ptr;
+
+	*ret_n = 0;
+	for (size_t i = 0; i < n_devices && max_ep_devices > 0; i++) {
+		OrtStatus *s;
+
+		if (f->api->HardwareDevice_Type(devices[i]) != OrtHardwareDeviceType_CPU)
+			continue;
+		s = f->ep_api->CreateEpDevice(this_ptr, devices[i], NULL, NULL, &ep_devices[0]);
+		if (s)
+			return s;
+		*ret_n = 1;
+		break;
+	}
+	return NULL;
+}
+
+/*
+ * EP option (SessionOptionsAppendExecutionProvider_V2 key "claim", stored as
+ * session config "ep.onnxpasssparse.claim"): "auto" (default) claims the
+ * nodes the cost model predicts a win for, "all" every node the kernels
+ * support (for benchmarks of the cost model).
+ */
+static OrtStatus *ep_options_read(struct ep *ep, const OrtSessionOptions *options)
+{
+	static const char *const keys[] = { "ep.onnxpasssparse.claim", "ep." EP_NAME ".claim" };
+	char value[16];
+
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+		size_t size = sizeof(value);
+		int has = 0;
+		OrtStatus *s = ep->api->HasSessionConfigEntry(options, keys[i], &has);
+
+		if (!s && has)
+			s = ep->api->GetSessionConfigEntry(options, keys[i], value, &size);
+		if (s)
+			return s;
+		if (!has)
+			continue;
+		if (strcmp(value, "all") != 0 && strcmp(value, "auto") != 0)
+			return ep->api->CreateStatus(ORT_INVALID_ARGUMENT, EP_NAME ": option claim "
+						     "must be auto or all");
+		ep->claim_all = strcmp(value, "all") == 0;
+	}
+	return NULL;
+}
+
+static OrtStatus *ORT_API_CALL factory_create_ep(OrtEpFactory *this_ptr,
+						const OrtHardwareDevice *const *devices,
+						const OrtKeyValuePairs *const *metadata,
+						size_t n_devices, const OrtSessionOptions *options,
+						const OrtLogger *logger, OrtEp **ret_ep)
+{
+	struct ep_factory *f = (struct ep_factory *)this_ptr;
+	struct ep *ep;
+	OrtStatus *s;
+
+	(void)devices;
+	(void)metadata;
+	(void)logger;
+	*ret_ep = NULL;
+	if (n_devices != 1)
+		return f->api->CreateStatus(ORT_INVALID_ARGUMENT, EP_NAME " runs on one CPU device");
+	ep = calloc(1, sizeof(*ep));
+	if (!ep)
+		return f->api->CreateStatus(ORT_FAIL, EP_NAME ": out of memory");
+	ep->base = (OrtEp){ .ort_version_supported = ORT_API_VERSION, .GetName = ep_get_name,
+			    .GetCapability = ep_get_capability,
+			    .GetKernelRegistry = ep_get_kernel_registry };
+	ep->factory = f;
+	ep->api = f->api;
+	ep->ep_api = f->ep_api;
+	s = ep_options_read(ep, options);
+	if (s) {
+		free(ep);
+		return s;
+	}
+	*ret_ep = &ep->base;
+	return NULL;
+}
+
+static void ORT_API_CALL factory_release_ep(OrtEpFactory *this_ptr, OrtEp *ep)
+{
+	(void)this_ptr;
+	free(ep);
+}
+
+static OrtStatus *ORT_API_CALL factory_create_allocator(OrtEpFactory *this_ptr,
+						       const OrtMemoryInfo *info,
+						       const OrtKeyValuePairs *options,
+						       OrtAllocator **ret)
+{
+	(void)this_ptr;
+	(void)info;
+	(void)options;
+	*ret = NULL;  /* ORT's CPU allocator */
+	return NULL;
+}
+
+static void ORT_API_CALL factory_release_allocator(OrtEpFactory *this_ptr, OrtAllocator *a)
+{
+	(void)this_ptr;
+	(void)a;
+}
+
+static OrtStatus *ORT_API_CALL factory_create_data_transfer(OrtEpFactory *this_ptr,
+							   OrtDataTransferImpl **ret)
+{
+	(void)this_ptr;
+	*ret = NULL;  /* CPU memory only: nothing to copy */
+	return NULL;
+}
+
+static bool ORT_API_CALL factory_is_stream_aware(const OrtEpFactory *this_ptr)
+{
+	(void)this_ptr;
+	return false;
+}
+
+static OrtStatus *ORT_API_CALL factory_create_stream(OrtEpFactory *this_ptr,
+						    const OrtMemoryDevice *device,
+						    const OrtKeyValuePairs *options,
+						    OrtSyncStreamImpl **ret)
+{
+	(void)this_ptr;
+	(void)device;
+	(void)options;
+	*ret = NULL;
+	return NULL;
+}
+
+static struct ep_factory *factory_free(struct ep_factory *f)
+{
+	if (!f)
+		return NULL;
+	if (f->registry)
+		f->ep_api->ReleaseKernelRegistry(f->registry);
+	pthread_mutex_destroy(&f->lock);
+	free(f);
+	return NULL;
+}
+
+static const OrtApi *factory_api(const OrtApiBase *base)
+{
+	for (uint32_t v = ORT_API_VERSION; v >= EP_MIN_API; v--) {
+		const OrtApi *api = base->GetApi(v);
+
+		if (api)
+			return api;
+	}
+	return NULL;
+}
+
+ONNXPASS_EXPORT OrtStatus *CreateEpFactories(const char *registered_name,
+					     const OrtApiBase *api_base,
+					     const OrtLogger *logger, OrtEpFactory **factories,
+					     size_t max_factories, size_t *ret_n)
+{
+	const OrtApi *api = api_base ? factory_api(api_base) : NULL;
+	struct ep_factory *f;
+
+	(void)registered_name;
+	(void)logger;
+	*ret_n = 0;
+	if (!api)
+		return NULL;  /* too old: no factory (and no API to report with) */
+	if (max_factories < 1)
+		return api->CreateStatus(ORT_INVALID_ARGUMENT, EP_NAME ": no room for a factory");
+	f = calloc(1, sizeof(*f));
+	if (!f)
+		return api->CreateStatus(ORT_FAIL, EP_NAME ": out of memory");
+	f->base = (OrtEpFactory){
+		.ort_version_supported = ORT_API_VERSION,
+		.GetName = factory_get_name, .GetVendor = factory_get_vendor,
+		.GetSupportedDevices = factory_get_devices, .CreateEp = factory_create_ep,
+		.ReleaseEp = factory_release_ep, .GetVendorId = factory_get_vendor_id,
+		.GetVersion = factory_get_version, .CreateAllocator = factory_create_allocator,
+		.ReleaseAllocator = factory_release_allocator,
+		.CreateDataTransfer = factory_create_data_transfer,
+		.IsStreamAware = factory_is_stream_aware,
+		.CreateSyncStreamForDevice = factory_create_stream,
+	};
+	f->api = api;
+	f->ep_api = api->GetEpApi();
+	pthread_mutex_init(&f->lock, NULL);
+	factories[0] = &f->base;
+	*ret_n = 1;
+	return NULL;
+}
+
+ONNXPASS_EXPORT OrtStatus *ReleaseEpFactory(OrtEpFactory *factory)
+{
+	factory_free((struct ep_factory *)factory);
+	return NULL;
+}

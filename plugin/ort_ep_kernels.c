@@ -1,0 +1,635 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Kernels of the OnnxPassSparse execution provider: MatMul, Gemm and Conv
+ * (2-D, NCHW, group 1) whose weight (input 1) is a constant float
+ * initializer, computed by the sparse kernels (sparse_kernels.h) on ORT's
+ * intra-op threads.
+ *
+ * The weight is packed into the kernel's sparse format once, in
+ * PrePackWeight at session creation (ORT may then free the dense copy); with a
+ * prepacked-weights container (CreateSessionWithPrepackedWeightsContainer)
+ * the packed weight is one flat buffer that sessions share. When ORT does not
+ * prepack (session.disable_prepacking), the first run packs it.
+ * GetCapability (ort_ep.c) claims only nodes these kernels handle: MatMul
+ * with a 2-D weight, Gemm with transA = 0, beta = 1 and a bias C of N
+ * elements or one, Conv with a 4-D weight and group = 1.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "ort_ep.h"
+#include "ort_util.h"
+#include "sparse_kernels.h"
+
+#define IN_A 0
+#define IN_W 1
+#define IN_C 2
+
+/* Conv attributes; auto_pad SAME_* pads are computed per input size. */
+enum conv_pad {
+	CONV_PAD_EXPLICIT,
+	CONV_PAD_SAME_UPPER,
+	CONV_PAD_SAME_LOWER,
+};
+
+struct ep_conv_attrs {
+	enum conv_pad auto_pad;
+	int64_t strides[2], pads[4], dilations[2];
+	int64_t c_in, kernel[2];   /* from the weight */
+};
+
+struct ep_kernel {
+	OrtKernelImpl impl;        /* first: ORT hands back &impl */
+	const OrtApi *api;
+	const OrtEpApi *ep_api;
+	enum ep_op op;
+	char name[128];
+	bool trans_b;
+	float alpha;
+	struct ep_conv_attrs conv;
+	OrtMemoryInfo *cpu;
+	pthread_mutex_t lock;      /* the weight, when packed at the first run */
+	struct opass_spmm *spmm;
+	int64_t n, k;
+};
+
+static OrtStatus *kernel_status(const struct ep_kernel *kernel, OrtErrorCode code,
+				const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static OrtStatus *kernel_status(const struct ep_kernel *kernel, OrtErrorCode code,
+				const char *fmt, ...)
+{
+	char msg[ONNXPASS_ERROR_MAX];
+	int len;
+	va_list ap;
+
+	len = snprintf(msg, sizeof(msg), EP_NAME " '%s': ", kernel->name);
+	va_start(ap, fmt);
+	vsnprintf(msg + len, sizeof(msg) - (size_t)len, fmt, ap);
+	va_end(ap);
+	return kernel->api->CreateStatus(code, msg);
+}
+
+/* ---- the weight ------------------------------------------------------------ */
+
+/* B^T [n, k] (times alpha) of a MatMul / Gemm weight; malloc'd. */
+static float *weight_transposed(const struct ep_kernel *kernel, const struct ort_tensor *w,
+				int64_t n, int64_t k)
+{
+	const float *src = w->data;
+	float *bt = malloc((size_t)(n * k + 1) * sizeof(float));
+
+	if (!bt)
+		return NULL;
+	for (int64_t i = 0; i < n; i++)
+		for (int64_t j = 0; j < k; j++)
+			bt[i * k + j] = kernel->alpha * (kernel->trans_b ? src[i * k + j] :
+							   src[j * n + i]);
+	return bt;
+}
+
+/* A Conv weight [c_out, c_in, kh, kw] is B^T [c_out, c_in * kh * kw] as it is. */
+static OrtStatus *conv_weight_pack(struct ep_kernel *kernel, const struct ort_tensor *w,
+				   struct opass_spmm **ret_spmm)
+{
+	struct onnxpass_error err = { 0 };
+	int64_t n, k;
+
+	if (w->type != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT || w->rank != 4)
+		return kernel_status(kernel, ORT_INVALID_ARGUMENT, "the weight must be a 4-D "
+				     "float tensor");
+	n = w->dims[0];
+	k = w->dims[1] * w->dims[2] * w->dims[3];
+	if (opass_spmm_from_dense(w->data, n, k, 1, 1, ret_spmm, &err) < 0)
+		return kernel_status(kernel, ORT_FAIL, "%s", err.message);
+	kernel->n = n;
+	kernel->k = k;
+	kernel->conv.c_in = w->dims[1];
+	kernel->conv.kernel[0] = w->dims[2];
+	kernel->conv.kernel[1] = w->dims[3];
+	return NULL;
+}
+
+static OrtStatus *weight_pack(struct ep_kernel *kernel, const OrtValue *value,
+			      struct opass_spmm **ret_spmm)
+{
+	struct onnxpass_error err = { 0 };
+	struct ort_tensor w;
+	OrtStatus *s;
+	int64_t n, k;
+	float *bt;
+	int r;
+
+	s = ort_tensor_get(kernel->api, value, &w);
+	if (s)
+		return s;
+	if (kernel->op == EP_OP_CONV)
+		return conv_weight_pack(kernel, &w, ret_spmm);
+	if (w.type != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT || w.rank != 2)
+		return kernel_status(kernel, ORT_INVALID_ARGUMENT, "the weight must be a 2-D "
+				     "float tensor");
+	n = w.dims[kernel->trans_b ? 0 : 1];
+	k = w.dims[kernel->trans_b ? 1 : 0];
+	bt = weight_transposed(kernel, &w, n, k);
+	if (!bt)
+		return kernel_status(kernel, ORT_FAIL, "out of memory");
+	r = opass_spmm_from_dense(bt, n, k, 1, 1, ret_spmm, &err);
+	free(bt);
+	if (r < 0)
+		return kernel_status(kernel, ORT_FAIL, "%s", err.message);
+	kernel->n = n;
+	kernel->k = k;
+	return NULL;
+}
+
+/* Sharing mode: the packed weight as one flat buffer of ORT's allocator, handed
+ * to the cache; ORT then gives every kernel with the same weight the cached
+ * buffer in SetSharedPrePackedWeight. */
+static OrtStatus *weight_share(struct ep_kernel *kernel, const struct opass_spmm *spmm,
+			       OrtAllocator *allocator, OrtSharedPrePackedWeightCache *cache)
+{
+	size_t size = opass_spmm_flat_size(spmm);
+	void *buf = allocator->Alloc(allocator, size);
+	OrtStatus *s;
+
+	if (!buf)
+		return kernel_status(kernel, ORT_FAIL, "out of memory");
+	opass_spmm_flat_write(spmm, buf);
+	s = kernel->ep_api->SharedPrePackedWeightCache_StoreWeightData(cache, &buf, &size, 1);
+	if (s)
+		allocator->Free(allocator, buf);
+	return s;
+}
+
+static OrtStatus *ORT_API_CALL kernel_prepack(OrtKernelImpl *impl, const OrtValue *tensor,
+					     int input_index, OrtAllocator *allocator,
+					     OrtSharedPrePackedWeightCache *cache, bool *is_packed)
+{
+	struct ep_kernel *kernel = (struct ep_kernel *)impl;
+	struct opass_spmm *spmm = NULL;
+	OrtStatus *s;
+
+	*is_packed = false;
+	if (input_index != IN_W || kernel->spmm)
+		return NULL;
+	s = weight_pack(kernel, tensor, &spmm);
+	if (!s && cache && allocator) {
+		s = weight_share(kernel, spmm, allocator, cache);
+		if (!s) {
+			*is_packed = true;   /* the shared buffer arrives in set_shared */
+			opass_spmm_free(spmm);
+			return NULL;
+		}
+		kernel->api->ReleaseStatus(s);  /* not shared: keep our own copy */
+		s = NULL;
+	}
+	if (s)
+		return s;
+	kernel->spmm = spmm;
+	*is_packed = true;
+	return NULL;
+}
+
+static OrtStatus *ORT_API_CALL kernel_set_shared(OrtKernelImpl *impl,
+						const void *const *buffers, const size_t *sizes,
+						size_t n_buffers, int input_index)
+{
+	struct ep_kernel *kernel = (struct ep_kernel *)impl;
+	struct opass_spmm *spmm = NULL;
+
+	if (input_index != IN_W || n_buffers != 1 ||
+	    opass_spmm_flat_view(buffers[0], sizes[0], &spmm) < 0)
+		return kernel_status(kernel, ORT_INVALID_ARGUMENT, "unexpected shared weight");
+	opass_spmm_free(kernel->spmm);
+	kernel->spmm = spmm;
+	return NULL;
+}
+
+/* The packed weight; packed from the input at the first run when ORT did not
+ * prepack it. */
+static OrtStatus *weight_get(struct ep_kernel *kernel, OrtKernelContext *ctx,
+			     const struct opass_spmm **ret)
+{
+	const OrtValue *value = NULL;
+	OrtStatus *s = NULL;
+
+	pthread_mutex_lock(&kernel->lock);
+	if (!kernel->spmm)
+		s = ort_input_get(kernel->api, ctx, IN_W, &value);
+	if (!s && !kernel->spmm)
+		s = weight_pack(kernel, value, &kernel->spmm);
+	pthread_mutex_unlock(&kernel->lock);
+	if (!s)
+		*ret = kernel->spmm;
+	return s;
+}
+
+/* ---- compute --------------------------------------------------------------------- */
+
+/* Y = A with the last axis K replaced by N; *ret_m = rows of A. */
+static OrtStatus *output_make(const struct ep_kernel *kernel, OrtKernelContext *ctx,
+			      const struct ort_tensor *a, float **ret_y, int64_t *ret_m)
+{
+	int64_t dims[ORT_TENSOR_MAX_RANK], m = 1;
+	OrtValue *out = NULL;
+	OrtStatus *s;
+	void *y;
+
+	if (a->type != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT || a->rank < 1 ||
+	    a->dims[a->rank - 1] != kernel->k || (kernel->op == EP_OP_GEMM && a->rank != 2))
+		return kernel_status(kernel, ORT_INVALID_ARGUMENT, "A must be float [..., K] "
+				     "with K = %lld", (long long)kernel->k);
+	memcpy(dims, a->dims, a->rank * sizeof(*dims));
+	dims[a->rank - 1] = kernel->n;
+	for (size_t d = 0; d + 1 < a->rank; d++)
+		m *= a->dims[d];
+	s = kernel->api->KernelContext_GetOutput(ctx, 0, dims, a->rank, &out);
+	if (!s)
+		s = kernel->api->GetTensorMutableData(out, &y);
+	if (s)
+		return s;
+	*ret_y = y;
+	*ret_m = m;
+	return NULL;
+}
+
+/* Gemm's C: N values (any leading ones) or one. */
+static OrtStatus *bias_get(const struct ep_kernel *kernel, OrtKernelContext *ctx,
+			   const float **ret_bias, size_t *ret_n)
+{
+	const OrtValue *value = NULL;
+	struct ort_tensor c;
+	OrtStatus *s;
+
+	*ret_bias = NULL;
+	*ret_n = 0;
+	if (kernel->op == EP_OP_MATMUL)
+		return NULL;
+	s = ort_input_get(kernel->api, ctx, IN_C, &value);
+	if (s || !value)
+		return s;
+	s = ort_tensor_get(kernel->api, value, &c);
+	if (s)
+		return s;
+	if (c.type != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT ||
+	    (c.numel != 1 && (c.numel != (size_t)kernel->n || c.dims[c.rank - 1] != kernel->n)))
+		return kernel_status(kernel, ORT_INVALID_ARGUMENT, "the bias must be float with "
+				     "N elements or one");
+	*ret_bias = c.data;
+	*ret_n = c.numel;
+	return NULL;
+}
+
+static OrtStatus *matmul_compute(struct ep_kernel *kernel, OrtKernelContext *ctx,
+				 const struct opass_spmm *spmm)
+{
+	const float *bias = NULL;
+	const OrtValue *va = NULL;
+	struct opass_spmm_exec exec;
+	struct ort_tensor a;
+	struct ort_exec e;
+	size_t n_bias = 0;
+	int64_t m = 0;
+	float *y = NULL;
+	OrtStatus *s;
+	int r;
+
+	s = ort_input_get(kernel->api, ctx, IN_A, &va);
+	if (!s)
+		s = ort_tensor_get(kernel->api, va, &a);
+	if (!s)
+		s = bias_get(kernel, ctx, &bias, &n_bias);
+	if (!s)
+		s = output_make(kernel, ctx, &a, &y, &m);
+	if (!s)
+		s = ort_exec_begin(&e, kernel->api, ctx, kernel->cpu, &exec);
+	if (s)
+		return s;
+	r = opass_spmm_run(spmm, a.data, m, bias, n_bias, y, &exec);
+	ort_exec_end(&e);
+	if (r < 0)
+		return kernel_status(kernel, ORT_FAIL, "%s", strerror(-r));
+	return NULL;
+}
+
+/* Padding before and after along one axis (auto_pad SAME_*: as ONNX defines it). */
+static void conv_pads(const struct ep_conv_attrs *cv, int axis, int64_t in, int64_t *ret_begin,
+		      int64_t *ret_end)
+{
+	int64_t stride = cv->strides[axis], out, total;
+
+	if (cv->auto_pad == CONV_PAD_EXPLICIT) {
+		*ret_begin = cv->pads[axis];
+		*ret_end = cv->pads[axis + 2];
+		return;
+	}
+	out = (in + stride - 1) / stride;
+	total = (out - 1) * stride + cv->dilations[axis] * (cv->kernel[axis] - 1) + 1 - in;
+	total = total > 0 ? total : 0;
+	*ret_begin = cv->auto_pad == CONV_PAD_SAME_UPPER ? total / 2 : total - total / 2;
+	*ret_end = total - *ret_begin;
+}
+
+/* The convolution's geometry for input x [N, C, H, W]. */
+static OrtStatus *conv_geometry(const struct ep_kernel *kernel, const struct ort_tensor *x,
+				struct opass_conv *ret)
+{
+	const struct ep_conv_attrs *a = &kernel->conv;
+	struct opass_conv cv = { 0 };
+	int64_t pad_end[2];
+
+	if (x->type != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT || x->rank != 4 || x->dims[1] != a->c_in)
+		return kernel_status(kernel, ORT_INVALID_ARGUMENT, "X must be float [N, %lld, H, W]",
+				     (long long)a->c_in);
+	cv = (struct opass_conv){ .c_in = a->c_in, .in_h = x->dims[2], .in_w = x->dims[3],
+				  .kernel_h = a->kernel[0], .kernel_w = a->kernel[1],
+				  .stride_h = a->strides[0], .stride_w = a->strides[1],
+				  .dilation_h = a->dilations[0], .dilation_w = a->dilations[1] };
+	conv_pads(a, 0, cv.in_h, &cv.pad_top, &pad_end[0]);
+	conv_pads(a, 1, cv.in_w, &cv.pad_left, &pad_end[1]);
+	cv.out_h = opass_conv_output_size(cv.in_h, cv.kernel_h, cv.stride_h, cv.pad_top, pad_end[0],
+					  cv.dilation_h);
+	cv.out_w = opass_conv_output_size(cv.in_w, cv.kernel_w, cv.stride_w, cv.pad_left,
+					  pad_end[1], cv.dilation_w);
+	if (cv.out_h < 0 || cv.out_w < 0)
+		return kernel_status(kernel, ORT_INVALID_ARGUMENT, "the kernel does not fit the "
+				     "padded input");
+	*ret = cv;
+	return NULL;
+}
+
+static OrtStatus *conv_run(struct ep_kernel *kernel, OrtKernelContext *ctx,
+			   const struct opass_spmm *spmm, const struct ort_tensor *x,
+			   const struct opass_conv *cv)
+{
+	int64_t dims[4] = { x->dims[0], kernel->n, cv->out_h, cv->out_w };
+	const float *bias = NULL;
+	struct opass_spmm_exec exec;
+	OrtValue *out = NULL;
+	struct ort_exec e;
+	size_t n_bias = 0;
+	void *y = NULL;
+	OrtStatus *s;
+	int r;
+
+	s = bias_get(kernel, ctx, &bias, &n_bias);
+	if (!s)
+		s = kernel->api->KernelContext_GetOutput(ctx, 0, dims, 4, &out);
+	if (!s)
+		s = kernel->api->GetTensorMutableData(out, &y);
+	if (!s)
+		s = ort_exec_begin(&e, kernel->api, ctx, kernel->cpu, &exec);
+	if (s)
+		return s;
+	r = opass_spmm_run_conv(spmm, cv, x->data, x->dims[0], bias, n_bias, y, &exec);
+	ort_exec_end(&e);
+	if (r < 0)
+		return kernel_status(kernel, ORT_FAIL, "%s", strerror(-r));
+	return NULL;
+}
+
+static OrtStatus *conv_compute(struct ep_kernel *kernel, OrtKernelContext *ctx,
+			       const struct opass_spmm *spmm)
+{
+	const OrtValue *vx = NULL;
+	struct opass_conv cv;
+	struct ort_tensor x;
+	OrtStatus *s;
+
+	s = ort_input_get(kernel->api, ctx, IN_A, &vx);
+	if (!s)
+		s = ort_tensor_get(kernel->api, vx, &x);
+	if (!s)
+		s = conv_geometry(kernel, &x, &cv);
+	if (!s)
+		s = conv_run(kernel, ctx, spmm, &x, &cv);
+	return s;
+}
+
+static OrtStatus *ORT_API_CALL kernel_compute(OrtKernelImpl *impl, OrtKernelContext *ctx)
+{
+	struct ep_kernel *kernel = (struct ep_kernel *)impl;
+	const struct opass_spmm *spmm = NULL;
+	OrtStatus *s;
+
+	s = weight_get(kernel, ctx, &spmm);
+	if (!s && kernel->op == EP_OP_CONV)
+		s = conv_compute(kernel, ctx, spmm);
+	else if (!s)
+		s = matmul_compute(kernel, ctx, spmm);
+	return s;
+}
+
+/* ---- creation ---------------------------------------------------------------------- */
+
+static void ORT_API_CALL kernel_release(OrtKernelImpl *impl)
+{
+	struct ep_kernel *kernel = (struct ep_kernel *)impl;
+
+	if (!kernel)
+		return;
+	opass_spmm_free(kernel->spmm);
+	if (kernel->cpu)
+		kernel->api->ReleaseMemoryInfo(kernel->cpu);
+	pthread_mutex_destroy(&kernel->lock);
+	free(kernel);
+}
+
+static int64_t attr_int(const OrtApi *api, const OrtKernelInfo *info, const char *name,
+			int64_t fallback)
+{
+	int64_t v = fallback;
+	OrtStatus *s = api->KernelInfoGetAttribute_int64(info, name, &v);
+
+	if (s) {
+		api->ReleaseStatus(s);
+		v = fallback;
+	}
+	return v;
+}
+
+static float attr_float(const OrtApi *api, const OrtKernelInfo *info, const char *name,
+			float fallback)
+{
+	float v = fallback;
+	OrtStatus *s = api->KernelInfoGetAttribute_float(info, name, &v);
+
+	if (s) {
+		api->ReleaseStatus(s);
+		v = fallback;
+	}
+	return v;
+}
+
+/* An ints attribute of exactly n values, or the fallback when absent. */
+static bool attr_ints(const OrtApi *api, const OrtKernelInfo *info, const char *name,
+		      int64_t *out, size_t n, int64_t fallback)
+{
+	int64_t v[8];
+	size_t size = 8;
+	OrtStatus *s = api->KernelInfoGetAttributeArray_int64(info, name, v, &size);
+
+	if (s) {
+		api->ReleaseStatus(s);
+		for (size_t i = 0; i < n; i++)
+			out[i] = fallback;
+		return true;
+	}
+	if (size != n)
+		return false;
+	memcpy(out, v, n * sizeof(*v));
+	return true;
+}
+
+static OrtStatus *conv_attrs(struct ep_kernel *kernel, const OrtKernelInfo *info)
+{
+	const OrtApi *api = kernel->api;
+	struct ep_conv_attrs *cv = &kernel->conv;
+	char pad[16] = "NOTSET";
+	size_t size = sizeof(pad);
+	OrtStatus *s;
+
+	s = api->KernelInfoGetAttribute_string(info, "auto_pad", pad, &size);
+	if (s)
+		api->ReleaseStatus(s);
+	cv->auto_pad = strcmp(pad, "SAME_UPPER") == 0 ? CONV_PAD_SAME_UPPER :
+		       strcmp(pad, "SAME_LOWER") == 0 ? CONV_PAD_SAME_LOWER : CONV_PAD_EXPLICIT;
+	if (attr_int(api, info, "group", 1) != 1 ||
+	    !attr_ints(api, info, "strides", cv->strides, 2, 1) ||
+	    !attr_ints(api, info, "dilations", cv->dilations, 2, 1) ||
+	    !attr_ints(api, info, "pads", cv->pads, 4, 0))
+		return kernel_status(kernel, ORT_INVALID_ARGUMENT, "only 2-D convolutions with "
+				     "group = 1");
+	if (strcmp(pad, "VALID") == 0)
+		memset(cv->pads, 0, sizeof(cv->pads));
+	return NULL;
+}
+
+static OrtStatus *kernel_attrs(struct ep_kernel *kernel, const OrtKernelInfo *info)
+{
+	const OrtApi *api = kernel->api;
+	size_t len = sizeof(kernel->name);
+	OrtStatus *s;
+
+	s = api->KernelInfo_GetNodeName(info, kernel->name, &len);
+	if (s) {
+		api->ReleaseStatus(s);
+		snprintf(kernel->name, sizeof(kernel->name), "?");
+	}
+	kernel->alpha = 1.0f;
+	if (kernel->op == EP_OP_CONV)
+		return conv_attrs(kernel, info);
+	if (kernel->op != EP_OP_GEMM)
+		return NULL;
+	kernel->trans_b = attr_int(api, info, "transB", 0) != 0;
+	kernel->alpha = attr_float(api, info, "alpha", 1.0f);
+	if (attr_int(api, info, "transA", 0) != 0 || attr_float(api, info, "beta", 1.0f) != 1.0f)
+		return kernel_status(kernel, ORT_INVALID_ARGUMENT, "transA and beta != 1 are not "
+				     "supported");
+	return NULL;
+}
+
+static OrtStatus *ORT_API_CALL kernel_create(void *state, const OrtKernelInfo *info,
+					    OrtKernelImpl **ret_kernel)
+{
+	const struct ep_kernel_state *st = state;
+	const OrtApi *api = st->api;
+	struct ep_kernel *kernel;
+	OrtStatus *s;
+
+	*ret_kernel = NULL;
+	kernel = calloc(1, sizeof(*kernel));
+	if (!kernel)
+		return api->CreateStatus(ORT_FAIL, EP_NAME ": out of memory");
+	kernel->impl = (OrtKernelImpl){ .ort_version_supported = ORT_API_VERSION,
+					.Compute = kernel_compute, .Release = kernel_release,
+					.PrePackWeight = kernel_prepack,
+					.SetSharedPrePackedWeight = kernel_set_shared };
+	kernel->api = api;
+	kernel->ep_api = st->ep_api;
+	kernel->op = st->op;
+	pthread_mutex_init(&kernel->lock, NULL);
+	s = kernel_attrs(kernel, info);
+	if (!s)
+		s = api->CreateCpuMemoryInfo(OrtArenaAllocator, OrtMemTypeDefault, &kernel->cpu);
+	if (s) {
+		kernel_release(&kernel->impl);
+		return s;
+	}
+	*ret_kernel = &kernel->impl;
+	return NULL;
+}
+
+/* ---- the registry ------------------------------------------------------------------- */
+
+/* Since-version ranges: the versions of the op whose semantics the kernels
+ * implement (ORT matches an end of INT_MAX only to the first version). */
+static const struct ep_kernel_def {
+	const char *type;
+	enum ep_op op;
+	int since, until;
+} ep_kernel_defs[] = {
+	{ "MatMul", EP_OP_MATMUL, 1, 13 },
+	{ "Gemm", EP_OP_GEMM, 1, 13 },
+	{ "Conv", EP_OP_CONV, 1, 22 },
+};
+
+static OrtStatus *kernel_def_add(const OrtEpApi *ep_api, OrtKernelRegistry *registry,
+				 const struct ep_kernel_def *def, struct ep_kernel_state *state)
+{
+	OrtKernelDefBuilder *builder = NULL;
+	OrtKernelDef *kernel_def = NULL;
+	const OrtDataType *t = NULL;
+	OrtStatus *s;
+
+	s = ep_api->GetTensorDataType(ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, &t);
+	if (!s)
+		s = ep_api->CreateKernelDefBuilder(&builder);
+	if (!s)
+		s = ep_api->KernelDefBuilder_SetOperatorType(builder, def->type);
+	if (!s)
+		s = ep_api->KernelDefBuilder_SetDomain(builder, "");
+	if (!s)
+		s = ep_api->KernelDefBuilder_SetSinceVersion(builder, def->since, def->until);
+	if (!s)
+		s = ep_api->KernelDefBuilder_SetExecutionProvider(builder, EP_NAME);
+	if (!s)
+		s = ep_api->KernelDefBuilder_AddTypeConstraint(builder, "T", &t, 1);
+	if (!s)
+		s = ep_api->KernelDefBuilder_Build(builder, &kernel_def);
+	if (!s)
+		s = ep_api->KernelRegistry_AddKernel(registry, kernel_def, kernel_create, state);
+	if (kernel_def)
+		ep_api->ReleaseKernelDef(kernel_def);
+	if (builder)
+		ep_api->ReleaseKernelDefBuilder(builder);
+	return s;
+}
+
+OrtStatus *ep_kernel_registry_new(const OrtApi *api, const OrtEpApi *ep_api,
+				  struct ep_kernel_state states[_EP_OP_MAX],
+				  OrtKernelRegistry **ret_registry)
+{
+	OrtKernelRegistry *registry = NULL;
+	OrtStatus *s;
+
+	for (int op = 0; op < _EP_OP_MAX; op++)
+		states[op] = (struct ep_kernel_state){ .api = api, .ep_api = ep_api,
+						       .op = (enum ep_op)op };
+	s = ep_api->CreateKernelRegistry(&registry);
+	for (size_t i = 0; !s && i < sizeof(ep_kernel_defs) / sizeof(ep_kernel_defs[0]); i++)
+		s = kernel_def_add(ep_api, registry, &ep_kernel_defs[i],
+				   &states[ep_kernel_defs[i].op]);
+	if (s) {
+		if (registry)
+			ep_api->ReleaseKernelRegistry(registry);
+		return s;
+	}
+	*ret_registry = registry;
+	return NULL;
+}

@@ -1,0 +1,45 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Helpers shared by the ONNX Runtime kernels of the library (the custom ops
+ * in ort_ops.c and the execution provider's kernels in ort_ep_kernels.c):
+ * a tensor's data and shape, and running the sparse kernels on ORT's
+ * intra-op threads with ORT's allocator for scratch memory.
+ */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <onnxruntime_c_api.h>
+
+#include "sparse_kernels.h"
+
+#define ORT_TENSOR_MAX_RANK 16
+
+/* A tensor's data, element type and shape. */
+struct ort_tensor {
+	const void *data;
+	ONNXTensorElementDataType type;
+	size_t rank, numel;
+	int64_t dims[ORT_TENSOR_MAX_RANK];
+};
+
+/* The tensor behind value (-> *ret only on success). */
+OrtStatus *ort_tensor_get(const OrtApi *api, const OrtValue *value, struct ort_tensor *ret);
+
+/* Input i of a kernel context, or NULL when the optional input is absent. */
+OrtStatus *ort_input_get(const OrtApi *api, OrtKernelContext *ctx, size_t i,
+			 const OrtValue **ret);
+
+/* What opass_spmm_exec needs to run on a kernel context's threads. */
+struct ort_exec {
+	const OrtApi *api;
+	OrtKernelContext *ctx;
+	OrtAllocator *alloc;
+};
+
+/* Fill exec (parallel_for = ORT's intra-op pool, scratch = ORT's allocator
+ * for cpu); ort_exec_end() releases the allocator. */
+OrtStatus *ort_exec_begin(struct ort_exec *e, const OrtApi *api, OrtKernelContext *ctx,
+			  const OrtMemoryInfo *cpu, struct opass_spmm_exec *exec);
+void ort_exec_end(struct ort_exec *e);

@@ -1,0 +1,789 @@
+/* SPDX-License-Identifier: MIT */
+/* Sparse-weight products (layout and rationale: sparse_kernels.h). */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "parallel.h"
+#include "sparse_kernels.h"
+#include "spmm_impl.h"
+
+#define CHUNK_N 64     /* outputs per work item (at most) */
+#define WHOLE_TILES_MIN 8  /* from this many tiles on, a work item is one whole tile */
+#define BLOCK_MAX 16
+
+struct spmm_job {
+	const struct opass_spmm *s;
+	const float *a;
+	const float *bias;
+	size_t n_bias;
+	float *y;
+	int64_t m;                 /* rows of A (conv: output positions of one image) */
+	int64_t tiles_per_image;   /* matmul: all tiles */
+	const struct opass_conv *conv; /* or NULL: a matmul */
+	float *at;                 /* packed tiles [tiles][k_pad][tile_stride] */
+	size_t tile_stride;        /* floats per packed row: the first (widest) tile's width */
+	int64_t rows_per_chunk;    /* block rows per work item */
+	size_t n_chunks;
+	struct spmm_kernels kernels;
+};
+
+static int64_t div_up(int64_t a, int64_t b)
+{
+	return (a + b - 1) / b;
+}
+
+/* ---- BSR from dense ---------------------------------------------------- */
+
+static int64_t block_nonzeros(const float *bt, int64_t n, int64_t k, int64_t row, int64_t col,
+			      int64_t br, int64_t bc)
+{
+	int64_t count = 0;
+
+	for (int64_t r = row * br; r < (row + 1) * br && r < n; r++)
+		for (int64_t c = col * bc; c < (col + 1) * bc && c < k; c++)
+			count += bt[r * k + c] != 0.0f;
+	return count;
+}
+
+void opass_bsr_count(const float *bt, int64_t n, int64_t k, int64_t br, int64_t bc,
+		     int64_t *ret_blocks, int64_t *ret_nonzero)
+{
+	int64_t blocks = 0, nonzero = 0;
+
+	for (int64_t i = 0; i < div_up(n, br); i++)
+		for (int64_t j = 0; j < div_up(k, bc); j++) {
+			int64_t nz = block_nonzeros(bt, n, k, i, j, br, bc);
+
+			blocks += nz > 0;
+			nonzero += nz;
+		}
+	*ret_blocks = blocks;
+	*ret_nonzero = nonzero;
+}
+
+static void block_copy(const float *bt, int64_t n, int64_t k, int64_t row, int64_t col,
+		       int64_t br, int64_t bc, float *out)
+{
+	for (int64_t r = 0; r < br; r++)
+		for (int64_t c = 0; c < bc; c++) {
+			int64_t rr = row * br + r, cc = col * bc + c;
+
+			out[r * bc + c] = rr < n && cc < k ? bt[rr * k + cc] : 0.0f;
+		}
+}
+
+static void bsr_fill(struct opass_bsr *bsr, const float *bt)
+{
+	int64_t b = 0, n = bsr->n, k = bsr->k, br = bsr->br, bc = bsr->bc;
+
+	for (int64_t i = 0; i < div_up(n, br); i++) {
+		bsr->row_ptr[i] = b;
+		for (int64_t j = 0; j < div_up(k, bc); j++) {
+			if (block_nonzeros(bt, n, k, i, j, br, bc) == 0)
+				continue;
+			bsr->col[b] = j;
+			block_copy(bt, n, k, i, j, br, bc, bsr->values + b * br * bc);
+			b++;
+		}
+	}
+	bsr->row_ptr[div_up(n, br)] = b;
+}
+
+struct opass_bsr *opass_bsr_free(struct opass_bsr *bsr)
+{
+	if (!bsr)
+		return NULL;
+	free(bsr->values);
+	free(bsr->col);
+	free(bsr->row_ptr);
+	free(bsr);
+	return NULL;
+}
+
+int opass_bsr_from_dense(const float *bt, int64_t n, int64_t k, int64_t br, int64_t bc,
+			 struct opass_bsr **ret_bsr, struct onnxpass_error *err)
+{
+	struct opass_bsr *bsr;
+	int64_t blocks, nonzero;
+
+	if (n < 0 || k < 0 || br < 1 || bc < 1 || br > BLOCK_MAX || bc > BLOCK_MAX)
+		return opass_error(err, -EINVAL, "bad BSR shape [%lld, %lld] with %lldx%lld blocks",
+				   (long long)n, (long long)k, (long long)br, (long long)bc);
+	opass_bsr_count(bt, n, k, br, bc, &blocks, &nonzero);
+	bsr = calloc(1, sizeof(*bsr));
+	if (!bsr)
+		return opass_error(err, -ENOMEM, "out of memory");
+	*bsr = (struct opass_bsr){ .n = n, .k = k, .br = br, .bc = bc, .n_blocks = blocks };
+	bsr->values = malloc((size_t)(blocks * br * bc + 1) * sizeof(float));
+	bsr->col = malloc((size_t)(blocks + 1) * sizeof(int64_t));
+	bsr->row_ptr = malloc((size_t)(div_up(n, br) + 1) * sizeof(int64_t));
+	if (!bsr->values || !bsr->col || !bsr->row_ptr) {
+		opass_bsr_free(bsr);
+		return opass_error(err, -ENOMEM, "out of memory");
+	}
+	bsr_fill(bsr, bt);
+	*ret_bsr = bsr;
+	return 0;
+}
+
+/* ---- the kernel's weight ----------------------------------------------- */
+
+static int64_t index_at(const void *p, bool index64, size_t i)
+{
+	return index64 ? ((const int64_t *)p)[i] : ((const int32_t *)p)[i];
+}
+
+struct opass_spmm *opass_spmm_free(struct opass_spmm *spmm)
+{
+	if (!spmm)
+		return NULL;
+	if (!spmm->borrowed) {
+		free(spmm->row_ptr);
+		free(spmm->k0);
+		free(spmm->k16);
+		free(spmm->values);
+	}
+	free(spmm);
+	return NULL;
+}
+
+static int spmm_check_shape(int64_t n, int64_t k, int64_t br, int64_t bc, size_t n_values,
+			    size_t n_col, size_t n_row_ptr, struct onnxpass_error *err)
+{
+	if (n < 0 || k < 0 || n > INT32_MAX || k > INT32_MAX / TILE_MAX)
+		return opass_error(err, -EINVAL, "bad weight shape N=%lld K=%lld",
+				   (long long)n, (long long)k);
+	if (br < 1 || bc < 1 || br > BLOCK_MAX || bc > BLOCK_MAX)
+		return opass_error(err, -EINVAL, "block shape %lldx%lld: each side must be 1..%d",
+				   (long long)br, (long long)bc, BLOCK_MAX);
+	if (n_row_ptr != (size_t)div_up(n, br) + 1)
+		return opass_error(err, -EINVAL, "row_ptr has %zu entries, expected %lld "
+				   "(ceil(N / block_rows) + 1)", n_row_ptr,
+				   (long long)div_up(n, br) + 1);
+	if (n_col > INT32_MAX || n_values != n_col * (size_t)(br * bc))
+		return opass_error(err, -EINVAL, "%zu values for %zu blocks of %lldx%lld",
+				   n_values, n_col, (long long)br, (long long)bc);
+	return 0;
+}
+
+static int spmm_check_rows(const void *row_ptr, size_t n_row_ptr, size_t n_col, bool index64,
+			   struct onnxpass_error *err)
+{
+	if (index_at(row_ptr, index64, 0) != 0)
+		return opass_error(err, -EINVAL, "row_ptr must start at 0");
+	for (size_t i = 1; i < n_row_ptr; i++)
+		if (index_at(row_ptr, index64, i) < index_at(row_ptr, index64, i - 1))
+			return opass_error(err, -EINVAL, "row_ptr decreases at %zu", i);
+	if (index_at(row_ptr, index64, n_row_ptr - 1) != (int64_t)n_col)
+		return opass_error(err, -EINVAL, "row_ptr ends at %lld, but there are %zu blocks",
+				   (long long)index_at(row_ptr, index64, n_row_ptr - 1), n_col);
+	return 0;
+}
+
+/* Elements of a block past the weight's edge (last block row/column) must be 0. */
+static bool block_padding_zero(const struct opass_spmm *s, int64_t row, int64_t b)
+{
+	const float *v = s->values + b * s->br * s->bc;
+
+	for (int64_t r = 0; r < s->br; r++)
+		for (int64_t c = 0; c < s->bc; c++)
+			if ((row * s->br + r >= s->n || s->k0[b] + c >= s->k) && v[r * s->bc + c] != 0.0f)
+				return false;
+	return true;
+}
+
+static int spmm_fill(struct opass_spmm *s, const void *col, const void *row_ptr, bool index64,
+		     struct onnxpass_error *err)
+{
+	int64_t block_cols = div_up(s->k, s->bc);
+
+	for (int64_t i = 0; i <= s->n_block_rows; i++)
+		s->row_ptr[i] = (int32_t)index_at(row_ptr, index64, (size_t)i);
+	for (int64_t i = 0; i < s->n_block_rows; i++)
+		for (int32_t b = s->row_ptr[i]; b < s->row_ptr[i + 1]; b++) {
+			int64_t j = index_at(col, index64, (size_t)b);
+
+			if (j < 0 || j >= block_cols)
+				return opass_error(err, -EINVAL, "block column %lld out of range "
+						   "[0, %lld)", (long long)j, (long long)block_cols);
+			s->k0[b] = (int32_t)(j * s->bc);
+			if (!block_padding_zero(s, i, b))
+				return opass_error(err, -EINVAL, "block %d reaches past the weight's "
+						   "edge with nonzero values", b);
+		}
+	return 0;
+}
+
+/* 16-bit column indices when every block column fits. */
+static int spmm_compact(struct opass_spmm *s, size_t n_blocks, struct onnxpass_error *err)
+{
+	if (s->k_pad > 65536)
+		return 0;
+	s->k16 = malloc((n_blocks + 1) * sizeof(*s->k16));
+	if (!s->k16)
+		return opass_error(err, -ENOMEM, "out of memory");
+	for (size_t b = 0; b < n_blocks; b++)
+		s->k16[b] = (uint16_t)s->k0[b];
+	return 0;
+}
+
+int opass_spmm_new(int64_t n, int64_t k, int64_t br, int64_t bc,
+		   const float *values, size_t n_values,
+		   const void *col, size_t n_col, const void *row_ptr, size_t n_row_ptr,
+		   bool index64, struct opass_spmm **ret_spmm, struct onnxpass_error *err)
+{
+	struct opass_spmm *s;
+	int r;
+
+	r = spmm_check_shape(n, k, br, bc, n_values, n_col, n_row_ptr, err);
+	if (r == 0)
+		r = spmm_check_rows(row_ptr, n_row_ptr, n_col, index64, err);
+	if (r < 0)
+		return r;
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return opass_error(err, -ENOMEM, "out of memory");
+	*s = (struct opass_spmm){ .n = n, .k = k, .k_pad = div_up(k, bc) * bc, .br = (int)br,
+				  .bc = (int)bc, .n_block_rows = div_up(n, br),
+				  .n_blocks = (int64_t)n_col };
+	s->row_ptr = malloc(n_row_ptr * sizeof(*s->row_ptr));
+	s->k0 = malloc((n_col + 1) * sizeof(*s->k0));
+	s->values = malloc((n_values + 1) * sizeof(*s->values));
+	if (!s->row_ptr || !s->k0 || !s->values)
+		r = opass_error(err, -ENOMEM, "out of memory");
+	if (r == 0) {
+		memcpy(s->values, values, n_values * sizeof(*values));
+		r = spmm_fill(s, col, row_ptr, index64, err);
+	}
+	if (r == 0)
+		r = spmm_compact(s, n_col, err);
+	if (r < 0) {
+		opass_spmm_free(s);
+		return r;
+	}
+	*ret_spmm = s;
+	return 0;
+}
+
+int opass_spmm_from_dense(const float *bt, int64_t n, int64_t k, int64_t br, int64_t bc,
+			  struct opass_spmm **ret_spmm, struct onnxpass_error *err)
+{
+	struct opass_bsr *bsr = NULL;
+	int r;
+
+	r = opass_bsr_from_dense(bt, n, k, br, bc, &bsr, err);
+	if (r < 0)
+		return r;
+	r = opass_spmm_new(n, k, br, bc, bsr->values, (size_t)(bsr->n_blocks * br * bc),
+			   bsr->col, (size_t)bsr->n_blocks, bsr->row_ptr,
+			   (size_t)((n + br - 1) / br + 1), true, ret_spmm, err);
+	opass_bsr_free(bsr);
+	return r;
+}
+
+/* ---- one flat buffer (weights shared between sessions) --------------------- */
+
+#define FLAT_MAGIC 0x31746c66706f6e78ull   /* "xnopflt1" */
+#define FLAT_ALIGN 64
+
+struct spmm_flat {
+	uint64_t magic;
+	int64_t n, k, k_pad, n_block_rows, n_blocks;
+	int32_t br, bc, has_k16, pad;
+};
+
+static size_t align_up(size_t v)
+{
+	return (v + FLAT_ALIGN - 1) / FLAT_ALIGN * FLAT_ALIGN;
+}
+
+/* Offsets of the arrays in a flat buffer, and its size. */
+static size_t flat_layout(const struct spmm_flat *h, size_t off[4])
+{
+	size_t blocks = (size_t)h->n_blocks, at = align_up(sizeof(*h));
+
+	off[0] = at;
+	at = align_up(at + ((size_t)h->n_block_rows + 1) * sizeof(int32_t));
+	off[1] = at;
+	at = align_up(at + blocks * sizeof(int32_t));
+	off[2] = at;
+	at = align_up(at + (h->has_k16 ? blocks * sizeof(uint16_t) : 0));
+	off[3] = at;
+	return at + blocks * (size_t)h->br * (size_t)h->bc * sizeof(float);
+}
+
+static struct spmm_flat flat_header(const struct opass_spmm *s)
+{
+	return (struct spmm_flat){ .magic = FLAT_MAGIC, .n = s->n, .k = s->k, .k_pad = s->k_pad,
+				   .n_block_rows = s->n_block_rows, .n_blocks = s->n_blocks,
+				   .br = s->br, .bc = s->bc, .has_k16 = s->k16 != NULL };
+}
+
+size_t opass_spmm_flat_size(const struct opass_spmm *spmm)
+{
+	struct spmm_flat h = flat_header(spmm);
+	size_t off[4];
+
+	return flat_layout(&h, off);
+}
+
+void opass_spmm_flat_write(const struct opass_spmm *spmm, void *buf)
+{
+	struct spmm_flat h = flat_header(spmm);
+	size_t off[4], blocks = (size_t)h.n_blocks;
+	char *p = buf;
+
+	flat_layout(&h, off);
+	memcpy(p, &h, sizeof(h));
+	memcpy(p + off[0], spmm->row_ptr, ((size_t)h.n_block_rows + 1) * sizeof(int32_t));
+	memcpy(p + off[1], spmm->k0, blocks * sizeof(int32_t));
+	if (spmm->k16)
+		memcpy(p + off[2], spmm->k16, blocks * sizeof(uint16_t));
+	memcpy(p + off[3], spmm->values, blocks * (size_t)h.br * (size_t)h.bc * sizeof(float));
+}
+
+int opass_spmm_flat_view(const void *buf, size_t size, struct opass_spmm **ret_spmm)
+{
+	struct spmm_flat h;
+	struct opass_spmm *s;
+	size_t off[4];
+	char *p = (char *)buf;
+
+	if (!buf || size < sizeof(h))
+		return -EINVAL;
+	memcpy(&h, buf, sizeof(h));
+	if (h.magic != FLAT_MAGIC || h.n_blocks < 0 || h.n_block_rows < 0 ||
+	    flat_layout(&h, off) != size)
+		return -EINVAL;
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	*s = (struct opass_spmm){ .n = h.n, .k = h.k, .k_pad = h.k_pad, .br = h.br, .bc = h.bc,
+				  .n_block_rows = h.n_block_rows, .n_blocks = h.n_blocks,
+				  .row_ptr = (int32_t *)(void *)(p + off[0]),
+				  .k0 = (int32_t *)(void *)(p + off[1]),
+				  .k16 = h.has_k16 ? (uint16_t *)(void *)(p + off[2]) : NULL,
+				  .values = (float *)(void *)(p + off[3]), .borrowed = true };
+	*ret_spmm = s;
+	return 0;
+}
+
+bool opass_spmm_isa_supported(enum opass_spmm_isa isa)
+{
+	switch (isa) {
+	case OPASS_SPMM_ISA_AUTO:
+	case OPASS_SPMM_ISA_GENERIC:
+		return true;
+#if defined(__x86_64__) && defined(__GNUC__)
+	case OPASS_SPMM_ISA_AVX2:
+		return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+	case OPASS_SPMM_ISA_AVX512:
+		return __builtin_cpu_supports("avx512f");
+#endif
+	default:
+		return false;
+	}
+}
+
+/* The job's kernels for an ISA; -ENOTSUP when the CPU lacks it. */
+static int kernels_pick(enum opass_spmm_isa isa, struct spmm_job *job)
+{
+	if (isa == OPASS_SPMM_ISA_AUTO) {
+		if (opass_spmm_isa_supported(OPASS_SPMM_ISA_AVX512))
+			isa = OPASS_SPMM_ISA_AVX512;
+		else if (opass_spmm_isa_supported(OPASS_SPMM_ISA_AVX2))
+			isa = OPASS_SPMM_ISA_AVX2;
+	}
+	if (!opass_spmm_isa_supported(isa))
+		return -ENOTSUP;
+	if (isa == OPASS_SPMM_ISA_AVX512)
+		spmm_kernels_avx512(&job->kernels);
+	else if (isa == OPASS_SPMM_ISA_AVX2)
+		spmm_kernels_avx2(&job->kernels);
+	else
+		spmm_kernels_generic(&job->kernels);
+	return 0;
+}
+
+/* ---- running: pack A, then (tile, chunk) work items ---------------------- */
+
+static float bias_at(const struct spmm_job *job, int64_t n)
+{
+	if (!job->bias)
+		return 0.0f;
+	return job->bias[job->n_bias == 1 ? 0 : n];
+}
+
+/* Rows of A in tile t and its width class. */
+static int64_t tile_rows(const struct spmm_job *job, size_t t, enum spmm_width *ret_w)
+{
+	int64_t rows = job->m - (int64_t)(t % (size_t)job->tiles_per_image) * TILE_MAX;
+
+	rows = rows < TILE_MAX ? rows : TILE_MAX;
+	if (rows <= 1)
+		*ret_w = SPMM_W1;
+	else if (rows <= 4)
+		*ret_w = SPMM_W4;
+	else if (rows <= 8)
+		*ret_w = SPMM_W8;
+	else
+		*ret_w = (enum spmm_width)(SPMM_W16 + (rows - 1) / 16);
+	return rows;
+}
+
+/* at[k][i] = a[m0 + i][k] for one tile of width w; rows past m and columns past K
+ * are 0. Transposed in 16x16 blocks so that reads and writes both stay in L1. */
+static void matmul_pack(const struct spmm_job *job, size_t t)
+{
+	int64_t k = job->s->k, k_pad = job->s->k_pad, m0 = (int64_t)t * TILE_MAX;
+	enum spmm_width wc;
+	int64_t rows = tile_rows(job, t, &wc), w = spmm_width_floats(wc);
+	float *at = job->at + t * (size_t)k_pad * job->tile_stride;
+
+	for (int64_t c0 = 0; c0 < k; c0 += 16) {
+		int64_t c1 = c0 + 16 < k ? c0 + 16 : k;
+
+		for (int64_t i0 = 0; i0 < rows; i0 += 16) {
+			int64_t i1 = i0 + 16 < rows ? i0 + 16 : rows;
+
+			if (job->kernels.transpose16 && c1 - c0 == 16 && i1 - i0 == 16) {
+				job->kernels.transpose16(job->a + (m0 + i0) * k + c0, (size_t)k,
+							 at + c0 * w + i0, (size_t)w, NULL);
+				continue;
+			}
+			for (int64_t c = c0; c < c1; c++)
+				for (int64_t i = i0; i < i1; i++)
+					at[c * w + i] = job->a[(m0 + i) * k + c];
+		}
+		for (int64_t c = c0; rows < w && c < c1; c++)
+			memset(at + c * w + rows, 0, (size_t)(w - rows) * sizeof(float));
+	}
+	memset(at + k * w, 0, (size_t)((k_pad - k) * w) * sizeof(float));
+}
+
+/* y[m0 + i][n0 + j] = out[j][i] + bias, in 16x16 blocks; out rows are w long. */
+static void tile_store(const struct spmm_job *job, int64_t m0, int64_t rows, int64_t w,
+		       int64_t n0, int64_t n_out, const float *out)
+{
+	int64_t n = job->s->n;
+	float bias[CHUNK_N];
+
+	for (int64_t j = 0; j < n_out; j++)
+		bias[j] = bias_at(job, n0 + j);
+	for (int64_t i0 = 0; i0 < rows; i0 += 16) {
+		int64_t i1 = i0 + 16 < rows ? i0 + 16 : rows;
+
+		for (int64_t j0 = 0; j0 < n_out; j0 += 16) {
+			int64_t j1 = j0 + 16 < n_out ? j0 + 16 : n_out;
+
+			if (job->kernels.transpose16 && i1 - i0 == 16 && j1 - j0 == 16) {
+				job->kernels.transpose16(out + j0 * w + i0, (size_t)w,
+							 job->y + (m0 + i0) * n + n0 + j0,
+							 (size_t)n, bias + j0);
+				continue;
+			}
+			for (int64_t i = i0; i < i1; i++) {
+				float *y = job->y + (m0 + i) * n + n0;
+
+				for (int64_t j = j0; j < j1; j++)
+					y[j] = out[j * w + i] + bias[j];
+			}
+		}
+	}
+}
+
+/* Output columns [ox0, ox1) of output row oy under kernel tap (ky, kx): the
+ * input row's elements at ix = ox * stride - pad + kx * dilation, 0 outside. */
+static void conv_pack_segment(const struct opass_conv *cv, const float *x, int64_t ky,
+			      int64_t kx, int64_t oy, int64_t ox0, int64_t ox1, float *dst)
+{
+	int64_t iy = oy * cv->stride_h - cv->pad_top + ky * cv->dilation_h;
+	int64_t shift = kx * cv->dilation_w - cv->pad_left, s = cv->stride_w;
+	int64_t lo = ox0, hi = ox1;
+	const float *row;
+
+	if (iy < 0 || iy >= cv->in_h) {
+		memset(dst, 0, (size_t)(ox1 - ox0) * sizeof(float));
+		return;
+	}
+	row = x + iy * cv->in_w;
+	/* lo..hi: the columns whose ix lies inside the row */
+	while (lo < hi && lo * s + shift < 0)
+		dst[lo++ - ox0] = 0.0f;
+	while (hi > lo && (hi - 1) * s + shift >= cv->in_w)
+		dst[--hi - ox0] = 0.0f;
+	if (s == 1) {
+		memcpy(dst + (lo - ox0), row + lo + shift, (size_t)(hi - lo) * sizeof(float));
+		return;
+	}
+	for (int64_t ox = lo; ox < hi; ox++)
+		dst[ox - ox0] = row[ox * s + shift];
+}
+
+/* One kernel tap's row of a packed tile: dst[i] for output positions p0 + i,
+ * by output-row segments; w - rows padding lanes are 0. */
+static void conv_pack_tap(const struct opass_conv *cv, const float *x, int64_t ky, int64_t kx,
+			  int64_t p0, int64_t rows, int64_t w, float *dst)
+{
+	int64_t oy = p0 / cv->out_w, ox = p0 % cv->out_w;
+
+	for (int64_t i = 0; i < rows;) {
+		int64_t n = cv->out_w - ox < rows - i ? cv->out_w - ox : rows - i;
+
+		conv_pack_segment(cv, x, ky, kx, oy, ox, ox + n, dst + i);
+		i += n;
+		ox = 0;
+		oy++;
+	}
+	memset(dst + rows, 0, (size_t)(w - rows) * sizeof(float));
+}
+
+/* Implicit im2col of one tile: at[(c * kh + ky) * kw + kx][i] = the input under
+ * kernel tap (ky, kx) of channel c for output position p0 + i (0 in the padding). */
+static void conv_pack(const struct spmm_job *job, size_t t)
+{
+	const struct opass_conv *cv = job->conv;
+	int64_t image = (int64_t)(t / (size_t)job->tiles_per_image), kk = 0;
+	int64_t p0 = (int64_t)(t % (size_t)job->tiles_per_image) * TILE_MAX, rows, w;
+	float *at = job->at + t * (size_t)job->s->k_pad * job->tile_stride;
+	const float *x = job->a + image * cv->c_in * cv->in_h * cv->in_w;
+	enum spmm_width wc;
+
+	rows = tile_rows(job, t, &wc);
+	w = spmm_width_floats(wc);
+	for (int64_t c = 0; c < cv->c_in; c++)
+		for (int64_t ky = 0; ky < cv->kernel_h; ky++)
+			for (int64_t kx = 0; kx < cv->kernel_w; kx++, kk++)
+				conv_pack_tap(cv, x + c * cv->in_h * cv->in_w, ky, kx, p0, rows, w,
+					      at + kk * w);
+	memset(at + kk * w, 0, (size_t)((job->s->k_pad - kk) * w) * sizeof(float));
+}
+
+static void tile_pack(void *data, size_t t)
+{
+	const struct spmm_job *job = data;
+
+	if (job->conv)
+		conv_pack(job, t);
+	else
+		matmul_pack(job, t);
+}
+
+/* y[image][n0 + j][p0 + i] = out[j][i] + bias: rows of NCHW outputs. */
+static void conv_store(const struct spmm_job *job, size_t t, int64_t rows, int64_t w,
+		       int64_t n0, int64_t n_out, const float *out)
+{
+	int64_t image = (int64_t)(t / (size_t)job->tiles_per_image);
+	int64_t p0 = (int64_t)(t % (size_t)job->tiles_per_image) * TILE_MAX;
+	float *y = job->y + (image * job->s->n + n0) * job->m + p0;
+
+	for (int64_t j = 0; j < n_out; j++, y += job->m) {
+		float b = bias_at(job, n0 + j);
+
+		for (int64_t i = 0; i < rows; i++)
+			y[i] = out[j * w + i] + b;
+	}
+}
+
+static void tile_chunk(void *data, size_t item)
+{
+	const struct spmm_job *job = data;
+	const struct opass_spmm *s = job->s;
+	size_t t = item / job->n_chunks, c = item % job->n_chunks;
+	int64_t row0 = (int64_t)c * job->rows_per_chunk, row1 = row0 + job->rows_per_chunk;
+	const float *at = job->at + t * (size_t)s->k_pad * job->tile_stride;
+	float out[CHUNK_N * TILE_MAX] __attribute__((aligned(64)));
+	int64_t n0 = row0 * s->br, n_out, rows, w;
+	spmm_block_rows_fn *block_rows;
+	enum spmm_width wc;
+
+	rows = tile_rows(job, t, &wc);
+	w = spmm_width_floats(wc);
+	block_rows = job->kernels.block_rows[wc];
+	if (row1 > s->n_block_rows)
+		row1 = s->n_block_rows;
+	block_rows(s, row0, row1, at, out);
+	n_out = row1 * s->br < s->n ? row1 * s->br - n0 : s->n - n0;
+	if (job->conv)
+		conv_store(job, t, rows, w, n0, n_out, out);
+	else
+		tile_store(job, (int64_t)t * TILE_MAX, rows, w, n0, n_out, out);
+}
+
+struct trampoline {
+	void (*fn)(void *data, size_t i);
+	void *data;
+};
+
+static int trampoline_run(size_t i, unsigned thread, void *userdata)
+{
+	const struct trampoline *t = userdata;
+
+	(void)thread;
+	t->fn(t->data, i);
+	return 0;
+}
+
+static void run_parallel(const struct opass_spmm_exec *exec, void (*fn)(void *data, size_t i),
+			 size_t n, void *data)
+{
+	struct trampoline t = { .fn = fn, .data = data };
+
+	if (exec && exec->parallel_for) {
+		exec->parallel_for(exec->ctx, fn, n, data);
+		return;
+	}
+	/* opass_parallel_for fails only before running anything */
+	if (opass_parallel_for(n, exec ? exec->threads : 0, trampoline_run, &t) < 0)
+		for (size_t i = 0; i < n; i++)
+			fn(data, i);
+}
+
+static void *scratch_alloc(const struct opass_spmm_exec *exec, size_t size)
+{
+	if (exec && exec->alloc)
+		return exec->alloc(exec->ctx, size);
+	return aligned_alloc(64, (size + 63) / 64 * 64);
+}
+
+static void scratch_release(const struct opass_spmm_exec *exec, void *p)
+{
+	if (exec && exec->alloc)
+		exec->release(exec->ctx, p);
+	else
+		free(p);
+}
+
+/* One tile whole: pack it, then every chunk of outputs while it is in cache. */
+static void tile_whole(void *data, size_t t)
+{
+	const struct spmm_job *job = data;
+
+	tile_pack(data, t);
+	for (size_t c = 0; c < job->n_chunks; c++)
+		tile_chunk(data, t * job->n_chunks + c);
+}
+
+/* Many tiles: a work item per tile (its packed copy of A is used while in
+ * cache); few: pack them all, then split the outputs among the threads. */
+static int run_tiled(struct spmm_job *job, size_t tiles, const struct opass_spmm_exec *exec)
+{
+	size_t size;
+	enum spmm_width w0;
+
+	tile_rows(job, 0, &w0);
+	job->tile_stride = (size_t)spmm_width_floats(w0);
+	size = tiles * (size_t)job->s->k_pad * job->tile_stride * sizeof(float);
+
+	job->at = scratch_alloc(exec, size ? size : 64);
+	if (!job->at)
+		return -ENOMEM;
+	if (tiles >= WHOLE_TILES_MIN) {
+		run_parallel(exec, tile_whole, tiles, job);
+	} else {
+		run_parallel(exec, tile_pack, tiles, job);
+		run_parallel(exec, tile_chunk, tiles * job->n_chunks, job);
+	}
+	scratch_release(exec, job->at);
+	return 0;
+}
+
+int opass_spmm_run(const struct opass_spmm *spmm, const float *a, int64_t m,
+		   const float *bias, size_t n_bias, float *y,
+		   const struct opass_spmm_exec *exec)
+{
+	struct spmm_job job = { .s = spmm, .a = a, .bias = bias, .n_bias = n_bias, .y = y, .m = m };
+
+	if (!spmm || m < 0 || (bias && n_bias != 1 && n_bias != (size_t)spmm->n))
+		return -EINVAL;
+	if (kernels_pick(exec ? exec->isa : OPASS_SPMM_ISA_AUTO, &job) < 0)
+		return -ENOTSUP;
+	if (m == 0 || spmm->n == 0)
+		return 0;
+	job.rows_per_chunk = CHUNK_N / spmm->br;
+	job.n_chunks = (size_t)div_up(spmm->n_block_rows, job.rows_per_chunk);
+	job.tiles_per_image = div_up(m, TILE_MAX);
+	return run_tiled(&job, (size_t)job.tiles_per_image, exec);
+}
+
+int64_t opass_conv_output_size(int64_t in, int64_t kernel, int64_t stride, int64_t pad_begin,
+			   int64_t pad_end, int64_t dilation)
+{
+	int64_t span = dilation * (kernel - 1) + 1;
+
+	if (in < 0 || kernel < 1 || stride < 1 || dilation < 1 || pad_begin < 0 || pad_end < 0 ||
+	    in + pad_begin + pad_end < span)
+		return -EINVAL;
+	return (in + pad_begin + pad_end - span) / stride + 1;
+}
+
+static bool conv_valid(const struct opass_spmm *spmm, const struct opass_conv *cv)
+{
+	return cv->c_in * cv->kernel_h * cv->kernel_w == spmm->k && cv->stride_h >= 1 &&
+	       cv->stride_w >= 1 && cv->dilation_h >= 1 && cv->dilation_w >= 1 &&
+	       cv->out_h >= 0 && cv->out_w >= 0 && cv->in_h >= 0 && cv->in_w >= 0;
+}
+
+int opass_spmm_run_conv(const struct opass_spmm *spmm, const struct opass_conv *conv,
+			const float *x, int64_t batch, const float *bias, size_t n_bias, float *y,
+			const struct opass_spmm_exec *exec)
+{
+	struct spmm_job job = { .s = spmm, .a = x, .bias = bias, .n_bias = n_bias, .y = y,
+				.conv = conv };
+
+	if (!spmm || !conv || batch < 0 || !conv_valid(spmm, conv) ||
+	    (bias && n_bias != 1 && n_bias != (size_t)spmm->n))
+		return -EINVAL;
+	if (kernels_pick(exec ? exec->isa : OPASS_SPMM_ISA_AUTO, &job) < 0)
+		return -ENOTSUP;
+	job.m = conv->out_h * conv->out_w;
+	if (batch == 0 || job.m == 0 || spmm->n == 0)
+		return 0;
+	job.rows_per_chunk = CHUNK_N / spmm->br;
+	job.n_chunks = (size_t)div_up(spmm->n_block_rows, job.rows_per_chunk);
+	job.tiles_per_image = div_up(job.m, TILE_MAX);
+	return run_tiled(&job, (size_t)(batch * job.tiles_per_image), exec);
+}
+
+/* ---- cost model -------------------------------------------------------------- */
+
+/*
+ * Costs per row of A (conv: per output position), in units of one dense weight
+ * element. Measured with bench/ep.py --claim all (one MatMul, 768x3072 and 3072x768, ORT
+ * 1.29's MLAS on 2 threads of a shared 2-core AVX2 machine): the time of a
+ * nonzero, relative to one dense weight element in MLAS, is about 5 for one to
+ * four rows of A (both are memory-bound; the sparse kernel reads a value, an
+ * index and A's element per nonzero), about 3 for 5 to 48 rows (MLAS pads
+ * small M), and about 6 from 49 rows on, where MLAS runs near peak and the
+ * sparse kernel's packed tiles stream from L2. Unknown M takes the worst case.
+ * Each output element costs about OUTPUT_COST more (storing it from the tile,
+ * and an activation that ORT would have fused into its own Conv / Gemm but runs
+ * as a separate node after ours): measured on single 1x1 and 3x3 Convs (e.g. a
+ * 64 -> 256 1x1 Conv at 56x56 and 90 % zeros only broke even).
+ * A node is claimed when the predicted speed-up is at least MIN_GAIN, so that
+ * nodes near break-even (and the noise of the measurement) stay on the CPU EP.
+ */
+#define MIN_GAIN 1.25
+#define OUTPUT_COST 32.0
+
+static double nonzero_cost(int64_t m)
+{
+	if (m < 0 || m > 48)
+		return 6.0;
+	if (m <= 4)
+		return 5.0;
+	return 3.0;
+}
+
+bool opass_spmm_predict_win(int64_t m, int64_t k, int64_t n, int64_t nonzero)
+{
+	double dense, sparse;
+
+	if (k <= 0 || n <= 0 || nonzero < 0 || m == 0)
+		return false;
+	dense = (double)k * (double)n;
+	sparse = (double)nonzero * nonzero_cost(m) + (double)n * OUTPUT_COST;
+	return sparse * MIN_GAIN <= dense;
+}

@@ -1,0 +1,61 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Internals of the sparse x dense kernels (sparse_kernels.c: formats and
+ * running; spmm_rows.c: the per-ISA block-row kernels).
+ *
+ * A call packs A into tiles of up to TILE_MAX rows, transposed: at[k][w] with
+ * w the tile's width, its row count rounded up to a width class (1, 4, 8, 16,
+ * 32, 48 or 64), so that a small M is not padded to 64 rows. A block-rows
+ * kernel of width w computes, for every output row r of the block rows
+ * row0 <= row < row1, out[((row - row0) * br + r) * w + i] = sum over the
+ * row's nonzeros w(r, k) * at[k][i].
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stddef.h>
+
+#define TILE_MAX 64
+
+struct opass_spmm {
+	int64_t n, k, k_pad;
+	int br, bc;
+	int64_t n_block_rows;
+	int32_t *row_ptr;  /* [n_block_rows + 1] */
+	int32_t *k0;       /* first column of each block */
+	uint16_t *k16;     /* the same in 16 bits when k_pad <= 65536, else NULL */
+	float *values;     /* [n_blocks * br * bc] */
+	int64_t n_blocks;
+	bool borrowed;     /* the arrays live in a flat buffer owned elsewhere */
+};
+
+enum spmm_width {
+	SPMM_W1,
+	SPMM_W4,
+	SPMM_W8,
+	SPMM_W16,
+	SPMM_W32,
+	SPMM_W48,
+	SPMM_W64,
+	_SPMM_W_MAX,
+};
+
+typedef void spmm_block_rows_fn(const struct opass_spmm *s, int64_t row0, int64_t row1,
+				const float *at, float *out);
+
+/* dst[c][i] = src[i][c] (+ add[i]) for a 16 x 16 block; strides in floats. */
+typedef void spmm_transpose16_fn(const float *src, size_t src_stride, float *dst,
+				 size_t dst_stride, const float *add);
+
+struct spmm_kernels {
+	spmm_block_rows_fn *block_rows[_SPMM_W_MAX];
+	spmm_transpose16_fn *transpose16;    /* or NULL: scalar copies */
+};
+
+/* Floats per packed row of a width class. */
+int spmm_width_floats(enum spmm_width w);
+
+void spmm_kernels_generic(struct spmm_kernels *k);
+void spmm_kernels_avx2(struct spmm_kernels *k);
+void spmm_kernels_avx512(struct spmm_kernels *k);

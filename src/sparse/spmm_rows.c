@@ -1,0 +1,422 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Block-row kernels of the sparse x dense product, one per tile width and
+ * ISA (layout: spmm_impl.h). Each nonzero w(r, k) is one broadcast
+ * multiply-add of w by the packed row at[k] (the tile's w rows of A at
+ * column k) into output row r's accumulators, which stay in registers.
+ * CSR rows (1x1 blocks) alternate two sets of accumulators so that
+ * consecutive nonzeros do not wait on each other's FMA; 16-bit column
+ * indices (k16) halve the index traffic, which is what limits small tiles.
+ */
+#include <stdbool.h>
+#include <string.h>
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define SPMM_X86 1
+#endif
+
+#include "spmm_impl.h"
+
+#define INLINE static inline __attribute__((always_inline))
+
+/* Column of block b's first element. */
+#define KAT(s, b, idx16) ((size_t)((idx16) ? (s)->k16[b] : (uint32_t)(s)->k0[b]))
+
+int spmm_width_floats(enum spmm_width w)
+{
+	static const int floats[_SPMM_W_MAX] = { 1, 4, 8, 16, 32, 48, 64 };
+
+	return floats[w];
+}
+
+/* ---- generic C ------------------------------------------------------------- */
+
+INLINE void rows_generic(const struct opass_spmm *s, int64_t row, const float *at, float *out,
+			 const int w)
+{
+	size_t stride = (size_t)s->br * (size_t)s->bc;
+
+	for (int r = 0; r < s->br; r++) {
+		float acc[TILE_MAX] = { 0 };
+
+		for (int32_t b = s->row_ptr[row]; b < s->row_ptr[row + 1]; b++) {
+			const float *v = s->values + b * stride + (size_t)r * (size_t)s->bc;
+			const float *x = at + (size_t)s->k0[b] * (size_t)w;
+
+			for (int c = 0; c < s->bc; c++, x += w)
+				for (int i = 0; i < w; i++)
+					acc[i] += v[c] * x[i];
+		}
+		memcpy(out + r * w, acc, (size_t)w * sizeof(float));
+	}
+}
+
+#define GENERIC_WIDTH(W) \
+	static void rows_generic_##W(const struct opass_spmm *s, int64_t row0, int64_t row1, \
+				     const float *at, float *out) \
+	{ \
+		for (int64_t row = row0; row < row1; row++, out += s->br * W) \
+			rows_generic(s, row, at, out, W); \
+	}
+GENERIC_WIDTH(1)
+GENERIC_WIDTH(4)
+GENERIC_WIDTH(8)
+GENERIC_WIDTH(16)
+GENERIC_WIDTH(32)
+GENERIC_WIDTH(48)
+GENERIC_WIDTH(64)
+
+void spmm_kernels_generic(struct spmm_kernels *k)
+{
+	*k = (struct spmm_kernels){ .block_rows = { rows_generic_1, rows_generic_4, rows_generic_8,
+						    rows_generic_16, rows_generic_32,
+						    rows_generic_48, rows_generic_64 } };
+}
+
+#ifdef SPMM_X86
+#define AVX2 __attribute__((target("avx2,fma")))
+#define AVX512 __attribute__((target("avx512f")))
+
+/* ---- AVX2: 1 row (scalar), 4 rows (xmm), 8 x nv rows (ymm) ------------------- */
+
+/* One row of A: a sparse dot product, four independent sums. */
+AVX2 INLINE void csr_scalar(const struct opass_spmm *s, int64_t row, const float *at, float *out,
+			    const bool idx16)
+{
+	float a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+	int32_t b = s->row_ptr[row], e = s->row_ptr[row + 1];
+	const float *v = s->values;
+
+	for (; b + 3 < e; b += 4) {
+		a0 = __builtin_fmaf(v[b], at[KAT(s, b, idx16)], a0);
+		a1 = __builtin_fmaf(v[b + 1], at[KAT(s, b + 1, idx16)], a1);
+		a2 = __builtin_fmaf(v[b + 2], at[KAT(s, b + 2, idx16)], a2);
+		a3 = __builtin_fmaf(v[b + 3], at[KAT(s, b + 3, idx16)], a3);
+	}
+	for (; b < e; b++)
+		a0 = __builtin_fmaf(v[b], at[KAT(s, b, idx16)], a0);
+	out[0] = (a0 + a1) + (a2 + a3);
+}
+
+AVX2 static void rows_avx2_1(const struct opass_spmm *s, int64_t row0, int64_t row1,
+			    const float *at, float *out)
+{
+	for (int64_t row = row0; s->br == 1 && s->bc == 1 && s->k16 && row < row1; row++)
+		csr_scalar(s, row, at, out++, true);
+	for (int64_t row = row0; s->br == 1 && s->bc == 1 && !s->k16 && row < row1; row++)
+		csr_scalar(s, row, at, out++, false);
+	for (int64_t row = row0; (s->br != 1 || s->bc != 1) && row < row1; row++, out += s->br)
+		rows_generic(s, row, at, out, 1);
+}
+
+AVX2 INLINE void csr_xmm(const struct opass_spmm *s, int64_t row, const float *at, float *out,
+			 const bool idx16)
+{
+	__m128 a0 = _mm_setzero_ps(), a1 = _mm_setzero_ps();
+	int32_t b = s->row_ptr[row], e = s->row_ptr[row + 1];
+	const float *v = s->values;
+
+	for (; b + 1 < e; b += 2) {
+		a0 = _mm_fmadd_ps(_mm_set1_ps(v[b]), _mm_loadu_ps(at + 4 * KAT(s, b, idx16)), a0);
+		a1 = _mm_fmadd_ps(_mm_set1_ps(v[b + 1]),
+				  _mm_loadu_ps(at + 4 * KAT(s, b + 1, idx16)), a1);
+	}
+	if (b < e)
+		a0 = _mm_fmadd_ps(_mm_set1_ps(v[b]), _mm_loadu_ps(at + 4 * KAT(s, b, idx16)), a0);
+	_mm_storeu_ps(out, _mm_add_ps(a0, a1));
+}
+
+AVX2 static void rows_avx2_4(const struct opass_spmm *s, int64_t row0, int64_t row1,
+			    const float *at, float *out)
+{
+	for (int64_t row = row0; s->br == 1 && s->bc == 1 && s->k16 && row < row1; row++, out += 4)
+		csr_xmm(s, row, at, out, true);
+	for (int64_t row = row0; s->br == 1 && s->bc == 1 && !s->k16 && row < row1; row++, out += 4)
+		csr_xmm(s, row, at, out, false);
+	for (int64_t row = row0; (s->br != 1 || s->bc != 1) && row < row1; row++, out += 4 * s->br)
+		rows_generic(s, row, at, out, 4);
+}
+
+/* CSR, nv ymm per packed row; two accumulator sets while they fit in registers. */
+AVX2 INLINE void csr_ymm(const struct opass_spmm *s, int64_t row, const float *at, float *out,
+			 const int nv, const bool idx16)
+{
+	const size_t w = 8 * (size_t)nv;
+	const int pairs = nv <= 4;
+	__m256 a0[8], a1[8];
+	int32_t b = s->row_ptr[row], e = s->row_ptr[row + 1];
+	const float *v = s->values;
+
+	for (int j = 0; j < nv; j++)
+		a0[j] = a1[j] = _mm256_setzero_ps();
+	for (; pairs && b + 1 < e; b += 2) {
+		const float *x0 = at + KAT(s, b, idx16) * w, *x1 = at + KAT(s, b + 1, idx16) * w;
+		__m256 w0 = _mm256_set1_ps(v[b]), w1 = _mm256_set1_ps(v[b + 1]);
+
+#pragma GCC unroll 8
+		for (int j = 0; j < nv; j++) {
+			a0[j] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x0 + 8 * j), a0[j]);
+			a1[j] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x1 + 8 * j), a1[j]);
+		}
+	}
+	for (; b < e; b++) {
+		const float *x0 = at + KAT(s, b, idx16) * w;
+		__m256 w0 = _mm256_set1_ps(v[b]);
+
+#pragma GCC unroll 8
+		for (int j = 0; j < nv; j++)
+			a0[j] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x0 + 8 * j), a0[j]);
+	}
+#pragma GCC unroll 8
+	for (int j = 0; j < nv; j++)
+		_mm256_storeu_ps(out + 8 * j, pairs ? _mm256_add_ps(a0[j], a1[j]) : a0[j]);
+}
+
+/* Any block shape: one output row r of the block row. */
+AVX2 INLINE void bsr_ymm(const struct opass_spmm *s, int64_t row, int r, const float *at,
+			 float *out, const int nv)
+{
+	const size_t w = 8 * (size_t)nv, stride = (size_t)s->br * (size_t)s->bc;
+	__m256 acc[8];
+
+	for (int j = 0; j < nv; j++)
+		acc[j] = _mm256_setzero_ps();
+	for (int32_t b = s->row_ptr[row]; b < s->row_ptr[row + 1]; b++) {
+		const float *v = s->values + b * stride + (size_t)r * (size_t)s->bc;
+		const float *x = at + (size_t)s->k0[b] * w;
+
+		for (int c = 0; c < s->bc; c++, x += w) {
+			__m256 wv = _mm256_set1_ps(v[c]);
+
+#pragma GCC unroll 8
+			for (int j = 0; j < nv; j++)
+				acc[j] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + 8 * j), acc[j]);
+		}
+	}
+#pragma GCC unroll 8
+	for (int j = 0; j < nv; j++)
+		_mm256_storeu_ps(out + 8 * j, acc[j]);
+}
+
+AVX2 INLINE void rows_ymm(const struct opass_spmm *s, int64_t row0, int64_t row1,
+			  const float *at, float *out, const int nv)
+{
+	const int64_t w = 8 * nv;
+
+	if (s->br == 1 && s->bc == 1 && s->k16)
+		for (int64_t row = row0; row < row1; row++, out += w)
+			csr_ymm(s, row, at, out, nv, true);
+	else if (s->br == 1 && s->bc == 1)
+		for (int64_t row = row0; row < row1; row++, out += w)
+			csr_ymm(s, row, at, out, nv, false);
+	else
+		for (int64_t row = row0; row < row1; row++)
+			for (int r = 0; r < s->br; r++, out += w)
+				bsr_ymm(s, row, r, at, out, nv);
+}
+
+#define AVX2_WIDTH(W) \
+	AVX2 static void rows_avx2_##W(const struct opass_spmm *s, int64_t row0, int64_t row1, \
+				       const float *at, float *out) \
+	{ \
+		rows_ymm(s, row0, row1, at, out, W / 8); \
+	}
+AVX2_WIDTH(8)
+AVX2_WIDTH(16)
+AVX2_WIDTH(32)
+AVX2_WIDTH(48)
+AVX2_WIDTH(64)
+
+void spmm_kernels_avx2(struct spmm_kernels *k)
+{
+	*k = (struct spmm_kernels){ .block_rows = { rows_avx2_1, rows_avx2_4, rows_avx2_8,
+						    rows_avx2_16, rows_avx2_32, rows_avx2_48,
+						    rows_avx2_64 } };
+}
+
+/* ---- AVX-512: 16 x nv rows (zmm) ---------------------------------------------- */
+
+AVX512 INLINE void csr_zmm(const struct opass_spmm *s, int64_t row, const float *at, float *out,
+			   const int nv, const bool idx16)
+{
+	const size_t w = 16 * (size_t)nv;
+	__m512 a0[4], a1[4];
+	int32_t b = s->row_ptr[row], e = s->row_ptr[row + 1];
+	const float *v = s->values;
+
+	for (int j = 0; j < nv; j++)
+		a0[j] = a1[j] = _mm512_setzero_ps();
+	for (; b + 1 < e; b += 2) {
+		const float *x0 = at + KAT(s, b, idx16) * w, *x1 = at + KAT(s, b + 1, idx16) * w;
+		__m512 w0 = _mm512_set1_ps(v[b]), w1 = _mm512_set1_ps(v[b + 1]);
+
+#pragma GCC unroll 4
+		for (int j = 0; j < nv; j++) {
+			a0[j] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(x0 + 16 * j), a0[j]);
+			a1[j] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(x1 + 16 * j), a1[j]);
+		}
+	}
+	if (b < e) {
+		const float *x0 = at + KAT(s, b, idx16) * w;
+		__m512 w0 = _mm512_set1_ps(v[b]);
+
+#pragma GCC unroll 4
+		for (int j = 0; j < nv; j++)
+			a0[j] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(x0 + 16 * j), a0[j]);
+	}
+#pragma GCC unroll 4
+	for (int j = 0; j < nv; j++)
+		_mm512_storeu_ps(out + 16 * j, _mm512_add_ps(a0[j], a1[j]));
+}
+
+AVX512 INLINE void bsr_zmm(const struct opass_spmm *s, int64_t row, int r, const float *at,
+			   float *out, const int nv)
+{
+	const size_t w = 16 * (size_t)nv, stride = (size_t)s->br * (size_t)s->bc;
+	__m512 acc[4];
+
+	for (int j = 0; j < nv; j++)
+		acc[j] = _mm512_setzero_ps();
+	for (int32_t b = s->row_ptr[row]; b < s->row_ptr[row + 1]; b++) {
+		const float *v = s->values + b * stride + (size_t)r * (size_t)s->bc;
+		const float *x = at + (size_t)s->k0[b] * w;
+
+		for (int c = 0; c < s->bc; c++, x += w) {
+			__m512 wv = _mm512_set1_ps(v[c]);
+
+#pragma GCC unroll 4
+			for (int j = 0; j < nv; j++)
+				acc[j] = _mm512_fmadd_ps(wv, _mm512_loadu_ps(x + 16 * j), acc[j]);
+		}
+	}
+#pragma GCC unroll 4
+	for (int j = 0; j < nv; j++)
+		_mm512_storeu_ps(out + 16 * j, acc[j]);
+}
+
+/* 4x1 blocks: four outputs share each packed row of A. */
+AVX512 INLINE void rows4_zmm(const struct opass_spmm *s, int64_t row, const float *at, float *out,
+			     const int nv)
+{
+	const size_t w = 16 * (size_t)nv;
+	__m512 acc[4][4];
+
+	for (int r = 0; r < 4; r++)
+		for (int j = 0; j < nv; j++)
+			acc[r][j] = _mm512_setzero_ps();
+	for (int32_t b = s->row_ptr[row]; b < s->row_ptr[row + 1]; b++) {
+		const float *v = s->values + 4 * (size_t)b;
+		const float *x = at + (size_t)s->k0[b] * w;
+		__m512 xs[4];
+
+#pragma GCC unroll 4
+		for (int j = 0; j < nv; j++)
+			xs[j] = _mm512_loadu_ps(x + 16 * j);
+#pragma GCC unroll 4
+		for (int r = 0; r < 4; r++) {
+			__m512 wv = _mm512_set1_ps(v[r]);
+
+#pragma GCC unroll 4
+			for (int j = 0; j < nv; j++)
+				acc[r][j] = _mm512_fmadd_ps(wv, xs[j], acc[r][j]);
+		}
+	}
+	for (int r = 0; r < 4; r++)
+		for (int j = 0; j < nv; j++)
+			_mm512_storeu_ps(out + r * w + 16 * j, acc[r][j]);
+}
+
+AVX512 INLINE void rows_zmm(const struct opass_spmm *s, int64_t row0, int64_t row1,
+			    const float *at, float *out, const int nv)
+{
+	const int64_t w = 16 * nv;
+
+	if (s->br == 1 && s->bc == 1 && s->k16)
+		for (int64_t row = row0; row < row1; row++, out += w)
+			csr_zmm(s, row, at, out, nv, true);
+	else if (s->br == 1 && s->bc == 1)
+		for (int64_t row = row0; row < row1; row++, out += w)
+			csr_zmm(s, row, at, out, nv, false);
+	else if (s->br == 4 && s->bc == 1)
+		for (int64_t row = row0; row < row1; row++, out += 4 * w)
+			rows4_zmm(s, row, at, out, nv);
+	else
+		for (int64_t row = row0; row < row1; row++)
+			for (int r = 0; r < s->br; r++, out += w)
+				bsr_zmm(s, row, r, at, out, nv);
+}
+
+#define AVX512_WIDTH(W) \
+	AVX512 static void rows_avx512_##W(const struct opass_spmm *s, int64_t row0, \
+					   int64_t row1, const float *at, float *out) \
+	{ \
+		rows_zmm(s, row0, row1, at, out, W / 16); \
+	}
+AVX512_WIDTH(16)
+AVX512_WIDTH(32)
+AVX512_WIDTH(48)
+AVX512_WIDTH(64)
+
+/* 16 x 16 transpose in registers: pairs, then 4x4 blocks within 128-bit lanes,
+ * then the lanes themselves. */
+AVX512 static void transpose16_avx512(const float *src, size_t src_stride, float *dst,
+				      size_t dst_stride, const float *add)
+{
+	__m512 r[16], t[16];
+
+#pragma GCC unroll 16
+	for (int i = 0; i < 16; i++)
+		r[i] = _mm512_loadu_ps(src + (size_t)i * src_stride);
+#pragma GCC unroll 8
+	for (int i = 0; i < 16; i += 2) {
+		t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+		t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+	}
+	/* r[4g + e], lane L: column 4L + e of rows 4g..4g+3 */
+#pragma GCC unroll 4
+	for (int i = 0; i < 16; i += 4) {
+		r[i] = _mm512_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+		r[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+		r[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+		r[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+	}
+#pragma GCC unroll 4
+	for (int e = 0; e < 4; e++) {
+		__m512 v0 = _mm512_shuffle_f32x4(r[e], r[4 + e], 0x88);
+		__m512 v1 = _mm512_shuffle_f32x4(r[e], r[4 + e], 0xdd);
+		__m512 v2 = _mm512_shuffle_f32x4(r[8 + e], r[12 + e], 0x88);
+		__m512 v3 = _mm512_shuffle_f32x4(r[8 + e], r[12 + e], 0xdd);
+
+		t[e] = _mm512_shuffle_f32x4(v0, v2, 0x88);
+		t[4 + e] = _mm512_shuffle_f32x4(v1, v3, 0x88);
+		t[8 + e] = _mm512_shuffle_f32x4(v0, v2, 0xdd);
+		t[12 + e] = _mm512_shuffle_f32x4(v1, v3, 0xdd);
+	}
+#pragma GCC unroll 16
+	for (int c = 0; c < 16; c++) {
+		__m512 v = add ? _mm512_add_ps(t[c], _mm512_loadu_ps(add)) : t[c];
+
+		_mm512_storeu_ps(dst + (size_t)c * dst_stride, v);
+	}
+}
+
+/* Narrow tiles (1, 4, 8 rows) use the AVX2 kernels: every AVX-512 CPU has AVX2. */
+void spmm_kernels_avx512(struct spmm_kernels *k)
+{
+	*k = (struct spmm_kernels){ .block_rows = { rows_avx2_1, rows_avx2_4, rows_avx2_8,
+						    rows_avx512_16, rows_avx512_32,
+						    rows_avx512_48, rows_avx512_64 },
+				    .transpose16 = transpose16_avx512 };
+}
+#else
+void spmm_kernels_avx2(struct spmm_kernels *k)
+{
+	spmm_kernels_generic(k);
+}
+
+void spmm_kernels_avx512(struct spmm_kernels *k)
+{
+	spmm_kernels_generic(k);
+}
+#endif

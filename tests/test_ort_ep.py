@@ -1,0 +1,338 @@
+#!/usr/bin/python3
+"""The OnnxPassSparse execution provider (plugin/ort_ep*.c) in the real ONNX Runtime.
+
+tests/ort-run registers libonnxpass.so (ONNX_PASS_LIBRARY) as an EP library and appends
+its OnnxPassSparse device (--ep); ORT's profiler tells which EP ran each node. Checks:
+  - outputs against the CPU EP alone (relative 1e-5) for MatMul (A of rank 1 to 4,
+    M from 1 to 300, odd K and N) and Gemm (transB, alpha, bias [N] / [1, N] / one),
+    and that those nodes ran on OnnxPassSparse;
+  - Conv (2-D, group 1) against the CPU EP: 1x1 to 7x7 kernels, strides, explicit and
+    auto pads, dilations, with and without bias, batch > 1;
+  - claiming: a dense weight, a weight with half zeros (the cost model predicts no win),
+    an fp16 weight, a weight that is a graph input, Gemm
+    with transA or beta != 1, grouped, depthwise and 1-D Conv stay on the CPU EP;
+  - a model with external data, a weight stored as a sparse_initializer, a claimed
+    node inside an If branch, prepacking
+    disabled (the weight is packed at the first run), two graph nodes sharing a weight.
+Exit 77 (skipped) without ORT_RUN.
+"""
+
+import os
+import sys
+import tempfile
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+import ortlib  # noqa: E402
+import testutil  # noqa: E402
+
+LIB = os.environ.get("ONNX_PASS_LIBRARY", "")
+EP = "OnnxPassSparse"
+RTOL = 1e-5
+
+
+def assert_close(got, want, what):
+    got = np.asarray(got, dtype=np.float64)
+    want = np.asarray(want, dtype=np.float64)
+    if got.shape != want.shape:
+        raise AssertionError("%s: shape %s, expected %s" % (what, got.shape, want.shape))
+    scale = max(np.abs(want).max(initial=0.0), 1e-30)
+    err = np.abs(got - want).max(initial=0.0)
+    if not err <= RTOL * scale:
+        raise AssertionError("%s: max error %g > %g * %g" % (what, err, RTOL, scale))
+
+
+def sparse(rng, shape, density=0.1, dtype=np.float32):
+    w = rng.standard_normal(shape).astype(dtype)
+    w[rng.random(shape) >= density] = 0
+    return w
+
+
+def save(path, nodes, inputs, outputs, inits, opset=17, **kwargs):
+    graph = helper.make_graph(nodes, "g", inputs, outputs, inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    onnx.save(model, path, **kwargs)
+    return path
+
+
+def tensor(name, shape, dtype=TensorProto.FLOAT):
+    return helper.make_tensor_value_info(name, dtype, shape)
+
+
+def providers(profile):
+    """node name -> EP that ran it, from ORT's profiler events."""
+    out = {}
+    for e in profile:
+        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
+            out[e["name"][:-len("_kernel_time")]] = e["args"]["provider"]
+    return out
+
+
+def run_both(path, feeds, claim="auto", **kwargs):
+    """(outputs of the CPU EP alone, outputs with OnnxPassSparse, node -> EP)."""
+    want = ortlib.run(path, feeds, **kwargs)
+    profile = []
+    got = ortlib.run(path, feeds, ep=LIB, profile=profile, ep_options=["claim=" + claim],
+                     **kwargs)
+    return want, got, providers(profile)
+
+
+def check_same(path, feeds, claimed, what, claim="all", **kwargs):
+    """Outputs equal to the CPU EP's; the nodes claimed[node] = True, and only those,
+    ran on OnnxPassSparse (the CPU EP may rename the others when it rewrites them).
+    claim: the EP's option; "all" (every node its kernels support) for the kernel
+    tests, "auto" (the cost model) for the claiming tests."""
+    want, got, ran = run_both(path, feeds, claim, **kwargs)
+    for i, (g, w) in enumerate(zip(got, want)):
+        assert_close(g, w, "%s output %d" % (what, i))
+    on_ep = sorted(node for node, ep in ran.items() if ep == EP)
+    expect = sorted(node for node, claim in claimed.items() if claim)
+    assert on_ep == expect, "%s: %s ran on %s, expected %s" % (what, on_ep, EP, expect)
+
+
+def check_matmul(tmp):
+    rng = np.random.default_rng(1)
+    shapes = [[37], [1, 37], [5, 37], [2, 3, 37], [2, 2, 3, 37], [300, 37], [1, 16, 37],
+              [7, 37], [64, 37], [65, 37], [129, 37]]
+    for a_shape in shapes:
+        k, n = 37, 29
+        w = sparse(rng, (k, n))
+        path = save(os.path.join(tmp, "mm.onnx"),
+                    [helper.make_node("MatMul", ["a", "w"], ["y"], name="mm")],
+                    [tensor("a", a_shape)], [tensor("y", None)],
+                    [numpy_helper.from_array(w, "w")])
+        a = rng.standard_normal(a_shape).astype(np.float32)
+        check_same(path, [a], {"mm": True}, "MatMul %s" % a_shape)
+
+
+def check_matmul_m_sweep(tmp):
+    """M = 1..300 on a larger weight, two intra-op threads."""
+    rng = np.random.default_rng(2)
+    k, n = 200, 130
+    w = sparse(rng, (k, n), 0.08)
+    path = save(os.path.join(tmp, "sweep.onnx"),
+                [helper.make_node("MatMul", ["a", "w"], ["y"], name="mm")],
+                [tensor("a", ["m", k])], [tensor("y", ["m", n])],
+                [numpy_helper.from_array(w, "w")])
+    for m in (1, 2, 3, 4, 5, 8, 9, 15, 16, 17, 31, 33, 63, 64, 100, 128, 200, 300):
+        a = rng.standard_normal((m, k)).astype(np.float32)
+        check_same(path, [a], {"mm": True}, "MatMul M=%d" % m, threads=2)
+
+
+def check_gemm(tmp):
+    rng = np.random.default_rng(3)
+    m, k, n = 23, 41, 19
+    cases = [dict(trans_b=0, bias=None), dict(trans_b=1, bias=(n,)),
+             dict(trans_b=0, bias=(1, n)), dict(trans_b=1, bias=(1,)),
+             dict(trans_b=1, bias=(n,), alpha=0.5), dict(trans_b=0, bias=(), alpha=2.0)]
+    for case in cases:
+        w = sparse(rng, (n, k) if case["trans_b"] else (k, n))
+        inits = [numpy_helper.from_array(w, "w")]
+        ins = ["a", "w"]
+        if case["bias"] is not None:
+            inits.append(numpy_helper.from_array(
+                rng.standard_normal(case["bias"]).astype(np.float32), "c"))
+            ins.append("c")
+        node = helper.make_node("Gemm", ins, ["y"], name="gemm", transB=case["trans_b"],
+                                alpha=case.get("alpha", 1.0))
+        path = save(os.path.join(tmp, "gemm.onnx"), [node], [tensor("a", [m, k])],
+                    [tensor("y", [m, n])], inits)
+        a = rng.standard_normal((m, k)).astype(np.float32)
+        check_same(path, [a], {"gemm": True}, "Gemm %s" % case)
+
+
+def check_claiming(tmp):
+    rng = np.random.default_rng(4)
+    k, n = 256, 192
+    dense = rng.standard_normal((k, n)).astype(np.float32)
+    sp = sparse(rng, (k, n))
+    half = sparse(rng, (k, n)).astype(np.float16)
+    half_zero = sparse(rng, (k, n), 0.5)
+    nodes = [helper.make_node("MatMul", ["a", "dense"], ["y1"], name="dense"),
+             helper.make_node("MatMul", ["a", "half_zero"], ["y7"], name="half_zero"),
+             helper.make_node("MatMul", ["a", "sp"], ["y2"], name="sparse"),
+             helper.make_node("MatMul", ["a", "dyn"], ["y3"], name="dynamic"),
+             helper.make_node("Gemm", ["a", "spt"], ["y4"], name="transA", transA=1),
+             helper.make_node("Gemm", ["a", "sp", "c"], ["y5"], name="beta", beta=2.0),
+             helper.make_node("Cast", ["a"], ["ah"], to=TensorProto.FLOAT16),
+             helper.make_node("MatMul", ["ah", "half"], ["y6"], name="fp16")]
+    inits = [numpy_helper.from_array(x, name) for x, name in
+             ((dense, "dense"), (sp, "sp"), (half, "half"),
+              (np.ascontiguousarray(sparse(rng, (k, k))), "spt"),
+              (rng.standard_normal(n).astype(np.float32), "c"), (half_zero, "half_zero"))]
+    path = save(os.path.join(tmp, "claim.onnx"), nodes,
+                [tensor("a", [k, k]), tensor("dyn", [k, n])],
+                [tensor("y%d" % i, None) for i in range(1, 5)] +
+                [tensor("y5", None), tensor("y6", None, TensorProto.FLOAT16), tensor("y7", None)],
+                inits)
+    a = rng.standard_normal((k, k)).astype(np.float32)
+    check_same(path, [a, sp], {"dense": False, "sparse": True, "dynamic": False,
+                               "transA": False, "beta": False, "fp16": False,
+                               "half_zero": False}, "claiming", claim="auto")
+
+
+CONV_CASES = [
+    # (x shape, c_out, kernel, attributes, bias)
+    ((1, 4, 9, 9), 8, (3, 3), dict(pads=[1, 1, 1, 1]), True),
+    ((2, 5, 7, 6), 3, (1, 1), {}, True),
+    ((1, 16, 10, 10), 24, (1, 1), dict(strides=[2, 2]), False),
+    ((1, 3, 17, 15), 8, (7, 7), dict(strides=[2, 2], pads=[3, 3, 3, 3]), True),
+    ((2, 4, 12, 11), 6, (3, 2), dict(dilations=[2, 3], pads=[0, 1, 2, 0]), True),
+    ((1, 6, 9, 8), 5, (3, 3), dict(auto_pad="SAME_UPPER", strides=[2, 2]), False),
+    ((1, 6, 9, 8), 5, (2, 2), dict(auto_pad="SAME_LOWER"), True),
+    ((1, 6, 9, 8), 5, (3, 3), dict(auto_pad="VALID"), True),
+    ((3, 8, 20, 20), 16, (3, 3), dict(pads=[1, 1, 1, 1], strides=[1, 2]), True),
+    ((1, 32, 14, 14), 70, (1, 1), {}, True),
+]
+
+
+def check_conv(tmp):
+    rng = np.random.default_rng(5)
+    for x_shape, c_out, kernel, attrs, bias in CONV_CASES:
+        w = sparse(rng, (c_out, x_shape[1]) + kernel, 0.08)
+        inits = [numpy_helper.from_array(w, "w")]
+        ins = ["x", "w"]
+        if bias:
+            inits.append(numpy_helper.from_array(
+                rng.standard_normal(c_out).astype(np.float32), "b"))
+            ins.append("b")
+        path = save(os.path.join(tmp, "conv.onnx"),
+                    [helper.make_node("Conv", ins, ["y"], name="conv", **attrs)],
+                    [tensor("x", list(x_shape))], [tensor("y", None)], inits)
+        x = rng.standard_normal(x_shape).astype(np.float32)
+        check_same(path, [x], {"conv": True}, "Conv %s %s %s" % (x_shape, kernel, attrs),
+                   threads=2)
+
+
+def check_conv_stays(tmp):
+    """Grouped and depthwise convolutions, and 1-D ones, stay on the CPU EP."""
+    rng = np.random.default_rng(10)
+    nodes = [helper.make_node("Conv", ["x", "wg"], ["y1"], name="grouped", group=2),
+             helper.make_node("Conv", ["x", "wd"], ["y2"], name="depthwise", group=4),
+             helper.make_node("Conv", ["x1", "w1"], ["y3"], name="conv1d")]
+    inits = [numpy_helper.from_array(sparse(rng, (8, 2, 3, 3)), "wg"),
+             numpy_helper.from_array(sparse(rng, (4, 1, 3, 3)), "wd"),
+             numpy_helper.from_array(sparse(rng, (8, 4, 3)), "w1")]
+    path = save(os.path.join(tmp, "convs.onnx"), nodes,
+                [tensor("x", [1, 4, 9, 9]), tensor("x1", [1, 4, 9])],
+                [tensor("y%d" % i, None) for i in range(1, 4)], inits)
+    feeds = [rng.standard_normal((1, 4, 9, 9)).astype(np.float32),
+             rng.standard_normal((1, 4, 9)).astype(np.float32)]
+    check_same(path, feeds, {"grouped": False, "depthwise": False, "conv1d": False},
+               "Conv that stays")
+
+
+def check_external_data(tmp):
+    rng = np.random.default_rng(6)
+    k, n = 256, 96
+    w = sparse(rng, (k, n))
+    folder = os.path.join(tmp, "ext")
+    os.makedirs(folder, exist_ok=True)
+    path = save(os.path.join(folder, "ext.onnx"),
+                [helper.make_node("MatMul", ["a", "w"], ["y"], name="mm")],
+                [tensor("a", [3, k])], [tensor("y", None)], [numpy_helper.from_array(w, "w")],
+                save_as_external_data=True, location="ext.bin", size_threshold=0)
+    assert os.path.getsize(os.path.join(folder, "ext.bin")) >= w.nbytes
+    a = rng.standard_normal((3, k)).astype(np.float32)
+    check_same(path, [a], {"mm": True}, "external data")
+
+
+def check_sparse_initializer(tmp):
+    """A weight stored as a sparse_initializer (ORT densifies it on load) is claimed."""
+    rng = np.random.default_rng(11)
+    k, n = 64, 40
+    w = sparse(rng, (k, n))
+    idx = np.flatnonzero(w).astype(np.int64)
+    st = helper.make_sparse_tensor(numpy_helper.from_array(w.ravel()[idx], "w"),
+                                   numpy_helper.from_array(idx, "w_idx"), [k, n])
+    graph = helper.make_graph([helper.make_node("MatMul", ["a", "w"], ["y"], name="mm")], "g",
+                              [tensor("a", [5, k])], [tensor("y", None)], sparse_initializer=[st])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path = os.path.join(tmp, "sparse_init.onnx")
+    onnx.save(model, path)
+    a = rng.standard_normal((5, k)).astype(np.float32)
+    check_same(path, [a], {"mm": True}, "sparse_initializer")
+    assert_close(ortlib.run(path, [a], ep=LIB, ep_options=["claim=all"])[0], a @ w,
+                 "sparse_initializer (numpy)")
+
+
+def check_if_branch(tmp):
+    rng = np.random.default_rng(7)
+    k, n = 48, 40
+    w = sparse(rng, (k, n))
+    w2 = sparse(rng, (k, n))
+    then_g = helper.make_graph([helper.make_node("MatMul", ["a", "w"], ["t"], name="then_mm")],
+                               "then", [], [tensor("t", [4, n])])
+    else_g = helper.make_graph([helper.make_node("MatMul", ["a", "w2"], ["e"], name="else_mm")],
+                               "else", [], [tensor("e", [4, n])],
+                               [numpy_helper.from_array(w2, "w2")])
+    node = helper.make_node("If", ["cond"], ["y"], name="if", then_branch=then_g,
+                            else_branch=else_g)
+    path = save(os.path.join(tmp, "if.onnx"), [node],
+                [tensor("a", [4, k]), tensor("cond", [], TensorProto.BOOL)],
+                [tensor("y", [4, n])], [numpy_helper.from_array(w, "w")])
+    a = rng.standard_normal((4, k)).astype(np.float32)
+    for cond in (True, False):
+        want, got, ran = run_both(path, [a, np.array(cond)], claim="all")
+        assert_close(got[0], want[0], "If %s" % cond)
+        assert_close(got[0], a @ (w if cond else w2), "If %s (numpy)" % cond)
+        node = "then_mm" if cond else "else_mm"
+        assert ran.get(node) == EP, "If: %s ran on %s" % (node, ran.get(node))
+
+
+def check_no_prepack(tmp):
+    rng = np.random.default_rng(8)
+    w = sparse(rng, (64, 33))
+    path = save(os.path.join(tmp, "np.onnx"),
+                [helper.make_node("MatMul", ["a", "w"], ["h"], name="mm1"),
+                 helper.make_node("Gemm", ["h", "w2"], ["y"], name="gemm", transB=1)],
+                [tensor("a", [9, 64])], [tensor("y", None)],
+                [numpy_helper.from_array(w, "w"),
+                 numpy_helper.from_array(sparse(rng, (17, 33)), "w2")])
+    a = rng.standard_normal((9, 64)).astype(np.float32)
+    check_same(path, [a], {"mm1": True, "gemm": True}, "no prepacking",
+               config=["session.disable_prepacking=1"])
+
+
+def check_shared_weight(tmp):
+    rng = np.random.default_rng(9)
+    w = sparse(rng, (40, 40))
+    path = save(os.path.join(tmp, "shared.onnx"),
+                [helper.make_node("MatMul", ["a", "w"], ["h"], name="mm1"),
+                 helper.make_node("Relu", ["h"], ["r"]),
+                 helper.make_node("MatMul", ["r", "w"], ["y"], name="mm2")],
+                [tensor("a", [6, 40])], [tensor("y", None)], [numpy_helper.from_array(w, "w")])
+    a = rng.standard_normal((6, 40)).astype(np.float32)
+    check_same(path, [a], {"mm1": True, "mm2": True}, "shared weight", threads=2)
+
+
+def main():
+    if not ortlib.available() or not LIB:
+        print("SKIP: ORT_RUN or ONNX_PASS_LIBRARY not set")
+        return 77
+    checks = testutil.Checks()
+    with tempfile.TemporaryDirectory(prefix="ort-ep-") as tmp:
+        for name, fn in (("MatMul: ranks 1-4, odd K and N", check_matmul),
+                         ("MatMul: M = 1..300, 2 threads", check_matmul_m_sweep),
+                         ("Gemm: transB, alpha, bias shapes", check_gemm),
+                         ("claiming: dense, fp16, dynamic, transA, beta", check_claiming),
+                         ("Conv: kernels, strides, pads, dilations, bias", check_conv),
+                         ("Conv: grouped, depthwise, 1-D stay", check_conv_stays),
+                         ("external data", check_external_data),
+                         ("sparse_initializer weight", check_sparse_initializer),
+                         ("If branches", check_if_branch),
+                         ("prepacking disabled", check_no_prepack),
+                         ("shared weight", check_shared_weight)):
+            checks.run(name, fn, tmp)
+    return checks.summary()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
