@@ -302,10 +302,21 @@ static int list_passes(const struct onnxpass_registry *reg)
 	return 0;
 }
 
+static bool pass_list_has(const char *list, const char *pass)
+{
+	size_t n = strlen(pass);
+
+	for (const char *p = list; p; p = strchr(p, ',') ? strchr(p, ',') + 1 : NULL)
+		if (strncmp(p, pass, n) == 0 && (p[n] == ',' || p[n] == '\0'))
+			return true;
+	return false;
+}
+
 /* Map the command and positional arguments onto passes, model, output. */
 static int parse_command(struct cli *cli, int argc, char **argv, int *index)
 {
-	static const char *const writes[] = { "prepare", "step", "squash", "convert", "sparsify" };
+	static const char *const writes[] = { "prepare", "step", "squash", "convert", "sparsify",
+					      "state-load" };
 	int i = *index;
 
 	cli->command = argv[i++];
@@ -329,8 +340,9 @@ static int parse_command(struct cli *cli, int argc, char **argv, int *index)
 	}
 	if (i < argc)
 		return fail(EXIT_USAGE, "unexpected argument '%s'", argv[i]);
+	/* a list that changes the model (run prepare,step) needs somewhere to go */
 	for (size_t k = 0; k < sizeof(writes) / sizeof(writes[0]); k++)
-		if (strcmp(cli->passes, writes[k]) == 0 && !cli->output)
+		if (pass_list_has(cli->passes, writes[k]) && !cli->output)
 			return fail(EXIT_USAGE, "%s: -o OUTPUT is required", cli->command);
 	if (strcmp(cli->passes, "state-load") == 0 && !cli->output)
 		return fail(EXIT_USAGE, "state load: -o OUTPUT is required");
@@ -387,7 +399,35 @@ static int run(struct cli *cli, struct onnxpass_registry *reg, const char *confi
 		return 0;
 	if (r == -EINVAL && cli->config_file && strncmp(err.message, "config", 6) == 0)
 		return fail(EXIT_USAGE, "%s: %s", cli->config_file, err.message);
+	/* errors that name the model already (it could not be read) */
+	if (strncmp(err.message, cli->model, strlen(cli->model)) == 0 &&
+	    err.message[strlen(cli->model)] == ':')
+		return fail(r == -EINVAL ? EXIT_USAGE : 1, "%s", err.message);
 	return fail(r == -EINVAL ? EXIT_USAGE : 1, "%s: %s", cli->model, err.message);
+}
+
+/* Every pass of the list exists (before the model is read): an unknown
+ * command is a usage error, not the model's. */
+static int passes_check(const struct cli *cli, const struct onnxpass_registry *reg)
+{
+	char *list = strdup(cli->passes), *save = NULL;
+	int r = list ? 0 : fail(1, "out of memory");
+
+	for (char *tok = list ? strtok_r(list, ",", &save) : NULL; r == 0 && tok;
+	     tok = strtok_r(NULL, ",", &save)) {
+		bool found = false;
+
+		for (size_t i = 0; !found && i < onnxpass_registry_count(reg); i++)
+			found = strcmp(onnxpass_registry_get(reg, i)->name, tok) == 0;
+		if (found)
+			continue;
+		if (strcmp(cli->command, "run") == 0)
+			r = fail(EXIT_USAGE, "run: unknown pass '%s' (see onnx-pass --list)", tok);
+		else
+			r = fail(EXIT_USAGE, "unknown command '%s' (see onnx-pass --help)", cli->command);
+	}
+	free(list);
+	return r;
 }
 
 static int cli_main(struct cli *cli, struct flags *fl, int argc, char **argv)
@@ -429,6 +469,8 @@ static int cli_main(struct cli *cli, struct flags *fl, int argc, char **argv)
 	} else if (r == 0) {
 		index = optind;
 		r = parse_command(cli, argc, argv, &index);
+		if (r == 0)
+			r = passes_check(cli, reg);
 		if (r == 0)
 			r = build_config(cli, fl, &config_text);
 		if (r == 0 && cli->state_file)

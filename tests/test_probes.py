@@ -602,7 +602,45 @@ def test_python_strings(tmp):
         os.chdir(cwd)
 
 
-TESTS = [test_python_strings, test_inspect_patterns, test_ort_sparse_never_bigger, test_attention_aliases, test_typos_are_errors, test_convert_torch_pruned, test_scale_linear, test_output_stdout, test_output_symlink, test_output_fifo_and_device,
+# --------------------------------------------------------------- small things
+
+def test_small_things(tmp):
+    """A missing file is named once; an unknown command or pass is a usage
+    error, not the model's; levels print as Python does (0.9); a run that
+    changes the model needs -o; a strict state load replaces the model's
+    groups with the state's (a group the state lacks is squashed away)."""
+    import json
+    src = write_model(tmp)
+    line = run_error(["inspect", os.path.join(tmp, "missing.onnx")], 1)
+    assert line.count("missing.onnx") == 1, line
+    line = run_error(["frobnicate", src], 2, "unknown command 'frobnicate'")
+    assert "in.onnx" not in line, line
+    run_error(["run", "prepare,frob", src, "-o", os.path.join(tmp, "x.onnx")], 2, "'frob'")
+    run_error(["run", "prepare,step", src], 2, "-o")
+    prepared = os.path.join(tmp, "p.onnx")
+    run_ok(["prepare", src, "-o", prepared, "--sparsity", "0.9"])
+    text = run_ok(["inspect", prepared]).stdout
+    assert "0.9" in text and "0.90000000000000002" not in text, text
+    # two groups; the state keeps one
+    chain = os.path.join(tmp, "chain.onnx")
+    onnx.save(chain_model(2, dim=16), chain)
+    run_ok(["prepare", chain, "-o", prepared])
+    state = json.loads(run_ok(["state", "export", prepared, "-o", "-"]).stdout)
+    assert [g["tensor_fqn"] for g in state["groups"]] == ["w0", "w1"]
+    state["groups"] = state["groups"][:1]
+    state_file = os.path.join(tmp, "state.json")
+    with open(state_file, "w") as f:
+        json.dump(state, f)
+    out = os.path.join(tmp, "loaded.onnx")
+    run_ok(["state", "load", prepared, state_file, "-o", out])
+    loaded = json.loads(run_ok(["state", "export", out, "-o", "-"]).stdout)
+    assert [g["tensor_fqn"] for g in loaded["groups"]] == ["w0"], loaded["groups"]
+    m = onnx.load(out)
+    onnx.checker.check_model(m)
+    assert [n.op_type for n in m.graph.node].count("Mul") == 1
+
+
+TESTS = [test_small_things, test_python_strings, test_inspect_patterns, test_ort_sparse_never_bigger, test_attention_aliases, test_typos_are_errors, test_convert_torch_pruned, test_scale_linear, test_output_stdout, test_output_symlink, test_output_fifo_and_device,
          test_output_keeps_mode_and_owner, test_no_umask_calls, test_threaded_saves_keep_umask,
          test_kill_leaves_no_temp_files, test_external_pair_atomic, test_concurrent_writers,
          test_input_truncated_while_read]

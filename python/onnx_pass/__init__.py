@@ -321,7 +321,8 @@ def sparsify(model, config=None, output=None, passes="sparsify", sparsifier=None
     """prepare + step + convert in one run.
 
     Keyword arguments set the config's defaults (sparsity_level=0.5,
-    sparse_block_shape=(1, 4), zeros_per_block=2, norm=2, nearliness=...);
+    sparse_block_shape=(1, 4), zeros_per_block=rows*cols of the block (4 for 1x4),
+    norm=2, nearliness=...);
     sparsifier="weight_norm" | "nearly_diagonal"; format="auto" | "coo" | "dense"
     is the storage of the sparse weights. passes replaces the pass list (e.g.
     "prepare,step,squash")."""
