@@ -173,6 +173,11 @@ static int group_load(struct opass_group *g, const cJSON *saved, struct onnxpass
 	uint8_t *bits;
 	int r;
 
+	/* what step recorded (current_sparsity_level) comes back too */
+	cJSON_ArrayForEach(d, saved)
+		if (d->string && strcmp(d->string, "mask_data") != 0 &&
+		    !cJSON_GetObjectItemCaseSensitive(g->json, d->string))
+			cJSON_AddItemToObject(g->json, d->string, cJSON_Duplicate(d, true));
 	if (!bits_text)
 		return 0;
 	cJSON_ArrayForEach(d, shape)

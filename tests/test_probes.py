@@ -640,7 +640,21 @@ def test_small_things(tmp):
     assert [n.op_type for n in m.graph.node].count("Mul") == 1
 
 
-TESTS = [test_small_things, test_python_strings, test_inspect_patterns, test_ort_sparse_never_bigger, test_attention_aliases, test_typos_are_errors, test_convert_torch_pruned, test_scale_linear, test_output_stdout, test_output_symlink, test_output_fifo_and_device,
+def test_python_state_dict(tmp):
+    """Python state_dict() / load_state_dict() round-trip a stepped state
+    into an unprepared model."""
+    sys.path.insert(0, os.path.join(os.path.dirname(HERE), "python"))
+    import onnx_pass
+    model = chain_model(3, dim=16)
+    stepped = onnx_pass.step(onnx_pass.prepare(model, sparsity_level=0.75))
+    state = onnx_pass.state_dict(stepped)
+    assert [g["tensor_fqn"] for g in state["groups"]] == ["w0", "w1", "w2"]
+    loaded = onnx_pass.load_state_dict(model, state)
+    assert onnx_pass.state_dict(loaded) == state
+    assert onnx_pass.inspect(loaded)["totals"] == onnx_pass.inspect(stepped)["totals"]
+
+
+TESTS = [test_python_state_dict, test_small_things, test_python_strings, test_inspect_patterns, test_ort_sparse_never_bigger, test_attention_aliases, test_typos_are_errors, test_convert_torch_pruned, test_scale_linear, test_output_stdout, test_output_symlink, test_output_fifo_and_device,
          test_output_keeps_mode_and_owner, test_no_umask_calls, test_threaded_saves_keep_umask,
          test_kill_leaves_no_temp_files, test_external_pair_atomic, test_concurrent_writers,
          test_input_truncated_while_read]

@@ -360,6 +360,19 @@ def _report_json(model, passes, config):
     return json.loads(text)
 
 
+def state_dict(model):
+    """The sparsifier state of a prepared model (torch's state_dict()): groups,
+    args, step count, schedule and bit-packed masks, as a dict."""
+    return json.loads(_transform(model, "state-export", "{}", None, want_model=False)[1])
+
+
+def load_state_dict(model, state, output=None, strict=True):
+    """torch's load_state_dict(): the model prepared with the state's groups and
+    masks (prepared first when it is not). strict=False skips groups that name
+    no weight of the model."""
+    return _run(model, "state-load", None, output, options={"state": state, "strict": strict})
+
+
 def inspect(model, config=None):
     """Per-weight sparsity, N:M pattern, storage and sizes (groups if prepared), as a dict."""
     return _report_json(model, "inspect", config)
