@@ -28,6 +28,10 @@ import testutil  # noqa: E402
 ONNX_PASS = os.path.abspath(os.environ.get("ONNX_PASS", ""))
 
 
+# strace and LeakSanitizer do not mix (ASan builds): no leak check under strace
+STRACE_ENV = dict(os.environ, ASAN_OPTIONS=os.environ.get("ASAN_OPTIONS", "") + ":detect_leaks=0")
+
+
 def run(args, **kw):
     return subprocess.run([ONNX_PASS] + list(args), capture_output=True, text=True,
                           timeout=600, **kw)
@@ -244,7 +248,7 @@ def test_no_umask_calls(tmp):
                 ["sparsify", src, "-o", os.path.join(tmp, "b.onnx"), "--external-data"],
                 ["state", "export", os.path.join(tmp, "p.onnx"), "-o", os.path.join(tmp, "s.json")]):
         p = subprocess.run(["strace", "-f", "-e", "trace=umask", "-o", "/dev/stderr", ONNX_PASS]
-                           + cmd, capture_output=True, text=True, timeout=120)
+                           + cmd, capture_output=True, text=True, timeout=120, env=STRACE_ENV)
         assert p.returncode == 0, p.stderr
         calls = [l for l in p.stderr.splitlines() if "umask(" in l]
         assert not calls, "%s: %r" % (cmd[0], calls)
@@ -316,7 +320,7 @@ def test_kill_leaves_no_temp_files(tmp):
                        "fsync:signal=KILL:when=2"):
             subprocess.run(["strace", "-f", "-o", "/dev/null", "-e", "inject=" + inject,
                             ONNX_PASS, "sparsify", src, "-o", out, "--fsync"] + extra,
-                           capture_output=True, timeout=120)
+                           capture_output=True, timeout=120, env=STRACE_ENV)
             assert leftovers(out_dir) == [], "%s %s: %r" % (inject, extra, os.listdir(out_dir))
             assert not [n for n in os.listdir(out_dir) if n != "o.onnx" and
                         not n.endswith(".data")], os.listdir(out_dir)
@@ -356,7 +360,7 @@ def test_external_pair_atomic(tmp):
                 os.unlink(os.path.join(tmp, name))
         run_ok(args_a + ["-o", out])
         subprocess.run(["strace", "-f", "-o", "/dev/null", "-e", "inject=" + inject, ONNX_PASS]
-                       + args_b + ["-o", out], capture_output=True, timeout=120)
+                       + args_b + ["-o", out], capture_output=True, timeout=120, env=STRACE_ENV)
         got = pair_state(out)
         assert got in (old, new), "%s: OUT reads a mixed pair" % inject
 
@@ -465,6 +469,11 @@ def test_typos_are_errors(tmp):
     run_error(["squash", prepared, "-o", out, "--keep-params", "foo"], 2, "foo")
     run_error(["sparsify", src, "-o", out, "--threads", "0"], 2, "--threads")
     assert not os.path.exists(out)
+
+
+def test_python_typos(tmp):
+    """Python: unknown keywords raise onnx_pass.Error (they were silently
+    dropped into the config: sparsity=0.9 gave 0.5)."""
     sys.path.insert(0, os.path.join(os.path.dirname(HERE), "python"))
     import onnx_pass
     try:
@@ -654,16 +663,24 @@ def test_python_state_dict(tmp):
     assert onnx_pass.inspect(loaded)["totals"] == onnx_pass.inspect(stepped)["totals"]
 
 
-TESTS = [test_python_state_dict, test_small_things, test_python_strings, test_inspect_patterns, test_ort_sparse_never_bigger, test_attention_aliases, test_typos_are_errors, test_convert_torch_pruned, test_scale_linear, test_output_stdout, test_output_symlink, test_output_fifo_and_device,
-         test_output_keeps_mode_and_owner, test_no_umask_calls, test_threaded_saves_keep_umask,
-         test_kill_leaves_no_temp_files, test_external_pair_atomic, test_concurrent_writers,
-         test_input_truncated_while_read]
+# Checks that load libonnxpass.so into this interpreter (ctypes): not under ASan.
+PYTHON_TESTS = [test_python_state_dict, test_python_strings, test_threaded_saves_keep_umask,
+                test_python_typos]
+TESTS = [test_scale_linear, test_output_stdout, test_output_symlink, test_output_fifo_and_device,
+         test_output_keeps_mode_and_owner, test_no_umask_calls, test_kill_leaves_no_temp_files,
+         test_external_pair_atomic, test_concurrent_writers, test_input_truncated_while_read,
+         test_convert_torch_pruned, test_attention_aliases, test_typos_are_errors,
+         test_inspect_patterns, test_ort_sparse_never_bigger, test_small_things]
 
 
 def main():
-    only = sys.argv[1:]
+    """Arguments: check names; "python" runs PYTHON_TESTS (default: TESTS)."""
+    only = [a for a in sys.argv[1:] if a != "python"]
+    tests = PYTHON_TESTS if "python" in sys.argv[1:] else TESTS
+    if only:
+        tests = [t for t in TESTS + PYTHON_TESTS if t.__name__ in only]
     checks = testutil.Checks()
-    for test in TESTS:
+    for test in tests:
         if only and test.__name__ not in only:
             continue
         with tempfile.TemporaryDirectory() as tmp:
