@@ -67,14 +67,16 @@ static void usage(FILE *f)
 	      "  --sequential            prune layer by layer, later layers see earlier pruning\n"
 	      "  --allocate sensitivity  per-layer levels from measured output error\n"
 	      "Options:\n"
-	      "  -o, --output FILE       output (may equal the input; written atomically)\n"
+	      "  -o, --output FILE       output (may equal the input; replaced atomically, mode and\n"
+	      "                          owner kept, symlinks followed; - is stdout; a device or\n"
+	      "                          FIFO is written as a stream)\n"
 	      "  --format auto|coo|dense|ort-sparse  storage for convert/sparsify (default auto);\n"
 	      "                          ort-sparse: MatMul/Gemm -> ai.onnx_pass::SparseMatMul\n"
 	      "  --min-sparsity X        ort-sparse: convert weights with >= X zeros (default 0.5)\n"
-	      "  --threads N             worker threads for step/convert (default: one per CPU)\n"
+	      "  --threads N             worker threads for step/convert, 1..1024 (default: one per CPU)\n"
 	      "  --keep-params K1,K2     squash/convert: keep these args (params_to_keep)\n"
 	      "  --strict, --no-strict   state load: every group must exist (default strict)\n"
-	      "  --external-data         write tensors to OUTPUT.data\n"
+	      "  --external-data         write tensors to OUTPUT.data (OUTPUT.N.data if taken)\n"
 	      "  --fsync                 make the output durable (fsync) before it replaces OUTPUT\n"
 	      "  --json                  inspect, compare: JSON output\n"
 	      "  --inputs PATH           compare: test_data_set_*/ folders, .npz files or one .npz\n"
@@ -334,10 +336,21 @@ static int list_passes(const struct onnxpass_registry *reg)
 	return 0;
 }
 
+static bool pass_list_has(const char *list, const char *pass)
+{
+	size_t n = strlen(pass);
+
+	for (const char *p = list; p; p = strchr(p, ',') ? strchr(p, ',') + 1 : NULL)
+		if (strncmp(p, pass, n) == 0 && (p[n] == ',' || p[n] == '\0'))
+			return true;
+	return false;
+}
+
 /* Map the command and positional arguments onto passes, model, output. */
 static int parse_command(struct cli *cli, int argc, char **argv, int *index)
 {
-	static const char *const writes[] = { "prepare", "step", "squash", "convert", "sparsify" };
+	static const char *const writes[] = { "prepare", "step", "squash", "convert", "sparsify",
+					      "state-load" };
 	int i = *index;
 
 	cli->command = argv[i++];
@@ -376,8 +389,9 @@ static int parse_command(struct cli *cli, int argc, char **argv, int *index)
 	}
 	if (i < argc)
 		return fail(EXIT_USAGE, "unexpected argument '%s'", argv[i]);
+	/* a list that changes the model (run prepare,step) needs somewhere to go */
 	for (size_t k = 0; k < sizeof(writes) / sizeof(writes[0]); k++)
-		if (strcmp(cli->passes, writes[k]) == 0 && !cli->output)
+		if (pass_list_has(cli->passes, writes[k]) && !cli->output)
 			return fail(EXIT_USAGE, "%s: -o OUTPUT is required", cli->command);
 	if (strcmp(cli->passes, "state-load") == 0 && !cli->output)
 		return fail(EXIT_USAGE, "state load: -o OUTPUT is required");
@@ -434,6 +448,10 @@ static int run(struct cli *cli, struct onnxpass_registry *reg, const char *confi
 		return 0;
 	if (r == -EINVAL && cli->config_file && strncmp(err.message, "config", 6) == 0)
 		return fail(EXIT_USAGE, "%s: %s", cli->config_file, err.message);
+	/* errors that name the model already (it could not be read) */
+	if (strncmp(err.message, cli->model, strlen(cli->model)) == 0 &&
+	    err.message[strlen(cli->model)] == ':')
+		return fail(r == -EINVAL ? EXIT_USAGE : 1, "%s", err.message);
 	return fail(r == -EINVAL ? EXIT_USAGE : 1, "%s: %s", cli->model, err.message);
 }
 
@@ -448,6 +466,30 @@ static int compare(struct cli *cli, bool json)
 	fputs(report, stdout);
 	onnxpass_free(report);
 	return 0;
+}
+
+/* Every pass of the list exists (before the model is read): an unknown
+ * command is a usage error, not the model's. */
+static int passes_check(const struct cli *cli, const struct onnxpass_registry *reg)
+{
+	char *list = strdup(cli->passes), *save = NULL;
+	int r = list ? 0 : fail(1, "out of memory");
+
+	for (char *tok = list ? strtok_r(list, ",", &save) : NULL; r == 0 && tok;
+	     tok = strtok_r(NULL, ",", &save)) {
+		bool found = false;
+
+		for (size_t i = 0; !found && i < onnxpass_registry_count(reg); i++)
+			found = strcmp(onnxpass_registry_get(reg, i)->name, tok) == 0;
+		if (found)
+			continue;
+		if (strcmp(cli->command, "run") == 0)
+			r = fail(EXIT_USAGE, "run: unknown pass '%s' (see onnx-pass --list)", tok);
+		else
+			r = fail(EXIT_USAGE, "unknown command '%s' (see onnx-pass --help)", cli->command);
+	}
+	free(list);
+	return r;
 }
 
 static int cli_main(struct cli *cli, struct flags *fl, int argc, char **argv)
@@ -492,6 +534,8 @@ static int cli_main(struct cli *cli, struct flags *fl, int argc, char **argv)
 		if (r == 0 && cli->candidate) {
 			r = compare(cli, cJSON_IsTrue(cJSON_GetObjectItem(fl->opts, "json")));
 		} else {
+			if (r == 0)
+				r = passes_check(cli, reg);
 			if (r == 0)
 				r = build_config(cli, fl, &config_text);
 			if (r == 0 && cli->state_file)

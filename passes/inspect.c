@@ -496,7 +496,15 @@ static void print_py(struct onnxpass_context *ctx, const cJSON *v)
 	} else if (cJSON_IsBool(v)) {
 		onnxpass_context_print(ctx, "%s", cJSON_IsTrue(v) ? "True" : "False");
 	} else if (cJSON_IsNumber(v)) {
-		onnxpass_context_print(ctx, "%.17g", v->valuedouble);
+		char text[32];
+
+		/* the shortest text that reads back the same, as Python's repr */
+		for (int digits = 15; digits <= 17; digits++) {
+			snprintf(text, sizeof(text), "%.*g", digits, v->valuedouble);
+			if (strtod(text, NULL) == v->valuedouble)
+				break;
+		}
+		onnxpass_context_print(ctx, "%s", text);
 	} else {
 		char *text = cJSON_PrintUnformatted(v);
 

@@ -12,7 +12,9 @@
  *
  * Conditions (load): with options.strict (default true) every group of the
  * state must name a weight of the model (torch raises otherwise); without,
- * missing ones are skipped. Mask shapes must equal the weights'.
+ * missing ones are skipped. Mask shapes must equal the weights'. As in
+ * torch, the state's groups replace the model's: a group the state lacks
+ * leaves the sparsifier, its mask folded into its weight (squash).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -171,6 +173,11 @@ static int group_load(struct opass_group *g, const cJSON *saved, struct onnxpass
 	uint8_t *bits;
 	int r;
 
+	/* what step recorded (current_sparsity_level) comes back too */
+	cJSON_ArrayForEach(d, saved)
+		if (d->string && strcmp(d->string, "mask_data") != 0 &&
+		    !cJSON_GetObjectItemCaseSensitive(g->json, d->string))
+			cJSON_AddItemToObject(g->json, d->string, cJSON_Duplicate(d, true));
 	if (!bits_text)
 		return 0;
 	cJSON_ArrayForEach(d, shape)
@@ -189,11 +196,44 @@ static int group_load(struct opass_group *g, const cJSON *saved, struct onnxpass
 	return r < 0 ? opass_error(err, -EINVAL, "state: group '%s': bad mask bits", g->name) : 0;
 }
 
-static int state_apply(Onnx__ModelProto *model, const cJSON *saved, struct onnxpass_error *err)
+/* torch's load_state_dict replaces the groups with the state's: a group of
+ * the model that the state lacks leaves the sparsifier, its mask folded into
+ * its weight (what its forward computed). Only the kept groups stay in state. */
+static int groups_drop_missing(Onnx__ModelProto *model, struct opass_state *state, const cJSON *saved,
+			       const struct opass_config *config, struct onnxpass_error *err)
+{
+	struct opass_state gone = { .root = state->root, .sparsifier = state->sparsifier };
+	cJSON *groups = cJSON_GetObjectItemCaseSensitive(state->root, "groups");
+	size_t kept = 0;
+	int r = 0;
+
+	gone.groups = calloc(state->n_groups + 1, sizeof(*gone.groups));
+	if (!gone.groups)
+		return opass_error(err, -ENOMEM, "out of memory");
+	for (size_t i = 0; i < state->n_groups; i++) {
+		if (saved_group(saved, state->groups[i].name))
+			state->groups[kept++] = state->groups[i];
+		else
+			gone.groups[gone.n_groups++] = state->groups[i];
+	}
+	state->n_groups = kept;
+	if (gone.n_groups)
+		r = opass_squash_apply(model, &gone, config, err);
+	/* their JSON goes (the kept groups' JSON stays where it is) */
+	for (size_t i = 0; r == 0 && i < gone.n_groups; i++)
+		cJSON_Delete(cJSON_DetachItemViaPointer(groups, gone.groups[i].json));
+	free(gone.groups);
+	return r;
+}
+
+static int state_apply(Onnx__ModelProto *model, const cJSON *saved, const struct opass_config *config,
+		       struct onnxpass_error *err)
 {
 	struct opass_state *state = NULL;
 	int r = opass_state_load(model, &state, err);
 
+	if (r == 0)
+		r = groups_drop_missing(model, state, saved, config, err);
 	for (size_t i = 0; r == 0 && i < state->n_groups; i++) {
 		const cJSON *s = saved_group(saved, state->groups[i].name);
 
@@ -240,7 +280,7 @@ int opass_pass_state_load(struct onnxpass_model *model, struct onnxpass_context 
 			opass_error_prefix(err, "state: ");
 	}
 	if (r == 0)
-		r = state_apply(model->proto, saved, err);
+		r = state_apply(model->proto, saved, config, err);
 out:
 	free(text);
 	opass_config_free(state_config);

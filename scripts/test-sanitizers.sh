@@ -23,7 +23,7 @@ stages=${SANITIZER_STAGES:-asan valgrind fuzz}
 valgrind_suites=${VALGRIND_SUITES:-config wire weights model masks}
 # tests that dlopen the library from Python (ctypes), and the peak-memory test
 # (ASan's shadow memory and quarantine are not the library's)
-asan_skip=" python example-python-2of4 external-memory "
+asan_skip=" python example-python-2of4 external-memory probes-python "
 failed=()
 summary=()
 

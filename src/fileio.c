@@ -245,6 +245,10 @@ int opass_atomic_adopt(const char *path, int fd, uint64_t offset, bool sync,
 	 * be linked where that one would be */
 	if (f.stream || f.tmp_path || fstat(f.fd, &a) < 0 || fstat(fd, &b) < 0 || a.st_dev != b.st_dev)
 		r = -EXDEV;
+	/* the mode and owner the new file got (from the old OUT, or new) */
+	if (r == 0 && (a.st_uid != b.st_uid || a.st_gid != b.st_gid) &&
+	    fchown(fd, a.st_uid, a.st_gid) < 0)
+		(void)!fchown(fd, (uid_t)-1, a.st_gid);
 	if (r == 0 && fchmod(fd, a.st_mode & 07777) < 0)
 		r = -errno;
 	if (r == 0) {

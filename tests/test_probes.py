@@ -28,6 +28,10 @@ import testutil  # noqa: E402
 ONNX_PASS = os.path.abspath(os.environ.get("ONNX_PASS", ""))
 
 
+# strace and LeakSanitizer do not mix (ASan builds): no leak check under strace
+STRACE_ENV = dict(os.environ, ASAN_OPTIONS=os.environ.get("ASAN_OPTIONS", "") + ":detect_leaks=0")
+
+
 def run(args, **kw):
     return subprocess.run([ONNX_PASS] + list(args), capture_output=True, text=True,
                           timeout=600, **kw)
@@ -244,7 +248,7 @@ def test_no_umask_calls(tmp):
                 ["sparsify", src, "-o", os.path.join(tmp, "b.onnx"), "--external-data"],
                 ["state", "export", os.path.join(tmp, "p.onnx"), "-o", os.path.join(tmp, "s.json")]):
         p = subprocess.run(["strace", "-f", "-e", "trace=umask", "-o", "/dev/stderr", ONNX_PASS]
-                           + cmd, capture_output=True, text=True, timeout=120)
+                           + cmd, capture_output=True, text=True, timeout=120, env=STRACE_ENV)
         assert p.returncode == 0, p.stderr
         calls = [l for l in p.stderr.splitlines() if "umask(" in l]
         assert not calls, "%s: %r" % (cmd[0], calls)
@@ -316,7 +320,7 @@ def test_kill_leaves_no_temp_files(tmp):
                        "fsync:signal=KILL:when=2"):
             subprocess.run(["strace", "-f", "-o", "/dev/null", "-e", "inject=" + inject,
                             ONNX_PASS, "sparsify", src, "-o", out, "--fsync"] + extra,
-                           capture_output=True, timeout=120)
+                           capture_output=True, timeout=120, env=STRACE_ENV)
             assert leftovers(out_dir) == [], "%s %s: %r" % (inject, extra, os.listdir(out_dir))
             assert not [n for n in os.listdir(out_dir) if n != "o.onnx" and
                         not n.endswith(".data")], os.listdir(out_dir)
@@ -356,7 +360,7 @@ def test_external_pair_atomic(tmp):
                 os.unlink(os.path.join(tmp, name))
         run_ok(args_a + ["-o", out])
         subprocess.run(["strace", "-f", "-o", "/dev/null", "-e", "inject=" + inject, ONNX_PASS]
-                       + args_b + ["-o", out], capture_output=True, timeout=120)
+                       + args_b + ["-o", out], capture_output=True, timeout=120, env=STRACE_ENV)
         got = pair_state(out)
         assert got in (old, new), "%s: OUT reads a mixed pair" % inject
 
@@ -465,6 +469,11 @@ def test_typos_are_errors(tmp):
     run_error(["squash", prepared, "-o", out, "--keep-params", "foo"], 2, "foo")
     run_error(["sparsify", src, "-o", out, "--threads", "0"], 2, "--threads")
     assert not os.path.exists(out)
+
+
+def test_python_typos(tmp):
+    """Python: unknown keywords raise onnx_pass.Error (they were silently
+    dropped into the config: sparsity=0.9 gave 0.5)."""
     sys.path.insert(0, os.path.join(os.path.dirname(HERE), "python"))
     import onnx_pass
     try:
@@ -602,16 +611,76 @@ def test_python_strings(tmp):
         os.chdir(cwd)
 
 
-TESTS = [test_python_strings, test_inspect_patterns, test_ort_sparse_never_bigger, test_attention_aliases, test_typos_are_errors, test_convert_torch_pruned, test_scale_linear, test_output_stdout, test_output_symlink, test_output_fifo_and_device,
-         test_output_keeps_mode_and_owner, test_no_umask_calls, test_threaded_saves_keep_umask,
-         test_kill_leaves_no_temp_files, test_external_pair_atomic, test_concurrent_writers,
-         test_input_truncated_while_read]
+# --------------------------------------------------------------- small things
+
+def test_small_things(tmp):
+    """A missing file is named once; an unknown command or pass is a usage
+    error, not the model's; levels print as Python does (0.9); a run that
+    changes the model needs -o; a strict state load replaces the model's
+    groups with the state's (a group the state lacks is squashed away)."""
+    import json
+    src = write_model(tmp)
+    line = run_error(["inspect", os.path.join(tmp, "missing.onnx")], 1)
+    assert line.count("missing.onnx") == 1, line
+    line = run_error(["frobnicate", src], 2, "unknown command 'frobnicate'")
+    assert "in.onnx" not in line, line
+    run_error(["run", "prepare,frob", src, "-o", os.path.join(tmp, "x.onnx")], 2, "'frob'")
+    run_error(["run", "prepare,step", src], 2, "-o")
+    prepared = os.path.join(tmp, "p.onnx")
+    run_ok(["prepare", src, "-o", prepared, "--sparsity", "0.9"])
+    text = run_ok(["inspect", prepared]).stdout
+    assert "0.9" in text and "0.90000000000000002" not in text, text
+    # two groups; the state keeps one
+    chain = os.path.join(tmp, "chain.onnx")
+    onnx.save(chain_model(2, dim=16), chain)
+    run_ok(["prepare", chain, "-o", prepared])
+    state = json.loads(run_ok(["state", "export", prepared, "-o", "-"]).stdout)
+    assert [g["tensor_fqn"] for g in state["groups"]] == ["w0", "w1"]
+    state["groups"] = state["groups"][:1]
+    state_file = os.path.join(tmp, "state.json")
+    with open(state_file, "w") as f:
+        json.dump(state, f)
+    out = os.path.join(tmp, "loaded.onnx")
+    run_ok(["state", "load", prepared, state_file, "-o", out])
+    loaded = json.loads(run_ok(["state", "export", out, "-o", "-"]).stdout)
+    assert [g["tensor_fqn"] for g in loaded["groups"]] == ["w0"], loaded["groups"]
+    m = onnx.load(out)
+    onnx.checker.check_model(m)
+    assert [n.op_type for n in m.graph.node].count("Mul") == 1
+
+
+def test_python_state_dict(tmp):
+    """Python state_dict() / load_state_dict() round-trip a stepped state
+    into an unprepared model."""
+    sys.path.insert(0, os.path.join(os.path.dirname(HERE), "python"))
+    import onnx_pass
+    model = chain_model(3, dim=16)
+    stepped = onnx_pass.step(onnx_pass.prepare(model, sparsity_level=0.75))
+    state = onnx_pass.state_dict(stepped)
+    assert [g["tensor_fqn"] for g in state["groups"]] == ["w0", "w1", "w2"]
+    loaded = onnx_pass.load_state_dict(model, state)
+    assert onnx_pass.state_dict(loaded) == state
+    assert onnx_pass.inspect(loaded)["totals"] == onnx_pass.inspect(stepped)["totals"]
+
+
+# Checks that load libonnxpass.so into this interpreter (ctypes): not under ASan.
+PYTHON_TESTS = [test_python_state_dict, test_python_strings, test_threaded_saves_keep_umask,
+                test_python_typos]
+TESTS = [test_scale_linear, test_output_stdout, test_output_symlink, test_output_fifo_and_device,
+         test_output_keeps_mode_and_owner, test_no_umask_calls, test_kill_leaves_no_temp_files,
+         test_external_pair_atomic, test_concurrent_writers, test_input_truncated_while_read,
+         test_convert_torch_pruned, test_attention_aliases, test_typos_are_errors,
+         test_inspect_patterns, test_ort_sparse_never_bigger, test_small_things]
 
 
 def main():
-    only = sys.argv[1:]
+    """Arguments: check names; "python" runs PYTHON_TESTS (default: TESTS)."""
+    only = [a for a in sys.argv[1:] if a != "python"]
+    tests = PYTHON_TESTS if "python" in sys.argv[1:] else TESTS
+    if only:
+        tests = [t for t in TESTS + PYTHON_TESTS if t.__name__ in only]
     checks = testutil.Checks()
-    for test in TESTS:
+    for test in tests:
         if only and test.__name__ not in only:
             continue
         with tempfile.TemporaryDirectory() as tmp:

@@ -336,14 +336,14 @@ def sparsify(model, config=None, output=None, passes="sparsify", sparsifier=None
     """prepare + step + convert in one run.
 
     Keyword arguments set the config's defaults (sparsity_level=0.5,
-    sparse_block_shape=(1, 4), zeros_per_block=4, norm=2, nearliness=...,
-    percdamp=0.01, blocksize=128); sparsifier="weight_norm" | "nearly_diagonal" |
-    "wanda" | "sparsegpt"; format="auto" | "coo" | "dense" is the storage of the
-    sparse weights. passes replaces the pass list (e.g. "prepare,step,squash").
-    wanda and sparsegpt need calibration: a PATH (a .npz, a folder of .npz or of
-    test_data_set_N), one {input_name: array} dict or an iterable of them (one
-    batch each); allocate="sensitivity" chooses per-layer levels, sequential=True
-    prunes layer by layer."""
+    sparse_block_shape=(1, 4), zeros_per_block=rows*cols of the block (4 for 1x4),
+    norm=2, nearliness=..., percdamp=0.01, blocksize=128); sparsifier="weight_norm" |
+    "nearly_diagonal" | "wanda" | "sparsegpt"; format="auto" | "coo" | "dense" is the
+    storage of the sparse weights. passes replaces the pass list (e.g.
+    "prepare,step,squash"). wanda and sparsegpt need calibration: a PATH (a .npz, a
+    folder of .npz or of test_data_set_N), one {input_name: array} dict or an iterable
+    of them (one batch each); allocate="sensitivity" chooses per-layer levels,
+    sequential=True prunes layer by layer."""
     options = {"format": format} if format is not None else None
     return _run(model, passes, config, output, _top(sparsifier, allocate, sequential), defaults,
                 options, calibration)
@@ -377,6 +377,19 @@ def _report_json(model, passes, config):
     text = _transform(model, passes, _config_text(config, options={"json": True}), None,
                       want_model=False)[1]
     return json.loads(text)
+
+
+def state_dict(model):
+    """The sparsifier state of a prepared model (torch's state_dict()): groups,
+    args, step count, schedule and bit-packed masks, as a dict."""
+    return json.loads(_transform(model, "state-export", "{}", None, want_model=False)[1])
+
+
+def load_state_dict(model, state, output=None, strict=True):
+    """torch's load_state_dict(): the model prepared with the state's groups and
+    masks (prepared first when it is not). strict=False skips groups that name
+    no weight of the model."""
+    return _run(model, "state-load", None, output, options={"state": state, "strict": strict})
 
 
 def inspect(model, config=None):
