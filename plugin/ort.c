@@ -6,22 +6,7 @@
 
 #include "error.h"
 #include "onnxpass/ort.h"
-
-static int ort_error_to_errno(OrtErrorCode code)
-{
-	switch (code) {
-	case ORT_NO_SUCHFILE:
-		return -ENOENT;
-	case ORT_INVALID_ARGUMENT:
-	case ORT_INVALID_PROTOBUF:
-	case ORT_INVALID_GRAPH:
-		return -EINVAL;
-	case ORT_NOT_IMPLEMENTED:
-		return -ENOTSUP;
-	default:
-		return -EIO;
-	}
-}
+#include "ort_runtime.h"
 
 static int ort_status_error(const OrtApi *api, OrtStatus *status, struct onnxpass_error *err)
 {
@@ -29,7 +14,7 @@ static int ort_status_error(const OrtApi *api, OrtStatus *status, struct onnxpas
 
 	if (!status)
 		return 0;
-	r = opass_error(err, ort_error_to_errno(api->GetErrorCode(status)), "ONNX Runtime: %s",
+	r = opass_error(err, opass_ort_code_errno(api->GetErrorCode(status)), "ONNX Runtime: %s",
 			api->GetErrorMessage(status));
 	api->ReleaseStatus(status);
 	return r;

@@ -40,9 +40,9 @@ static void ORT_API_CALL ort_log_drop(void *param, OrtLoggingLevel severity, con
 {
 }
 
-static int ort_errno(const OrtApi *api, OrtStatus *status)
+int opass_ort_code_errno(int code)
 {
-	switch (api->GetErrorCode(status)) {
+	switch ((OrtErrorCode)code) {
 	case ORT_NO_SUCHFILE:
 		return -ENOENT;
 	case ORT_INVALID_ARGUMENT:
@@ -61,7 +61,7 @@ static int ort_fail(const OrtApi *api, OrtStatus *status, const char *what,
 		    struct onnxpass_error *err)
 {
 	char msg[ONNXPASS_ERROR_MAX];
-	int r = ort_errno(api, status);
+	int r = opass_ort_code_errno(api->GetErrorCode(status));
 
 	snprintf(msg, sizeof(msg), "%s", api->GetErrorMessage(status));
 	api->ReleaseStatus(status);

@@ -32,6 +32,9 @@ const char *opass_ort_library(const struct opass_ort *ort);
 
 struct opass_ort_session;
 
+/* A negative errno for an OrtErrorCode (ENOENT, EINVAL, ENOTSUP, else EIO). */
+int opass_ort_code_errno(int code);
+
 /* Initializers ORT reads in place (AddInitializer) instead of the model's:
  * the serialised model gives them as external data in a file of folder
  * (which must exist, e.g. sparse, but is never read). Their bytes must

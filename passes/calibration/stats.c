@@ -87,17 +87,40 @@ static int add_squares(double *sq, const float *x, size_t rows, size_t dim)
 	return 0;
 }
 
-static int add_block(struct opass_stats *stats, size_t g, const float *x, size_t rows,
-		     float *scratch)
+/* sum of v[k]^2 in eight float lanes (vectorizable), totalled in double */
+static double sum_squares(const float *v, size_t n)
+{
+	float lane[8] = { 0 };
+	double sum = 0;
+	size_t k = 0;
+
+	for (; k + 8 <= n; k += 8)
+		for (int l = 0; l < 8; l++)
+			lane[l] += v[k + l] * v[k + l];
+	for (int l = 0; l < 8; l++)
+		sum += lane[l];
+	for (; k < n; k++)
+		sum += (double)v[k] * v[k];
+	return sum;
+}
+
+/* Fold n rows into group g: x is rows[n][dim], or with transposed its
+ * transpose [dim][n] (Conv patches, built a kernel element at a time). */
+static int fold(struct opass_stats *stats, size_t g, const float *x, size_t n, bool transposed,
+		float *scratch)
 {
 	size_t dim = stats->dim;
 
-	if (stats->full && rows) {
-		cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)dim, (int)rows, 1.0f, x,
-			    (int)dim, 0.0f, scratch, (int)dim);
+	if (stats->full && n) {
+		cblas_ssyrk(CblasRowMajor, CblasUpper, transposed ? CblasNoTrans : CblasTrans, (int)dim,
+			    (int)n, 1.0f, x, transposed ? (int)n : (int)dim, 0.0f, scratch, (int)dim);
 		pack_add(stats->h + g * packed_size(dim), scratch, dim);
 	}
-	return add_squares(stats->sq + g * dim, x, rows, dim);
+	if (!transposed)
+		return add_squares(stats->sq + g * dim, x, n, dim);
+	for (size_t j = 0; j < dim; j++)
+		stats->sq[g * dim + j] += sum_squares(x + j * n, n);
+	return 0;
 }
 
 int opass_stats_add_rows(struct opass_stats *stats, size_t g, const float *x, size_t rows,
@@ -109,7 +132,7 @@ int opass_stats_add_rows(struct opass_stats *stats, size_t g, const float *x, si
 	for (size_t done = 0; done < rows; done += CHUNK * 64) {
 		size_t n = rows - done < CHUNK * 64 ? rows - done : CHUNK * 64;
 
-		if (add_block(stats, g, x + done * stats->dim, n, scratch) < 0)
+		if (fold(stats, g, x + done * stats->dim, n, false, scratch) < 0)
 			return -ENOMEM;
 	}
 	stats->rows += rows;
@@ -184,38 +207,6 @@ static void chunk_fill(const struct conv_chunk *cc, size_t g, int64_t n, int64_t
 	}
 }
 
-/* sum of v[k]^2 in eight float lanes (vectorizable), totalled in double */
-static double sum_squares(const float *v, size_t n)
-{
-	float lane[8] = { 0 };
-	double sum = 0;
-	size_t k = 0;
-
-	for (; k + 8 <= n; k += 8)
-		for (int l = 0; l < 8; l++)
-			lane[l] += v[k + l] * v[k + l];
-	for (int l = 0; l < 8; l++)
-		sum += lane[l];
-	for (; k < n; k++)
-		sum += (double)v[k] * v[k];
-	return sum;
-}
-
-/* Fold a transposed chunk pt[dim][cols] into group g. */
-static int chunk_add(struct opass_stats *stats, size_t g, const float *pt, size_t cols,
-		     float *scratch)
-{
-	size_t dim = stats->dim;
-
-	if (stats->full && cols) {
-		cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)dim, (int)cols, 1.0f, pt,
-			    (int)cols, 0.0f, scratch, (int)dim);
-		pack_add(stats->h + g * packed_size(dim), scratch, dim);
-	}
-	for (size_t j = 0; j < dim; j++)
-		stats->sq[g * dim + j] += sum_squares(pt + j * cols, cols);
-	return 0;
-}
 
 int opass_stats_add_conv(struct opass_stats *stats, const struct opass_conv_geom *geom,
 			 const float *x, const int64_t dims[4], float *scratch)
@@ -245,7 +236,7 @@ int opass_stats_add_conv(struct opass_stats *stats, const struct opass_conv_geom
 				int64_t oy1 = oy0 + (int64_t)lines < oh ? oy0 + (int64_t)lines : oh;
 
 				chunk_fill(&cc, g, n, oy0, oy1, pt);
-				chunk_add(stats, g, pt, (size_t)((oy1 - oy0) * ow), scratch);
+				fold(stats, g, pt, (size_t)((oy1 - oy0) * ow), true, scratch);
 			}
 	stats->rows += (uint64_t)(dims[0] * oh * ow);
 	free(pt);
