@@ -250,6 +250,98 @@ START_TEST(test_flat_view)
 }
 END_TEST
 
+/* Direct convolution in double precision: y [batch, n, out_h, out_w]. */
+static double *conv_reference(const struct opass_conv *cv, const float *x, int64_t batch,
+			      const float *w, int64_t n, const float *bias)
+{
+	int64_t p = cv->out_h * cv->out_w, k = cv->c_in * cv->kernel_h * cv->kernel_w;
+	double *y = calloc((size_t)(batch * n * p + 1), sizeof(*y));
+
+	ck_assert_ptr_nonnull(y);
+	for (int64_t b = 0; b < batch; b++)
+		for (int64_t o = 0; o < n; o++)
+			for (int64_t q = 0; q < p; q++) {
+				int64_t oy = q / cv->out_w, ox = q % cv->out_w;
+				double sum = bias ? bias[o] : 0.0;
+
+				for (int64_t kk = 0; kk < k; kk++) {
+					int64_t c = kk / (cv->kernel_h * cv->kernel_w);
+					int64_t ky = kk / cv->kernel_w % cv->kernel_h, kx = kk % cv->kernel_w;
+					int64_t iy = oy * cv->stride_h - cv->pad_top + ky * cv->dilation_h;
+					int64_t ix = ox * cv->stride_w - cv->pad_left + kx * cv->dilation_w;
+
+					if (iy >= 0 && iy < cv->in_h && ix >= 0 && ix < cv->in_w)
+						sum += (double)w[o * k + kk] *
+						       x[((b * cv->c_in + c) * cv->in_h + iy) * cv->in_w + ix];
+				}
+				y[(b * n + o) * p + q] = sum;
+			}
+	return y;
+}
+
+/* opass_spmm_run_conv against the direct convolution: kernels 1x1 to 5x3,
+ * strides, asymmetric padding, dilations, output rows split across tiles. */
+START_TEST(test_conv)
+{
+	static const int64_t cases[][11] = {
+		/* c_in h w kh kw sh sw pt pl dh dw; bottom/right padding = 1 */
+		{ 3, 9, 9, 3, 3, 1, 1, 1, 1, 1, 1 },
+		{ 5, 7, 6, 1, 1, 1, 1, 0, 0, 1, 1 },
+		{ 4, 17, 15, 5, 3, 2, 1, 2, 0, 1, 2 },
+		{ 2, 12, 11, 3, 2, 3, 2, 0, 1, 2, 3 },
+		{ 6, 20, 21, 1, 1, 2, 2, 0, 0, 1, 1 },
+		{ 1, 30, 30, 3, 3, 1, 1, 3, 3, 1, 1 },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const int64_t *c = cases[i];
+		struct opass_conv cv = { .c_in = c[0], .in_h = c[1], .in_w = c[2], .kernel_h = c[3],
+					 .kernel_w = c[4], .stride_h = c[5], .stride_w = c[6],
+					 .pad_top = c[7], .pad_left = c[8], .dilation_h = c[9],
+					 .dilation_w = c[10] };
+		int64_t n = 7, batch = 2, k = cv.c_in * cv.kernel_h * cv.kernel_w, nx, ny;
+		float *w = weight_make(n, k, 1, 1, 0.4, 0.0), *x, *y, bias[7];
+		struct opass_spmm_exec exec = { .threads = 2 };
+		struct opass_spmm *spmm = spmm_from(w, n, k, 1, 1, false);
+		double *ref;
+
+		cv.out_h = opass_conv_output_size(cv.in_h, cv.kernel_h, cv.stride_h, cv.pad_top, 1,
+						  cv.dilation_h);
+		cv.out_w = opass_conv_output_size(cv.in_w, cv.kernel_w, cv.stride_w, cv.pad_left, 1,
+						  cv.dilation_w);
+		ck_assert_int_gt(cv.out_h, 0);
+		ck_assert_int_gt(cv.out_w, 0);
+		nx = batch * cv.c_in * cv.in_h * cv.in_w;
+		ny = batch * n * cv.out_h * cv.out_w;
+		x = malloc((size_t)nx * sizeof(*x));
+		y = malloc((size_t)ny * sizeof(*y));
+		ck_assert(x && y);
+		for (int64_t j = 0; j < nx; j++)
+			x[j] = frand();
+		for (int64_t j = 0; j < n; j++)
+			bias[j] = frand();
+		for (size_t t = 0; t < sizeof(isas) / sizeof(isas[0]); t++) {
+			if (!opass_spmm_isa_supported(isas[t]))
+				continue;
+			exec.isa = isas[t];
+			ck_assert_int_eq(opass_spmm_run_conv(spmm, &cv, x, batch, bias, (size_t)n, y,
+							     &exec), 0);
+			ref = conv_reference(&cv, x, batch, w, n, bias);
+			assert_close(y, ref, ny, "conv");
+			free(ref);
+		}
+		cv.c_in++;
+		ck_assert_int_eq(opass_spmm_run_conv(spmm, &cv, x, batch, NULL, 0, y, NULL), -EINVAL);
+		opass_spmm_free(spmm);
+		free(w);
+		free(x);
+		free(y);
+	}
+	ck_assert_int_eq(opass_conv_output_size(2, 3, 1, 0, 0, 1), -EINVAL);
+	ck_assert_int_eq(opass_conv_output_size(7, 3, 2, 1, 1, 1), 4);
+}
+END_TEST
+
 START_TEST(test_all_zero_and_dense)
 {
 	struct shape zero = { .m = 70, .n = 33, .k = 40, .br = 1, .bc = 1, .keep = 0.0 };
@@ -480,6 +572,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, test_wide_k);
 	tcase_add_test(tc, test_predict_win);
 	tcase_add_test(tc, test_flat_view);
+	tcase_add_test(tc, test_conv);
 	suite_add_tcase(s, tc);
 	return s;
 }

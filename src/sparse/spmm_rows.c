@@ -19,6 +19,7 @@
 #include "spmm_impl.h"
 
 #define INLINE static inline __attribute__((always_inline))
+#define PREFETCH_AHEAD 6  /* nonzeros: wide tiles prefetch that nonzero's packed row */
 
 /* Column of block b's first element. */
 #define KAT(s, b, idx16) ((size_t)((idx16) ? (s)->k16[b] : (uint32_t)(s)->k0[b]))
@@ -164,6 +165,12 @@ AVX2 INLINE void csr_ymm(const struct opass_spmm *s, int64_t row, const float *a
 		const float *x0 = at + KAT(s, b, idx16) * w;
 		__m256 w0 = _mm256_set1_ps(v[b]);
 
+		if (!pairs && b + PREFETCH_AHEAD < e) {
+			const char *pf = (const char *)(at + KAT(s, b + PREFETCH_AHEAD, idx16) * w);
+
+			for (int j = 0; j < nv / 2; j++)
+				_mm_prefetch(pf + 64 * j, _MM_HINT_T0);
+		}
 #pragma GCC unroll 8
 		for (int j = 0; j < nv; j++)
 			a0[j] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x0 + 8 * j), a0[j]);
