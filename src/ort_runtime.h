@@ -38,8 +38,8 @@ int opass_ort_code_errno(int code);
 /* Initializers ORT reads in place (AddInitializer) instead of the model's:
  * the serialised model gives them as external data in a file of folder
  * (which must exist, e.g. sparse, but is never read). Their bytes must
- * outlive the session. Prepacking is off for such sessions, so that ORT
- * holds no copy of them. */
+ * outlive the session. Graph optimizations are off for such sessions (the
+ * optimizers would read the placeholder). */
 struct opass_ort_shared {
 	const struct opass_calib_tensor *tensors;
 	size_t n;
