@@ -431,6 +431,9 @@ def test_bad_calibration(tmp):
     c.ok(["compare", model, model, "--inputs", good])
     compare(npz("missing.npz", x=x), ["missing.npz", "input 'b' is missing"])
     compare(npz("extra.npz", x=x, b=b, z=b), ["extra.npz", "input 'z'", "no such input"])
+    # names from the file are shown on one line (control characters as '?'; a zip member
+    # name with a newline broke the one-line rule, found by fuzz-calib)
+    compare(npz("newline.npz", x=x, b=b, **{"z\nq": b}), ["newline.npz", "input 'z?q'"])
     compare(npz("dtype.npz", x=x.astype(np.float64), b=b),
             ["dtype.npz", "input 'x'", "dtype float64", "expects float32"])
     compare(npz("rank.npz", x=x.reshape(8), b=b), ["rank.npz", "input 'x'", "rank 1"])
