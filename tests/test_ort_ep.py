@@ -33,18 +33,7 @@ import testutil  # noqa: E402
 
 LIB = os.environ.get("ONNX_PASS_LIBRARY", "")
 EP = "OnnxPassSparse"
-RTOL = 1e-5
-
-
-def assert_close(got, want, what):
-    got = np.asarray(got, dtype=np.float64)
-    want = np.asarray(want, dtype=np.float64)
-    if got.shape != want.shape:
-        raise AssertionError("%s: shape %s, expected %s" % (what, got.shape, want.shape))
-    scale = max(np.abs(want).max(initial=0.0), 1e-30)
-    err = np.abs(got - want).max(initial=0.0)
-    if not err <= RTOL * scale:
-        raise AssertionError("%s: max error %g > %g * %g" % (what, err, RTOL, scale))
+from testutil import assert_close  # noqa: E402  (relative 1e-5 of max |want|)
 
 
 def sparse(rng, shape, density=0.1, dtype=np.float32):

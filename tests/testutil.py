@@ -2,6 +2,7 @@
 import sys
 import traceback
 
+import numpy as np
 import onnx
 
 
@@ -59,3 +60,15 @@ def stored_tensors(graph, out=None):
             if a.type == onnx.AttributeProto.GRAPH:
                 stored_tensors(a.g, out)
     return out
+
+
+def assert_close(got, want, what, rtol=1e-5):
+    """Max |got - want| within rtol of max |want| (shapes equal), in float64."""
+    got = np.asarray(got, dtype=np.float64)
+    want = np.asarray(want, dtype=np.float64)
+    if got.shape != want.shape:
+        raise AssertionError("%s: shape %s, expected %s" % (what, got.shape, want.shape))
+    scale = max(np.abs(want).max(initial=0.0), 1e-30)
+    err = np.abs(got - want).max(initial=0.0)
+    if not err <= rtol * scale:
+        raise AssertionError("%s: max error %g > %g * %g" % (what, err, rtol, scale))
