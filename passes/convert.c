@@ -273,11 +273,7 @@ static int convert_unprepared(struct onnxpass_model *model, struct onnxpass_cont
 
 	r = opass_context_config(ctx, &config, err);
 	if (r == 0)
-		r = opass_prepare_apply(model->proto, config, false, err);
-	if (r == 0)
-		r = opass_state_load(model->proto, &state, err);
-	for (size_t i = 0; r == 0 && i < state->n_groups; i++)
-		state->groups[i].mask_in_weight = true;
+		r = opass_prepare_state(model, config, true, &state, err);
 	if (r == 0)
 		r = opass_convert_apply(model->proto, state, config, err);
 	opass_state_free(state);

@@ -20,6 +20,12 @@ int opass_pass_state_load(struct onnxpass_model *model, struct onnxpass_context 
  * mask_in_weight on every group and never reads them). */
 int opass_prepare_apply(Onnx__ModelProto *model, struct opass_config *config, bool fill_masks,
 			struct onnxpass_error *err);
+/* prepare, then the state of this run loaded from it: with mask_in_weight
+ * the masks are never filled and each group's mask goes straight into its
+ * weight (sparsify, convert of an unprepared model). */
+int opass_prepare_state(struct onnxpass_model *model, struct opass_config *config,
+			bool mask_in_weight, struct opass_state **ret_state,
+			struct onnxpass_error *err);
 /* step and convert on a loaded state (sparsify runs them on one state). */
 int opass_step_apply(Onnx__ModelProto *model, struct opass_state *state,
 		     const struct opass_config *config, struct onnxpass_error *err);

@@ -299,6 +299,24 @@ out:
 	return r;
 }
 
+int opass_prepare_state(struct onnxpass_model *model, struct opass_config *config,
+			bool mask_in_weight, struct opass_state **ret_state,
+			struct onnxpass_error *err)
+{
+	struct opass_state *state = NULL;
+	int r = opass_prepare_apply(model->proto, config, !mask_in_weight, err);
+
+	if (r == 0)
+		r = opass_state_load(model->proto, &state, err);
+	if (r < 0)
+		return r;
+	state->model = model;
+	for (size_t i = 0; i < state->n_groups; i++)
+		state->groups[i].mask_in_weight = mask_in_weight;
+	*ret_state = state;
+	return 0;
+}
+
 int opass_pass_prepare(struct onnxpass_model *model, struct onnxpass_context *ctx, struct onnxpass_error *err)
 {
 	struct opass_config *config = NULL;

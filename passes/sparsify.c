@@ -20,20 +20,12 @@ int opass_pass_sparsify(struct onnxpass_model *model, struct onnxpass_context *c
 	struct opass_state *state = NULL;
 	int r;
 
-	bool calibrated;
-
 	r = opass_context_config(ctx, &config, err);
 	/* wanda / sparsegpt run the prepared model in ONNX Runtime: its masks
 	 * must be real */
-	calibrated = r == 0 && opass_sparsifier_calibrated(config->sparsifier);
 	if (r == 0)
-		r = opass_prepare_apply(model->proto, config, calibrated, err);
-	if (r == 0)
-		r = opass_state_load(model->proto, &state, err);
-	if (r == 0)
-		state->model = model;
-	for (size_t i = 0; r == 0 && !calibrated && i < state->n_groups; i++)
-		state->groups[i].mask_in_weight = true;
+		r = opass_prepare_state(model, config, !opass_sparsifier_calibrated(config->sparsifier),
+					&state, err);
 	if (r == 0)
 		r = opass_step_apply(model->proto, state, config, err);
 	if (r == 0)
