@@ -68,15 +68,17 @@ static size_t hull_next(const double *e, size_t from, double *ret_slope)
 }
 
 /* Greedy choice along the hulls; sizes[i] 0 for groups that keep their level. */
-static void choose(const double *e, const double *sizes, size_t n, double target, double *levels)
+static int choose(const double *e, const double *sizes, size_t n, double target, double *levels)
 {
 	size_t *at = calloc(n + 1, sizeof(*at));
 	double total = 0;
 
-	for (size_t i = 0; at && i < n; i++)
+	if (!at)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++)
 		if (sizes[i] > 0)
 			levels[i] = 0;
-	while (at && total < target) {
+	while (total < target) {
 		size_t best = n, next = 0;
 		double best_slope = INFINITY, gain;
 
@@ -104,6 +106,7 @@ static void choose(const double *e, const double *sizes, size_t n, double target
 		levels[best] = candidates[next];
 	}
 	free(at);
+	return 0;
 }
 
 int opass_allocate_sensitivity(struct opass_state *state, struct opass_sites *sites,
@@ -129,8 +132,9 @@ int opass_allocate_sensitivity(struct opass_state *state, struct opass_sites *si
 	}
 	opass_eval_free(ev);
 	/* beyond the last candidate everywhere: keep the uniform levels */
-	if (r == 0 && all > 0 && target <= all * candidates[N_CAND - 1])
-		choose(e, sizes, n, target, levels);
+	if (r == 0 && all > 0 && target <= all * candidates[N_CAND - 1] &&
+	    choose(e, sizes, n, target, levels) < 0)
+		r = opass_error(err, -ENOMEM, "out of memory");
 	for (size_t i = 0; r == 0 && i < n; i++) {
 		if (sizes[i] == 0)
 			continue;
