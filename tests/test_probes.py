@@ -11,6 +11,7 @@ Prints "N passed, M failed". Arguments: names of checks to run (default all).
 """
 
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -77,32 +78,37 @@ def chain_model(n, dim=8, seed=0):
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
-def timed(args, runs=2):
+def cpu_seconds(args, runs=2):
+    """Best child CPU time (user + system) of a few runs: load on a shared
+    machine stretches wall-clock time but hardly CPU time."""
     best = None
     for _ in range(runs):
-        t = time.monotonic()
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         run_ok(args)
-        t = time.monotonic() - t
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        t = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
         best = t if best is None else min(best, t)
     return best
 
 
 def test_scale_linear(tmp):
     """sparsify (prepare, step, squash, convert) and run prepare,step,squash
-    grow linearly with the chain: 4x the nodes take well under 16x the time
-    (quadratic name scans and node splicing took 13-16x)."""
-    small, big = 4000, 16000
+    grow linearly with the chain. 16x the nodes must take under 64x the CPU
+    time: n log n gives about 20x, the quadratic name scans and node splicing
+    this guards against gave 200x and more. The wide margin keeps the check
+    about complexity, not speed (sanitizer builds and load change constants)."""
+    small, big = 1000, 16000
     paths = {}
     for n in (small, big):
         paths[n] = os.path.join(tmp, "chain%d.onnx" % n)
         onnx.save(chain_model(n), paths[n])
     for cmd in (["sparsify"], ["run", "prepare,step,squash"]):
-        t = {n: timed(cmd + [paths[n], "-o", os.path.join(tmp, "out.onnx"), "--threads", "1"])
+        t = {n: cpu_seconds(cmd + [paths[n], "-o", os.path.join(tmp, "out.onnx"), "--threads", "1"])
              for n in (small, big)}
-        ratio = t[big] / t[small]
-        print("  %s: %d nodes %.2f s, %d nodes %.2f s, ratio %.1f"
+        ratio = t[big] / max(t[small], 1e-3)
+        print("  %s: %d nodes %.2f s, %d nodes %.2f s CPU, ratio %.1f"
               % (" ".join(cmd), small, t[small], big, t[big], ratio))
-        assert ratio < 8, "%s is not linear: ratio %.1f" % (cmd, ratio)
+        assert ratio < 64, "%s is not linear: ratio %.1f" % (cmd, ratio)
     out = onnx.load(os.path.join(tmp, "out.onnx"))
     assert len(out.graph.node) == big + big // 2, len(out.graph.node)
     assert [n.op_type for n in out.graph.node[:3]] == ["MatMul", "Constant", "MatMul"]
