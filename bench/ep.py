@@ -15,9 +15,12 @@ Sections (--sections, default all):
   encoder  the BERT-base-sized encoder of bench/make_models.py (12 layers, d 768, FFN
            3072) at 1, 16 and 128 tokens and batch 8 x 128 tokens
   cnn      torchvision ResNet-50 and MobileNetV2 (untrained weights), 224x224, batch 1, 8
+  convs    every distinct group-1 Conv of those two CNNs as a one-layer model (with the
+           Relu / Clip that follows it there, which ORT fuses into its own Conv), batch 1
+           and 8: the ratio with the cost model (claim=auto) and with every node claimed
 
     /usr/bin/python3 bench/ep.py [--build build] [--threads 2] [--rounds 5] [--repeat 10]
-                                 [--sections layer,encoder,cnn] [--sparsities 0.5,0.9]
+                                 [--sections layer,encoder,cnn,convs] [--sparsities 0.5,0.9]
                                  [--patterns 1x1,1x4] [--claim auto|all] [--quick]
 """
 
@@ -163,6 +166,73 @@ def section_cnn(args, tmp):
         model_rows(args, tmp, name, dense, batches, lambda b: [b, 3, 224, 224])
 
 
+def conv_layers(model):
+    """(cin, cout, k, stride, pad, size, activation) of each distinct group-1 Conv."""
+    from onnx import shape_inference
+    model = shape_inference.infer_shapes(model)
+    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
+              for v in list(model.graph.value_info) + list(model.graph.input)}
+    inits = {t.name: t.dims for t in model.graph.initializer}
+    consumers = {}
+    for node in model.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node.op_type)
+    seen = []
+    for node in model.graph.node:
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        if node.op_type != "Conv" or attrs.get("group", 1) != 1:
+            continue
+        cout, cin, kh, _ = inits[node.input[1]]
+        act = [c for c in consumers.get(node.output[0], []) if c in ("Relu", "Clip")]
+        layer = (cin, cout, kh, attrs.get("strides", [1])[0], attrs.get("pads", [0])[0],
+                 shapes[node.input[0]][2], act[0] if act else "")
+        if layer not in seen:
+            seen.append(layer)
+    return seen
+
+
+def conv_model(path, layer, batch):
+    cin, cout, k, stride, pad, size, act = layer
+    rng = np.random.default_rng(0)
+    w = (rng.standard_normal((cout, cin, k, k)) / np.sqrt(cin * k * k)).astype(np.float32)
+    b = rng.standard_normal(cout).astype(np.float32)
+    nodes = [helper.make_node("Conv", ["x", "W", "B"], ["c" if act else "y"], strides=[stride] * 2,
+                              pads=[pad] * 4, name="/conv/Conv")]
+    inits = [numpy_helper.from_array(w, "W"), numpy_helper.from_array(b, "B")]
+    if act == "Relu":
+        nodes.append(helper.make_node("Relu", ["c"], ["y"]))
+    elif act == "Clip":
+        inits += [numpy_helper.from_array(np.float32(0), "lo"), numpy_helper.from_array(np.float32(6), "hi")]
+        nodes.append(helper.make_node("Clip", ["c", "lo", "hi"], ["y"]))
+    graph = helper.make_graph(nodes, "conv", [helper.make_tensor_value_info(
+        "x", TensorProto.FLOAT, [batch, cin, size, size])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
+
+
+def section_convs(args, tmp):
+    print("\n### One Conv of the CNNs, ratio CPU EP / + OnnxPassSparse, claim=auto (all)\n")
+    batches = CNN_BATCHES[:1] if args.quick else CNN_BATCHES
+    row(["model", "Cin->Cout", "k/s", "size", "act", "sparsity"] +
+        ["batch %d" % b for b in batches])
+    row(["---"] * (6 + len(batches)))
+    for name in ("resnet50", "mobilenet_v2"):
+        dense = os.path.join(tmp, name + ".onnx")
+        export_cnn(dense, name, 1)
+        for layer in conv_layers(onnx.load(dense)):
+            for sp in args.sparsities:
+                cells = []
+                for batch in batches:
+                    path, sparse = os.path.join(tmp, "conv.onnx"), os.path.join(tmp, "conv.sp.onnx")
+                    conv_model(path, layer, batch)
+                    sparsify(args, path, sparse, sp, "1x1")
+                    auto, forced = (bench(args, sparse, c) for c in ("auto", "all"))
+                    cells.append("%.2f (%.2f)" % (auto[0] / auto[1], forced[0] / forced[1]))
+                cin, cout, k, stride, _, size, act = layer
+                row([name, "%d->%d" % (cin, cout), "%d/%d" % (k, stride), size, act or "-",
+                     "%d%%" % round(sp * 100)] + cells)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--build", default="build")
@@ -178,7 +248,8 @@ def main():
     args = ap.parse_args()
     args.sparsities = [float(s) for s in args.sparsities.split(",")]
     args.patterns = [p for p in PATTERNS if p[1] in args.patterns.split(",")]
-    sections = {"layer": section_layer, "encoder": section_encoder, "cnn": section_cnn}
+    sections = {"layer": section_layer, "encoder": section_encoder, "cnn": section_cnn,
+                "convs": section_convs}
     print("%d intra-op threads each, best of %d rounds x %d runs, claim=%s" %
           (args.threads, args.rounds, args.repeat, args.claim))
     with tempfile.TemporaryDirectory(prefix="bench-ep-") as tmp:

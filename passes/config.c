@@ -9,12 +9,17 @@
  *
  * Conditions: candidates are filtered by the config's module_types and
  * exclude; entries are not required to match (this is the listing).
+ * On a prepared model the entries are the state's groups with their args,
+ * "sparsity_level" being the level "allocate": "sensitivity" chose where it
+ * did (given back to prepare, the config reproduces the preparation).
  */
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "error.h"
 #include "passes.h"
+#include "sparsity/sparsity.h"
 #include "tensor.h"
 #include "validate.h"
 
@@ -51,16 +56,30 @@ static cJSON *weight_json(const struct opass_weight *w)
 	return e;
 }
 
-static cJSON *config_json(const struct opass_config *config, const struct opass_weights *weights)
+/* A prepared weight: its state group (see prepare.c) as a config entry. */
+static cJSON *group_entry(const cJSON *g)
 {
-	cJSON *root = cJSON_CreateObject(), *list, *skipped;
+	static const char *const keys[] = { "tensor_fqn", "alias", "op", "view" };
+	const cJSON *arg, *level = cJSON_GetObjectItemCaseSensitive(g, "allocated_sparsity_level");
+	cJSON *e = cJSON_CreateObject();
 
-	if (!root)
-		return NULL;
-	cJSON_AddStringToObject(root, "sparsifier", opass_sparsifier_name(config->sparsifier));
-	cJSON_AddItemToObject(root, "defaults", cJSON_Duplicate(config->defaults, true));
-	list = cJSON_AddArrayToObject(root, "config");
-	skipped = cJSON_AddArrayToObject(root, "skipped");
+	for (size_t i = 0; e && i < sizeof(keys) / sizeof(keys[0]); i++) {
+		const cJSON *v = cJSON_GetObjectItemCaseSensitive(g, keys[i]);
+
+		cJSON_AddItemToObject(e, keys[i], v ? cJSON_Duplicate(v, true) : cJSON_CreateNull());
+	}
+	cJSON_AddItemToObject(e, "view_shape", cJSON_CreateDoubleArray((const double[]){
+		opass_json_number(g, "rows", 0), opass_json_number(g, "cols", 0) }, 2));
+	cJSON_ArrayForEach(arg, cJSON_GetObjectItemCaseSensitive(g, "args"))
+		cJSON_AddItemToObject(e, arg->string, cJSON_IsNumber(level) &&
+				      strcmp(arg->string, "sparsity_level") == 0 ?
+				      cJSON_CreateNumber(level->valuedouble) : cJSON_Duplicate(arg, true));
+	return e;
+}
+
+static void candidates_json(cJSON *list, const struct opass_config *config,
+			    const struct opass_weights *weights)
+{
 	for (size_t i = 0; list && i < weights->n; i++) {
 		const struct opass_weight *w = &weights->items[i];
 		bool excluded = (w->module_type[0] == 'l' && !config->module_linear) ||
@@ -74,6 +93,28 @@ static cJSON *config_json(const struct opass_config *config, const struct opass_
 		if (!excluded)
 			cJSON_AddItemToArray(list, weight_json(w));
 	}
+}
+
+/* state: the parsed onnx_pass.sparsity metadata of a prepared model, or NULL */
+static cJSON *config_json(const struct opass_config *config, const struct opass_weights *weights,
+			  const cJSON *state)
+{
+	cJSON *root = cJSON_CreateObject(), *list, *skipped;
+	const cJSON *g;
+
+	if (!root)
+		return NULL;
+	cJSON_AddStringToObject(root, "sparsifier", state && opass_json_string(state, "sparsifier") ?
+				opass_json_string(state, "sparsifier") :
+				opass_sparsifier_name(config->sparsifier));
+	cJSON_AddItemToObject(root, "defaults", cJSON_Duplicate(config->defaults, true));
+	list = cJSON_AddArrayToObject(root, "config");
+	skipped = cJSON_AddArrayToObject(root, "skipped");
+	if (state)
+		cJSON_ArrayForEach(g, cJSON_GetObjectItemCaseSensitive(state, "groups"))
+			cJSON_AddItemToArray(list, group_entry(g));
+	else
+		candidates_json(list, config, weights);
 	for (size_t i = 0; skipped && i < weights->n_skipped; i++) {
 		cJSON *s = cJSON_CreateObject();
 
@@ -89,7 +130,8 @@ int opass_pass_config(struct onnxpass_model *model, struct onnxpass_context *ctx
 {
 	struct opass_config *config = NULL;
 	struct opass_weights *weights = NULL;
-	cJSON *out = NULL;
+	cJSON *out = NULL, *state = NULL;
+	const char *state_text;
 	char *text = NULL;
 	int r;
 
@@ -99,7 +141,10 @@ int opass_pass_config(struct onnxpass_model *model, struct onnxpass_context *ctx
 	if (r == 0)
 		r = opass_weights_find(model->proto, &weights, err);
 	if (r == 0) {
-		out = config_json(config, weights);
+		/* a malformed state is prepare's or step's error, not the listing's */
+		state_text = opass_model_get_metadata(model->proto, OPASS_STATE_KEY);
+		state = state_text ? cJSON_Parse(state_text) : NULL;
+		out = config_json(config, weights, state);
 		text = out ? cJSON_Print(out) : NULL;
 		r = text ? onnxpass_context_print(ctx, "%s\n", text) : -ENOMEM;
 		if (r < 0)
@@ -107,6 +152,7 @@ int opass_pass_config(struct onnxpass_model *model, struct onnxpass_context *ctx
 	}
 	free(text);
 	cJSON_Delete(out);
+	cJSON_Delete(state);
 	opass_weights_free(weights);
 	opass_config_free(config);
 	return r;

@@ -251,6 +251,11 @@ def test_sensitivity_allocation(_):
         stepped = onnx.load(out)
         state = json.loads({p.key: p.value for p in stepped.metadata_props}["onnx_pass.sparsity"])
         levels = [g["allocated_sparsity_level"] for g in state["groups"]]
+        # config lists the chosen levels, so that the allocation can be given back to prepare
+        listed = json.loads(cli("config", out).stdout)["config"]
+        assert {e["tensor_fqn"]: e["sparsity_level"] for e in listed} == \
+            {g["tensor_fqn"]: g["allocated_sparsity_level"] for g in state["groups"]}, listed
+        assert "sparsity_level" not in json.loads(cli("config", src).stdout)["config"][0]
         cli("squash", out, "-o", out)
         squashed = onnx.load(out)
     sizes = [w.size for w in ws]
