@@ -11,7 +11,7 @@
  * exclude; entries are not required to match (this is the listing).
  * On a prepared model the entries are the state's groups with their args,
  * "sparsity_level" being the level "allocate": "sensitivity" chose where it
- * did (given back to prepare, the config reproduces the preparation).
+ * did.
  */
 #include <errno.h>
 #include <stdlib.h>
