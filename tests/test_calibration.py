@@ -228,6 +228,28 @@ def test_sequential(_):
     assert not np.allclose(w1_seq, w1_par, atol=1e-3)
 
 
+def test_statistics_budget(_):
+    # options.statistics_memory_mb 0: one run over the calibration set per layer, which
+    # must not change the result (one-shot runs go from the last layer to the first)
+    model, _ = chain_model([16, 24, 20, 12])
+    xs = batches((None, 16), 2, 40)
+    with tempfile.TemporaryDirectory() as tmp:
+        calib = write_calib(os.path.join(tmp, "c"), xs)
+        small = os.path.join(tmp, "small.json")
+        with open(small, "w") as f:
+            json.dump({"options": {"statistics_memory_mb": 0}}, f)
+        for extra in ((), ("--sequential",)):
+            one = sparsify(tmp, model, calib, "--sparsifier", "sparsegpt", *extra)
+            runs = sparsify(tmp, model, calib, "--sparsifier", "sparsegpt", "--config", small, *extra)
+            for name in ("W0", "W1", "W2"):
+                np.testing.assert_array_equal(weight(runs, name), weight(one, name), err_msg=name)
+        with open(small, "w") as f:
+            json.dump({"options": {"statistics_memory_mb": "1"}}, f)
+        p = cli("sparsify", os.path.join(tmp, "in.onnx"), "-o", os.path.join(tmp, "x.onnx"),
+                "--sparsifier", "sparsegpt", "--calibration", calib, "--config", small, ok=False)
+        assert p.returncode == 2 and "statistics_memory_mb" in p.stderr, p.stderr
+
+
 def test_sensitivity_allocation(_):
     # three layers of different sensitivity: the middle one has 85% of tiny weights, so
     # pruning it deep costs little; its own generator keeps the test independent of order
@@ -306,7 +328,8 @@ def test_errors(_):
 
 
 TESTS = [test_wanda_matches_reference, test_sparsegpt_matches_reference, test_sparsegpt_lazy_blocks,
-         test_nm_exact, test_streaming_equals_full_batch, test_sequential, test_sensitivity_allocation,
+         test_nm_exact, test_streaming_equals_full_batch, test_sequential, test_statistics_budget,
+         test_sensitivity_allocation,
          test_errors]
 
 if __name__ == "__main__":

@@ -79,36 +79,158 @@ static int group_prune(struct opass_group *g, struct opass_site *s, enum opass_s
 	return r < 0 ? opass_error(err, r, "group '%s': %s", g->name, strerror(-r)) : 0;
 }
 
-/* Mark the sites of one wave's groups (all when wave is -1) active. */
-static void sites_activate(struct opass_sites *sites, size_t n_groups, long wave)
+/*
+ * The runs over the calibration set: run p collects the statistics of the
+ * groups with pass[i] == p and prunes them. Sites go to the same run while
+ * their statistics fit the budget (SparseGPT's H of every layer at once is
+ * about 0.8x the weights of a BERT-sized model), so that pruning a large
+ * model does not hold all of them at the same time. The runs change no
+ * result: sequential runs go wave by wave (a wave's groups do not feed
+ * each other); one-shot runs go from the last wave to the first, so that
+ * every run sees the groups that feed it unpruned, as one run would.
+ */
+struct plan {
+	unsigned *pass;      /* per group */
+	unsigned n_passes;
+};
+
+/* Statistics of one run may take options.statistics_memory_mb MiB, by
+ * default this share of the pruned weights' float bytes and at least
+ * STATS_BUDGET_MIN. */
+#define STATS_SHARE 0.5
+#define STATS_BUDGET_MIN ((double)(64u << 20))
+
+static double site_bytes(const struct opass_site *s, bool full)
+{
+	double d = (double)s->dim, per_group = full ? d * (d + 1) / 2 * sizeof(float) : d * sizeof(double);
+
+	return per_group * (double)s->n_groups;
+}
+
+static int stats_budget(const struct opass_state *state, const struct opass_config *config,
+			double *ret_budget, struct onnxpass_error *err)
+{
+	const cJSON *mb = cJSON_GetObjectItemCaseSensitive(config->options, "statistics_memory_mb");
+	double bytes = 0;
+
+	if (mb && !(cJSON_IsNumber(mb) && mb->valuedouble >= 0))
+		return opass_error(err, -EINVAL, "config: options.statistics_memory_mb must be a number >= 0");
+	if (mb) {
+		*ret_budget = mb->valuedouble * (1 << 20);
+		return 0;
+	}
+	for (size_t i = 0; i < state->n_groups; i++)
+		bytes += (double)state->groups[i].map.rows * (double)state->groups[i].map.cols * sizeof(float);
+	*ret_budget = bytes * STATS_SHARE > STATS_BUDGET_MIN ? bytes * STATS_SHARE : STATS_BUDGET_MIN;
+	return 0;
+}
+
+/* Site indices ordered by wave (counting sort), then by index. */
+static size_t *sites_by_wave(const unsigned *site_wave, size_t n, unsigned n_waves)
+{
+	size_t *start = calloc((size_t)n_waves + 2, sizeof(*start)), *order = calloc(n + 1, sizeof(*order));
+
+	if (!start || !order) {
+		free(start);
+		free(order);
+		return NULL;
+	}
+	for (size_t i = 0; i < n; i++)
+		start[site_wave[i] + 1]++;
+	for (unsigned w = 0; w < n_waves; w++)
+		start[w + 1] += start[w];
+	for (size_t i = 0; i < n; i++)
+		order[start[site_wave[i]]++] = i;
+	free(start);
+	return order;
+}
+
+/* Runs over the sites in order (ascending waves when sequential, else
+ * descending); a new one starts when the budget is full, and at each wave
+ * when sequential. */
+static void plan_sites(const struct opass_sites *sites, const unsigned *site_wave,
+		       const size_t *order, bool sequential, bool full, double budget,
+		       unsigned *site_pass, unsigned *ret_n_passes)
+{
+	unsigned n_passes = 0;
+	double used = 0;
+
+	for (size_t k = 0; k < sites->n; k++) {
+		size_t i = order[sequential ? k : sites->n - 1 - k], prev;
+		double b = site_bytes(&sites->items[i], full);
+
+		prev = k == 0 ? i : order[sequential ? k - 1 : sites->n - k];
+		if (k == 0 || used + b > budget || (sequential && site_wave[i] != site_wave[prev])) {
+			n_passes++;
+			used = 0;
+		}
+		used += b;
+		site_pass[i] = n_passes - 1;
+	}
+	*ret_n_passes = n_passes;
+}
+
+static int plan_make(const struct opass_state *state, const struct opass_sites *sites,
+		     bool sequential, bool full, double budget, struct plan *ret)
+{
+	unsigned *site_wave = calloc(sites->n + 1, sizeof(*site_wave));
+	unsigned *site_pass = calloc(sites->n + 1, sizeof(*site_pass));
+	unsigned *pass = calloc(state->n_groups + 1, sizeof(*pass)), n_passes = 0;
+	size_t *order = NULL;
+	int r = site_wave && site_pass && pass ? 0 : -ENOMEM;
+
+	for (size_t i = 0; r == 0 && i < state->n_groups; i++)
+		site_wave[sites->of_group[i]] = sites->wave[i];
+	if (r == 0)
+		order = sites_by_wave(site_wave, sites->n, sites->n_waves + 1);
+	if (r == 0 && !order)
+		r = -ENOMEM;
+	if (r == 0)
+		plan_sites(sites, site_wave, order, sequential, full, budget, site_pass, &n_passes);
+	for (size_t i = 0; r == 0 && i < state->n_groups; i++)
+		pass[i] = site_pass[sites->of_group[i]];
+	free(order);
+	free(site_wave);
+	free(site_pass);
+	if (r < 0) {
+		free(pass);
+		return r;
+	}
+	*ret = (struct plan){ .pass = pass, .n_passes = n_passes };
+	return 0;
+}
+
+/* Mark the sites of one run's groups (all when pass is -1) active. */
+static void sites_activate(struct opass_sites *sites, const struct plan *plan, size_t n_groups,
+			   long pass)
 {
 	for (size_t i = 0; i < sites->n; i++)
 		sites->items[i].active = false;
 	for (size_t i = 0; i < n_groups; i++)
-		if (wave < 0 || sites->wave[i] == (unsigned)wave)
+		if (pass < 0 || plan->pass[i] == (unsigned)pass)
 			sites->items[sites->of_group[i]].active = true;
 }
 
-static bool in_wave(const struct opass_sites *sites, size_t i, long wave)
+static bool in_pass(const struct plan *plan, size_t i, long pass)
 {
-	return wave < 0 || sites->wave[i] == (unsigned)wave;
+	return pass < 0 || plan->pass[i] == (unsigned)pass;
 }
 
-/* Prune the wave's groups; a site's statistics and factors are dropped
+/* Prune the run's groups; a site's statistics and factors are dropped
  * after its last group, so that they do not pile up. */
-static int wave_prune(struct opass_state *state, struct opass_sites *sites, long wave,
-		      const double *levels, struct onnxpass_error *err)
+static int pass_prune(struct opass_state *state, struct opass_sites *sites, const struct plan *plan,
+		      long pass, const double *levels, struct onnxpass_error *err)
 {
 	size_t *last = calloc(sites->n + 1, sizeof(*last));
 	int r = last ? 0 : opass_error(err, -ENOMEM, "out of memory");
 
 	for (size_t i = 0; r == 0 && i < state->n_groups; i++)
-		if (in_wave(sites, i, wave))
+		if (in_pass(plan, i, pass))
 			last[sites->of_group[i]] = i;
 	for (size_t i = 0; r == 0 && i < state->n_groups; i++) {
 		struct opass_site *s = &sites->items[sites->of_group[i]];
 
-		if (!in_wave(sites, i, wave))
+		if (!in_pass(plan, i, pass))
 			continue;
 		r = group_prune(&state->groups[i], s, state->sparsifier, levels[i], err);
 		if (last[sites->of_group[i]] == i)
@@ -133,6 +255,8 @@ int opass_calibrated_step(struct onnxpass_model *model, struct opass_state *stat
 			  struct onnxpass_error *err)
 {
 	struct opass_sites sites = { 0 };
+	struct plan plan = { 0 };
+	double budget = 0;
 	bool allocate = state_flag(state, config, "allocate", "sensitivity");
 	bool sequential = state_flag(state, config, "sequential", NULL);
 	struct opass_collect how = {
@@ -145,21 +269,27 @@ int opass_calibrated_step(struct onnxpass_model *model, struct opass_state *stat
 
 	if (r == 0)
 		r = opass_sites_find(model->proto, state, &sites, err);
-	/* one run for all groups: to allocate, and to prune when not sequential */
-	if (r == 0 && (allocate || !sequential)) {
-		sites_activate(&sites, state->n_groups, -1);
-		r = opass_sites_collect(&sites, &how, err);
-	}
-	if (r == 0 && allocate)
-		r = opass_allocate_sensitivity(state, &sites, &how, levels, err);
-	if (r == 0 && !sequential)
-		r = wave_prune(state, &sites, -1, levels, err);
-	for (unsigned w = 0; r == 0 && sequential && w < sites.n_waves; w++) {
-		sites_activate(&sites, state->n_groups, (long)w);
+	if (r == 0)
+		r = stats_budget(state, config, &budget, err);
+	if (r == 0 && plan_make(state, &sites, sequential, how.full, budget, &plan) < 0)
+		r = opass_error(err, -ENOMEM, "out of memory");
+	/* allocation compares every layer: one run for all groups, whose
+	 * statistics also prune them when not sequential */
+	if (r == 0 && allocate) {
+		sites_activate(&sites, &plan, state->n_groups, -1);
 		r = opass_sites_collect(&sites, &how, err);
 		if (r == 0)
-			r = wave_prune(state, &sites, (long)w, levels, err);
+			r = opass_allocate_sensitivity(state, &sites, &how, levels, err);
+		if (r == 0 && !sequential)
+			r = pass_prune(state, &sites, &plan, -1, levels, err);
 	}
+	for (unsigned p = 0; r == 0 && !(allocate && !sequential) && p < plan.n_passes; p++) {
+		sites_activate(&sites, &plan, state->n_groups, (long)p);
+		r = opass_sites_collect(&sites, &how, err);
+		if (r == 0)
+			r = pass_prune(state, &sites, &plan, (long)p, levels, err);
+	}
+	free(plan.pass);
 	opass_sites_fini(&sites);
 	return r;
 }
