@@ -280,17 +280,20 @@ static double *conv_reference(const struct opass_conv *cv, const float *x, int64
 }
 
 /* opass_spmm_run_conv against the direct convolution: kernels 1x1 to 5x3,
- * strides, asymmetric padding, dilations, output rows split across tiles. */
+ * strides, asymmetric padding, dilations, output rows split across tiles,
+ * 1x1 convolutions whose full tiles read x in place. */
 START_TEST(test_conv)
 {
-	static const int64_t cases[][11] = {
-		/* c_in h w kh kw sh sw pt pl dh dw; bottom/right padding = 1 */
-		{ 3, 9, 9, 3, 3, 1, 1, 1, 1, 1, 1 },
-		{ 5, 7, 6, 1, 1, 1, 1, 0, 0, 1, 1 },
-		{ 4, 17, 15, 5, 3, 2, 1, 2, 0, 1, 2 },
-		{ 2, 12, 11, 3, 2, 3, 2, 0, 1, 2, 3 },
-		{ 6, 20, 21, 1, 1, 2, 2, 0, 0, 1, 1 },
-		{ 1, 30, 30, 3, 3, 1, 1, 3, 3, 1, 1 },
+	static const int64_t cases[][12] = {
+		/* c_in h w kh kw sh sw pt pl dh dw, bottom/right padding */
+		{ 3, 9, 9, 3, 3, 1, 1, 1, 1, 1, 1, 1 },
+		{ 5, 7, 6, 1, 1, 1, 1, 0, 0, 1, 1, 1 },
+		{ 4, 17, 15, 5, 3, 2, 1, 2, 0, 1, 2, 1 },
+		{ 2, 12, 11, 3, 2, 3, 2, 0, 1, 2, 3, 1 },
+		{ 6, 20, 21, 1, 1, 2, 2, 0, 0, 1, 1, 1 },
+		{ 1, 30, 30, 3, 3, 1, 1, 3, 3, 1, 1, 1 },
+		{ 3, 12, 11, 1, 1, 1, 1, 0, 0, 1, 1, 0 },
+		{ 9, 16, 16, 1, 1, 1, 1, 0, 0, 2, 2, 0 },
 	};
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -305,9 +308,9 @@ START_TEST(test_conv)
 		struct opass_spmm *spmm = spmm_from(w, n, k, 1, 1, false);
 		double *ref;
 
-		cv.out_h = opass_conv_output_size(cv.in_h, cv.kernel_h, cv.stride_h, cv.pad_top, 1,
+		cv.out_h = opass_conv_output_size(cv.in_h, cv.kernel_h, cv.stride_h, cv.pad_top, c[11],
 						  cv.dilation_h);
-		cv.out_w = opass_conv_output_size(cv.in_w, cv.kernel_w, cv.stride_w, cv.pad_left, 1,
+		cv.out_w = opass_conv_output_size(cv.in_w, cv.kernel_w, cv.stride_w, cv.pad_left, c[11],
 						  cv.dilation_w);
 		ck_assert_int_gt(cv.out_h, 0);
 		ck_assert_int_gt(cv.out_w, 0);

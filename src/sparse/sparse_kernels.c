@@ -22,6 +22,7 @@ struct spmm_job {
 	int64_t m;                 /* rows of A (conv: output positions of one image) */
 	int64_t tiles_per_image;   /* matmul: all tiles */
 	const struct opass_conv *conv; /* or NULL: a matmul */
+	bool direct;               /* 1x1 conv, stride 1, no padding: full tiles read x in place */
 	float *at;                 /* packed tiles [tiles][k_pad][tile_stride] */
 	size_t tile_stride;        /* floats per packed row: the first (widest) tile's width */
 	int64_t rows_per_chunk;    /* block rows per work item */
@@ -561,10 +562,19 @@ static void conv_pack(const struct spmm_job *job, size_t t)
 	memset(at + kk * w, 0, (size_t)((job->s->k_pad - kk) * w) * sizeof(float));
 }
 
+/* A tile that reads its rows of x in place: a direct conv's full tiles. */
+static bool tile_in_place(const struct spmm_job *job, int64_t rows)
+{
+	return job->direct && rows == TILE_MAX;
+}
+
 static void tile_pack(void *data, size_t t)
 {
 	const struct spmm_job *job = data;
+	enum spmm_width wc;
 
+	if (tile_in_place(job, tile_rows(job, t, &wc)))
+		return;
 	if (job->conv)
 		conv_pack(job, t);
 	else
@@ -579,12 +589,23 @@ static void conv_store(const struct spmm_job *job, size_t t, int64_t rows, int64
 	int64_t p0 = (int64_t)(t % (size_t)job->tiles_per_image) * TILE_MAX;
 	float *y = job->y + (image * job->s->n + n0) * job->m + p0;
 
-	for (int64_t j = 0; j < n_out; j++, y += job->m) {
-		float b = bias_at(job, n0 + j);
+	for (int64_t j = 0; j < n_out; j++, y += job->m)
+		job->kernels.row_add(y, out + j * w, bias_at(job, n0 + j), (size_t)rows);
+}
 
-		for (int64_t i = 0; i < rows; i++)
-			y[i] = out[j * w + i] + b;
+/* Tile t's packed rows of A, ld floats apart. */
+static const float *tile_at(const struct spmm_job *job, size_t t, int64_t rows, int64_t w,
+			    size_t *ret_ld)
+{
+	int64_t image = (int64_t)(t / (size_t)job->tiles_per_image);
+	int64_t p0 = (int64_t)(t % (size_t)job->tiles_per_image) * TILE_MAX;
+
+	if (tile_in_place(job, rows)) {
+		*ret_ld = (size_t)job->m;
+		return job->a + image * job->conv->c_in * job->m + p0;
 	}
+	*ret_ld = (size_t)w;
+	return job->at + t * (size_t)job->s->k_pad * job->tile_stride;
 }
 
 static void tile_chunk(void *data, size_t item)
@@ -593,18 +614,20 @@ static void tile_chunk(void *data, size_t item)
 	const struct opass_spmm *s = job->s;
 	size_t t = item / job->n_chunks, c = item % job->n_chunks;
 	int64_t row0 = (int64_t)c * job->rows_per_chunk, row1 = row0 + job->rows_per_chunk;
-	const float *at = job->at + t * (size_t)s->k_pad * job->tile_stride;
 	float out[CHUNK_N * TILE_MAX] __attribute__((aligned(64)));
 	int64_t n0 = row0 * s->br, n_out, rows, w;
 	spmm_block_rows_fn *block_rows;
 	enum spmm_width wc;
+	const float *at;
+	size_t ld;
 
 	rows = tile_rows(job, t, &wc);
 	w = spmm_width_floats(wc);
+	at = tile_at(job, t, rows, w, &ld);
 	block_rows = job->kernels.block_rows[wc];
 	if (row1 > s->n_block_rows)
 		row1 = s->n_block_rows;
-	block_rows(s, row0, row1, at, out);
+	block_rows(s, row0, row1, at, ld, out);
 	n_out = row1 * s->br < s->n ? row1 * s->br - n0 : s->n - n0;
 	if (job->conv)
 		conv_store(job, t, rows, w, n0, n_out, out);
@@ -739,6 +762,9 @@ int opass_spmm_run_conv(const struct opass_spmm *spmm, const struct opass_conv *
 	if (kernels_pick(exec ? exec->isa : OPASS_SPMM_ISA_AUTO, &job) < 0)
 		return -ENOTSUP;
 	job.m = conv->out_h * conv->out_w;
+	job.direct = conv->kernel_h == 1 && conv->kernel_w == 1 && conv->stride_h == 1 &&
+		     conv->stride_w == 1 && conv->pad_top == 0 && conv->pad_left == 0 &&
+		     conv->out_h == conv->in_h && conv->out_w == conv->in_w;
 	if (batch == 0 || job.m == 0 || spmm->n == 0)
 		return 0;
 	job.rows_per_chunk = CHUNK_N / spmm->br;

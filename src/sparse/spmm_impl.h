@@ -8,7 +8,9 @@
  * 32, 48 or 64), so that a small M is not padded to 64 rows. A block-rows
  * kernel of width w computes, for every output row r of the block rows
  * row0 <= row < row1, out[((row - row0) * br + r) * w + i] = sum over the
- * row's nonzeros w(r, k) * at[k][i].
+ * row's nonzeros w(r, k) * at[k][i]. A 1x1 convolution with stride 1 and no
+ * padding needs no packing: its full tiles read x in place (at[k] is the
+ * tile's 64 positions of input channel k).
  */
 #pragma once
 
@@ -41,16 +43,22 @@ enum spmm_width {
 	_SPMM_W_MAX,
 };
 
+/* at's packed rows lie ld floats apart: the tile's width when packed, the
+ * plane size when a 1x1 convolution's tile reads x in place. */
 typedef void spmm_block_rows_fn(const struct opass_spmm *s, int64_t row0, int64_t row1,
-				const float *at, float *out);
+				const float *at, size_t ld, float *out);
 
 /* dst[c][i] = src[i][c] (+ add[i]) for a 16 x 16 block; strides in floats. */
 typedef void spmm_transpose16_fn(const float *src, size_t src_stride, float *dst,
 				 size_t dst_stride, const float *add);
 
+/* dst[i] = src[i] + add for i < n. */
+typedef void spmm_row_add_fn(float *dst, const float *src, float add, size_t n);
+
 struct spmm_kernels {
 	spmm_block_rows_fn *block_rows[_SPMM_W_MAX];
 	spmm_transpose16_fn *transpose16;    /* or NULL: scalar copies */
+	spmm_row_add_fn *row_add;
 };
 
 /* Floats per packed row of a width class. */

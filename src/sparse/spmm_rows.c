@@ -33,8 +33,8 @@ int spmm_width_floats(enum spmm_width w)
 
 /* ---- generic C ------------------------------------------------------------- */
 
-INLINE void rows_generic(const struct opass_spmm *s, int64_t row, const float *at, float *out,
-			 const int w)
+INLINE void rows_generic(const struct opass_spmm *s, int64_t row, const float *at, size_t ld,
+			 float *out, const int w)
 {
 	size_t stride = (size_t)s->br * (size_t)s->bc;
 
@@ -43,9 +43,9 @@ INLINE void rows_generic(const struct opass_spmm *s, int64_t row, const float *a
 
 		for (int32_t b = s->row_ptr[row]; b < s->row_ptr[row + 1]; b++) {
 			const float *v = s->values + b * stride + (size_t)r * (size_t)s->bc;
-			const float *x = at + (size_t)s->k0[b] * (size_t)w;
+			const float *x = at + (size_t)s->k0[b] * ld;
 
-			for (int c = 0; c < s->bc; c++, x += w)
+			for (int c = 0; c < s->bc; c++, x += ld)
 				for (int i = 0; i < w; i++)
 					acc[i] += v[c] * x[i];
 		}
@@ -55,10 +55,10 @@ INLINE void rows_generic(const struct opass_spmm *s, int64_t row, const float *a
 
 #define GENERIC_WIDTH(W) \
 	static void rows_generic_##W(const struct opass_spmm *s, int64_t row0, int64_t row1, \
-				     const float *at, float *out) \
+				     const float *at, size_t ld, float *out) \
 	{ \
 		for (int64_t row = row0; row < row1; row++, out += s->br * W) \
-			rows_generic(s, row, at, out, W); \
+			rows_generic(s, row, at, ld, out, W); \
 	}
 GENERIC_WIDTH(1)
 GENERIC_WIDTH(4)
@@ -68,11 +68,18 @@ GENERIC_WIDTH(32)
 GENERIC_WIDTH(48)
 GENERIC_WIDTH(64)
 
+static void row_add_generic(float *dst, const float *src, float add, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		dst[i] = src[i] + add;
+}
+
 void spmm_kernels_generic(struct spmm_kernels *k)
 {
 	*k = (struct spmm_kernels){ .block_rows = { rows_generic_1, rows_generic_4, rows_generic_8,
 						    rows_generic_16, rows_generic_32,
-						    rows_generic_48, rows_generic_64 } };
+						    rows_generic_48, rows_generic_64 },
+				    .row_add = row_add_generic };
 }
 
 #ifdef SPMM_X86
@@ -82,68 +89,68 @@ void spmm_kernels_generic(struct spmm_kernels *k)
 /* ---- AVX2: 1 row (scalar), 4 rows (xmm), 8 x nv rows (ymm) ------------------- */
 
 /* One row of A: a sparse dot product, four independent sums. */
-AVX2 INLINE void csr_scalar(const struct opass_spmm *s, int64_t row, const float *at, float *out,
-			    const bool idx16)
+AVX2 INLINE void csr_scalar(const struct opass_spmm *s, int64_t row, const float *at, size_t ld,
+			    float *out, const bool idx16)
 {
 	float a0 = 0, a1 = 0, a2 = 0, a3 = 0;
 	int32_t b = s->row_ptr[row], e = s->row_ptr[row + 1];
 	const float *v = s->values;
 
 	for (; b + 3 < e; b += 4) {
-		a0 = __builtin_fmaf(v[b], at[KAT(s, b, idx16)], a0);
-		a1 = __builtin_fmaf(v[b + 1], at[KAT(s, b + 1, idx16)], a1);
-		a2 = __builtin_fmaf(v[b + 2], at[KAT(s, b + 2, idx16)], a2);
-		a3 = __builtin_fmaf(v[b + 3], at[KAT(s, b + 3, idx16)], a3);
+		a0 = __builtin_fmaf(v[b], at[KAT(s, b, idx16) * ld], a0);
+		a1 = __builtin_fmaf(v[b + 1], at[KAT(s, b + 1, idx16) * ld], a1);
+		a2 = __builtin_fmaf(v[b + 2], at[KAT(s, b + 2, idx16) * ld], a2);
+		a3 = __builtin_fmaf(v[b + 3], at[KAT(s, b + 3, idx16) * ld], a3);
 	}
 	for (; b < e; b++)
-		a0 = __builtin_fmaf(v[b], at[KAT(s, b, idx16)], a0);
+		a0 = __builtin_fmaf(v[b], at[KAT(s, b, idx16) * ld], a0);
 	out[0] = (a0 + a1) + (a2 + a3);
 }
 
 AVX2 static void rows_avx2_1(const struct opass_spmm *s, int64_t row0, int64_t row1,
-			    const float *at, float *out)
+			    const float *at, size_t ld, float *out)
 {
 	for (int64_t row = row0; s->br == 1 && s->bc == 1 && s->k16 && row < row1; row++)
-		csr_scalar(s, row, at, out++, true);
+		csr_scalar(s, row, at, ld, out++, true);
 	for (int64_t row = row0; s->br == 1 && s->bc == 1 && !s->k16 && row < row1; row++)
-		csr_scalar(s, row, at, out++, false);
+		csr_scalar(s, row, at, ld, out++, false);
 	for (int64_t row = row0; (s->br != 1 || s->bc != 1) && row < row1; row++, out += s->br)
-		rows_generic(s, row, at, out, 1);
+		rows_generic(s, row, at, ld, out, 1);
 }
 
-AVX2 INLINE void csr_xmm(const struct opass_spmm *s, int64_t row, const float *at, float *out,
-			 const bool idx16)
+AVX2 INLINE void csr_xmm(const struct opass_spmm *s, int64_t row, const float *at, size_t ld,
+			 float *out, const bool idx16)
 {
 	__m128 a0 = _mm_setzero_ps(), a1 = _mm_setzero_ps();
 	int32_t b = s->row_ptr[row], e = s->row_ptr[row + 1];
 	const float *v = s->values;
 
 	for (; b + 1 < e; b += 2) {
-		a0 = _mm_fmadd_ps(_mm_set1_ps(v[b]), _mm_loadu_ps(at + 4 * KAT(s, b, idx16)), a0);
+		a0 = _mm_fmadd_ps(_mm_set1_ps(v[b]), _mm_loadu_ps(at + ld * KAT(s, b, idx16)), a0);
 		a1 = _mm_fmadd_ps(_mm_set1_ps(v[b + 1]),
-				  _mm_loadu_ps(at + 4 * KAT(s, b + 1, idx16)), a1);
+				  _mm_loadu_ps(at + ld * KAT(s, b + 1, idx16)), a1);
 	}
 	if (b < e)
-		a0 = _mm_fmadd_ps(_mm_set1_ps(v[b]), _mm_loadu_ps(at + 4 * KAT(s, b, idx16)), a0);
+		a0 = _mm_fmadd_ps(_mm_set1_ps(v[b]), _mm_loadu_ps(at + ld * KAT(s, b, idx16)), a0);
 	_mm_storeu_ps(out, _mm_add_ps(a0, a1));
 }
 
 AVX2 static void rows_avx2_4(const struct opass_spmm *s, int64_t row0, int64_t row1,
-			    const float *at, float *out)
+			    const float *at, size_t ld, float *out)
 {
 	for (int64_t row = row0; s->br == 1 && s->bc == 1 && s->k16 && row < row1; row++, out += 4)
-		csr_xmm(s, row, at, out, true);
+		csr_xmm(s, row, at, ld, out, true);
 	for (int64_t row = row0; s->br == 1 && s->bc == 1 && !s->k16 && row < row1; row++, out += 4)
-		csr_xmm(s, row, at, out, false);
+		csr_xmm(s, row, at, ld, out, false);
 	for (int64_t row = row0; (s->br != 1 || s->bc != 1) && row < row1; row++, out += 4 * s->br)
-		rows_generic(s, row, at, out, 4);
+		rows_generic(s, row, at, ld, out, 4);
 }
 
 /* CSR, nv ymm per packed row; two accumulator sets while they fit in registers. */
-AVX2 INLINE void csr_ymm(const struct opass_spmm *s, int64_t row, const float *at, float *out,
+AVX2 INLINE void csr_ymm(const struct opass_spmm *s, int64_t row, const float *at, size_t ld,
+			 float *out,
 			 const int nv, const bool idx16)
 {
-	const size_t w = 8 * (size_t)nv;
 	const int pairs = nv <= 4;
 	__m256 a0[8], a1[8];
 	int32_t b = s->row_ptr[row], e = s->row_ptr[row + 1];
@@ -152,7 +159,7 @@ AVX2 INLINE void csr_ymm(const struct opass_spmm *s, int64_t row, const float *a
 	for (int j = 0; j < nv; j++)
 		a0[j] = a1[j] = _mm256_setzero_ps();
 	for (; pairs && b + 1 < e; b += 2) {
-		const float *x0 = at + KAT(s, b, idx16) * w, *x1 = at + KAT(s, b + 1, idx16) * w;
+		const float *x0 = at + KAT(s, b, idx16) * ld, *x1 = at + KAT(s, b + 1, idx16) * ld;
 		__m256 w0 = _mm256_set1_ps(v[b]), w1 = _mm256_set1_ps(v[b + 1]);
 
 #pragma GCC unroll 8
@@ -162,11 +169,11 @@ AVX2 INLINE void csr_ymm(const struct opass_spmm *s, int64_t row, const float *a
 		}
 	}
 	for (; b < e; b++) {
-		const float *x0 = at + KAT(s, b, idx16) * w;
+		const float *x0 = at + KAT(s, b, idx16) * ld;
 		__m256 w0 = _mm256_set1_ps(v[b]);
 
 		if (!pairs && b + PREFETCH_AHEAD < e) {
-			const char *pf = (const char *)(at + KAT(s, b + PREFETCH_AHEAD, idx16) * w);
+			const char *pf = (const char *)(at + KAT(s, b + PREFETCH_AHEAD, idx16) * ld);
 
 			for (int j = 0; j < nv / 2; j++)
 				_mm_prefetch(pf + 64 * j, _MM_HINT_T0);
@@ -181,19 +188,19 @@ AVX2 INLINE void csr_ymm(const struct opass_spmm *s, int64_t row, const float *a
 }
 
 /* Any block shape: one output row r of the block row. */
-AVX2 INLINE void bsr_ymm(const struct opass_spmm *s, int64_t row, int r, const float *at,
+AVX2 INLINE void bsr_ymm(const struct opass_spmm *s, int64_t row, int r, const float *at, size_t ld,
 			 float *out, const int nv)
 {
-	const size_t w = 8 * (size_t)nv, stride = (size_t)s->br * (size_t)s->bc;
+	const size_t stride = (size_t)s->br * (size_t)s->bc;
 	__m256 acc[8];
 
 	for (int j = 0; j < nv; j++)
 		acc[j] = _mm256_setzero_ps();
 	for (int32_t b = s->row_ptr[row]; b < s->row_ptr[row + 1]; b++) {
 		const float *v = s->values + b * stride + (size_t)r * (size_t)s->bc;
-		const float *x = at + (size_t)s->k0[b] * w;
+		const float *x = at + (size_t)s->k0[b] * ld;
 
-		for (int c = 0; c < s->bc; c++, x += w) {
+		for (int c = 0; c < s->bc; c++, x += ld) {
 			__m256 wv = _mm256_set1_ps(v[c]);
 
 #pragma GCC unroll 8
@@ -207,27 +214,27 @@ AVX2 INLINE void bsr_ymm(const struct opass_spmm *s, int64_t row, int r, const f
 }
 
 AVX2 INLINE void rows_ymm(const struct opass_spmm *s, int64_t row0, int64_t row1,
-			  const float *at, float *out, const int nv)
+			  const float *at, size_t ld, float *out, const int nv)
 {
 	const int64_t w = 8 * nv;
 
 	if (s->br == 1 && s->bc == 1 && s->k16)
 		for (int64_t row = row0; row < row1; row++, out += w)
-			csr_ymm(s, row, at, out, nv, true);
+			csr_ymm(s, row, at, ld, out, nv, true);
 	else if (s->br == 1 && s->bc == 1)
 		for (int64_t row = row0; row < row1; row++, out += w)
-			csr_ymm(s, row, at, out, nv, false);
+			csr_ymm(s, row, at, ld, out, nv, false);
 	else
 		for (int64_t row = row0; row < row1; row++)
 			for (int r = 0; r < s->br; r++, out += w)
-				bsr_ymm(s, row, r, at, out, nv);
+				bsr_ymm(s, row, r, at, ld, out, nv);
 }
 
 #define AVX2_WIDTH(W) \
 	AVX2 static void rows_avx2_##W(const struct opass_spmm *s, int64_t row0, int64_t row1, \
-				       const float *at, float *out) \
+				       const float *at, size_t ld, float *out) \
 	{ \
-		rows_ymm(s, row0, row1, at, out, W / 8); \
+		rows_ymm(s, row0, row1, at, ld, out, W / 8); \
 	}
 AVX2_WIDTH(8)
 AVX2_WIDTH(16)
@@ -235,19 +242,75 @@ AVX2_WIDTH(32)
 AVX2_WIDTH(48)
 AVX2_WIDTH(64)
 
+AVX2 static void row_add_avx2(float *dst, const float *src, float add, size_t n)
+{
+	__m256 a = _mm256_set1_ps(add);
+	size_t i = 0;
+
+	for (; i + 8 <= n; i += 8)
+		_mm256_storeu_ps(dst + i, _mm256_add_ps(_mm256_loadu_ps(src + i), a));
+	for (; i < n; i++)
+		dst[i] = src[i] + add;
+}
+
+/* 8 x 8 transpose: pairs, then 2x2 blocks of pairs, then the 128-bit lanes;
+ * dst[c][i] = src[i][c] (+ add[i]). */
+AVX2 INLINE void transpose8_avx2(const float *src, size_t src_stride, float *dst,
+				 size_t dst_stride, const float *add)
+{
+	__m256 r[8], t[8];
+
+#pragma GCC unroll 8
+	for (int i = 0; i < 8; i++)
+		r[i] = _mm256_loadu_ps(src + (size_t)i * src_stride);
+#pragma GCC unroll 4
+	for (int i = 0; i < 8; i += 2) {
+		t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+		t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+	}
+#pragma GCC unroll 2
+	for (int i = 0; i < 8; i += 4) {
+		r[i] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+		r[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+		r[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+		r[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+	}
+#pragma GCC unroll 4
+	for (int c = 0; c < 4; c++) {
+		t[c] = _mm256_permute2f128_ps(r[c], r[c + 4], 0x20);
+		t[c + 4] = _mm256_permute2f128_ps(r[c], r[c + 4], 0x31);
+	}
+#pragma GCC unroll 8
+	for (int c = 0; c < 8; c++) {
+		__m256 v = add ? _mm256_add_ps(t[c], _mm256_loadu_ps(add)) : t[c];
+
+		_mm256_storeu_ps(dst + (size_t)c * dst_stride, v);
+	}
+}
+
+AVX2 static void transpose16_avx2(const float *src, size_t src_stride, float *dst,
+				  size_t dst_stride, const float *add)
+{
+	for (size_t bi = 0; bi < 16; bi += 8)
+		for (size_t bj = 0; bj < 16; bj += 8)
+			transpose8_avx2(src + bi * src_stride + bj, src_stride,
+					dst + bj * dst_stride + bi, dst_stride, add ? add + bi : NULL);
+}
+
 void spmm_kernels_avx2(struct spmm_kernels *k)
 {
 	*k = (struct spmm_kernels){ .block_rows = { rows_avx2_1, rows_avx2_4, rows_avx2_8,
 						    rows_avx2_16, rows_avx2_32, rows_avx2_48,
-						    rows_avx2_64 } };
+						    rows_avx2_64 },
+				    .transpose16 = transpose16_avx2, .row_add = row_add_avx2 };
 }
 
 /* ---- AVX-512: 16 x nv rows (zmm) ---------------------------------------------- */
 
-AVX512 INLINE void csr_zmm(const struct opass_spmm *s, int64_t row, const float *at, float *out,
+AVX512 INLINE void csr_zmm(const struct opass_spmm *s, int64_t row, const float *at, size_t ld,
+			 float *out,
 			   const int nv, const bool idx16)
 {
-	const size_t w = 16 * (size_t)nv;
 	__m512 a0[4], a1[4];
 	int32_t b = s->row_ptr[row], e = s->row_ptr[row + 1];
 	const float *v = s->values;
@@ -255,7 +318,7 @@ AVX512 INLINE void csr_zmm(const struct opass_spmm *s, int64_t row, const float 
 	for (int j = 0; j < nv; j++)
 		a0[j] = a1[j] = _mm512_setzero_ps();
 	for (; b + 1 < e; b += 2) {
-		const float *x0 = at + KAT(s, b, idx16) * w, *x1 = at + KAT(s, b + 1, idx16) * w;
+		const float *x0 = at + KAT(s, b, idx16) * ld, *x1 = at + KAT(s, b + 1, idx16) * ld;
 		__m512 w0 = _mm512_set1_ps(v[b]), w1 = _mm512_set1_ps(v[b + 1]);
 
 #pragma GCC unroll 4
@@ -265,7 +328,7 @@ AVX512 INLINE void csr_zmm(const struct opass_spmm *s, int64_t row, const float 
 		}
 	}
 	if (b < e) {
-		const float *x0 = at + KAT(s, b, idx16) * w;
+		const float *x0 = at + KAT(s, b, idx16) * ld;
 		__m512 w0 = _mm512_set1_ps(v[b]);
 
 #pragma GCC unroll 4
@@ -277,19 +340,19 @@ AVX512 INLINE void csr_zmm(const struct opass_spmm *s, int64_t row, const float 
 		_mm512_storeu_ps(out + 16 * j, _mm512_add_ps(a0[j], a1[j]));
 }
 
-AVX512 INLINE void bsr_zmm(const struct opass_spmm *s, int64_t row, int r, const float *at,
+AVX512 INLINE void bsr_zmm(const struct opass_spmm *s, int64_t row, int r, const float *at, size_t ld,
 			   float *out, const int nv)
 {
-	const size_t w = 16 * (size_t)nv, stride = (size_t)s->br * (size_t)s->bc;
+	const size_t stride = (size_t)s->br * (size_t)s->bc;
 	__m512 acc[4];
 
 	for (int j = 0; j < nv; j++)
 		acc[j] = _mm512_setzero_ps();
 	for (int32_t b = s->row_ptr[row]; b < s->row_ptr[row + 1]; b++) {
 		const float *v = s->values + b * stride + (size_t)r * (size_t)s->bc;
-		const float *x = at + (size_t)s->k0[b] * w;
+		const float *x = at + (size_t)s->k0[b] * ld;
 
-		for (int c = 0; c < s->bc; c++, x += w) {
+		for (int c = 0; c < s->bc; c++, x += ld) {
 			__m512 wv = _mm512_set1_ps(v[c]);
 
 #pragma GCC unroll 4
@@ -303,7 +366,8 @@ AVX512 INLINE void bsr_zmm(const struct opass_spmm *s, int64_t row, int r, const
 }
 
 /* 4x1 blocks: four outputs share each packed row of A. */
-AVX512 INLINE void rows4_zmm(const struct opass_spmm *s, int64_t row, const float *at, float *out,
+AVX512 INLINE void rows4_zmm(const struct opass_spmm *s, int64_t row, const float *at, size_t ld,
+			     float *out,
 			     const int nv)
 {
 	const size_t w = 16 * (size_t)nv;
@@ -314,7 +378,7 @@ AVX512 INLINE void rows4_zmm(const struct opass_spmm *s, int64_t row, const floa
 			acc[r][j] = _mm512_setzero_ps();
 	for (int32_t b = s->row_ptr[row]; b < s->row_ptr[row + 1]; b++) {
 		const float *v = s->values + 4 * (size_t)b;
-		const float *x = at + (size_t)s->k0[b] * w;
+		const float *x = at + (size_t)s->k0[b] * ld;
 		__m512 xs[4];
 
 #pragma GCC unroll 4
@@ -335,30 +399,30 @@ AVX512 INLINE void rows4_zmm(const struct opass_spmm *s, int64_t row, const floa
 }
 
 AVX512 INLINE void rows_zmm(const struct opass_spmm *s, int64_t row0, int64_t row1,
-			    const float *at, float *out, const int nv)
+			  const float *at, size_t ld, float *out, const int nv)
 {
 	const int64_t w = 16 * nv;
 
 	if (s->br == 1 && s->bc == 1 && s->k16)
 		for (int64_t row = row0; row < row1; row++, out += w)
-			csr_zmm(s, row, at, out, nv, true);
+			csr_zmm(s, row, at, ld, out, nv, true);
 	else if (s->br == 1 && s->bc == 1)
 		for (int64_t row = row0; row < row1; row++, out += w)
-			csr_zmm(s, row, at, out, nv, false);
+			csr_zmm(s, row, at, ld, out, nv, false);
 	else if (s->br == 4 && s->bc == 1)
 		for (int64_t row = row0; row < row1; row++, out += 4 * w)
-			rows4_zmm(s, row, at, out, nv);
+			rows4_zmm(s, row, at, ld, out, nv);
 	else
 		for (int64_t row = row0; row < row1; row++)
 			for (int r = 0; r < s->br; r++, out += w)
-				bsr_zmm(s, row, r, at, out, nv);
+				bsr_zmm(s, row, r, at, ld, out, nv);
 }
 
 #define AVX512_WIDTH(W) \
 	AVX512 static void rows_avx512_##W(const struct opass_spmm *s, int64_t row0, \
-					   int64_t row1, const float *at, float *out) \
+					   int64_t row1, const float *at, size_t ld, float *out) \
 	{ \
-		rows_zmm(s, row0, row1, at, out, W / 16); \
+		rows_zmm(s, row0, row1, at, ld, out, W / 16); \
 	}
 AVX512_WIDTH(16)
 AVX512_WIDTH(32)
@@ -414,7 +478,7 @@ void spmm_kernels_avx512(struct spmm_kernels *k)
 	*k = (struct spmm_kernels){ .block_rows = { rows_avx2_1, rows_avx2_4, rows_avx2_8,
 						    rows_avx512_16, rows_avx512_32,
 						    rows_avx512_48, rows_avx512_64 },
-				    .transpose16 = transpose16_avx512 };
+				    .transpose16 = transpose16_avx512, .row_add = row_add_avx2 };
 }
 #else
 void spmm_kernels_avx2(struct spmm_kernels *k)
