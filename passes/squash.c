@@ -18,8 +18,9 @@
 
 #include "error.h"
 #include "graph.h"
-#include "passes.h"
 #include "mapping.h"
+#include "passes.h"
+#include "proto_walk.h"
 #include "tensor.h"
 
 /* What squash renames and removes, gathered for all groups first and then
@@ -148,7 +149,7 @@ static int groups_squash(Onnx__ModelProto *model, struct opass_state *state,
 		r = opass_error(err, r, "out of memory");
 		goto out;
 	}
-	opass_model_foreach_graph(model, squash_find_nodes, &sq);
+	opass_proto_foreach_graph(model, squash_find_nodes, &sq);
 	for (size_t i = 0; r == 0 && i < state->n_groups; i++)
 		r = group_mark(&sq, i, err);
 	for (size_t i = 0; r == 0 && i < state->n_groups; i++) {
@@ -160,7 +161,7 @@ static int groups_squash(Onnx__ModelProto *model, struct opass_state *state,
 		opass_tensor_release(g->weight.tensor);
 	}
 	if (r == 0) {
-		opass_model_foreach_graph(model, squash_rewrite, &sq);
+		opass_proto_foreach_graph(model, squash_rewrite, &sq);
 		for (size_t i = 0; i < state->n_groups; i++)
 			state->groups[i].mask = NULL;
 		if (sq.error)

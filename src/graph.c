@@ -7,7 +7,7 @@
 #include "error.h"
 #include "graph.h"
 #include "mapping.h"
-#include "model.h"
+#include "proto_walk.h"
 
 /* --- scopes ------------------------------------------------------------ */
 
@@ -168,7 +168,7 @@ static int names_graph(Onnx__GraphProto *g, void *userdata)
 int opass_names_collect(Onnx__ModelProto *model, struct opass_strmap *ret_names)
 {
 	struct opass_strmap names = { 0 };
-	int r = opass_model_foreach_graph(model, names_graph, &names);
+	int r = opass_proto_foreach_graph(model, names_graph, &names);
 
 	if (r < 0) {
 		opass_strmap_fini(&names);

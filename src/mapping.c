@@ -7,7 +7,7 @@
 #include <unistd.h>
 
 #include "mapping.h"
-#include "model.h"
+#include "proto_walk.h"
 
 /* Few mappings live at once (one or two per loaded model): a locked array. */
 struct mapping {
@@ -118,5 +118,5 @@ static int detach_one(Onnx__TensorProto *t, void *userdata)
 void opass_model_detach_mapped(Onnx__ModelProto *proto)
 {
 	if (proto)
-		opass_model_foreach_tensor(proto, detach_one, NULL);
+		opass_proto_foreach_tensor(proto, detach_one, NULL);
 }

@@ -13,9 +13,6 @@
 
 #include "onnxpass/onnxpass.h"
 
-/* Subgraphs (If/Loop/Scan bodies...) nested deeper than this are refused at
- * load time; every graph walk relies on it (main graph = level 1). */
-#define OPASS_MAX_GRAPH_DEPTH 64
 /* Protobuf messages nested deeper than this are refused (the main graph's
  * nodes sit at level 3, each subgraph adds 3 levels). */
 #define OPASS_MAX_MESSAGE_DEPTH 256

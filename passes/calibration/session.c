@@ -14,7 +14,6 @@
 
 #include "calibration/calibration.h"
 #include "error.h"
-#include "external.h"
 #include "ort_runtime.h"
 #include "tensor.h"
 
@@ -177,7 +176,7 @@ static int pack_with_outputs(struct onnxpass_model *model, const struct opass_st
 	if (r == 0 && (opass_bypass_take(g, state, &bypass) < 0 || share_take(g, sh) < 0))
 		r = opass_error(err, -ENOMEM, "out of memory");
 	if (r == 0)
-		r = opass_external_pack(model, ret_data, ret_size, err);
+		r = onnxpass_model_save_bytes(model, ret_data, ret_size, err);
 	share_restore(sh);
 	opass_bypass_restore(g, &bypass);
 	for (size_t i = n0; i < g->n_output; i++)

@@ -7,6 +7,7 @@
 
 #include "error.h"
 #include "graph.h"
+#include "proto_walk.h"
 #include "sparsity/sparsity.h"
 #include "tensor.h"
 #include "validate.h"
@@ -139,7 +140,7 @@ static void constant_index_fini(struct constant_index *x)
 static int constant_index_build(Onnx__ModelProto *model, struct constant_index *x)
 {
 	*x = (struct constant_index){ 0 };
-	opass_model_foreach_graph(model, constant_index_graph, x);
+	opass_proto_foreach_graph(model, constant_index_graph, x);
 	if (x->error)
 		constant_index_fini(x);
 	return x->error;
