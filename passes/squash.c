@@ -18,7 +18,6 @@
 
 #include "error.h"
 #include "graph.h"
-#include "mapping.h"
 #include "passes.h"
 #include "proto_walk.h"
 #include "tensor.h"
@@ -64,7 +63,7 @@ static int squash_rewrite(Onnx__GraphProto *g, void *userdata)
 			if (opass_strmap_get(&sq->renames, g->node[i]->input[k], &to) &&
 			    opass_string_replace(&g->node[i]->input[k], to) < 0)
 				sq->error = -ENOMEM;
-	opass_graph_remove_marked(g, &sq->marked, &sq->inputs);
+	opass_graph_remove_marked(g, opass_state_filemap(sq->state), &sq->marked, &sq->inputs);
 	return 0;
 }
 
@@ -158,7 +157,7 @@ static int groups_squash(Onnx__ModelProto *model, struct opass_state *state,
 		if (!g->mask_in_weight)
 			opass_tensor_zero_masked(g->weight.tensor, g->mask->raw_data.data,
 						 g->mask->raw_data.len);
-		opass_tensor_release(g->weight.tensor);
+		opass_state_release_weight(state, i);
 	}
 	if (r == 0) {
 		opass_proto_foreach_graph(model, squash_rewrite, &sq);

@@ -13,6 +13,7 @@
 
 #include "error.h"
 #include "external.h"
+#include "filemap.h"
 #include "fileio.h"
 #include "proto_walk.h"
 #include "store.h"
@@ -296,7 +297,7 @@ static int ext_read(Onnx__TensorProto *t, void *userdata)
 	struct ext_ref ref;
 	int r;
 
-	if (!is_external(t) || opass_store_holds(ctx->store, t))
+	if (!is_external(t) || opass_filemap_holds(&ctx->store->map, t))
 		return 0;
 	r = ext_resolve(ctx, t, &file, &ref);
 	return r < 0 ? r : ext_read_from(ctx, t, file, &ref);
@@ -414,7 +415,7 @@ static void save_restore(struct save_ctx *ctx)
 static int write_bytes(struct save_ctx *ctx, const Onnx__TensorProto *t)
 {
 	/* the work file is what the model holds until it was published */
-	if (opass_store_holds(ctx->store, t) && !ctx->store->published)
+	if (opass_filemap_holds(&ctx->store->map, t) && !opass_store_is_published(ctx->store))
 		return opass_atomic_copy(&ctx->data_file, ctx->store->fd,
 					 opass_store_offset(ctx->store, t), t->raw_data.len);
 	return opass_atomic_write(&ctx->data_file, t->raw_data.data, t->raw_data.len);
@@ -429,7 +430,7 @@ static int save_externalize(Onnx__TensorProto *t, void *userdata)
 
 	if (!t->has_raw_data || t->raw_data.len < OPASS_EXTERNAL_MIN_BYTES)
 		return 0;
-	if (ctx->adopted && opass_store_holds(ctx->store, t)) {
+	if (ctx->adopted && opass_filemap_holds(&ctx->store->map, t)) {
 		offset = opass_store_offset(ctx->store, t);   /* already there */
 	} else {
 		pad = (OPASS_EXTERNAL_ALIGN - ctx->data_file.offset % OPASS_EXTERNAL_ALIGN) %
@@ -463,7 +464,7 @@ static int save_inline(Onnx__TensorProto *t, void *userdata)
 {
 	struct save_ctx *ctx = userdata;
 
-	return opass_store_holds(ctx->store, t) ? stash(ctx, t) : 0;
+	return opass_filemap_holds(&ctx->store->map, t) ? stash(ctx, t) : 0;
 }
 
 int opass_external_pack(Onnx__ModelProto *proto, const struct opass_store *store, void **ret_data,
@@ -498,7 +499,7 @@ static int count_held(Onnx__TensorProto *t, void *userdata)
 {
 	struct save_ctx *ctx = userdata;
 
-	ctx->n_saved += opass_store_holds(ctx->store, t);
+	ctx->n_saved += opass_filemap_holds(&ctx->store->map, t);
 	return 0;
 }
 
@@ -511,10 +512,10 @@ static int data_file_open(Onnx__ModelProto *proto, struct save_ctx *ctx, const c
 	const struct opass_store *store = ctx->store;
 	struct onnxpass_error ignored = { 0 };
 
-	if (store->fd >= 0 && !store->published) {
+	if (store->fd >= 0 && !opass_store_is_published(store)) {
 		opass_proto_foreach_dense_tensor(proto, count_held, ctx);
 		ctx->adopted = ctx->n_saved == store->n_tensors &&
-			       opass_atomic_adopt(data_path, store->fd, store->size, sync,
+			       opass_atomic_adopt(data_path, store->fd, store->map.size, sync,
 						  &ctx->data_file, &ignored) == 0;
 		ctx->n_saved = 0;
 		if (ctx->adopted)
@@ -692,7 +693,7 @@ out:
 	save_restore(&ctx);
 	/* the tensors' bytes may be unmapped: they must not be read again */
 	if (lost < 0)
-		opass_model_detach_mapped(proto);
+		opass_filemap_detach_all(&store->map, proto);
 	free(data_path);
 	return r;
 }

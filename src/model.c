@@ -157,7 +157,7 @@ ONNXPASS_EXPORT struct onnxpass_model *onnxpass_model_free(struct onnxpass_model
 {
 	if (!model)
 		return NULL;
-	opass_model_detach_mapped(model->proto);
+	opass_filemap_detach_all(&model->store.map, model->proto);
 	opass_store_fini(&model->store);
 	if (model->proto)
 		onnx__model_proto__free_unpacked(model->proto, NULL);
