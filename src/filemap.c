@@ -21,17 +21,21 @@ void opass_filemap_detach(const struct opass_filemap *map, Onnx__TensorProto *t)
 	t->has_raw_data = false;
 }
 
-void opass_filemap_release(const struct opass_filemap *map, const Onnx__TensorProto *t)
+void opass_filemap_drop_pages(const void *from, const void *to)
 {
-	uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), a, b;
+	uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+	uintptr_t a = ((uintptr_t)from + page - 1) & ~(page - 1);
+	uintptr_t b = (uintptr_t)to & ~(page - 1);
 
-	if (!opass_filemap_holds(map, t) || !map->shared || !t->raw_data.len)
-		return;
-	/* the whole pages inside the tensor (neighbours may share the edges) */
-	a = ((uintptr_t)t->raw_data.data + page - 1) & ~(page - 1);
-	b = ((uintptr_t)t->raw_data.data + t->raw_data.len) & ~(page - 1);
 	if (b > a)
 		(void)madvise((void *)a, b - a, MADV_DONTNEED);
+}
+
+void opass_filemap_release(const struct opass_filemap *map, const Onnx__TensorProto *t)
+{
+	/* neighbours may share the edge pages: only the whole pages inside */
+	if (opass_filemap_holds(map, t) && map->shared && t->raw_data.len)
+		opass_filemap_drop_pages(t->raw_data.data, t->raw_data.data + t->raw_data.len);
 }
 
 static int detach_one(Onnx__TensorProto *t, void *userdata)

@@ -5,7 +5,7 @@
  * it; the mapping is described here, per model, so that code which drops a
  * tensor can tell such bytes from malloc'd ones (protobuf-c must not free
  * them), and so that a pass can drop a tensor's pages once it is done with
- * it. Every function takes the model's map; NULL stands for a model
+ * it. The functions on tensors take the model's map; NULL stands for a model
  * without one (no tensor is mapped).
  */
 #pragma once
@@ -33,6 +33,11 @@ void opass_filemap_detach(const struct opass_filemap *map, Onnx__TensorProto *t)
 /* Drop the pages of t's bytes from memory when they live in the mapping and
  * it is shared (no-op otherwise): a pass calls it when done with a tensor. */
 void opass_filemap_release(const struct opass_filemap *map, const Onnx__TensorProto *t);
+
+/* Drop the whole pages inside [from, to) of a file mapping from memory
+ * (MADV_DONTNEED; the pages at the edges may hold other bytes and stay). A
+ * shared mapping's bytes stay in the file, a private one's revert to it. */
+void opass_filemap_drop_pages(const void *from, const void *to);
 
 /* Detach every tensor of the model that lives in the mapping. */
 void opass_filemap_detach_all(const struct opass_filemap *map, Onnx__ModelProto *proto);

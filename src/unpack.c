@@ -14,9 +14,8 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <unistd.h>
 
+#include "filemap.h"
 #include "parallel.h"
 #include "unpack.h"
 #include "wire.h"
@@ -52,17 +51,6 @@ static uint8_t *copy_without(const uint8_t *p, size_t size, uint32_t skip, size_
 	return out;
 }
 
-/* Drop the mapping's whole pages inside [from, to). */
-static void release_pages(const uint8_t *from, const uint8_t *to)
-{
-	size_t page = (size_t)sysconf(_SC_PAGESIZE);
-	uintptr_t a = ((uintptr_t)from + page - 1) & ~(uintptr_t)(page - 1);
-	uintptr_t b = (uintptr_t)to & ~(uintptr_t)(page - 1);
-
-	if (b > a)
-		madvise((void *)a, b - a, MADV_DONTNEED);
-}
-
 /* The graph's initializers, unpacked in parallel (they hold nearly all bytes). */
 struct init_job {
 	const uint8_t *p;          /* the graph's bytes */
@@ -79,7 +67,7 @@ static int init_unpack(size_t i, unsigned thread, void *userdata)
 	(void)thread;
 	job->out[i] = onnx__tensor_proto__unpack(NULL, f->end - f->value, job->p + f->value);
 	if (job->release)
-		release_pages(job->p + f->value, job->p + f->end);
+		opass_filemap_drop_pages(job->p + f->value, job->p + f->end);
 	return job->out[i] ? 0 : -EBADMSG;
 }
 
