@@ -9,6 +9,7 @@
 #include "external.h"
 #include "fileio.h"
 #include "model.h"
+#include "proto_walk.h"
 #include "unpack.h"
 #include "wire.h"
 

@@ -6,7 +6,6 @@
 
 #include "onnx.pb-c.h"
 #include "onnxpass/onnxpass.h"
-#include "proto_walk.h"
 #include "store.h"
 
 struct onnxpass_model {

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "model.h"
+#include "proto_walk.h"
 #include "testlib.h"
 #include "weights.h"
 #include "wire.h"
