@@ -92,11 +92,12 @@ int opass_wire_read_value(struct opass_wire_reader *reader, size_t end, unsigned
 		return 0;
 	case OPASS_WIRE_LENGTH:
 		r = opass_wire_read_varint(reader, end, 5, &v);
-		if (r == 0 && v > end - reader->pos)
+		if (r < 0)
+			return r;
+		if (v > end - reader->pos)
 			return reader_fail(reader, "length runs past the end of its message");
-		if (r == 0)
-			*ret = v;
-		return r;
+		*ret = v;
+		return 0;
 	default:
 		return reader_fail(reader, "unsupported wire type (group or reserved)");
 	}
