@@ -18,10 +18,10 @@
 #include <string.h>
 
 #include "error.h"
+#include "filemap.h"
 #include "graph.h"
 #include "ort_sparse.h"
 #include "passes.h"
-#include "filemap.h"
 #include "tensor.h"
 #include "validate.h"
 

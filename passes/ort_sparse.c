@@ -25,10 +25,10 @@
 #include <string.h>
 
 #include "error.h"
+#include "filemap.h"
 #include "graph.h"
 #include "ort_sparse.h"
 #include "sparse_kernels.h"
-#include "filemap.h"
 #include "tensor.h"
 
 #define DT_FLOAT ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT
