@@ -24,7 +24,6 @@
 #include "parallel.h"
 #include "ort_sparse.h"
 #include "passes.h"
-#include "mapping.h"
 #include "tensor.h"
 
 enum convert_format { FORMAT_AUTO, FORMAT_COO, FORMAT_DENSE, FORMAT_ORT_SPARSE };
@@ -169,7 +168,7 @@ static int group_build(size_t i, unsigned thread, void *userdata)
 		if (!job->built[i])
 			r = opass_error(&job->errors[i], -ENOMEM, "out of memory");
 	}
-	opass_tensor_release(w);
+	opass_state_release_weight(job->state, i);
 	return r;
 }
 
@@ -199,7 +198,7 @@ static int groups_splice(struct convert_job *job, size_t n, struct onnxpass_erro
 		opass_strmap_fini(&dense);
 		return opass_error(err, r, "out of memory");
 	}
-	opass_graph_remove_marked(graph, &dense, NULL);
+	opass_graph_remove_marked(graph, opass_state_filemap(job->state), &dense, NULL);
 	opass_strmap_fini(&dense);
 	for (size_t i = 0; i < n; i++) {
 		if (!job->built[i])

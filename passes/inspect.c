@@ -18,10 +18,10 @@
 #include <string.h>
 
 #include "error.h"
+#include "filemap.h"
 #include "graph.h"
 #include "ort_sparse.h"
 #include "passes.h"
-#include "mapping.h"
 #include "tensor.h"
 #include "validate.h"
 
@@ -202,7 +202,7 @@ static int row_dense(struct inspect *in, const char *name, const char *alias, co
 		return opass_error(err, -ENOMEM, "out of memory");
 	for (uint64_t i = 0; i < row->numel; i++)
 		nz[i] = !opass_tensor_is_zero(t, i) && (!mask || mask->raw_data.data[i]);
-	opass_tensor_release(t);
+	opass_filemap_release(&in->model->store.map, t);
 	row_stats(row, nz, map);
 	free(nz);
 	return 0;
@@ -621,7 +621,7 @@ int opass_pass_inspect(struct onnxpass_model *model, struct onnxpass_context *ct
 	if (r == 0)
 		r = opass_model_validate(model->proto, err);
 	if (r == 0 && opass_model_get_metadata(model->proto, OPASS_STATE_KEY))
-		r = opass_state_load(model->proto, &in.state, err);
+		r = opass_state_load(model, &in.state, err);
 	if (r == 0)
 		r = rows_weights(&in, err);
 	if (r == 0)

@@ -25,10 +25,10 @@
 #include <string.h>
 
 #include "error.h"
+#include "filemap.h"
 #include "graph.h"
 #include "ort_sparse.h"
 #include "sparse_kernels.h"
-#include "mapping.h"
 #include "tensor.h"
 
 #define DT_FLOAT ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT
@@ -46,6 +46,7 @@ static const struct {
 };
 
 struct rewrite {
+	const struct opass_filemap *map; /* where the model's tensors may be mapped */
 	const struct opass_weight *w;
 	bool stored_nk;         /* W is [N, K] (Gemm transB = 1), else [K, N] */
 	int64_t n, k;
@@ -140,7 +141,7 @@ static int rewrite_plan(const Onnx__ModelProto *model, double min_sparsity, stru
 	if (r < 0)
 		return r;
 	nnz = opass_tensor_count_nonzero(w->tensor, numel);
-	opass_tensor_release(w->tensor);
+	opass_filemap_release(rw->map, w->tensor);
 	if (numel == 0 || 1.0 - (double)nnz / (double)numel < min_sparsity)
 		return 0;
 	rw->eligible = calloc(w->n_uses + 1, sizeof(*rw->eligible));
@@ -204,7 +205,7 @@ static int rewrite_build(struct rewrite *rw, struct onnxpass_error *err)
 		for (int64_t j = 0; j < k; j++)
 			bt[i * k + j] = (float)opass_tensor_get(t, (uint64_t)(rw->stored_nk ?
 									  i * k + j : j * n + i));
-	opass_tensor_release(t);
+	opass_filemap_release(rw->map, t);
 	r = 0;
 	if (block_choose(bt, n, k, &br, &bc))
 		r = opass_bsr_from_dense(bt, n, k, br, bc, &rw->bsr, err);
@@ -410,6 +411,7 @@ int opass_ort_sparse_apply(Onnx__ModelProto *model, const struct opass_state *st
 	if (r == 0 && opass_names_collect(model, &names) < 0)
 		r = opass_error(err, -ENOMEM, "out of memory");
 	for (size_t i = 0; r == 0 && i < n; i++) {
+		rw[i].map = opass_state_filemap(state);
 		rw[i].w = opass_weights_get(weights, state->groups[i].name);
 		if (rw[i].w)
 			r = rewrite_prepare(model, min_sparsity, &names, &rw[i], err);
@@ -423,7 +425,7 @@ int opass_ort_sparse_apply(Onnx__ModelProto *model, const struct opass_state *st
 		done++;
 	}
 	if (r == 0)
-		opass_graph_remove_marked(model->graph, &unused, NULL);
+		opass_graph_remove_marked(model->graph, opass_state_filemap(state), &unused, NULL);
 	opass_strmap_fini(&unused);
 	if (r == 0 && done > 0 && opset_import_add(model) < 0)
 		r = opass_error(err, -ENOMEM, "out of memory");

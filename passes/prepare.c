@@ -307,10 +307,9 @@ int opass_prepare_state(struct onnxpass_model *model, struct opass_config *confi
 	int r = opass_prepare_apply(model->proto, config, !mask_in_weight, err);
 
 	if (r == 0)
-		r = opass_state_load(model->proto, &state, err);
+		r = opass_state_load(model, &state, err);
 	if (r < 0)
 		return r;
-	state->model = model;
 	for (size_t i = 0; i < state->n_groups; i++)
 		state->groups[i].mask_in_weight = mask_in_weight;
 	*ret_state = state;

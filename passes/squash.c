@@ -19,7 +19,7 @@
 #include "error.h"
 #include "graph.h"
 #include "passes.h"
-#include "mapping.h"
+#include "proto_walk.h"
 #include "tensor.h"
 
 /* What squash renames and removes, gathered for all groups first and then
@@ -63,7 +63,7 @@ static int squash_rewrite(Onnx__GraphProto *g, void *userdata)
 			if (opass_strmap_get(&sq->renames, g->node[i]->input[k], &to) &&
 			    opass_string_replace(&g->node[i]->input[k], to) < 0)
 				sq->error = -ENOMEM;
-	opass_graph_remove_marked(g, &sq->marked, &sq->inputs);
+	opass_graph_remove_marked(g, opass_state_filemap(sq->state), &sq->marked, &sq->inputs);
 	return 0;
 }
 
@@ -148,7 +148,7 @@ static int groups_squash(Onnx__ModelProto *model, struct opass_state *state,
 		r = opass_error(err, r, "out of memory");
 		goto out;
 	}
-	opass_model_foreach_graph(model, squash_find_nodes, &sq);
+	opass_proto_foreach_graph(model, squash_find_nodes, &sq);
 	for (size_t i = 0; r == 0 && i < state->n_groups; i++)
 		r = group_mark(&sq, i, err);
 	for (size_t i = 0; r == 0 && i < state->n_groups; i++) {
@@ -157,10 +157,10 @@ static int groups_squash(Onnx__ModelProto *model, struct opass_state *state,
 		if (!g->mask_in_weight)
 			opass_tensor_zero_masked(g->weight.tensor, g->mask->raw_data.data,
 						 g->mask->raw_data.len);
-		opass_tensor_release(g->weight.tensor);
+		opass_state_release_weight(state, i);
 	}
 	if (r == 0) {
-		opass_model_foreach_graph(model, squash_rewrite, &sq);
+		opass_proto_foreach_graph(model, squash_rewrite, &sq);
 		for (size_t i = 0; i < state->n_groups; i++)
 			state->groups[i].mask = NULL;
 		if (sq.error)

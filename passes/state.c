@@ -104,7 +104,7 @@ int opass_pass_state_export(struct onnxpass_model *model, struct onnxpass_contex
 	char *text = NULL;
 	int r;
 
-	r = opass_state_load(model->proto, &state, err);
+	r = opass_state_load(model, &state, err);
 	if (r < 0)
 		return r;
 	out = cJSON_Duplicate(state->root, true);
@@ -202,7 +202,9 @@ static int group_load(struct opass_group *g, const cJSON *saved, struct onnxpass
 static int groups_drop_missing(Onnx__ModelProto *model, struct opass_state *state, const cJSON *saved,
 			       const struct opass_config *config, struct onnxpass_error *err)
 {
-	struct opass_state gone = { .root = state->root, .sparsifier = state->sparsifier };
+	struct opass_state gone = {
+		.root = state->root, .sparsifier = state->sparsifier, .model = state->model,
+	};
 	cJSON *groups = cJSON_GetObjectItemCaseSensitive(state->root, "groups");
 	size_t kept = 0;
 	int r = 0;
@@ -226,14 +228,14 @@ static int groups_drop_missing(Onnx__ModelProto *model, struct opass_state *stat
 	return r;
 }
 
-static int state_apply(Onnx__ModelProto *model, const cJSON *saved, const struct opass_config *config,
-		       struct onnxpass_error *err)
+static int state_apply(struct onnxpass_model *model, const cJSON *saved,
+		       const struct opass_config *config, struct onnxpass_error *err)
 {
 	struct opass_state *state = NULL;
 	int r = opass_state_load(model, &state, err);
 
 	if (r == 0)
-		r = groups_drop_missing(model, state, saved, config, err);
+		r = groups_drop_missing(model->proto, state, saved, config, err);
 	for (size_t i = 0; r == 0 && i < state->n_groups; i++) {
 		const cJSON *s = saved_group(saved, state->groups[i].name);
 
@@ -245,7 +247,7 @@ static int state_apply(Onnx__ModelProto *model, const cJSON *saved, const struct
 			cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(saved, "step_count"), true));
 		cJSON_ReplaceItemInObjectCaseSensitive(state->root, "enable_mask_update",
 			cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(saved, "enable_mask_update"), true));
-		r = opass_state_store(model, state, err);
+		r = opass_state_store(model->proto, state, err);
 	}
 	opass_state_free(state);
 	return r;
@@ -280,7 +282,7 @@ int opass_pass_state_load(struct onnxpass_model *model, struct onnxpass_context 
 			opass_error_prefix(err, "state: ");
 	}
 	if (r == 0)
-		r = state_apply(model->proto, saved, config, err);
+		r = state_apply(model, saved, config, err);
 out:
 	free(text);
 	opass_config_free(state_config);

@@ -20,7 +20,6 @@
 #include "parallel.h"
 #include "passes.h"
 #include "calibration/calibration.h"
-#include "mapping.h"
 
 /* torch CubicSL.sparsity_compute_fn (Zhu & Gupta) and a linear ramp. */
 static int schedule_level(const cJSON *schedule, double s_f, double t, double *ret_level,
@@ -129,7 +128,6 @@ static int group_update(struct opass_group *g, enum opass_sparsifier kind, doubl
 		opass_group_write_mask(g, s->mask, s->values); /* values are consumed */
 	else if (!err->code)
 		opass_error(err, r, "group '%s': mask update failed (%s)", g->name, strerror(-r));
-	opass_tensor_release(g->weight.tensor);
 	return r < 0 ? r : 0;
 }
 
@@ -144,9 +142,11 @@ struct step_job {
 static int step_one(size_t i, unsigned thread, void *userdata)
 {
 	struct step_job *job = userdata;
+	int r = group_update(&job->state->groups[i], job->state->sparsifier, job->levels[i],
+			     &job->scratch[thread], &job->errors[i]);
 
-	return group_update(&job->state->groups[i], job->state->sparsifier, job->levels[i],
-			    &job->scratch[thread], &job->errors[i]);
+	opass_state_release_weight(job->state, i);
+	return r;
 }
 
 static int step_levels(struct opass_state *state, const struct opass_config *config, double t,

@@ -13,8 +13,9 @@
 
 #include "error.h"
 #include "external.h"
+#include "filemap.h"
 #include "fileio.h"
-#include "model.h"
+#include "proto_walk.h"
 #include "store.h"
 #include "strmap.h"
 
@@ -118,7 +119,9 @@ struct side_file {
 };
 
 struct load_ctx {
-	struct onnxpass_model *model;
+	const char *base_dir;
+	struct opass_store *store;
+	bool had_external;
 	struct side_file *files;
 	size_t n_files;
 	struct opass_store_src *srcs;  /* initializers to map */
@@ -190,13 +193,13 @@ static int ext_resolve(struct load_ctx *ctx, const Onnx__TensorProto *t, struct 
 	char *path = NULL;
 	int r;
 
-	ctx->model->had_external = true;
-	if (!ctx->model->base_dir)
+	ctx->had_external = true;
+	if (!ctx->base_dir)
 		return opass_error(ctx->err, -ENOENT,
 				   "tensor '%s' uses external data but the model has no folder", name);
 	r = ext_ref_parse(t, &ref, ctx->err);
 	if (r == 0)
-		r = ext_path_check(ctx->model->base_dir, ref.location, name, &path, ctx->err);
+		r = ext_path_check(ctx->base_dir, ref.location, name, &path, ctx->err);
 	if (r == 0)
 		r = side_file_get(ctx, path, &file, ctx->err);
 	if (r < 0)
@@ -294,30 +297,33 @@ static int ext_read(Onnx__TensorProto *t, void *userdata)
 	struct ext_ref ref;
 	int r;
 
-	if (!is_external(t) || opass_store_holds(&ctx->model->store, t))
+	if (!is_external(t) || opass_filemap_holds(&ctx->store->map, t))
 		return 0;
 	r = ext_resolve(ctx, t, &file, &ref);
 	return r < 0 ? r : ext_read_from(ctx, t, file, &ref);
 }
 
-int opass_external_load(struct onnxpass_model *model, struct onnxpass_error *err)
+int opass_external_load(Onnx__ModelProto *proto, const char *base_dir, struct opass_store *store,
+			bool *ret_had_external, struct onnxpass_error *err)
 {
-	struct load_ctx ctx = { .model = model, .err = err };
+	struct load_ctx ctx = { .base_dir = base_dir, .store = store, .err = err };
 	int r;
 
-	opass_model_foreach_tensor(model->proto, ext_drop_inline, NULL);
-	r = opass_model_foreach_graph(model->proto, ext_collect, &ctx);
+	opass_proto_foreach_tensor(proto, ext_drop_inline, NULL);
+	r = opass_proto_foreach_graph(proto, ext_collect, &ctx);
 	/* without a work file (read-only folders and no /tmp) they are read */
 	if (r == 0 && ctx.n_srcs)
-		(void)opass_store_fill(&model->store, model->base_dir, ctx.srcs, ctx.n_srcs);
+		(void)opass_store_fill(store, base_dir, ctx.srcs, ctx.n_srcs);
 	if (r == 0)
-		r = opass_model_foreach_tensor(model->proto, ext_read, &ctx);
+		r = opass_proto_foreach_tensor(proto, ext_read, &ctx);
 	for (size_t i = 0; i < ctx.n_files; i++) {
 		close(ctx.files[i].fd);
 		free(ctx.files[i].path);
 	}
 	free(ctx.files);
 	free(ctx.srcs);
+	if (r == 0)
+		*ret_had_external = ctx.had_external;
 	return r;
 }
 
@@ -409,7 +415,7 @@ static void save_restore(struct save_ctx *ctx)
 static int write_bytes(struct save_ctx *ctx, const Onnx__TensorProto *t)
 {
 	/* the work file is what the model holds until it was published */
-	if (opass_store_holds(ctx->store, t) && !ctx->store->published)
+	if (opass_filemap_holds(&ctx->store->map, t) && !opass_store_is_published(ctx->store))
 		return opass_atomic_copy(&ctx->data_file, ctx->store->fd,
 					 opass_store_offset(ctx->store, t), t->raw_data.len);
 	return opass_atomic_write(&ctx->data_file, t->raw_data.data, t->raw_data.len);
@@ -424,7 +430,7 @@ static int save_externalize(Onnx__TensorProto *t, void *userdata)
 
 	if (!t->has_raw_data || t->raw_data.len < OPASS_EXTERNAL_MIN_BYTES)
 		return 0;
-	if (ctx->adopted && opass_store_holds(ctx->store, t)) {
+	if (ctx->adopted && opass_filemap_holds(&ctx->store->map, t)) {
 		offset = opass_store_offset(ctx->store, t);   /* already there */
 	} else {
 		pad = (OPASS_EXTERNAL_ALIGN - ctx->data_file.offset % OPASS_EXTERNAL_ALIGN) %
@@ -458,26 +464,26 @@ static int save_inline(Onnx__TensorProto *t, void *userdata)
 {
 	struct save_ctx *ctx = userdata;
 
-	return opass_store_holds(ctx->store, t) ? stash(ctx, t) : 0;
+	return opass_filemap_holds(&ctx->store->map, t) ? stash(ctx, t) : 0;
 }
 
-int opass_external_pack(struct onnxpass_model *model, void **ret_data, size_t *ret_size,
-			struct onnxpass_error *err)
+int opass_external_pack(Onnx__ModelProto *proto, const struct opass_store *store, void **ret_data,
+			size_t *ret_size, struct onnxpass_error *err)
 {
-	struct save_ctx ctx = { .store = &model->store };
+	struct save_ctx ctx = { .store = store };
 	uint8_t *buf = NULL;
 	size_t size = 0;
 	int r;
 
-	r = opass_model_foreach_tensor(model->proto, save_inline, &ctx);
+	r = opass_proto_foreach_tensor(proto, save_inline, &ctx);
 	if (r == 0) {
-		size = onnx__model_proto__get_packed_size(model->proto);
+		size = onnx__model_proto__get_packed_size(proto);
 		if (size >= ((size_t)2 << 30))
 			r = opass_error(err, -EFBIG, "model is over 2 GiB: save it to a file with external data");
 		else if (!(buf = malloc(size ? size : 1)))
 			r = opass_error(err, -ENOMEM, "out of memory");
 		else
-			onnx__model_proto__pack(model->proto, buf);
+			onnx__model_proto__pack(proto, buf);
 	} else {
 		opass_error(err, r, "out of memory");
 	}
@@ -493,22 +499,23 @@ static int count_held(Onnx__TensorProto *t, void *userdata)
 {
 	struct save_ctx *ctx = userdata;
 
-	ctx->n_saved += opass_store_holds(ctx->store, t);
+	ctx->n_saved += opass_filemap_holds(&ctx->store->map, t);
 	return 0;
 }
 
 /* The side file: the store's work file itself when every tensor it holds is
  * still in the model and it can be linked next to data_path (an unnamed file
  * on the same filesystem), else a new unnamed file. */
-static int data_file_open(struct onnxpass_model *model, struct save_ctx *ctx, const char *data_path,
+static int data_file_open(Onnx__ModelProto *proto, struct save_ctx *ctx, const char *data_path,
 			  bool sync, struct onnxpass_error *err)
 {
+	const struct opass_store *store = ctx->store;
 	struct onnxpass_error ignored = { 0 };
 
-	if (model->store.fd >= 0 && !model->store.published) {
-		opass_model_foreach_dense_tensor(model->proto, count_held, ctx);
-		ctx->adopted = ctx->n_saved == model->store.n_tensors &&
-			       opass_atomic_adopt(data_path, model->store.fd, model->store.size, sync,
+	if (store->fd >= 0 && !opass_store_is_published(store)) {
+		opass_proto_foreach_dense_tensor(proto, count_held, ctx);
+		ctx->adopted = ctx->n_saved == store->n_tensors &&
+			       opass_atomic_adopt(data_path, store->fd, store->map.size, sync,
 						  &ctx->data_file, &ignored) == 0;
 		ctx->n_saved = 0;
 		if (ctx->adopted)
@@ -562,7 +569,7 @@ static void old_data_find(const char *path, struct old_data *old)
 	proto = file.size <= ((size_t)256 << 20) ?
 		onnx__model_proto__unpack(NULL, file.size, file.data) : NULL;
 	if (proto)
-		opass_model_foreach_tensor(proto, old_data_add, old);
+		opass_proto_foreach_tensor(proto, old_data_add, old);
 	onnx__model_proto__free_unpacked(proto, NULL);
 	opass_file_unmap(&file);
 }
@@ -637,10 +644,10 @@ static int commit_pair(struct opass_atomic_file *data, struct opass_atomic_file 
 	return r;
 }
 
-int opass_external_save(struct onnxpass_model *model, const char *path, bool sync,
-			struct onnxpass_error *err)
+int opass_external_save(Onnx__ModelProto *proto, struct opass_store *store, const char *path,
+			bool sync, struct onnxpass_error *err)
 {
-	struct save_ctx ctx = { .store = &model->store, .data_file = { .fd = -1 } };
+	struct save_ctx ctx = { .store = store, .data_file = { .fd = -1 } };
 	struct opass_atomic_file model_file = { .fd = -1 };
 	char *data_path = NULL;
 	const char *base;
@@ -657,25 +664,25 @@ int opass_external_save(struct onnxpass_model *model, const char *path, bool syn
 		goto out;
 	base = strrchr(data_path, '/') ? strrchr(data_path, '/') + 1 : data_path;
 	ctx.location = base;
-	r = data_file_open(model, &ctx, data_path, sync, err);
+	r = data_file_open(proto, &ctx, data_path, sync, err);
 	if (r < 0)
 		goto out;
 	/* sparse initializers stay inline: onnx.load does not read their
 	 * external data */
-	r = opass_model_foreach_dense_tensor(model->proto, save_externalize, &ctx);
+	r = opass_proto_foreach_dense_tensor(proto, save_externalize, &ctx);
 	if (r == 0 && ctx.adopted)
 		r = opass_atomic_truncate(&ctx.data_file);
 	if (r < 0) {
 		opass_error(err, r, "%s: cannot write external data: %s", model_file.path, strerror(-r));
 		goto out;
 	}
-	if (opass_atomic_write_proto(&model_file, &model->proto->base) < 0)
+	if (opass_atomic_write_proto(&model_file, &proto->base) < 0)
 		r = opass_error(err, model_file.error, "%s: cannot write: %s", path,
 				strerror(-model_file.error));
 	if (r == 0)
 		r = commit_pair(&ctx.data_file, &model_file, data_path, err);
 	if (r == 0 && ctx.adopted) {
-		lost = opass_store_published(&model->store);
+		lost = opass_store_published(store);
 		if (lost < 0)
 			r = opass_error(err, lost, "%s: saved, but the model cannot stay loaded: %s",
 					path, strerror(-lost));
@@ -686,7 +693,7 @@ out:
 	save_restore(&ctx);
 	/* the tensors' bytes may be unmapped: they must not be read again */
 	if (lost < 0)
-		opass_model_detach_mapped(model->proto);
+		opass_filemap_detach_all(&store->map, proto);
 	free(data_path);
 	return r;
 }

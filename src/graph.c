@@ -6,8 +6,8 @@
 
 #include "error.h"
 #include "graph.h"
-#include "mapping.h"
-#include "model.h"
+#include "filemap.h"
+#include "proto_walk.h"
 
 /* --- scopes ------------------------------------------------------------ */
 
@@ -168,7 +168,7 @@ static int names_graph(Onnx__GraphProto *g, void *userdata)
 int opass_names_collect(Onnx__ModelProto *model, struct opass_strmap *ret_names)
 {
 	struct opass_strmap names = { 0 };
-	int r = opass_model_foreach_graph(model, names_graph, &names);
+	int r = opass_proto_foreach_graph(model, names_graph, &names);
 
 	if (r < 0) {
 		opass_strmap_fini(&names);
@@ -340,8 +340,8 @@ static bool ptr_marked(const struct opass_strmap *marked, const void *ptr)
 	return opass_strmap_get(marked, key, NULL);
 }
 
-void opass_graph_remove_marked(Onnx__GraphProto *graph, const struct opass_strmap *marked,
-			       const struct opass_strmap *input_names)
+void opass_graph_remove_marked(Onnx__GraphProto *graph, const struct opass_filemap *map,
+			       const struct opass_strmap *marked, const struct opass_strmap *input_names)
 {
 	size_t k = 0;
 
@@ -357,7 +357,7 @@ void opass_graph_remove_marked(Onnx__GraphProto *graph, const struct opass_strma
 		Onnx__TensorProto *t = graph->initializer[i];
 
 		if (ptr_marked(marked, t)) {
-			opass_tensor_detach(t);
+			opass_filemap_detach(map, t);
 			onnx__tensor_proto__free_unpacked(t, NULL);
 		} else {
 			graph->initializer[k++] = t;
@@ -382,11 +382,12 @@ int opass_graph_add_initializer(Onnx__GraphProto *graph, Onnx__TensorProto *tens
 				graph->n_initializer, tensor);
 }
 
-int opass_graph_remove_initializer(Onnx__GraphProto *graph, const char *name)
+int opass_graph_remove_initializer(Onnx__GraphProto *graph, const struct opass_filemap *map,
+				   const char *name)
 {
 	for (size_t i = 0; i < graph->n_initializer; i++) {
 		if (graph->initializer[i]->name && strcmp(graph->initializer[i]->name, name) == 0) {
-			opass_tensor_detach(graph->initializer[i]);
+			opass_filemap_detach(map, graph->initializer[i]);
 			onnx__tensor_proto__free_unpacked(graph->initializer[i], NULL);
 			ptr_array_remove((void **)graph->initializer, &graph->n_initializer, i);
 			return 0;

@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 
+#include "filemap.h"
 #include "onnx.pb-c.h"
 #include "onnxpass/onnxpass.h"
 #include "strmap.h"
@@ -68,11 +69,13 @@ int opass_graphs_insert_nodes(struct opass_node_insert *inserts, size_t n);
 void opass_ptr_key(char key[static 32], const void *ptr);
 /* Remove and free, in one pass, the nodes and initializers whose addresses
  * are in marked (opass_ptr_key) and the inputs whose names are in
- * input_names (may be NULL). */
-void opass_graph_remove_marked(Onnx__GraphProto *graph, const struct opass_strmap *marked,
-			       const struct opass_strmap *input_names);
+ * input_names (may be NULL). map: the model's mapped tensor bytes (NULL:
+ * none), which are not freed. */
+void opass_graph_remove_marked(Onnx__GraphProto *graph, const struct opass_filemap *map,
+			       const struct opass_strmap *marked, const struct opass_strmap *input_names);
 int opass_graph_add_initializer(Onnx__GraphProto *graph, Onnx__TensorProto *tensor);
-int opass_graph_remove_initializer(Onnx__GraphProto *graph, const char *name);
+int opass_graph_remove_initializer(Onnx__GraphProto *graph, const struct opass_filemap *map,
+				   const char *name);
 size_t opass_graph_node_index(const Onnx__GraphProto *graph, const Onnx__NodeProto *node);
 /* A new node with inputs/outputs copied (n_inputs names, n_outputs names). */
 Onnx__NodeProto *opass_node_new(const char *op_type, const char *name,

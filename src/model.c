@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Model load/save (file and bytes) and walks over the protobuf tree. */
+/* Model load/save (file and bytes) and its metadata. */
 #include <errno.h>
 #include <libgen.h>
 #include <stdlib.h>
@@ -9,6 +9,7 @@
 #include "external.h"
 #include "fileio.h"
 #include "model.h"
+#include "proto_walk.h"
 #include "unpack.h"
 #include "wire.h"
 
@@ -70,7 +71,8 @@ static int model_load(const void *data, size_t size, const char *base_dir, bool 
 			goto fail;
 		}
 	}
-	r = opass_external_load(model, err);
+	r = opass_external_load(model->proto, model->base_dir, &model->store, &model->had_external,
+				err);
 	if (r < 0)
 		goto fail;
 	*ret_model = model;
@@ -119,13 +121,13 @@ ONNXPASS_EXPORT int onnxpass_model_save_file(struct onnxpass_model *model, const
 	uint64_t raw = 0;
 	bool external, sync = flags & ONNXPASS_SAVE_FSYNC;
 
-	opass_model_foreach_tensor(model->proto, count_raw, &raw);
+	opass_proto_foreach_tensor(model->proto, count_raw, &raw);
 	/* protobuf cannot hold 2 GiB in one message: such models always
 	 * keep their tensors outside. */
 	external = model->had_external || (flags & ONNXPASS_SAVE_EXTERNAL_DATA) ||
 		   raw >= ((uint64_t)2 << 30) - ((uint64_t)64 << 20);
 	if (external)
-		return opass_external_save(model, path, sync, err);
+		return opass_external_save(model->proto, &model->store, path, sync, err);
 	return opass_file_write_proto(path, &model->proto->base, sync, err);
 }
 
@@ -149,14 +151,14 @@ ONNXPASS_EXPORT int onnxpass_file_write(const char *path, const void *data, size
 ONNXPASS_EXPORT int onnxpass_model_save_bytes(struct onnxpass_model *model, void **ret_data,
 					      size_t *ret_size, struct onnxpass_error *err)
 {
-	return opass_external_pack(model, ret_data, ret_size, err);
+	return opass_external_pack(model->proto, &model->store, ret_data, ret_size, err);
 }
 
 ONNXPASS_EXPORT struct onnxpass_model *onnxpass_model_free(struct onnxpass_model *model)
 {
 	if (!model)
 		return NULL;
-	opass_model_detach_mapped(model->proto);
+	opass_filemap_detach_all(&model->store.map, model->proto);
 	opass_store_fini(&model->store);
 	if (model->proto)
 		onnx__model_proto__free_unpacked(model->proto, NULL);
@@ -173,110 +175,6 @@ ONNXPASS_EXPORT void *onnxpass_model_get_proto(struct onnxpass_model *model)
 ONNXPASS_EXPORT void onnxpass_free(void *p)
 {
 	free(p);
-}
-
-/* --- walks ------------------------------------------------------------ */
-
-struct walk {
-	int (*tensor_fn)(Onnx__TensorProto *tensor, void *userdata);
-	int (*graph_fn)(Onnx__GraphProto *graph, void *userdata);
-	void *userdata;
-	bool skip_sparse;
-};
-
-static int walk_graph(Onnx__GraphProto *graph, struct walk *w, unsigned depth);
-
-static int walk_tensor(Onnx__TensorProto *t, struct walk *w)
-{
-	return (t && w->tensor_fn) ? w->tensor_fn(t, w->userdata) : 0;
-}
-
-static int walk_nodes(Onnx__NodeProto **nodes, size_t n_nodes, struct walk *w, unsigned depth)
-{
-	for (size_t i = 0; i < n_nodes; i++) {
-		Onnx__NodeProto *node = nodes[i];
-
-		for (size_t a = 0; a < node->n_attribute; a++) {
-			Onnx__AttributeProto *attr = node->attribute[a];
-			int r = walk_tensor(attr->t, w);
-
-			for (size_t k = 0; r == 0 && k < attr->n_tensors; k++)
-				r = walk_tensor(attr->tensors[k], w);
-			if (r == 0 && attr->g)
-				r = walk_graph(attr->g, w, depth + 1);
-			for (size_t k = 0; r == 0 && k < attr->n_graphs; k++)
-				r = walk_graph(attr->graphs[k], w, depth + 1);
-			if (r)
-				return r;
-		}
-	}
-	return 0;
-}
-
-static int walk_graph(Onnx__GraphProto *graph, struct walk *w, unsigned depth)
-{
-	int r = 0;
-
-	/* the wire check bounds loaded models; this guards models built in memory */
-	if (depth >= OPASS_MAX_GRAPH_DEPTH)
-		return -ELOOP;
-	if (w->graph_fn) {
-		r = w->graph_fn(graph, w->userdata);
-		if (r)
-			return r;
-	}
-	for (size_t i = 0; r == 0 && i < graph->n_initializer; i++)
-		r = walk_tensor(graph->initializer[i], w);
-	for (size_t i = 0; r == 0 && !w->skip_sparse && i < graph->n_sparse_initializer; i++) {
-		r = walk_tensor(graph->sparse_initializer[i]->values, w);
-		if (r == 0)
-			r = walk_tensor(graph->sparse_initializer[i]->indices, w);
-	}
-	return r ? r : walk_nodes(graph->node, graph->n_node, w, depth);
-}
-
-static int walk_model(Onnx__ModelProto *proto, struct walk *w)
-{
-	int r = proto->graph ? walk_graph(proto->graph, w, 0) : 0;
-
-	for (size_t i = 0; r == 0 && i < proto->n_functions; i++)
-		r = walk_nodes(proto->functions[i]->node, proto->functions[i]->n_node, w, 0);
-	for (size_t i = 0; r == 0 && i < proto->n_training_info; i++) {
-		Onnx__TrainingInfoProto *ti = proto->training_info[i];
-
-		if (ti->initialization)
-			r = walk_graph(ti->initialization, w, 0);
-		if (r == 0 && ti->algorithm)
-			r = walk_graph(ti->algorithm, w, 0);
-	}
-	return r;
-}
-
-int opass_model_foreach_tensor(Onnx__ModelProto *proto,
-			       int (*fn)(Onnx__TensorProto *tensor, void *userdata),
-			       void *userdata)
-{
-	struct walk w = { .tensor_fn = fn, .userdata = userdata };
-
-	return walk_model(proto, &w);
-}
-
-int opass_model_foreach_dense_tensor(Onnx__ModelProto *proto,
-				     int (*fn)(Onnx__TensorProto *tensor, void *userdata),
-				     void *userdata)
-{
-	struct walk w = { .tensor_fn = fn, .userdata = userdata, .skip_sparse = true };
-
-	return walk_model(proto, &w);
-}
-
-int opass_model_foreach_graph(Onnx__ModelProto *proto,
-			      int (*fn)(Onnx__GraphProto *graph, void *userdata),
-			      void *userdata)
-{
-	struct walk w = { .graph_fn = fn, .userdata = userdata };
-
-	return walk_model(proto, &w);
 }
 
 /* --- metadata ------------------------------------------------------------ */

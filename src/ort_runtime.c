@@ -332,7 +332,7 @@ static int session_run_each(struct opass_ort_session *session, const struct opas
 			    int (*fn)(size_t i, OrtValue *value, void *userdata), void *userdata,
 			    struct onnxpass_error *err)
 {
-	static uint8_t empty[8];
+	uint8_t empty[8] = { 0 }; /* the data of empty inputs (ORT wants a pointer) */
 	const OrtApi *api = session->ort->api;
 	size_t n_in = feeds ? feeds->n_tensors : 0;
 	const char **in_names = calloc(n_in + 1, sizeof(*in_names));

@@ -68,11 +68,6 @@ int opass_store_fill(struct opass_store *store, const char *dir, const struct op
 		base = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 		r = base == MAP_FAILED ? -errno : 0;
 	}
-	if (r == 0) {
-		r = opass_mapping_add(base, total, true);
-		if (r < 0)
-			munmap(base, total);
-	}
 	if (r < 0)
 		goto out;
 	for (size_t i = 0; i < n_srcs; i++) {
@@ -83,7 +78,11 @@ int opass_store_fill(struct opass_store *store, const char *dir, const struct op
 		t->raw_data.len = srcs[i].length;
 		t->has_raw_data = true;
 	}
-	*store = (struct opass_store){ .fd = fd, .base = base, .size = total, .n_tensors = n_srcs };
+	*store = (struct opass_store){
+		.fd = fd,
+		.map = { .base = base, .size = total, .shared = true },
+		.n_tensors = n_srcs,
+	};
 	fd = -1;
 out:
 	if (fd >= 0)
@@ -92,34 +91,30 @@ out:
 	return r;
 }
 
-bool opass_store_holds(const struct opass_store *store, const Onnx__TensorProto *t)
-{
-	return store->fd >= 0 && t->has_raw_data && t->raw_data.data >= store->base &&
-	       t->raw_data.len <= store->size &&
-	       (uint64_t)(t->raw_data.data - store->base) <= store->size - t->raw_data.len;
-}
-
 uint64_t opass_store_offset(const struct opass_store *store, const Onnx__TensorProto *t)
 {
-	return (uint64_t)(t->raw_data.data - store->base);
+	return (uint64_t)(t->raw_data.data - store->map.base);
 }
 
 int opass_store_published(struct opass_store *store)
 {
-	if (mmap(store->base, store->size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED, store->fd,
-		 0) == MAP_FAILED)
+	if (mmap(store->map.base, store->map.size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED,
+		 store->fd, 0) == MAP_FAILED)
 		return -errno;
-	opass_mapping_set_shared(store->base, false);
-	store->published = true;
+	store->map.shared = false;
 	return 0;
+}
+
+bool opass_store_is_published(const struct opass_store *store)
+{
+	return store->fd >= 0 && !store->map.shared;
 }
 
 void opass_store_fini(struct opass_store *store)
 {
 	if (!store || store->fd < 0)
 		return;
-	opass_mapping_remove(store->base);
-	munmap(store->base, store->size);
+	munmap(store->map.base, store->map.size);
 	close(store->fd);
 	*store = (struct opass_store){ .fd = -1 };
 }

@@ -12,9 +12,8 @@
  * links the work file itself as the output side file (no copy at all).
  *
  * Such a tensor keeps data_location = EXTERNAL (and its external_data
- * entries) next to has_raw_data; opass_store_holds() tells it by its
- * address (the mapping is also registered in mapping.h, like every
- * mapping tensors point into).
+ * entries) next to has_raw_data; the store's map (filemap.h) tells it by
+ * its address.
  */
 #pragma once
 
@@ -22,15 +21,14 @@
 #include <stdint.h>
 
 #include "onnx.pb-c.h"
-#include "mapping.h"
+#include "filemap.h"
 #include "onnxpass/onnxpass.h"
 
 struct opass_store {
 	int fd;          /* the work file, -1 when there is none */
-	uint8_t *base;   /* shared mapping of all of it */
-	uint64_t size;
+	/* all of it, mapped shared; private once it became a saved side file */
+	struct opass_filemap map;
 	size_t n_tensors; /* tensors it holds */
-	bool published;  /* it became a saved side file: mapped private since */
 };
 
 /* External tensors at least this large are mapped; smaller ones are read. */
@@ -50,9 +48,6 @@ struct opass_store_src {
 int opass_store_fill(struct opass_store *store, const char *dir, const struct opass_store_src *srcs,
 		     size_t n_srcs);
 
-/* Does t's raw_data lie in the store's work file? */
-bool opass_store_holds(const struct opass_store *store, const Onnx__TensorProto *t);
-
 /* Where the bytes of a tensor the store holds are in the work file. */
 uint64_t opass_store_offset(const struct opass_store *store, const Onnx__TensorProto *t);
 
@@ -60,6 +55,9 @@ uint64_t opass_store_offset(const struct opass_store *store, const Onnx__TensorP
  * map it private, so that later changes stay in memory. On failure the
  * mapping may be gone: the caller must detach the tensors. */
 int opass_store_published(struct opass_store *store);
+
+/* Was the work file saved as a side file (opass_store_published)? */
+bool opass_store_is_published(const struct opass_store *store);
 
 /* Unmap and close (the tensors must be detached first). */
 void opass_store_fini(struct opass_store *store);

@@ -14,91 +14,35 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <unistd.h>
 
+#include "filemap.h"
 #include "parallel.h"
 #include "unpack.h"
+#include "wire.h"
 
 #define FIELD_MODEL_GRAPH 7
 #define FIELD_GRAPH_INITIALIZER 5
-#define WIRE_LEN 2
 
-/* A field of a message: its tag and value span [start, end) in the input. */
-struct field {
-	uint32_t number;
-	int wire;
-	size_t start;     /* first byte of the tag */
-	size_t value;     /* first byte of a length-delimited value */
-	size_t end;       /* one past the field */
-};
-
-static int read_varint(const uint8_t *p, size_t size, size_t *pos, uint64_t *ret)
+/* Is f a length-delimited field numbered number? */
+static bool field_is(const struct opass_wire_field *f, uint32_t number)
 {
-	uint64_t v = 0;
-
-	for (unsigned shift = 0; shift < 64 && *pos < size; shift += 7) {
-		uint8_t b = p[(*pos)++];
-
-		v |= (uint64_t)(b & 0x7f) << shift;
-		if (!(b & 0x80)) {
-			*ret = v;
-			return 0;
-		}
-	}
-	return -EBADMSG;
-}
-
-/* The field starting at *pos of p[0, size); *pos moves past it. */
-static int next_field(const uint8_t *p, size_t size, size_t *pos, struct field *f)
-{
-	uint64_t tag, len = 0;
-
-	f->start = *pos;
-	if (read_varint(p, size, pos, &tag) < 0)
-		return -EBADMSG;
-	f->number = (uint32_t)(tag >> 3);
-	f->wire = (int)(tag & 7);
-	f->value = *pos;
-	switch (f->wire) {
-	case 0:
-		if (read_varint(p, size, pos, &len) < 0)
-			return -EBADMSG;
-		break;
-	case 1:
-		*pos += 8;
-		break;
-	case 5:
-		*pos += 4;
-		break;
-	case WIRE_LEN:
-		if (read_varint(p, size, pos, &len) < 0 || len > size - *pos)
-			return -EBADMSG;
-		f->value = *pos;
-		*pos += (size_t)len;
-		break;
-	default:
-		return -EBADMSG;
-	}
-	if (*pos > size)
-		return -EBADMSG;
-	f->end = *pos;
-	return 0;
+	return f->number == number && f->wire == OPASS_WIRE_LENGTH;
 }
 
 /* Copy p[0, size) without the fields numbered `skip` (length-delimited). */
 static uint8_t *copy_without(const uint8_t *p, size_t size, uint32_t skip, size_t *ret_size)
 {
 	uint8_t *out = malloc(size ? size : 1);
-	size_t pos = 0, n = 0;
-	struct field f;
+	struct opass_wire_reader in = { .data = p };
+	struct opass_wire_field f;
+	size_t n = 0;
 
-	while (out && pos < size) {
-		if (next_field(p, size, &pos, &f) < 0) {
+	while (out && in.pos < size) {
+		if (opass_wire_read_field(&in, size, &f) < 0) {
 			free(out);
 			return NULL;
 		}
-		if (f.number == skip && f.wire == WIRE_LEN)
+		if (field_is(&f, skip))
 			continue;
 		memcpy(out + n, p + f.start, f.end - f.start);
 		n += f.end - f.start;
@@ -107,21 +51,10 @@ static uint8_t *copy_without(const uint8_t *p, size_t size, uint32_t skip, size_
 	return out;
 }
 
-/* Drop the mapping's whole pages inside [from, to). */
-static void release_pages(const uint8_t *from, const uint8_t *to)
-{
-	size_t page = (size_t)sysconf(_SC_PAGESIZE);
-	uintptr_t a = ((uintptr_t)from + page - 1) & ~(uintptr_t)(page - 1);
-	uintptr_t b = (uintptr_t)to & ~(uintptr_t)(page - 1);
-
-	if (b > a)
-		madvise((void *)a, b - a, MADV_DONTNEED);
-}
-
 /* The graph's initializers, unpacked in parallel (they hold nearly all bytes). */
 struct init_job {
 	const uint8_t *p;          /* the graph's bytes */
-	const struct field *spans; /* one per initializer */
+	const struct opass_wire_field *spans; /* one per initializer */
 	Onnx__TensorProto **out;
 	bool release;
 };
@@ -129,26 +62,28 @@ struct init_job {
 static int init_unpack(size_t i, unsigned thread, void *userdata)
 {
 	struct init_job *job = userdata;
-	const struct field *f = &job->spans[i];
+	const struct opass_wire_field *f = &job->spans[i];
 
 	(void)thread;
 	job->out[i] = onnx__tensor_proto__unpack(NULL, f->end - f->value, job->p + f->value);
 	if (job->release)
-		release_pages(job->p + f->value, job->p + f->end);
+		opass_filemap_drop_pages(job->p + f->value, job->p + f->end);
 	return job->out[i] ? 0 : -EBADMSG;
 }
 
 /* The initializer fields of a graph, in order (*ret_n of them). */
-static struct field *init_spans(const uint8_t *p, size_t size, size_t *ret_n)
+static struct opass_wire_field *init_spans(const uint8_t *p, size_t size, size_t *ret_n)
 {
-	struct field f, *spans;
-	size_t pos = 0, n = 0;
+	struct opass_wire_reader in = { .data = p };
+	struct opass_wire_field f, *spans;
+	size_t n = 0;
 
-	while (pos < size && next_field(p, size, &pos, &f) == 0)
-		n += f.number == FIELD_GRAPH_INITIALIZER && f.wire == WIRE_LEN;
+	while (in.pos < size && opass_wire_read_field(&in, size, &f) == 0)
+		n += field_is(&f, FIELD_GRAPH_INITIALIZER);
 	spans = calloc(n ? n : 1, sizeof(*spans));
-	for (pos = 0, n = 0; spans && pos < size && next_field(p, size, &pos, &f) == 0;)
-		if (f.number == FIELD_GRAPH_INITIALIZER && f.wire == WIRE_LEN)
+	in.pos = 0;
+	for (n = 0; spans && in.pos < size && opass_wire_read_field(&in, size, &f) == 0;)
+		if (field_is(&f, FIELD_GRAPH_INITIALIZER))
 			spans[n++] = f;
 	*ret_n = n;
 	return spans;
@@ -186,15 +121,16 @@ static Onnx__GraphProto *graph_unpack(const uint8_t *p, size_t size, bool releas
 Onnx__ModelProto *opass_model_unpack(const void *data, size_t size, bool release)
 {
 	const uint8_t *p = data;
-	size_t pos = 0, graphs = 0, g0 = 0, g1 = 0, rest_size;
+	struct opass_wire_reader in = { .data = p };
+	size_t graphs = 0, g0 = 0, g1 = 0, rest_size;
+	struct opass_wire_field f;
 	Onnx__ModelProto *model;
 	uint8_t *rest;
-	struct field f;
 
-	while (pos < size) {
-		if (next_field(p, size, &pos, &f) < 0)
+	while (in.pos < size) {
+		if (opass_wire_read_field(&in, size, &f) < 0)
 			return NULL;
-		if (f.number == FIELD_MODEL_GRAPH && f.wire == WIRE_LEN) {
+		if (field_is(&f, FIELD_MODEL_GRAPH)) {
 			graphs++;
 			g0 = f.value;
 			g1 = f.end;

@@ -4,9 +4,9 @@
 #include <stdlib.h>
 
 #include "error.h"
+#include "proto_walk.h"
 #include "strmap.h"
 #include "validate.h"
-#include "wire.h"
 
 /* What defines a name, stored as the map value. */
 enum {

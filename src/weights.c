@@ -7,10 +7,10 @@
 
 #include "error.h"
 #include "graph.h"
+#include "proto_walk.h"
 #include "strmap.h"
 #include "tensor.h"
 #include "weights.h"
-#include "wire.h"
 
 /* Uses of one constant, collected during the walk. */
 struct use_list {

@@ -1,10 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Iterative protobuf wire check (see wire.h). The rules follow what
- * protobuf-c's unpack accepts: tags and length prefixes are at most 5-byte
- * varints, values at most 10 bytes, groups (wire types 3, 4) are refused, a
- * known field must carry its type's wire type, and repeated scalars may come
- * packed (wire type 2) or one by one.
+ * Protobuf wire reader and iterative check (see wire.h). The check follows
+ * what protobuf-c's unpack accepts: the reader's rules, a known field must
+ * carry its type's wire type, and repeated scalars may come packed (wire
+ * type 2) or one by one.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -13,13 +12,6 @@
 
 #include "error.h"
 #include "wire.h"
-
-enum {
-	WIRE_VARINT = 0,
-	WIRE_64BIT = 1,
-	WIRE_LENGTH = 2,
-	WIRE_32BIT = 5,
-};
 
 /* Per-allocation overhead added to the memory estimate. */
 #define MALLOC_OVERHEAD 16
@@ -32,8 +24,7 @@ struct frame {
 };
 
 struct wire {
-	const uint8_t *data;
-	size_t pos;
+	struct opass_wire_reader in;
 	const struct opass_wire_limits *limits;
 	struct opass_wire_stats stats;
 	struct frame *stack;
@@ -42,30 +33,110 @@ struct wire {
 	struct onnxpass_error *err;
 };
 
-static int wire_fail(struct wire *w, const char *what)
+static int reader_fail(struct opass_wire_reader *reader, const char *what)
 {
-	return opass_error(w->err, -EBADMSG,
-			   "truncated or corrupt protobuf at byte %zu: %s", w->pos, what);
+	reader->what = what;
+	return -EBADMSG;
 }
 
-/* Read a varint of at most max_bytes within [pos, end). */
-static int varint_read(struct wire *w, size_t end, unsigned max_bytes, uint64_t *ret)
+int opass_wire_read_varint(struct opass_wire_reader *reader, size_t end, unsigned max_bytes,
+			   uint64_t *ret)
 {
 	uint64_t v = 0;
 
 	for (unsigned i = 0; i < max_bytes; i++) {
 		uint8_t b;
 
-		if (w->pos >= end)
-			return wire_fail(w, "varint runs past the end of its message");
-		b = w->data[w->pos++];
+		if (reader->pos >= end)
+			return reader_fail(reader, "varint runs past the end of its message");
+		b = reader->data[reader->pos++];
 		v |= (uint64_t)(b & 0x7f) << (7 * i);
 		if (!(b & 0x80)) {
 			*ret = v;
 			return 0;
 		}
 	}
-	return wire_fail(w, "varint too long");
+	return reader_fail(reader, "varint too long");
+}
+
+int opass_wire_read_tag(struct opass_wire_reader *reader, size_t end, uint32_t *ret_number,
+			unsigned *ret_wire)
+{
+	uint64_t tag = 0;
+	int r = opass_wire_read_varint(reader, end, 5, &tag);
+
+	if (r < 0)
+		return r;
+	if (tag > UINT32_MAX || (tag >> 3) == 0)
+		return reader_fail(reader, "invalid field number");
+	*ret_number = (uint32_t)(tag >> 3);
+	*ret_wire = tag & 7;
+	return 0;
+}
+
+int opass_wire_read_value(struct opass_wire_reader *reader, size_t end, unsigned wire,
+			  uint64_t *ret)
+{
+	uint64_t v = 0;
+	int r;
+
+	switch (wire) {
+	case OPASS_WIRE_VARINT:
+		return opass_wire_read_varint(reader, end, 10, ret);
+	case OPASS_WIRE_64BIT:
+	case OPASS_WIRE_32BIT:
+		if (end - reader->pos < (wire == OPASS_WIRE_64BIT ? 8u : 4u))
+			return reader_fail(reader, "fixed-size value runs past the end of its message");
+		reader->pos += wire == OPASS_WIRE_64BIT ? 8 : 4;
+		*ret = 0;
+		return 0;
+	case OPASS_WIRE_LENGTH:
+		r = opass_wire_read_varint(reader, end, 5, &v);
+		if (r < 0)
+			return r;
+		if (v > end - reader->pos)
+			return reader_fail(reader, "length runs past the end of its message");
+		*ret = v;
+		return 0;
+	default:
+		return reader_fail(reader, "unsupported wire type (group or reserved)");
+	}
+}
+
+int opass_wire_read_field(struct opass_wire_reader *reader, size_t end,
+			  struct opass_wire_field *ret_field)
+{
+	struct opass_wire_field f = { .start = reader->pos };
+	uint64_t v = 0;
+	int r;
+
+	r = opass_wire_read_tag(reader, end, &f.number, &f.wire);
+	f.value = reader->pos;
+	if (r == 0)
+		r = opass_wire_read_value(reader, end, f.wire, &v);
+	if (r < 0)
+		return r;
+	if (f.wire == OPASS_WIRE_LENGTH) {
+		f.value = reader->pos;
+		reader->pos += (size_t)v;
+	}
+	f.end = reader->pos;
+	*ret_field = f;
+	return 0;
+}
+
+/* --- the check ------------------------------------------------------------- */
+
+static int wire_fail(struct wire *w, const char *what)
+{
+	return opass_error(w->err, -EBADMSG,
+			   "truncated or corrupt protobuf at byte %zu: %s", w->in.pos, what);
+}
+
+/* A read failed: its reason. */
+static int wire_read_fail(struct wire *w)
+{
+	return wire_fail(w, w->in.what);
 }
 
 static const ProtobufCFieldDescriptor *field_find(struct frame *f, uint32_t id)
@@ -88,17 +159,17 @@ static unsigned type_wire(ProtobufCType type)
 	case PROTOBUF_C_TYPE_SFIXED32:
 	case PROTOBUF_C_TYPE_FIXED32:
 	case PROTOBUF_C_TYPE_FLOAT:
-		return WIRE_32BIT;
+		return OPASS_WIRE_32BIT;
 	case PROTOBUF_C_TYPE_SFIXED64:
 	case PROTOBUF_C_TYPE_FIXED64:
 	case PROTOBUF_C_TYPE_DOUBLE:
-		return WIRE_64BIT;
+		return OPASS_WIRE_64BIT;
 	case PROTOBUF_C_TYPE_STRING:
 	case PROTOBUF_C_TYPE_BYTES:
 	case PROTOBUF_C_TYPE_MESSAGE:
-		return WIRE_LENGTH;
+		return OPASS_WIRE_LENGTH;
 	default:
-		return WIRE_VARINT;
+		return OPASS_WIRE_VARINT;
 	}
 }
 
@@ -131,24 +202,23 @@ static void memory_add(struct wire *w, uint64_t bytes)
 static int packed_count(struct wire *w, ProtobufCType type, size_t len, uint64_t *ret_n)
 {
 	unsigned wire = type_wire(type);
-	size_t end = w->pos + len;
+	size_t end = w->in.pos + len;
 	uint64_t n = 0;
 
-	if (wire == WIRE_32BIT || wire == WIRE_64BIT) {
-		size_t elem = wire == WIRE_32BIT ? 4 : 8;
+	if (wire == OPASS_WIRE_32BIT || wire == OPASS_WIRE_64BIT) {
+		size_t elem = wire == OPASS_WIRE_32BIT ? 4 : 8;
 
 		if (len % elem)
 			return wire_fail(w, "packed field length is not a whole number of elements");
-		w->pos = end;
+		w->in.pos = end;
 		*ret_n = len / elem;
 		return 0;
 	}
-	while (w->pos < end) {
+	while (w->in.pos < end) {
 		uint64_t v = 0;
-		int r = varint_read(w, end, 10, &v);
 
-		if (r < 0)
-			return r;
+		if (opass_wire_read_varint(&w->in, end, 10, &v) < 0)
+			return wire_read_fail(w);
 		n++;
 	}
 	*ret_n = n;
@@ -187,13 +257,13 @@ static int value_length(struct wire *w, const ProtobufCFieldDescriptor *f, size_
 
 	if (!f) {
 		memory_add(w, len + 2 * MALLOC_OVERHEAD);
-		w->pos += len;
+		w->in.pos += len;
 		return 0;
 	}
 	switch (f->type) {
 	case PROTOBUF_C_TYPE_MESSAGE:
 		memory_add(w, repeated ? 8 : 0);
-		return frame_push(w, f->descriptor, w->pos + len);
+		return frame_push(w, f->descriptor, w->in.pos + len);
 	case PROTOBUF_C_TYPE_STRING:
 		memory_add(w, (repeated ? 8 : 0) + len + 1 + MALLOC_OVERHEAD);
 		break;
@@ -208,57 +278,39 @@ static int value_length(struct wire *w, const ProtobufCFieldDescriptor *f, size_
 			memory_add(w, n * type_size(f->type));
 		return r;
 	}
-	w->pos += len;
+	w->in.pos += len;
 	return 0;
 }
 
 static int field_next(struct wire *w, struct frame *top)
 {
 	const ProtobufCFieldDescriptor *f;
-	uint64_t tag = 0, v = 0;
-	unsigned wire;
-	int r;
+	uint32_t number = 0;
+	unsigned wire = 0;
+	uint64_t v = 0;
 
-	r = varint_read(w, top->end, 5, &tag);
-	if (r < 0)
-		return r;
-	if (tag > UINT32_MAX || (tag >> 3) == 0)
-		return wire_fail(w, "invalid field number");
-	wire = tag & 7;
-	f = field_find(top, (uint32_t)(tag >> 3));
+	if (opass_wire_read_tag(&w->in, top->end, &number, &wire) < 0)
+		return wire_read_fail(w);
+	f = field_find(top, number);
 	if (f && wire != type_wire(f->type) &&
-	    !(wire == WIRE_LENGTH && f->label == PROTOBUF_C_LABEL_REPEATED))
+	    !(wire == OPASS_WIRE_LENGTH && f->label == PROTOBUF_C_LABEL_REPEATED))
 		return opass_error(w->err, -EBADMSG,
 				   "corrupt protobuf at byte %zu: field %s.%s has wire type %u, expected %u",
-				   w->pos, top->desc->short_name, f->name, wire, type_wire(f->type));
-	if (f && f->label == PROTOBUF_C_LABEL_REPEATED && wire != WIRE_LENGTH)
+				   w->in.pos, top->desc->short_name, f->name, wire, type_wire(f->type));
+	if (f && f->label == PROTOBUF_C_LABEL_REPEATED && wire != OPASS_WIRE_LENGTH)
 		memory_add(w, type_size(f->type));
-	if (!f && wire != WIRE_LENGTH)
+	if (!f && wire != OPASS_WIRE_LENGTH)
 		memory_add(w, 24 + MALLOC_OVERHEAD);
-	switch (wire) {
-	case WIRE_VARINT:
-		return varint_read(w, top->end, 10, &v);
-	case WIRE_64BIT:
-	case WIRE_32BIT:
-		if (top->end - w->pos < (wire == WIRE_64BIT ? 8u : 4u))
-			return wire_fail(w, "fixed-size value runs past the end of its message");
-		w->pos += wire == WIRE_64BIT ? 8 : 4;
-		return 0;
-	case WIRE_LENGTH:
-		r = varint_read(w, top->end, 5, &v);
-		if (r == 0 && v > top->end - w->pos)
-			return wire_fail(w, "length runs past the end of its message");
-		return r < 0 ? r : value_length(w, f, (size_t)v);
-	default:
-		return wire_fail(w, "unsupported wire type (group or reserved)");
-	}
+	if (opass_wire_read_value(&w->in, top->end, wire, &v) < 0)
+		return wire_read_fail(w);
+	return wire == OPASS_WIRE_LENGTH ? value_length(w, f, (size_t)v) : 0;
 }
 
 int opass_wire_check(const ProtobufCMessageDescriptor *desc, const void *data, size_t size,
 		     const struct opass_wire_limits *limits, struct opass_wire_stats *stats,
 		     struct onnxpass_error *err)
 {
-	struct wire w = { .data = data, .limits = limits, .err = err };
+	struct wire w = { .in = { .data = data }, .limits = limits, .err = err };
 	int r;
 
 	if (limits->max_depth == 0)
@@ -270,7 +322,7 @@ int opass_wire_check(const ProtobufCMessageDescriptor *desc, const void *data, s
 	while (r == 0 && w.depth > 0) {
 		struct frame *top = &w.stack[w.depth - 1];
 
-		if (w.pos == top->end) {
+		if (w.in.pos == top->end) {
 			w.counted -= top->counted;
 			w.depth--;
 		} else

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "model.h"
+#include "proto_walk.h"
 #include "testlib.h"
 #include "weights.h"
 #include "wire.h"
@@ -157,7 +158,7 @@ START_TEST(test_deep_if_at_limit)
 
 	nested_if_model(&b, OPASS_MAX_GRAPH_DEPTH);
 	ck_assert_msg(load(&b, &model, &err) == 0, "%s", err.message);
-	ck_assert_int_eq(opass_model_foreach_graph(model->proto, count_graph, &graphs), 0);
+	ck_assert_int_eq(opass_proto_foreach_graph(model->proto, count_graph, &graphs), 0);
 	ck_assert_uint_eq(graphs, OPASS_MAX_GRAPH_DEPTH);
 	ck_assert_msg(opass_weights_find(model->proto, &weights, &err) == 0, "%s", err.message);
 	ck_assert_uint_eq(weights->n, 0);

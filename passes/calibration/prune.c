@@ -19,7 +19,6 @@
 #include "calibration/allocate.h"
 #include "calibration/calibration.h"
 #include "error.h"
-#include "mapping.h"
 #include "masks/masks.h"
 
 int opass_group_pattern(const struct opass_group *g, double level, struct opass_prune_pattern *ret)
@@ -70,7 +69,6 @@ static int group_prune(struct opass_group *g, struct opass_site *s, enum opass_s
 		opass_group_write_weight_f32(g, w);
 	if (r == 0)
 		opass_group_write_mask(g, mask, (uint8_t *)scratch);
-	opass_tensor_release(g->weight.tensor);
 	free(w);
 	free(scratch);
 	free(mask);
@@ -233,6 +231,7 @@ static int pass_prune(struct opass_state *state, struct opass_sites *sites, cons
 		if (!in_pass(plan, i, pass))
 			continue;
 		r = group_prune(&state->groups[i], s, state->sparsifier, levels[i], err);
+		opass_state_release_weight(state, i);
 		if (last[sites->of_group[i]] == i)
 			opass_site_reset(s);
 	}

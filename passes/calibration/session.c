@@ -14,7 +14,6 @@
 
 #include "calibration/calibration.h"
 #include "error.h"
-#include "external.h"
 #include "ort_runtime.h"
 #include "tensor.h"
 
@@ -47,6 +46,10 @@ struct share_entry {
 	Onnx__TensorProto was;
 	Onnx__StringStringEntryProto kv[3];
 	Onnx__StringStringEntryProto *kvp[3];
+	/* the entries' strings (protobuf-c's fields are not const) */
+	char keys[3][sizeof("location")];
+	char location[sizeof(PLACEHOLDER)];
+	char offset[sizeof("0")];
 	char length[24];
 };
 
@@ -61,16 +64,18 @@ struct share {
 
 static void share_entry_init(struct share_entry *e, Onnx__TensorProto *t)
 {
-	static char k_loc[] = "location", k_off[] = "offset", k_len[] = "length";
-	static char v_loc[] = PLACEHOLDER, v_off[] = "0";
-	char *keys[3] = { k_loc, k_off, k_len }, *values[3] = { v_loc, v_off, e->length };
+	const char *const keys[3] = { "location", "offset", "length" };
+	char *values[3] = { e->location, e->offset, e->length };
 
 	e->t = t;
 	e->was = *t;
+	snprintf(e->location, sizeof(e->location), "%s", PLACEHOLDER);
+	snprintf(e->offset, sizeof(e->offset), "0");
 	snprintf(e->length, sizeof(e->length), "%zu", t->raw_data.len);
 	for (int k = 0; k < 3; k++) {
+		snprintf(e->keys[k], sizeof(e->keys[k]), "%s", keys[k]);
 		onnx__string_string_entry_proto__init(&e->kv[k]);
-		e->kv[k].key = keys[k];
+		e->kv[k].key = e->keys[k];
 		e->kv[k].value = values[k];
 		e->kvp[k] = &e->kv[k];
 	}
@@ -177,7 +182,7 @@ static int pack_with_outputs(struct onnxpass_model *model, const struct opass_st
 	if (r == 0 && (opass_bypass_take(g, state, &bypass) < 0 || share_take(g, sh) < 0))
 		r = opass_error(err, -ENOMEM, "out of memory");
 	if (r == 0)
-		r = opass_external_pack(model, ret_data, ret_size, err);
+		r = onnxpass_model_save_bytes(model, ret_data, ret_size, err);
 	share_restore(sh);
 	opass_bypass_restore(g, &bypass);
 	for (size_t i = n0; i < g->n_output; i++)

@@ -11,6 +11,7 @@
 #include <cjson/cJSON.h>
 
 #include "config.h"
+#include "filemap.h"
 #include "model.h"
 #include "onnxpass/plugin.h"
 #include "weights.h"
@@ -61,15 +62,20 @@ struct opass_state {
 	enum opass_sparsifier sparsifier;
 	struct opass_group *groups;
 	size_t n_groups;
-	/* the model of this run (set by opass_state_run and sparsify), for
-	 * steps that run it in ONNX Runtime */
+	/* the model it was loaded from: for steps that run it in ONNX Runtime,
+	 * and its mapped tensor bytes (model->store.map) */
 	struct onnxpass_model *model;
 };
 
 /* -ENOENT (with a message) when the model is not prepared. */
-int opass_state_load(Onnx__ModelProto *model, struct opass_state **ret_state,
+int opass_state_load(struct onnxpass_model *model, struct opass_state **ret_state,
 		     struct onnxpass_error *err);
 struct opass_state *opass_state_free(struct opass_state *state);
+/* The file mapping the model's tensors may point into (filemap.h). */
+const struct opass_filemap *opass_state_filemap(const struct opass_state *state);
+/* Drop the pages of group i's weight when it is mapped: a pass calls it
+ * when done with the weight. */
+void opass_state_release_weight(const struct opass_state *state, size_t i);
 /* Write state->root back into metadata_props. */
 int opass_state_store(Onnx__ModelProto *model, const struct opass_state *state,
 		      struct onnxpass_error *err);

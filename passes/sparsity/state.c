@@ -7,6 +7,7 @@
 
 #include "error.h"
 #include "graph.h"
+#include "proto_walk.h"
 #include "sparsity/sparsity.h"
 #include "tensor.h"
 #include "validate.h"
@@ -43,11 +44,9 @@ int opass_state_run(struct onnxpass_model *model, struct onnxpass_context *ctx,
 
 	r = opass_context_config(ctx, &config, err);
 	if (r == 0)
-		r = opass_state_load(model->proto, &state, err);
-	if (r == 0) {
-		state->model = model;
+		r = opass_state_load(model, &state, err);
+	if (r == 0)
 		r = apply(model->proto, state, config, err);
-	}
 	opass_state_free(state);
 	opass_config_free(config);
 	return r;
@@ -139,7 +138,7 @@ static void constant_index_fini(struct constant_index *x)
 static int constant_index_build(Onnx__ModelProto *model, struct constant_index *x)
 {
 	*x = (struct constant_index){ 0 };
-	opass_model_foreach_graph(model, constant_index_graph, x);
+	opass_proto_foreach_graph(model, constant_index_graph, x);
 	if (x->error)
 		constant_index_fini(x);
 	return x->error;
@@ -421,10 +420,10 @@ static int groups_distinct(const struct opass_state *state, struct onnxpass_erro
 	return r;
 }
 
-int opass_state_load(Onnx__ModelProto *model, struct opass_state **ret_state,
+int opass_state_load(struct onnxpass_model *model, struct opass_state **ret_state,
 		     struct onnxpass_error *err)
 {
-	const char *text = opass_model_get_metadata(model, OPASS_STATE_KEY);
+	const char *text = opass_model_get_metadata(model->proto, OPASS_STATE_KEY);
 	struct constant_index constants = { 0 };
 	struct opass_state *state;
 	const cJSON *groups;
@@ -434,12 +433,13 @@ int opass_state_load(Onnx__ModelProto *model, struct opass_state **ret_state,
 	if (!text)
 		return opass_error(err, -ENOENT, "model is not prepared (no %s metadata): run prepare first",
 				   OPASS_STATE_KEY);
-	r = opass_model_validate(model, err);
+	r = opass_model_validate(model->proto, err);
 	if (r < 0)
 		return r;
 	state = calloc(1, sizeof(*state));
 	if (!state)
 		return opass_error(err, -ENOMEM, "out of memory");
+	state->model = model;
 	state->root = cJSON_Parse(text);
 	groups = cJSON_GetObjectItemCaseSensitive(state->root, "groups");
 	kind = opass_json_string(state->root, "sparsifier");
@@ -456,7 +456,7 @@ int opass_state_load(Onnx__ModelProto *model, struct opass_state **ret_state,
 		r = opass_error(err, -ENOMEM, "out of memory");
 		goto out;
 	}
-	if (constant_index_build(model, &constants) < 0) {
+	if (constant_index_build(model->proto, &constants) < 0) {
 		r = opass_error(err, -ENOMEM, "out of memory");
 		goto out;
 	}
@@ -475,6 +475,16 @@ out:
 	}
 	*ret_state = state;
 	return 0;
+}
+
+const struct opass_filemap *opass_state_filemap(const struct opass_state *state)
+{
+	return &state->model->store.map;
+}
+
+void opass_state_release_weight(const struct opass_state *state, size_t i)
+{
+	opass_filemap_release(opass_state_filemap(state), state->groups[i].weight.tensor);
 }
 
 struct opass_state *opass_state_free(struct opass_state *state)
