@@ -45,6 +45,30 @@ static int work_file_open(const char *dir)
 	return fd;
 }
 
+static int pwrite_all(int fd, const uint8_t *data, uint64_t size, uint64_t offset)
+{
+	while (size) {
+		ssize_t n = pwrite(fd, data, size < ((uint64_t)1 << 30) ? size : (uint64_t)1 << 30,
+				   (off_t)offset);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? -errno : -EIO;
+		data += n;
+		size -= (uint64_t)n;
+		offset += (uint64_t)n;
+	}
+	return 0;
+}
+
+static int src_copy(const struct opass_store_src *src, int fd, uint64_t offset)
+{
+	if (src->fd < 0)
+		return pwrite_all(fd, src->tensor->raw_data.data, src->length, offset);
+	return opass_file_copy_range(src->fd, src->offset, fd, offset, src->length);
+}
+
 int opass_store_fill(struct opass_store *store, const char *dir, const struct opass_store_src *srcs,
 		     size_t n_srcs)
 {
@@ -63,7 +87,7 @@ int opass_store_fill(struct opass_store *store, const char *dir, const struct op
 	fd = work_file_open(dir);
 	r = fd < 0 ? fd : ftruncate(fd, (off_t)total) < 0 ? -errno : 0;
 	for (size_t i = 0; r == 0 && i < n_srcs; i++)
-		r = opass_file_copy_range(srcs[i].fd, srcs[i].offset, fd, offsets[i], srcs[i].length);
+		r = src_copy(&srcs[i], fd, offsets[i]);
 	if (r == 0) {
 		base = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 		r = base == MAP_FAILED ? -errno : 0;

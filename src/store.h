@@ -34,7 +34,8 @@ struct opass_store {
 /* External tensors at least this large are mapped; smaller ones are read. */
 #define OPASS_STORE_MIN_BYTES ((uint64_t)64 << 10)
 
-/* A source range for opass_store_fill: length bytes at offset of fd. */
+/* A source range for opass_store_fill: length bytes at offset of fd, or
+ * with fd -1 the tensor's own (malloc'd) raw_data, offset 0. */
 struct opass_store_src {
 	Onnx__TensorProto *tensor;
 	int fd;

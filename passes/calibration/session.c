@@ -14,6 +14,7 @@
 
 #include "calibration/calibration.h"
 #include "error.h"
+#include "filemap.h"
 #include "ort_runtime.h"
 #include "tensor.h"
 
@@ -36,7 +37,11 @@ static Onnx__ValueInfoProto *value_info_new(const char *name)
  * The large initializers go to ORT in place (AddInitializer), so that
  * neither the serialised copy nor ORT holds their bytes a second time. In
  * the serialised copy they are external data in a sparse placeholder file
- * (ORT checks that the file exists, never reads it).
+ * (ORT checks that the file exists, never reads it). They live in the
+ * model's work file (store.h; moved there first if the model had none), so
+ * that once ORT has made its prepacked copies, their pages leave memory
+ * until a pass reads them again: a session and the model's weights are not
+ * both resident.
  */
 #define SHARE_MIN 4096
 #define PLACEHOLDER "shared.bin"
@@ -55,6 +60,7 @@ struct share_entry {
 
 struct share {
 	bool enabled;
+	const struct opass_filemap *map;  /* the model's work file */
 	struct share_entry *items;
 	struct opass_calib_tensor *tensors;
 	size_t n;
@@ -100,7 +106,8 @@ static int share_take(Onnx__GraphProto *g, struct share *sh)
 		Onnx__TensorProto *t = g->initializer[i];
 
 		if (!t->has_raw_data || t->raw_data.len < SHARE_MIN || !opass_dtype_size(t->data_type) ||
-		    !t->name || (t->has_data_location && t->data_location))
+		    !t->name || (t->has_data_location && t->data_location &&
+				 !opass_filemap_holds(sh->map, t)))
 			continue;
 		sh->tensors[sh->n] = (struct opass_calib_tensor){
 			.name = t->name, .dtype = t->data_type, .dims = t->dims, .n_dims = t->n_dims,
@@ -117,8 +124,14 @@ static void share_restore(struct share *sh)
 {
 	for (size_t i = 0; sh->items && i < sh->n; i++)
 		*sh->items[i].t = sh->items[i].was;
-	free(sh->items);
-	sh->items = NULL;
+}
+
+/* The session has what it needs of the shared bytes (its prepacked
+ * copies; anything else it reads back from the work file). */
+static void share_release(const struct share *sh)
+{
+	for (size_t i = 0; i < sh->n; i++)
+		opass_filemap_release(sh->map, sh->items[i].t);
 }
 
 /* A private folder with a sparse placeholder of the largest size. */
@@ -148,7 +161,7 @@ static void share_fini(struct share *sh)
 {
 	char path[sizeof(sh->folder) + 16];
 
-	share_restore(sh);
+	free(sh->items);
 	free(sh->tensors);
 	if (sh->folder[0]) {
 		snprintf(path, sizeof(path), "%s/" PLACEHOLDER, sh->folder);
@@ -191,12 +204,35 @@ static int pack_with_outputs(struct onnxpass_model *model, const struct opass_st
 	return r;
 }
 
+/* Move the model's large main-graph initializers into a work file of
+ * their own when it has none (on failure they stay where they are). */
+static void weights_spill(struct onnxpass_model *model)
+{
+	Onnx__GraphProto *g = model->proto->graph;
+	struct opass_store_src *srcs;
+	size_t n = 0;
+
+	if (model->store.fd >= 0 || !(srcs = calloc(g->n_initializer + 1, sizeof(*srcs))))
+		return;
+	for (size_t i = 0; i < g->n_initializer; i++) {
+		Onnx__TensorProto *t = g->initializer[i];
+
+		if (t->has_raw_data && t->raw_data.len >= OPASS_STORE_MIN_BYTES &&
+		    !(t->has_data_location && t->data_location))
+			srcs[n++] = (struct opass_store_src){ .tensor = t, .fd = -1,
+							      .length = t->raw_data.len };
+	}
+	if (n)
+		(void)opass_store_fill(&model->store, model->base_dir, srcs, n);
+	free(srcs);
+}
+
 /* One try: with the large initializers shared in place, or all inline. */
 static int session_try(const struct opass_collect *how, struct opass_ort *ort, const char **names,
 		       size_t n_names, bool share, struct opass_ort_session **ret_session,
 		       struct onnxpass_error *err)
 {
-	struct share sh = { .enabled = share };
+	struct share sh = { .enabled = share, .map = &how->model->store.map };
 	struct opass_ort_shared shared;
 	void *bytes = NULL;
 	size_t size = 0;
@@ -208,6 +244,8 @@ static int session_try(const struct opass_collect *how, struct opass_ort *ort, c
 	shared = (struct opass_ort_shared){ .tensors = sh.tensors, .n = sh.n, .folder = sh.folder };
 	if (r == 0)
 		r = opass_ort_session_new(ort, bytes, size, how->threads, &shared, ret_session, err);
+	if (r == 0)
+		share_release(&sh);
 	free(bytes);
 	share_fini(&sh);
 	return r;
@@ -217,7 +255,10 @@ int opass_calib_session_open(const struct opass_collect *how, struct opass_ort *
 			     const char **names, size_t n_names,
 			     struct opass_ort_session **ret_session, struct onnxpass_error *err)
 {
-	int r = session_try(how, ort, names, n_names, true, ret_session, err);
+	int r;
+
+	weights_spill(how->model);
+	r = session_try(how, ort, names, n_names, true, ret_session, err);
 
 	/* an ONNX Runtime without the placeholder folder option: copies, then */
 	if (r < 0 && r != -ENOMEM)
