@@ -27,11 +27,6 @@ ONNXPASS_EXPORT int onnxpass_error_set(struct onnxpass_error *err, int code, con
 	return code;
 }
 
-ONNXPASS_EXPORT const char *onnxpass_version(void)
-{
-	return "0.1.0";
-}
-
 int opass_error_prefix(struct onnxpass_error *err, const char *prefix)
 {
 	char msg[ONNXPASS_ERROR_MAX];
