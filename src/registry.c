@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* Pass registry: the built-in passes plus loaded plugins; runs pass lists. */
+/* Pass registry: a table of passes handed in by the layer above (passes/builtin.c)
+ * plus loaded plugins; runs pass lists. */
 #include <dlfcn.h>
 #include <errno.h>
 #include <stdarg.h>
@@ -9,7 +10,6 @@
 
 #include "error.h"
 #include "registry.h"
-
 
 struct onnxpass_registry {
 	const struct onnxpass_pass **passes;
@@ -53,15 +53,15 @@ static int registry_add_plugin(struct onnxpass_registry *reg, const struct onnxp
 	return 0;
 }
 
-ONNXPASS_EXPORT int onnxpass_registry_new(struct onnxpass_registry **ret_registry,
-					  struct onnxpass_error *err)
+int opass_registry_new(const struct onnxpass_plugin *builtin,
+		       struct onnxpass_registry **ret_registry, struct onnxpass_error *err)
 {
 	struct onnxpass_registry *reg = calloc(1, sizeof(*reg));
 	int r;
 
 	if (!reg)
 		return opass_error(err, -ENOMEM, "out of memory");
-	r = registry_add_plugin(reg, opass_builtin_plugin(), "built-in", err);
+	r = registry_add_plugin(reg, builtin, "built-in", err);
 	if (r < 0) {
 		onnxpass_registry_free(reg);
 		return r;
@@ -227,34 +227,4 @@ ONNXPASS_EXPORT int onnxpass_context_print(struct onnxpass_context *ctx, const c
 	va_end(ap);
 	ctx->len += (size_t)n;
 	return 0;
-}
-
-ONNXPASS_EXPORT int onnxpass_transform_bytes(const void *in, size_t in_size,
-					     const char *passes, const char *config_json,
-					     void **ret_out, size_t *ret_out_size,
-					     char **ret_report, char **ret_error)
-{
-	struct onnxpass_error err = { 0 };
-	struct onnxpass_registry *reg = NULL;
-	struct onnxpass_model *model = NULL;
-	char *report = NULL;
-	int r;
-
-	r = onnxpass_registry_new(&reg, &err);
-	if (r == 0)
-		r = onnxpass_model_load_bytes(in, in_size, NULL, &model, &err);
-	if (r == 0)
-		r = onnxpass_registry_run(reg, model, passes, config_json, &report, &err);
-	if (r == 0)
-		r = onnxpass_model_save_bytes(model, ret_out, ret_out_size, &err);
-	if (r == 0 && ret_report) {
-		*ret_report = report;
-		report = NULL;
-	}
-	free(report);
-	if (r < 0 && ret_error)
-		*ret_error = strdup(err.message);
-	onnxpass_model_free(model);
-	onnxpass_registry_free(reg);
-	return r;
 }

@@ -125,15 +125,14 @@ ONNXPASS_EXPORT int onnxpass_registry_run(const struct onnxpass_registry *regist
  * Bytes in, bytes out: run the built-in passes on a serialised model.
  * On success *ret_out / *ret_out_size hold the new model and *ret_report
  * (if ret_report is not NULL) the passes' text output or NULL; free both
- * with onnxpass_free(). On failure nothing is returned but *ret_error (if
- * ret_error is not NULL), a malloc'd message to free with onnxpass_free().
+ * with onnxpass_free(). On failure nothing is returned and err says why.
  * Models with external data are not supported here (no folder).
  * Thread-safe: no global state; concurrent calls are independent.
  */
 ONNXPASS_EXPORT int onnxpass_transform_bytes(const void *in, size_t in_size,
 					     const char *passes, const char *config_json,
 					     void **ret_out, size_t *ret_out_size,
-					     char **ret_report, char **ret_error);
+					     char **ret_report, struct onnxpass_error *err);
 
 /* Flags for onnxpass_compare(). */
 enum onnxpass_compare_flags {
