@@ -14,6 +14,7 @@
 #include <stdlib.h>
 
 #include "error.h"
+#include "glob.h"
 #include "passes.h"
 #include "tensor.h"
 #include "validate.h"
@@ -68,8 +69,8 @@ static cJSON *config_json(const struct opass_config *config, const struct opass_
 		const cJSON *pat;
 
 		cJSON_ArrayForEach(pat, config->exclude)
-			if (cJSON_IsString(pat) && (opass_glob_match(pat->valuestring, w->name) ||
-						    (w->alias && opass_glob_match(pat->valuestring, w->alias))))
+			if (cJSON_IsString(pat) &&
+			    opass_glob_match_either(pat->valuestring, w->name, w->alias))
 				excluded = true;
 		if (!excluded)
 			cJSON_AddItemToArray(list, weight_json(w));

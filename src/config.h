@@ -86,6 +86,3 @@ int opass_args_parse(const cJSON *args, enum opass_sparsifier sparsifier,
 /* Shape-dependent checks (nearliness // 2 >= min(rows, cols)). */
 int opass_args_check_shape(const struct opass_args *args, int64_t rows, int64_t cols,
 			   struct onnxpass_error *err);
-
-/* fnmatch-style glob: * ? [...] ([!...] negation), no special '/' handling. */
-bool opass_glob_match(const char *pattern, const char *text);
