@@ -1,8 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Sparsity config (SPEC 5): torch's defaults + per-tensor config.
- * Config and usage errors return -EINVAL (the CLI exits 2 on them);
- * no other module returns -EINVAL.
+ * Every error of the document is -EINVAL with source ONNXPASS_ERROR_CONFIG
+ * (opass_error_config()); the command line exits 2 on it and names the
+ * config file. Other modules return -EINVAL too (pass options, the pass
+ * list, calibration data that does not fit the model): the source, not
+ * the errno, says what is wrong.
  */
 #pragma once
 

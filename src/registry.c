@@ -31,10 +31,12 @@ static int registry_add_plugin(struct onnxpass_registry *reg, const struct onnxp
 	const struct onnxpass_pass **passes;
 
 	if (!plugin)
-		return opass_error(err, -EINVAL, "%s: plugin entry point returned NULL", origin);
-	if (plugin->abi_version != ONNXPASS_PLUGIN_ABI_VERSION)
-		return opass_error(err, -EINVAL, "%s: plugin ABI version %u, expected %u", origin,
-				   plugin->abi_version, ONNXPASS_PLUGIN_ABI_VERSION);
+		return opass_error_usage(err, "%s: plugin entry point returned NULL", origin);
+	/* ABI 2 only appended a field to struct onnxpass_error, which the host
+	 * allocates: a version 1 plugin runs unchanged */
+	if (plugin->abi_version < 1 || plugin->abi_version > ONNXPASS_PLUGIN_ABI_VERSION)
+		return opass_error_usage(err, "%s: plugin ABI version %u, expected 1 to %u", origin,
+					 plugin->abi_version, ONNXPASS_PLUGIN_ABI_VERSION);
 	passes = realloc(reg->passes, (reg->n_passes + plugin->n_passes) * sizeof(*passes));
 	if (!passes)
 		return opass_error(err, -ENOMEM, "out of memory");
@@ -43,10 +45,10 @@ static int registry_add_plugin(struct onnxpass_registry *reg, const struct onnxp
 		const struct onnxpass_pass *p = &plugin->passes[i];
 
 		if (!p->name || !p->run || !*p->name || strchr(p->name, ',') || strchr(p->name, ' '))
-			return opass_error(err, -EINVAL, "%s: pass %zu has no valid name or run function",
+			return opass_error_usage(err, "%s: pass %zu has no valid name or run function",
 					   origin, i);
 		if (opass_registry_find(reg, p->name))
-			return opass_error(err, -EINVAL, "%s: pass '%s' is already registered", origin,
+			return opass_error_usage(err, "%s: pass '%s' is already registered", origin,
 					   p->name);
 		reg->passes[reg->n_passes++] = p;
 	}
@@ -92,11 +94,11 @@ ONNXPASS_EXPORT int onnxpass_registry_load_plugin(struct onnxpass_registry *regi
 
 	handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
 	if (!handle)
-		return opass_error(err, -EINVAL, "%s: cannot load plugin: %s", path, dlerror());
+		return opass_error_usage(err, "%s: cannot load plugin: %s", path, dlerror());
 	*(void **)&entry = dlsym(handle, ONNXPASS_PLUGIN_ENTRY_SYMBOL);
 	if (!entry) {
 		dlclose(handle);
-		return opass_error(err, -EINVAL, "%s: not an onnx-pass plugin (no %s symbol)", path,
+		return opass_error_usage(err, "%s: not an onnx-pass plugin (no %s symbol)", path,
 				   ONNXPASS_PLUGIN_ENTRY_SYMBOL);
 	}
 	handles = realloc(registry->handles, (registry->n_handles + 1) * sizeof(*handles));
@@ -161,10 +163,10 @@ static int pass_list_parse(const struct onnxpass_registry *registry, const char 
 			continue;
 		passes[n] = opass_registry_find(registry, tok);
 		if (!passes[n++])
-			r = opass_error(err, -EINVAL, "unknown pass '%s' (see onnx-pass --list)", tok);
+			r = opass_error_usage(err, "unknown pass '%s' (see onnx-pass --list)", tok);
 	}
 	if (r == 0 && n == 0)
-		r = opass_error(err, -EINVAL, "no pass given");
+		r = opass_error_usage(err, "no pass given");
 out:
 	free(copy);
 	if (r < 0) {

@@ -240,15 +240,24 @@ START_TEST(test_errors)
 	const struct sample *s = &samples[0];
 	struct onnxpass_error err;
 
-	transform_fails(garbage, sizeof(garbage), PASSES, CONFIG);
+	/* each failure says what it is about (the CLI's exit code and blame) */
+	err = transform_fails(garbage, sizeof(garbage), PASSES, CONFIG);
+	ck_assert_int_eq(err.source, ONNXPASS_ERROR_MODEL);
 	err = transform_fails(s->model.data, s->model.size, "prepare,no-such-pass", CONFIG);
 	ck_assert_msg(strstr(err.message, "no-such-pass"), "%s", err.message);
-	transform_fails(s->model.data, s->model.size, "", CONFIG);
-	transform_fails(s->model.data, s->model.size, PASSES, "{\"defaults\": [");
+	ck_assert_int_eq(err.source, ONNXPASS_ERROR_USAGE);
+	err = transform_fails(s->model.data, s->model.size, "", CONFIG);
+	ck_assert_int_eq(err.source, ONNXPASS_ERROR_USAGE);
+	err = transform_fails(s->model.data, s->model.size, PASSES, "{\"defaults\": [");
+	ck_assert_int_eq(err.source, ONNXPASS_ERROR_CONFIG);
 	err = transform_fails(s->model.data, s->model.size, PASSES,
 			      "{\"defaults\": {\"sparse_block_shape\": [1, 4], "
 			      "\"zeros_per_block\": 5}}");
 	ck_assert_msg(strstr(err.message, "zeros"), "%s", err.message);
+	ck_assert_int_eq(err.source, ONNXPASS_ERROR_CONFIG);
+	err = transform_fails(s->model.data, s->model.size, PASSES,
+			      "{\"options\": {\"format\": \"csr\"}}");
+	ck_assert_int_eq(err.source, ONNXPASS_ERROR_USAGE);
 }
 END_TEST
 

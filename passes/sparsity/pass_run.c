@@ -48,7 +48,7 @@ int opass_config_threads(const struct opass_config *config, unsigned *ret,
 	}
 	if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble > 1024 ||
 	    v->valuedouble != (double)(unsigned)v->valuedouble)
-		return opass_error(err, -EINVAL, "options: threads must be an integer in [0, 1024]");
+		return opass_error_usage(err, "options: threads must be an integer in [0, 1024]");
 	*ret = (unsigned)v->valuedouble;
 	return 0;
 }

@@ -194,8 +194,12 @@ int opass_state_load(Onnx__ModelProto *model, struct opass_state **ret_state,
 	if (r == 0)
 		r = groups_distinct(state, err);
 	/* args errors from a stored state are model errors, not config errors */
-	if (r == -EINVAL)
+	if (r == -EINVAL) {
 		r = -EBADMSG;
+		if (err)
+			err->code = r;
+		opass_error_blame(err, ONNXPASS_ERROR_MODEL);
+	}
 out:
 	if (r < 0) {
 		opass_state_free(state);
