@@ -44,7 +44,7 @@ static int convert_format(const struct opass_config *config, enum convert_format
 		*ret = FORMAT_ORT_SPARSE;
 	else
 		return opass_error_usage(err, "options: format must be auto, coo, dense or "
-				   "ort-sparse");
+					 "ort-sparse");
 	return 0;
 }
 

@@ -192,7 +192,7 @@ static int keep_params(Onnx__ModelProto *model, const struct opass_state *state,
 		cJSON_ArrayForEach(key, keys)
 			if (!cJSON_GetObjectItemCaseSensitive(args, key->valuestring))
 				return opass_error_usage(err, "options: keep_params: group '%s' has no "
-						   "arg '%s'", state->groups[i].name, key->valuestring);
+							 "arg '%s'", state->groups[i].name, key->valuestring);
 	}
 	out = cJSON_CreateObject();
 	for (size_t i = 0; out && i < state->n_groups; i++) {

@@ -185,7 +185,7 @@ static int group_load(struct opass_group *g, const cJSON *saved, struct onnxpass
 			i = SIZE_MAX - 1;
 	if (i != g->mask->n_dims)
 		return opass_error_usage(err, "state: group '%s': mask shape differs from the weight",
-				   g->name);
+					 g->name);
 	bits = malloc((n + 7) / 8 ? (n + 7) / 8 : 1);
 	if (!bits)
 		return opass_error(err, -ENOMEM, "out of memory");

@@ -74,7 +74,7 @@ ONNXPASS_EXPORT int onnxpass_ort_create_session(const OrtApi *api, const OrtEnv 
 
 	if (!api || !env || !options || !ret_session)
 		return opass_error_usage(err, "ONNX Runtime API, env, options and session "
-				   "pointer are required");
+					 "pointer are required");
 	r = ort_model_load(model_path, model_bytes, model_size, &model, err);
 	if (r == 0)
 		r = ort_model_transform(model, passes, config_json, err);

@@ -430,24 +430,24 @@ static int npz_member(const char *path, const uint8_t *file, size_t file_size, c
 		return opass_error_data(err, -EBADMSG, "%s: zip member with an empty or invalid name", path);
 	if (comp == 0xffffffffu || uncomp == 0xffffffffu || local == 0xffffffffu)
 		return opass_error_data(err, -ENOTSUP, "%s: member '%.*s': ZIP64 archives are not supported",
-				   path, (int)name_len, name);
+					path, (int)name_len, name);
 	if (flags & 1)
 		return opass_error_data(err, -ENOTSUP, "%s: member '%.*s' is encrypted", path,
-				   (int)name_len, name);
+					(int)name_len, name);
 	if (method != 0 && method != 8)
 		return opass_error_data(err, -ENOTSUP, "%s: member '%.*s': compression method %u is not "
-				   "supported (only stored and deflate)", path, (int)name_len, name, method);
+					"supported (only stored and deflate)", path, (int)name_len, name, method);
 	if (local > file_size || file_size - local < 30 || le32(file + local) != ZIP_LOCAL_SIG)
 		return opass_error_data(err, -EBADMSG, "%s: member '%.*s': bad local header offset", path,
-				   (int)name_len, name);
+					(int)name_len, name);
 	data_off = (size_t)local + 30 + le16(file + local + 26) + le16(file + local + 28);
 	if (data_off > file_size || file_size - data_off < comp)
 		return opass_error_data(err, -EBADMSG, "%s: member '%.*s' is truncated (%" PRIu32
-				   " bytes claimed)", path, (int)name_len, name, comp);
+					" bytes claimed)", path, (int)name_len, name, comp);
 	data = file + data_off;
 	if (method == 0 && comp != uncomp)
 		return opass_error_data(err, -EBADMSG, "%s: member '%.*s': stored sizes disagree", path,
-				   (int)name_len, name);
+					(int)name_len, name);
 	if (method == 8) {
 		z_stream zs = { 0 };
 		int zr;
@@ -455,7 +455,7 @@ static int npz_member(const char *path, const uint8_t *file, size_t file_size, c
 		if ((uint64_t)uncomp > (uint64_t)comp * DEFLATE_MAX_RATIO + 64)
 			return opass_error_data(err, -EBADMSG, "%s: member '%.*s': claimed size %" PRIu32
 					   " is impossible for %" PRIu32 " compressed bytes", path,
-					   (int)name_len, name, uncomp, comp);
+						(int)name_len, name, uncomp, comp);
 		buf = malloc(uncomp ? uncomp : 1);
 		if (!buf)
 			return opass_error(err, -ENOMEM, "%s: out of memory", path);
@@ -472,21 +472,21 @@ static int npz_member(const char *path, const uint8_t *file, size_t file_size, c
 		if (zr != Z_STREAM_END || zs.total_out != uncomp) {
 			free(buf);
 			return opass_error_data(err, -EBADMSG, "%s: member '%.*s': corrupt deflate data", path,
-					   (int)name_len, name);
+						(int)name_len, name);
 		}
 		data = buf;
 	}
 	if (crc32(0, data, uncomp) != crc) {
 		free(buf);
 		return opass_error_data(err, -EBADMSG, "%s: member '%.*s': CRC mismatch (corrupt file)",
-				   path, (int)name_len, name);
+					path, (int)name_len, name);
 	}
 	for (size_t i = 0; i < batch->n_tensors; i++)
 		if (strlen(batch->tensors[i].name) == key_len &&
 		    memcmp(batch->tensors[i].name, name, key_len) == 0) {
 			free(buf);
 			return opass_error_data(err, -EBADMSG, "%s: input '%.*s' appears twice", path,
-					   (int)key_len, name);
+						(int)key_len, name);
 		}
 	if (batch->n_tensors >= OPASS_CALIB_MAX_TENSORS) {
 		free(buf);
@@ -533,7 +533,7 @@ static int npz_read(const char *path, struct opass_calib_batch *batch, struct on
 		}
 	if (!eocd) {
 		r = opass_error_data(err, -EBADMSG, "%s: not an .npz file (no zip end record; truncated "
-				"or not a zip archive)", path);
+				     "or not a zip archive)", path);
 		goto out;
 	}
 	entries = le16(eocd + 10);
@@ -590,16 +590,16 @@ static int pb_convert(const char *path, const Onnx__TensorProto *p, struct opass
 
 	if (p->data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL)
 		return opass_error_data(err, -ENOTSUP, "%s: tensor '%s': external data is not supported "
-				   "in calibration inputs", path, name);
+					"in calibration inputs", path, name);
 	if (p->segment)
 		return opass_error_data(err, -ENOTSUP, "%s: tensor '%s': segmented tensors are not "
-				   "supported", path, name);
+					"supported", path, name);
 	if (!es || p->data_type == DT(COMPLEX64) || p->data_type == DT(COMPLEX128))
 		return opass_error_data(err, -ENOTSUP, "%s: tensor '%s': dtype %s is not supported", path,
-				   name, opass_dtype_name(p->data_type));
+					name, opass_dtype_name(p->data_type));
 	if (p->n_dims > OPASS_CALIB_MAX_RANK)
 		return opass_error_data(err, -E2BIG, "%s: tensor '%s': rank %zu above %d", path, name,
-				   p->n_dims, OPASS_CALIB_MAX_RANK);
+					p->n_dims, OPASS_CALIB_MAX_RANK);
 	r = opass_tensor_numel(p, &numel, err);
 	if (r < 0) {
 		char prefix[PATH_MAX + 8];
@@ -623,9 +623,9 @@ static int pb_convert(const char *path, const Onnx__TensorProto *p, struct opass
 	}
 	if (stored != numel)
 		return opass_error_data(err, -EBADMSG, "%s: tensor '%s': dims hold %" PRIu64 " elements but "
-				   "the data holds %s%zu", path, name, numel,
-				   stored == SIZE_MAX ? "a partial element after " : "",
-				   stored == SIZE_MAX ? p->raw_data.len / es : stored);
+					"the data holds %s%zu", path, name, numel,
+					stored == SIZE_MAX ? "a partial element after " : "",
+					stored == SIZE_MAX ? p->raw_data.len / es : stored);
 	t->name = strdup(name);
 	t->dims = malloc((p->n_dims ? p->n_dims : 1) * sizeof(*t->dims));
 	t->size = (size_t)numel * es;
@@ -776,7 +776,7 @@ static int list_folder(const char *folder, const char *prefix, const char *suffi
 		if (n >= OPASS_CALIB_MAX_BATCHES) {
 			free(full);
 			r = opass_error_data(err, -E2BIG, "%s: more than %zu entries", folder,
-					OPASS_CALIB_MAX_BATCHES);
+					     OPASS_CALIB_MAX_BATCHES);
 			break;
 		}
 		if (n == cap) {
@@ -925,27 +925,27 @@ static int check_input(const char *file, const Onnx__ValueInfoProto *vi,
 
 	if (!type || type->value_case != ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE)
 		return opass_error_data(err, -ENOTSUP, "%s: input '%s': the model's input is not a tensor",
-				   file, vi->name);
+					file, vi->name);
 	tt = type->tensor_type;
 	if (tt->has_elem_type && tt->elem_type != 0 && tt->elem_type != t->dtype)
 		return opass_error_data(err, -EINVAL, "%s: input '%s': dtype %s, the model expects %s",
-				   file, vi->name, opass_dtype_name(t->dtype),
-				   opass_dtype_name(tt->elem_type));
+					file, vi->name, opass_dtype_name(t->dtype),
+					opass_dtype_name(tt->elem_type));
 	if (!tt->shape)
 		return 0;
 	format_dims(have, sizeof(have), t->dims, t->n_dims);
 	if (tt->shape->n_dim != t->n_dims)
 		return opass_error_data(err, -EINVAL, "%s: input '%s': rank %zu (shape %s), the model "
-				   "expects rank %zu", file, vi->name, t->n_dims, have,
-				   tt->shape->n_dim);
+					"expects rank %zu", file, vi->name, t->n_dims, have,
+					tt->shape->n_dim);
 	for (size_t i = 0; i < t->n_dims; i++) {
 		const Onnx__TensorShapeProto__Dimension *d = tt->shape->dim[i];
 
 		if (d->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE &&
 		    d->dim_value >= 0 && d->dim_value != t->dims[i])
 			return opass_error_data(err, -EINVAL, "%s: input '%s': dimension %zu is %" PRId64
-					   " (shape %s), the model expects %" PRId64, file, vi->name,
-					   i, t->dims[i], have, d->dim_value);
+						" (shape %s), the model expects %" PRId64, file, vi->name,
+						i, t->dims[i], have, d->dim_value);
 	}
 	return 0;
 }
@@ -970,7 +970,7 @@ static int batch_check(struct opass_calib_batch *batch, char **files, const Onnx
 			continue;
 		if (j >= n_inputs) {
 			r = opass_error_data(err, -EINVAL, "%s: a tensor without a name in position %zu, but "
-					"the model has %zu inputs", files[j], j, n_inputs);
+					     "the model has %zu inputs", files[j], j, n_inputs);
 			goto out;
 		}
 		free(t->name);
@@ -986,14 +986,14 @@ static int batch_check(struct opass_calib_batch *batch, char **files, const Onnx
 		for (size_t k = 0; k < j; k++)
 			if (strcmp(batch->tensors[k].name, batch->tensors[j].name) == 0) {
 				r = opass_error_data(err, -EINVAL, "%s: input '%s' given twice", files[j],
-						batch->tensors[j].name);
+						     batch->tensors[j].name);
 				goto out;
 			}
 		for (size_t k = 0; k < n_inputs && !known; k++)
 			known = strcmp(inputs[k]->name, batch->tensors[j].name) == 0;
 		if (!known) {
 			r = opass_error_data(err, -EINVAL, "%s: input '%s': the model has no such input",
-					files[j], batch->tensors[j].name);
+					     files[j], batch->tensors[j].name);
 			goto out;
 		}
 	}
@@ -1011,7 +1011,7 @@ static int batch_check(struct opass_calib_batch *batch, char **files, const Onnx
 				break;
 		if (j == batch->n_tensors) {
 			r = opass_error_data(err, -EINVAL, "%s: input '%s' is missing", batch->path,
-					inputs[k]->name);
+					     inputs[k]->name);
 			goto out;
 		}
 		r = check_input(files[j], inputs[k], &batch->tensors[j], err);
@@ -1055,7 +1055,7 @@ static int batch_read(const char *path, enum source_kind kind, struct opass_cali
 			r = opass_error_data(err, -ENOENT, "%s: no input_*.pb files", path);
 		if (r == 0 && n_pbs > OPASS_CALIB_MAX_TENSORS)
 			r = opass_error_data(err, -E2BIG, "%s: more than %d inputs", path,
-					OPASS_CALIB_MAX_TENSORS);
+					     OPASS_CALIB_MAX_TENSORS);
 		for (size_t i = 0; r == 0 && i < n_pbs; i++)
 			r = pb_read(pbs[i], batch, &cap, err);
 	}

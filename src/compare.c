@@ -361,7 +361,7 @@ ONNXPASS_EXPORT int onnxpass_compare(const char *ref_path, const char *cand_path
 
 	if (!ref_path || !cand_path || !inputs_path || !ret_report)
 		return opass_error_usage(err, "compare: reference, candidate, inputs and report "
-				   "pointer are required");
+					 "pointer are required");
 	if (flags & ~(unsigned)ONNXPASS_COMPARE_JSON)
 		return opass_error_usage(err, "compare: unknown flags 0x%x", flags);
 	r = opass_calib_open(inputs_path, &src, err);

@@ -50,16 +50,16 @@ static int args_read_block(const cJSON *item, const char *ctx, int64_t *ret_rows
 	    !json_get_int(cJSON_GetArrayItem(item, 0), &dims[0]) ||
 	    !json_get_int(cJSON_GetArrayItem(item, 1), &dims[1]))
 		return opass_error_config(err,
-				   "config: %s'sparse_block_shape' must be an array of two integers",
-				   ctx);
+					  "config: %s'sparse_block_shape' must be an array of two integers",
+					  ctx);
 	if (dims[0] < 1 || dims[1] < 1)
 		return opass_error_config(err,
-				   "config: %s'sparse_block_shape' dimensions must be at least 1 (got [%lld, %lld])",
-				   ctx, (long long)dims[0], (long long)dims[1]);
+					  "config: %s'sparse_block_shape' dimensions must be at least 1 (got [%lld, %lld])",
+					  ctx, (long long)dims[0], (long long)dims[1]);
 	if (dims[0] > INT32_MAX || dims[1] > INT32_MAX)
 		return opass_error_config(err,
 				   "config: %s'sparse_block_shape' dimensions must be at most %d",
-				   ctx, INT32_MAX);
+					  ctx, INT32_MAX);
 	*ret_rows = dims[0];
 	*ret_cols = dims[1];
 	return 0;
@@ -77,7 +77,7 @@ static int args_read_sparsity_level(const cJSON *args, const char *ctx, struct o
 	if (!(item->valuedouble >= 0.0 && item->valuedouble <= 1.0))
 		return opass_error_config(err,
 				   "config: %s'sparsity_level' must be between 0 and 1 (got %g)",
-				   ctx, item->valuedouble);
+					  ctx, item->valuedouble);
 	a->sparsity_level = item->valuedouble;
 	return 0;
 }
@@ -93,7 +93,7 @@ static int args_read_zeros_per_block(const cJSON *args, const char *ctx, struct 
 
 	if (item && !cJSON_IsNull(item) && !json_get_int(item, &zeros))
 		return opass_error_config(err, "config: %s'zeros_per_block' must be an integer",
-				   ctx);
+					  ctx);
 	if (zeros > values_per_block)
 		return opass_error_config(err, "config: %s%s", ctx, ZPB_TOO_MANY);
 	if (zeros < 0)
@@ -115,7 +115,7 @@ static int args_read_norm(const cJSON *args, const char *ctx, struct opass_args 
 	if (item->valuedouble != 1.0 && item->valuedouble != 2.0)
 		return opass_error_config(err,
 				   "config: %s'norm' must be 1 or 2 (L-%g is not yet implemented.)",
-				   ctx, item->valuedouble);
+					  ctx, item->valuedouble);
 	a->norm = (int)item->valuedouble;
 	return 0;
 }
@@ -168,11 +168,11 @@ static int args_read_calibrated(const cJSON *args, const char *ctx, struct opass
 		return r;
 	if (a->block_rows != 1 || (a->block_cols > 1 && a->zeros_per_block >= a->block_cols))
 		return opass_error_config(err,
-				   "config: %s%s takes sparse_block_shape [1, 1] (unstructured) or [1, M] with zeros_per_block N < M (N:M)",
-				   ctx, opass_sparsifier_name(a->sparsifier));
+					  "config: %s%s takes sparse_block_shape [1, 1] (unstructured) or [1, M] with zeros_per_block N < M (N:M)",
+					  ctx, opass_sparsifier_name(a->sparsifier));
 	if (a->conv_view != OPASS_CONV_VIEW_OIHW)
 		return opass_error_config(err, "config: %s%s uses the oihw conv view", ctx,
-				   opass_sparsifier_name(a->sparsifier));
+					  opass_sparsifier_name(a->sparsifier));
 	if (damp && (!cJSON_IsNumber(damp) || !(damp->valuedouble >= 0 && damp->valuedouble <= 1e6)))
 		return opass_error_config(err, "config: %s'percdamp' must be a number >= 0", ctx);
 	a->percdamp = damp ? damp->valuedouble : 0.01;
@@ -180,7 +180,7 @@ static int args_read_calibrated(const cJSON *args, const char *ctx, struct opass
 	if (bs && (!json_get_int(bs, &a->blocksize) || a->blocksize < 1 || a->blocksize > (1 << 20) ||
 		   a->blocksize % a->block_cols))
 		return opass_error_config(err,
-				   "config: %s'blocksize' must be a positive integer, a multiple of M", ctx);
+					  "config: %s'blocksize' must be a positive integer, a multiple of M", ctx);
 	return 0;
 }
 
@@ -197,7 +197,7 @@ static int args_read_nearliness(const cJSON *args, const char *ctx, struct opass
 		return opass_error_config(err, "config: %s'nearliness' must be an integer", ctx);
 	if (a->nearliness > 0 && a->nearliness % 2 == 0)
 		return opass_error_config(err, "config: %snearliness can only be an odd number",
-				   ctx);
+					  ctx);
 	return 0;
 }
 
@@ -250,7 +250,7 @@ int opass_args_check_shape(const struct opass_args *args, int64_t rows, int64_t 
 		return 0;
 	if (args->nearliness / 2 >= min)
 		return opass_error_config(err,
-				   "config: nearliness cannot be larger than the dimensions of tensor.");
+					  "config: nearliness cannot be larger than the dimensions of tensor.");
 	return 0;
 }
 
@@ -361,7 +361,7 @@ static int config_check_keys(const cJSON *object, const char *const *keys,
 	cJSON_ArrayForEach(item, object)
 		if (item->string && !key_known(item->string, keys) && !key_known(item->string, more))
 			return opass_error_config(err, "config: %sunknown key '%s'", where,
-					   item->string);
+						  item->string);
 	return 0;
 }
 
@@ -409,7 +409,7 @@ static int config_read_schedule(const struct opass_config *config, struct onnxpa
 			continue;
 		if (strcmp(item->string, "initially_zero") == 0 ? !cJSON_IsBool(item) : !cJSON_IsNumber(item))
 			return opass_error_config(err, "config: schedule: '%s' must be a %s", item->string,
-					   strcmp(item->string, "initially_zero") == 0 ? "boolean" : "number");
+						  strcmp(item->string, "initially_zero") == 0 ? "boolean" : "number");
 	}
 	item = json_get(schedule, "init_sl");
 	if (item && !(item->valuedouble >= 0.0 && item->valuedouble <= 1.0))
@@ -431,8 +431,8 @@ static int config_read_sparsifier(struct opass_config *config, struct onnxpass_e
 		return opass_error_config(err, "config: 'sparsifier' must be a string");
 	else if (opass_sparsifier_from_name(item->valuestring, &config->sparsifier) < 0)
 		return opass_error_config(err,
-				   "config: unknown sparsifier '%s' (expected weight_norm, nearly_diagonal, wanda or sparsegpt)",
-				   item->valuestring);
+					  "config: unknown sparsifier '%s' (expected weight_norm, nearly_diagonal, wanda or sparsegpt)",
+					  item->valuestring);
 	return 0;
 }
 
@@ -551,7 +551,7 @@ static int config_read_entries(struct opass_config *config, struct onnxpass_erro
 
 		if (!cJSON_IsObject(entry))
 			return opass_error_config(err,
-					   "config: config[%zu] must be an object", i);
+						  "config: config[%zu] must be an object", i);
 		if (!cJSON_IsString(fqn))
 			return opass_error_config(err,
 					   "config: config[%zu] needs a string 'tensor_fqn'", i);
@@ -585,8 +585,8 @@ static int config_read_module_types(struct opass_config *config, struct onnxpass
 			config->module_conv = true;
 		else
 			return opass_error_config(err,
-					   "config: unknown module type '%s' (expected linear or conv)",
-					   type->valuestring);
+						  "config: unknown module type '%s' (expected linear or conv)",
+						  type->valuestring);
 	}
 	return 0;
 }
@@ -603,7 +603,7 @@ static int config_read_exclude(struct opass_config *config, struct onnxpass_erro
 	cJSON_ArrayForEach(glob, exclude) {
 		if (!cJSON_IsString(glob))
 			return opass_error_config(err,
-					   "config: 'exclude' must be an array of strings");
+						  "config: 'exclude' must be an array of strings");
 	}
 	config->exclude = exclude;
 	return 0;
@@ -624,7 +624,7 @@ static int config_read_calibration(const struct opass_config *config, struct onn
 	if (((allocate && cJSON_IsString(allocate) && strcmp(allocate->valuestring, "sensitivity") == 0) ||
 	     cJSON_IsTrue(sequential)) && !opass_sparsifier_calibrated(config->sparsifier))
 		return opass_error_config(err,
-				   "config: 'allocate' and 'sequential' need a calibration-aware sparsifier (wanda or sparsegpt)");
+					  "config: 'allocate' and 'sequential' need a calibration-aware sparsifier (wanda or sparsegpt)");
 	return 0;
 }
 
@@ -798,7 +798,7 @@ int opass_config_check_unused(const struct opass_config *config, struct onnxpass
 	cJSON_ArrayForEach(entry, config->entries) {
 		if (!config->entry_used[i])
 			return opass_error_config(err, "config: entry '%s' matches no weight",
-					   json_get(entry, "tensor_fqn")->valuestring);
+						  json_get(entry, "tensor_fqn")->valuestring);
 		i++;
 	}
 	return 0;

@@ -46,10 +46,10 @@ static int registry_add_plugin(struct onnxpass_registry *reg, const struct onnxp
 
 		if (!p->name || !p->run || !*p->name || strchr(p->name, ',') || strchr(p->name, ' '))
 			return opass_error_usage(err, "%s: pass %zu has no valid name or run function",
-					   origin, i);
+						 origin, i);
 		if (opass_registry_find(reg, p->name))
 			return opass_error_usage(err, "%s: pass '%s' is already registered", origin,
-					   p->name);
+						 p->name);
 		reg->passes[reg->n_passes++] = p;
 	}
 	return 0;
@@ -99,7 +99,7 @@ ONNXPASS_EXPORT int onnxpass_registry_load_plugin(struct onnxpass_registry *regi
 	if (!entry) {
 		dlclose(handle);
 		return opass_error_usage(err, "%s: not an onnx-pass plugin (no %s symbol)", path,
-				   ONNXPASS_PLUGIN_ENTRY_SYMBOL);
+					 ONNXPASS_PLUGIN_ENTRY_SYMBOL);
 	}
 	handles = realloc(registry->handles, (registry->n_handles + 1) * sizeof(*handles));
 	if (!handles) {

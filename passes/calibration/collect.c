@@ -251,7 +251,7 @@ int opass_sites_collect(struct opass_sites *sites, const struct opass_collect *h
 
 	if (!how->calibration)
 		return opass_error_usage(err,
-				   "calibration: wanda and sparsegpt need calibration inputs (--calibration PATH)");
+					 "calibration: wanda and sparsegpt need calibration inputs (--calibration PATH)");
 	r = opass_calib_open(how->calibration, &source, err);
 	if (r == 0)
 		r = opass_ort_open(&ort, err);
