@@ -2,7 +2,8 @@
 /*
  * onnx-pass: command line front end. Options, messages and exit codes only;
  * everything else is the library's. Exit 0 on success, 2 on usage or config
- * errors, 1 on model errors; one "onnx-pass: error: ..." line on failure.
+ * errors, 1 on all others; one "onnx-pass: error: ..." line on failure, its
+ * exit code and the file it names chosen by the error's source.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -420,6 +421,33 @@ static int add_state(struct cli *cli, char **config_text)
 	return *config_text ? 0 : fail(1, "out of memory");
 }
 
+/* Usage and config errors exit 2, everything else 1: by the error's
+ * source, never its text. */
+static int exit_code(const struct onnxpass_error *err)
+{
+	return err->source == ONNXPASS_ERROR_USAGE || err->source == ONNXPASS_ERROR_CONFIG ?
+	       EXIT_USAGE : 1;
+}
+
+/* The error line of a failed run names the file to blame. */
+static int run_fail(const struct cli *cli, const struct onnxpass_error *err)
+{
+	switch (err->source) {
+	case ONNXPASS_ERROR_CONFIG:
+		/* without --config the document came from the flags */
+		return fail(exit_code(err), "%s: %s", cli->config_file ? cli->config_file : cli->model,
+			    err->message);
+	case ONNXPASS_ERROR_INPUT_FILE:
+	case ONNXPASS_ERROR_OUTPUT:
+	case ONNXPASS_ERROR_DATA:
+	case ONNXPASS_ERROR_RUNTIME:
+		/* the message names its file, or is about none */
+		return fail(exit_code(err), "%s", err->message);
+	default:
+		return fail(exit_code(err), "%s: %s", cli->model, err->message);
+	}
+}
+
 static int run(struct cli *cli, struct onnxpass_registry *reg, const char *config_text)
 {
 	struct onnxpass_error err = { 0 };
@@ -444,15 +472,7 @@ static int run(struct cli *cli, struct onnxpass_registry *reg, const char *confi
 		fputs(report, stdout);
 	free(report);
 	onnxpass_model_free(model);
-	if (r == 0)
-		return 0;
-	if (r == -EINVAL && cli->config_file && strncmp(err.message, "config", 6) == 0)
-		return fail(EXIT_USAGE, "%s: %s", cli->config_file, err.message);
-	/* errors that name the model already (it could not be read) */
-	if (strncmp(err.message, cli->model, strlen(cli->model)) == 0 &&
-	    err.message[strlen(cli->model)] == ':')
-		return fail(r == -EINVAL ? EXIT_USAGE : 1, "%s", err.message);
-	return fail(r == -EINVAL ? EXIT_USAGE : 1, "%s: %s", cli->model, err.message);
+	return r == 0 ? 0 : run_fail(cli, &err);
 }
 
 static int compare(struct cli *cli, bool json)
@@ -462,7 +482,7 @@ static int compare(struct cli *cli, bool json)
 
 	if (onnxpass_compare(cli->model, cli->candidate, cli->inputs,
 			     json ? ONNXPASS_COMPARE_JSON : 0, &report, &err) < 0)
-		return fail(1, "%s", err.message);
+		return fail(exit_code(&err), "%s", err.message);
 	fputs(report, stdout);
 	onnxpass_free(report);
 	return 0;
@@ -519,10 +539,10 @@ static int cli_main(struct cli *cli, struct flags *fl, int argc, char **argv)
 		return 0;
 	}
 	if (onnxpass_registry_new(&reg, &err) < 0)
-		return fail(1, "%s", err.message);
+		return fail(exit_code(&err), "%s", err.message);
 	for (size_t i = 0; r == 0 && i < cli->n_plugins; i++)
 		if (onnxpass_registry_load_plugin(reg, cli->plugins[i], &err) < 0)
-			r = fail(EXIT_USAGE, "%s", err.message);
+			r = fail(exit_code(&err), "%s", err.message);
 	if (r == 0 && fl->list)
 		r = list_passes(reg);
 	else if (r == 0 && optind >= argc) {

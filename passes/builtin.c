@@ -1,5 +1,11 @@
 /* SPDX-License-Identifier: MIT */
-/* The built-in plugin: an explicit table of the sparsity passes. */
+/*
+ * The built-in plugin, an explicit table of the sparsity passes, and the
+ * public entry points that start from it: onnxpass_registry_new() hands the
+ * table to the core registry; onnxpass_transform_bytes() runs it on bytes.
+ */
+#include <stdlib.h>
+
 #include "passes.h"
 #include "registry.h"
 
@@ -30,7 +36,35 @@ static const struct onnxpass_plugin builtin_plugin = {
 	.n_passes = sizeof(builtin_passes) / sizeof(builtin_passes[0]),
 };
 
-const struct onnxpass_plugin *opass_builtin_plugin(void)
+ONNXPASS_EXPORT int onnxpass_registry_new(struct onnxpass_registry **ret_registry,
+					  struct onnxpass_error *err)
 {
-	return &builtin_plugin;
+	return opass_registry_new(&builtin_plugin, ret_registry, err);
+}
+
+ONNXPASS_EXPORT int onnxpass_transform_bytes(const void *in, size_t in_size,
+					     const char *passes, const char *config_json,
+					     void **ret_out, size_t *ret_out_size,
+					     char **ret_report, struct onnxpass_error *err)
+{
+	struct onnxpass_registry *reg = NULL;
+	struct onnxpass_model *model = NULL;
+	char *report = NULL;
+	int r;
+
+	r = onnxpass_registry_new(&reg, err);
+	if (r == 0)
+		r = onnxpass_model_load_bytes(in, in_size, NULL, &model, err);
+	if (r == 0)
+		r = onnxpass_registry_run(reg, model, passes, config_json, &report, err);
+	if (r == 0)
+		r = onnxpass_model_save_bytes(model, ret_out, ret_out_size, err);
+	if (r == 0 && ret_report) {
+		*ret_report = report;
+		report = NULL;
+	}
+	free(report);
+	onnxpass_model_free(model);
+	onnxpass_registry_free(reg);
+	return r;
 }

@@ -42,8 +42,8 @@ static int convert_format(const struct opass_config *config, enum convert_format
 	else if (cJSON_IsString(f) && strcmp(f->valuestring, "ort-sparse") == 0)
 		*ret = FORMAT_ORT_SPARSE;
 	else
-		return opass_error(err, -EINVAL, "options: format must be auto, coo, dense or "
-				   "ort-sparse");
+		return opass_error_usage(err, "options: format must be auto, coo, dense or "
+					 "ort-sparse");
 	return 0;
 }
 
@@ -58,7 +58,7 @@ static int convert_min_sparsity(const struct opass_config *config, double *ret,
 		return 0;
 	}
 	if (!cJSON_IsNumber(v) || !(v->valuedouble >= 0.0 && v->valuedouble <= 1.0))
-		return opass_error(err, -EINVAL, "options: min_sparsity must be a number in [0, 1]");
+		return opass_error_usage(err, "options: min_sparsity must be a number in [0, 1]");
 	*ret = v->valuedouble;
 	return 0;
 }

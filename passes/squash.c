@@ -181,18 +181,18 @@ static int keep_params(Onnx__ModelProto *model, const struct opass_state *state,
 	int r;
 
 	if (!cJSON_IsArray(keys))
-		return opass_error(err, -EINVAL, "options: keep_params must be a list of names");
+		return opass_error_usage(err, "options: keep_params must be a list of names");
 	cJSON_ArrayForEach(key, keys)
 		if (!cJSON_IsString(key))
-			return opass_error(err, -EINVAL, "options: keep_params must be a list of names");
+			return opass_error_usage(err, "options: keep_params must be a list of names");
 	/* torch raises KeyError for a name a group does not have */
 	for (size_t i = 0; i < state->n_groups; i++) {
 		const cJSON *args = cJSON_GetObjectItemCaseSensitive(state->groups[i].json, "args");
 
 		cJSON_ArrayForEach(key, keys)
 			if (!cJSON_GetObjectItemCaseSensitive(args, key->valuestring))
-				return opass_error(err, -EINVAL, "options: keep_params: group '%s' has no "
-						   "arg '%s'", state->groups[i].name, key->valuestring);
+				return opass_error_usage(err, "options: keep_params: group '%s' has no "
+							 "arg '%s'", state->groups[i].name, key->valuestring);
 	}
 	out = cJSON_CreateObject();
 	for (size_t i = 0; out && i < state->n_groups; i++) {

@@ -33,20 +33,20 @@ static int schedule_level(const cJSON *schedule, double s_f, double t, double *r
 	double s, frac;
 
 	if (!type || (strcmp(type, "cubic") != 0 && strcmp(type, "linear") != 0))
-		return opass_error(err, -EINVAL, "schedule: 'type' must be \"cubic\" or \"linear\"");
+		return opass_error_config(err, "schedule: 'type' must be \"cubic\" or \"linear\"");
 	if (opass_json_bool(schedule, "initially_zero", false) && t < t_0) {
 		*ret_level = 0.0;
 		return 0;
 	}
 	if (strcmp(type, "cubic") == 0) {
 		if (dt * n == 0.0)
-			return opass_error(err, -EINVAL, "schedule: delta_t * total_t must not be 0");
+			return opass_error_config(err, "schedule: delta_t * total_t must not be 0");
 		s = s_f + (s_0 - s_f) * pow(1.0 - (t - t_0) / (dt * n), 3);
 		*ret_level = fmax(s_0, fmin(s_f, s));
 		return 0;
 	}
 	if (n <= 0.0)
-		return opass_error(err, -EINVAL, "schedule: total_t must be > 0");
+		return opass_error_config(err, "schedule: total_t must be > 0");
 	frac = fmin(1.0, fmax(0.0, (t - t_0) / n));
 	*ret_level = s_0 + (s_f - s_0) * frac;
 	return 0;
@@ -164,7 +164,7 @@ static int step_levels(struct opass_state *state, const struct opass_config *con
 		r = opass_error(err, -ENOMEM, "out of memory");
 	else if (override && (!cJSON_IsNumber(override) || override->valuedouble < 0 ||
 			      override->valuedouble > 1))
-		r = opass_error(err, -EINVAL, "options: sparsity_level must be a number in [0, 1]");
+		r = opass_error_usage(err, "options: sparsity_level must be a number in [0, 1]");
 	for (size_t i = 0; r == 0 && i < n; i++) {
 		levels[i] = state->groups[i].args.sparsity_level;
 		if (override)
@@ -176,7 +176,7 @@ static int step_levels(struct opass_state *state, const struct opass_config *con
 		r = opass_config_threads(config, &threads, err);
 	if (r == 0 && opass_sparsifier_calibrated(state->sparsifier)) {
 		r = state->model ? opass_calibrated_step(state->model, state, config, levels, err) :
-				   opass_error(err, -EINVAL, "step: no model to calibrate on");
+				   opass_error_usage(err, "step: no model to calibrate on");
 	} else if (r == 0) {
 		job->state = state;
 		job->levels = levels;

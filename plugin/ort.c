@@ -26,7 +26,7 @@ static int ort_model_load(const char *path, const void *bytes, size_t size,
 	if (path)
 		return onnxpass_model_load_file(path, ret_model, err);
 	if (!bytes)
-		return opass_error(err, -EINVAL, "no model given (path or bytes)");
+		return opass_error_usage(err, "no model given (path or bytes)");
 	return onnxpass_model_load_bytes(bytes, size, NULL, ret_model, err);
 }
 
@@ -73,8 +73,8 @@ ONNXPASS_EXPORT int onnxpass_ort_create_session(const OrtApi *api, const OrtEnv 
 	int r;
 
 	if (!api || !env || !options || !ret_session)
-		return opass_error(err, -EINVAL, "ONNX Runtime API, env, options and session "
-				   "pointer are required");
+		return opass_error_usage(err, "ONNX Runtime API, env, options and session "
+					 "pointer are required");
 	r = ort_model_load(model_path, model_bytes, model_size, &model, err);
 	if (r == 0)
 		r = ort_model_transform(model, passes, config_json, err);
@@ -114,7 +114,7 @@ ONNXPASS_EXPORT int onnxpass_ort_append_ep(const OrtApi *api, OrtEnv *env,
 	int r;
 
 	if (!api || !env || !options)
-		return opass_error(err, -EINVAL, "ONNX Runtime API, env and options are required");
+		return opass_error_usage(err, "ONNX Runtime API, env and options are required");
 	r = ort_ep_device(api, env, &device, err);
 	if (r == 0 && !device)
 		r = ort_status_error(api, api->RegisterExecutionProviderLibrary(env, "onnx_pass",

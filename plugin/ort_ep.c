@@ -22,7 +22,7 @@
 #include "sparse_kernels.h"
 
 #define EP_VENDOR "onnx-pass"
-#define EP_VERSION "0.1.0"
+#define EP_VERSION ONNXPASS_VERSION
 #define EP_MAX_INPUTS 3
 
 struct ep_factory {

@@ -427,35 +427,35 @@ static int npz_member(const char *path, const uint8_t *file, size_t file_size, c
 	if (key_len >= 4 && memcmp(name + key_len - 4, ".npy", 4) == 0)
 		key_len -= 4;
 	if (key_len == 0 || memchr(name, '\0', name_len))
-		return opass_error(err, -EBADMSG, "%s: zip member with an empty or invalid name", path);
+		return opass_error_data(err, -EBADMSG, "%s: zip member with an empty or invalid name", path);
 	if (comp == 0xffffffffu || uncomp == 0xffffffffu || local == 0xffffffffu)
-		return opass_error(err, -ENOTSUP, "%s: member '%.*s': ZIP64 archives are not supported",
-				   path, (int)name_len, name);
+		return opass_error_data(err, -ENOTSUP, "%s: member '%.*s': ZIP64 archives are not supported",
+					path, (int)name_len, name);
 	if (flags & 1)
-		return opass_error(err, -ENOTSUP, "%s: member '%.*s' is encrypted", path,
-				   (int)name_len, name);
+		return opass_error_data(err, -ENOTSUP, "%s: member '%.*s' is encrypted", path,
+					(int)name_len, name);
 	if (method != 0 && method != 8)
-		return opass_error(err, -ENOTSUP, "%s: member '%.*s': compression method %u is not "
-				   "supported (only stored and deflate)", path, (int)name_len, name, method);
+		return opass_error_data(err, -ENOTSUP, "%s: member '%.*s': compression method %u is not "
+					"supported (only stored and deflate)", path, (int)name_len, name, method);
 	if (local > file_size || file_size - local < 30 || le32(file + local) != ZIP_LOCAL_SIG)
-		return opass_error(err, -EBADMSG, "%s: member '%.*s': bad local header offset", path,
-				   (int)name_len, name);
+		return opass_error_data(err, -EBADMSG, "%s: member '%.*s': bad local header offset", path,
+					(int)name_len, name);
 	data_off = (size_t)local + 30 + le16(file + local + 26) + le16(file + local + 28);
 	if (data_off > file_size || file_size - data_off < comp)
-		return opass_error(err, -EBADMSG, "%s: member '%.*s' is truncated (%" PRIu32
-				   " bytes claimed)", path, (int)name_len, name, comp);
+		return opass_error_data(err, -EBADMSG, "%s: member '%.*s' is truncated (%" PRIu32
+					" bytes claimed)", path, (int)name_len, name, comp);
 	data = file + data_off;
 	if (method == 0 && comp != uncomp)
-		return opass_error(err, -EBADMSG, "%s: member '%.*s': stored sizes disagree", path,
-				   (int)name_len, name);
+		return opass_error_data(err, -EBADMSG, "%s: member '%.*s': stored sizes disagree", path,
+					(int)name_len, name);
 	if (method == 8) {
 		z_stream zs = { 0 };
 		int zr;
 
 		if ((uint64_t)uncomp > (uint64_t)comp * DEFLATE_MAX_RATIO + 64)
-			return opass_error(err, -EBADMSG, "%s: member '%.*s': claimed size %" PRIu32
+			return opass_error_data(err, -EBADMSG, "%s: member '%.*s': claimed size %" PRIu32
 					   " is impossible for %" PRIu32 " compressed bytes", path,
-					   (int)name_len, name, uncomp, comp);
+						(int)name_len, name, uncomp, comp);
 		buf = malloc(uncomp ? uncomp : 1);
 		if (!buf)
 			return opass_error(err, -ENOMEM, "%s: out of memory", path);
@@ -471,26 +471,26 @@ static int npz_member(const char *path, const uint8_t *file, size_t file_size, c
 		inflateEnd(&zs);
 		if (zr != Z_STREAM_END || zs.total_out != uncomp) {
 			free(buf);
-			return opass_error(err, -EBADMSG, "%s: member '%.*s': corrupt deflate data", path,
-					   (int)name_len, name);
+			return opass_error_data(err, -EBADMSG, "%s: member '%.*s': corrupt deflate data", path,
+						(int)name_len, name);
 		}
 		data = buf;
 	}
 	if (crc32(0, data, uncomp) != crc) {
 		free(buf);
-		return opass_error(err, -EBADMSG, "%s: member '%.*s': CRC mismatch (corrupt file)",
-				   path, (int)name_len, name);
+		return opass_error_data(err, -EBADMSG, "%s: member '%.*s': CRC mismatch (corrupt file)",
+					path, (int)name_len, name);
 	}
 	for (size_t i = 0; i < batch->n_tensors; i++)
 		if (strlen(batch->tensors[i].name) == key_len &&
 		    memcmp(batch->tensors[i].name, name, key_len) == 0) {
 			free(buf);
-			return opass_error(err, -EBADMSG, "%s: input '%.*s' appears twice", path,
-					   (int)key_len, name);
+			return opass_error_data(err, -EBADMSG, "%s: input '%.*s' appears twice", path,
+						(int)key_len, name);
 		}
 	if (batch->n_tensors >= OPASS_CALIB_MAX_TENSORS) {
 		free(buf);
-		return opass_error(err, -E2BIG, "%s: more than %d arrays", path, OPASS_CALIB_MAX_TENSORS);
+		return opass_error_data(err, -E2BIG, "%s: more than %d arrays", path, OPASS_CALIB_MAX_TENSORS);
 	}
 	t = batch_add(batch, cap);
 	if (t)
@@ -503,7 +503,7 @@ static int npz_member(const char *path, const uint8_t *file, size_t file_size, c
 	if (why) {
 		if (buf && !t->data)
 			free(buf);
-		return opass_error(err, -EBADMSG, "%s: input '%s': %s", path, t->name, why);
+		return opass_error_data(err, -EBADMSG, "%s: input '%s': %s", path, t->name, why);
 	}
 	return 0;
 }
@@ -521,7 +521,7 @@ static int npz_read(const char *path, struct opass_calib_batch *batch, struct on
 	file = f.data;
 	size = f.size;
 	if (size < 22) {
-		r = opass_error(err, -EBADMSG, "%s: not an .npz file (too short for a zip archive)", path);
+		r = opass_error_data(err, -EBADMSG, "%s: not an .npz file (too short for a zip archive)", path);
 		goto out;
 	}
 	/* the end record: 22 bytes plus a comment of up to 65535 */
@@ -532,8 +532,8 @@ static int npz_read(const char *path, struct opass_calib_batch *batch, struct on
 			break;
 		}
 	if (!eocd) {
-		r = opass_error(err, -EBADMSG, "%s: not an .npz file (no zip end record; truncated "
-				"or not a zip archive)", path);
+		r = opass_error_data(err, -EBADMSG, "%s: not an .npz file (no zip end record; truncated "
+				     "or not a zip archive)", path);
 		goto out;
 	}
 	entries = le16(eocd + 10);
@@ -541,20 +541,20 @@ static int npz_read(const char *path, struct opass_calib_batch *batch, struct on
 	cd_off = le32(eocd + 16);
 	if (entries == 0xffff || cd_size == 0xffffffffu || cd_off == 0xffffffffu ||
 	    (eocd - file >= 20 && le32(eocd - 20) == ZIP64_LOCATOR_SIG)) {
-		r = opass_error(err, -ENOTSUP, "%s: ZIP64 archives are not supported", path);
+		r = opass_error_data(err, -ENOTSUP, "%s: ZIP64 archives are not supported", path);
 		goto out;
 	}
 	if (le16(eocd + 4) != 0 || le16(eocd + 6) != 0 || le16(eocd + 8) != entries) {
-		r = opass_error(err, -ENOTSUP, "%s: multi-part zip archives are not supported", path);
+		r = opass_error_data(err, -ENOTSUP, "%s: multi-part zip archives are not supported", path);
 		goto out;
 	}
 	if (cd_off > (size_t)(eocd - file) || cd_size > (size_t)(eocd - file) - cd_off ||
 	    entries > cd_size / 46) {
-		r = opass_error(err, -EBADMSG, "%s: corrupt zip central directory", path);
+		r = opass_error_data(err, -EBADMSG, "%s: corrupt zip central directory", path);
 		goto out;
 	}
 	if (entries == 0) {
-		r = opass_error(err, -EBADMSG, "%s: empty .npz (no arrays)", path);
+		r = opass_error_data(err, -EBADMSG, "%s: empty .npz (no arrays)", path);
 		goto out;
 	}
 	pos = cd_off;
@@ -564,7 +564,7 @@ static int npz_read(const char *path, struct opass_calib_batch *batch, struct on
 		if (cd_off + cd_size - pos < 46 || le32(file + pos) != ZIP_CDIR_SIG ||
 		    cd_off + cd_size - pos < 46 + (size_t)le16(file + pos + 28) +
 					     le16(file + pos + 30) + le16(file + pos + 32)) {
-			r = opass_error(err, -EBADMSG, "%s: corrupt zip central directory", path);
+			r = opass_error_data(err, -EBADMSG, "%s: corrupt zip central directory", path);
 			goto out;
 		}
 		r = npz_member(path, file, size, file + pos, batch, &cap, &len, err);
@@ -589,23 +589,24 @@ static int pb_convert(const char *path, const Onnx__TensorProto *p, struct opass
 	int r;
 
 	if (p->data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL)
-		return opass_error(err, -ENOTSUP, "%s: tensor '%s': external data is not supported "
-				   "in calibration inputs", path, name);
+		return opass_error_data(err, -ENOTSUP, "%s: tensor '%s': external data is not supported "
+					"in calibration inputs", path, name);
 	if (p->segment)
-		return opass_error(err, -ENOTSUP, "%s: tensor '%s': segmented tensors are not "
-				   "supported", path, name);
+		return opass_error_data(err, -ENOTSUP, "%s: tensor '%s': segmented tensors are not "
+					"supported", path, name);
 	if (!es || p->data_type == DT(COMPLEX64) || p->data_type == DT(COMPLEX128))
-		return opass_error(err, -ENOTSUP, "%s: tensor '%s': dtype %s is not supported", path,
-				   name, opass_dtype_name(p->data_type));
+		return opass_error_data(err, -ENOTSUP, "%s: tensor '%s': dtype %s is not supported", path,
+					name, opass_dtype_name(p->data_type));
 	if (p->n_dims > OPASS_CALIB_MAX_RANK)
-		return opass_error(err, -E2BIG, "%s: tensor '%s': rank %zu above %d", path, name,
-				   p->n_dims, OPASS_CALIB_MAX_RANK);
+		return opass_error_data(err, -E2BIG, "%s: tensor '%s': rank %zu above %d", path, name,
+					p->n_dims, OPASS_CALIB_MAX_RANK);
 	r = opass_tensor_numel(p, &numel, err);
 	if (r < 0) {
 		char prefix[PATH_MAX + 8];
 
 		snprintf(prefix, sizeof(prefix), "%s: ", path);
-		return opass_error_prefix(err, prefix);
+		opass_error_prefix(err, prefix);
+		return opass_error_blame(err, ONNXPASS_ERROR_DATA);
 	}
 	if (p->has_raw_data) {
 		stored = p->raw_data.len / es;
@@ -621,10 +622,10 @@ static int pb_convert(const char *path, const Onnx__TensorProto *p, struct opass
 		}
 	}
 	if (stored != numel)
-		return opass_error(err, -EBADMSG, "%s: tensor '%s': dims hold %" PRIu64 " elements but "
-				   "the data holds %s%zu", path, name, numel,
-				   stored == SIZE_MAX ? "a partial element after " : "",
-				   stored == SIZE_MAX ? p->raw_data.len / es : stored);
+		return opass_error_data(err, -EBADMSG, "%s: tensor '%s': dims hold %" PRIu64 " elements but "
+					"the data holds %s%zu", path, name, numel,
+					stored == SIZE_MAX ? "a partial element after " : "",
+					stored == SIZE_MAX ? p->raw_data.len / es : stored);
 	t->name = strdup(name);
 	t->dims = malloc((p->n_dims ? p->n_dims : 1) * sizeof(*t->dims));
 	t->size = (size_t)numel * es;
@@ -679,12 +680,12 @@ static int pb_read(const char *path, struct opass_calib_batch *batch, size_t *ca
 		char msg[ONNXPASS_ERROR_MAX];
 
 		snprintf(msg, sizeof(msg), "%s", err ? err->message : "");
-		r = opass_error(err, r, "%s: not a TensorProto: %s", path, msg);
+		r = opass_error_data(err, r, "%s: not a TensorProto: %s", path, msg);
 		goto out;
 	}
 	p = onnx__tensor_proto__unpack(NULL, f.size, f.data);
 	if (!p) {
-		r = opass_error(err, -EBADMSG, "%s: not a TensorProto (protobuf parse failed)", path);
+		r = opass_error_data(err, -EBADMSG, "%s: not a TensorProto (protobuf parse failed)", path);
 		goto out;
 	}
 	t = batch_add(batch, cap);
@@ -756,7 +757,8 @@ static int list_folder(const char *folder, const char *prefix, const char *suffi
 	int r = 0;
 
 	if (!d)
-		return opass_error(err, -errno, "%s: %s", folder, strerror(errno));
+		return opass_error_from(err, ONNXPASS_ERROR_INPUT_FILE, -errno, "%s: %s", folder,
+					strerror(errno));
 	while ((e = readdir(d))) {
 		char *full;
 
@@ -773,8 +775,8 @@ static int list_folder(const char *folder, const char *prefix, const char *suffi
 		}
 		if (n >= OPASS_CALIB_MAX_BATCHES) {
 			free(full);
-			r = opass_error(err, -E2BIG, "%s: more than %zu entries", folder,
-					OPASS_CALIB_MAX_BATCHES);
+			r = opass_error_data(err, -E2BIG, "%s: more than %zu entries", folder,
+					     OPASS_CALIB_MAX_BATCHES);
 			break;
 		}
 		if (n == cap) {
@@ -811,7 +813,8 @@ int opass_calib_open(const char *path, struct opass_calib_source **ret_source,
 	int r = 0;
 
 	if (stat(path, &st) < 0)
-		return opass_error(err, -errno, "%s: %s", path, strerror(errno));
+		return opass_error_from(err, ONNXPASS_ERROR_INPUT_FILE, -errno, "%s: %s", path,
+					strerror(errno));
 	s = calloc(1, sizeof(*s));
 	if (!s || !(s->path = strdup(path))) {
 		free(s);
@@ -852,10 +855,10 @@ int opass_calib_open(const char *path, struct opass_calib_source **ret_source,
 			r = list_folder(path, "", ".npz", false, false, &s->files, &s->n_files, err);
 		}
 		if (r == 0 && s->n_files == 0)
-			r = opass_error(err, -ENOENT, "%s: no calibration data (expected "
+			r = opass_error_data(err, -ENOENT, "%s: no calibration data (expected "
 					"test_data_set_*/input_*.pb folders or .npz files)", path);
 	} else {
-		r = opass_error(err, -EBADMSG, "%s: not a file or folder", path);
+		r = opass_error_data(err, -EBADMSG, "%s: not a file or folder", path);
 	}
 	if (r < 0) {
 		opass_calib_free(s);
@@ -921,28 +924,28 @@ static int check_input(const char *file, const Onnx__ValueInfoProto *vi,
 	char have[128];
 
 	if (!type || type->value_case != ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE)
-		return opass_error(err, -ENOTSUP, "%s: input '%s': the model's input is not a tensor",
-				   file, vi->name);
+		return opass_error_data(err, -ENOTSUP, "%s: input '%s': the model's input is not a tensor",
+					file, vi->name);
 	tt = type->tensor_type;
 	if (tt->has_elem_type && tt->elem_type != 0 && tt->elem_type != t->dtype)
-		return opass_error(err, -EINVAL, "%s: input '%s': dtype %s, the model expects %s",
-				   file, vi->name, opass_dtype_name(t->dtype),
-				   opass_dtype_name(tt->elem_type));
+		return opass_error_data(err, -EINVAL, "%s: input '%s': dtype %s, the model expects %s",
+					file, vi->name, opass_dtype_name(t->dtype),
+					opass_dtype_name(tt->elem_type));
 	if (!tt->shape)
 		return 0;
 	format_dims(have, sizeof(have), t->dims, t->n_dims);
 	if (tt->shape->n_dim != t->n_dims)
-		return opass_error(err, -EINVAL, "%s: input '%s': rank %zu (shape %s), the model "
-				   "expects rank %zu", file, vi->name, t->n_dims, have,
-				   tt->shape->n_dim);
+		return opass_error_data(err, -EINVAL, "%s: input '%s': rank %zu (shape %s), the model "
+					"expects rank %zu", file, vi->name, t->n_dims, have,
+					tt->shape->n_dim);
 	for (size_t i = 0; i < t->n_dims; i++) {
 		const Onnx__TensorShapeProto__Dimension *d = tt->shape->dim[i];
 
 		if (d->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE &&
 		    d->dim_value >= 0 && d->dim_value != t->dims[i])
-			return opass_error(err, -EINVAL, "%s: input '%s': dimension %zu is %" PRId64
-					   " (shape %s), the model expects %" PRId64, file, vi->name,
-					   i, t->dims[i], have, d->dim_value);
+			return opass_error_data(err, -EINVAL, "%s: input '%s': dimension %zu is %" PRId64
+						" (shape %s), the model expects %" PRId64, file, vi->name,
+						i, t->dims[i], have, d->dim_value);
 	}
 	return 0;
 }
@@ -966,8 +969,8 @@ static int batch_check(struct opass_calib_batch *batch, char **files, const Onnx
 		if (*t->name)
 			continue;
 		if (j >= n_inputs) {
-			r = opass_error(err, -EINVAL, "%s: a tensor without a name in position %zu, but "
-					"the model has %zu inputs", files[j], j, n_inputs);
+			r = opass_error_data(err, -EINVAL, "%s: a tensor without a name in position %zu, but "
+					     "the model has %zu inputs", files[j], j, n_inputs);
 			goto out;
 		}
 		free(t->name);
@@ -982,15 +985,15 @@ static int batch_check(struct opass_calib_batch *batch, char **files, const Onnx
 
 		for (size_t k = 0; k < j; k++)
 			if (strcmp(batch->tensors[k].name, batch->tensors[j].name) == 0) {
-				r = opass_error(err, -EINVAL, "%s: input '%s' given twice", files[j],
-						batch->tensors[j].name);
+				r = opass_error_data(err, -EINVAL, "%s: input '%s' given twice", files[j],
+						     batch->tensors[j].name);
 				goto out;
 			}
 		for (size_t k = 0; k < n_inputs && !known; k++)
 			known = strcmp(inputs[k]->name, batch->tensors[j].name) == 0;
 		if (!known) {
-			r = opass_error(err, -EINVAL, "%s: input '%s': the model has no such input",
-					files[j], batch->tensors[j].name);
+			r = opass_error_data(err, -EINVAL, "%s: input '%s': the model has no such input",
+					     files[j], batch->tensors[j].name);
 			goto out;
 		}
 	}
@@ -1007,8 +1010,8 @@ static int batch_check(struct opass_calib_batch *batch, char **files, const Onnx
 			if (strcmp(inputs[k]->name, batch->tensors[j].name) == 0)
 				break;
 		if (j == batch->n_tensors) {
-			r = opass_error(err, -EINVAL, "%s: input '%s' is missing", batch->path,
-					inputs[k]->name);
+			r = opass_error_data(err, -EINVAL, "%s: input '%s' is missing", batch->path,
+					     inputs[k]->name);
 			goto out;
 		}
 		r = check_input(files[j], inputs[k], &batch->tensors[j], err);
@@ -1049,10 +1052,10 @@ static int batch_read(const char *path, enum source_kind kind, struct opass_cali
 	} else {
 		r = list_folder(path, "input_", ".pb", false, true, &pbs, &n_pbs, err);
 		if (r == 0 && n_pbs == 0)
-			r = opass_error(err, -ENOENT, "%s: no input_*.pb files", path);
+			r = opass_error_data(err, -ENOENT, "%s: no input_*.pb files", path);
 		if (r == 0 && n_pbs > OPASS_CALIB_MAX_TENSORS)
-			r = opass_error(err, -E2BIG, "%s: more than %d inputs", path,
-					OPASS_CALIB_MAX_TENSORS);
+			r = opass_error_data(err, -E2BIG, "%s: more than %d inputs", path,
+					     OPASS_CALIB_MAX_TENSORS);
 		for (size_t i = 0; r == 0 && i < n_pbs; i++)
 			r = pb_read(pbs[i], batch, &cap, err);
 	}
@@ -1087,7 +1090,7 @@ int opass_calib_read(const struct opass_calib_source *source, size_t i,
 	int r;
 
 	if (!source || i >= source->n_files)
-		return opass_error(err, -EINVAL, "calibration batch %zu does not exist", i);
+		return opass_error_usage(err, "calibration batch %zu does not exist", i);
 	r = batch_read(source->files[i], source->kind, &batch, &files, &owned, &n_owned, err);
 	if (r == 0)
 		r = batch_check(batch, files, model, err);

@@ -360,10 +360,10 @@ ONNXPASS_EXPORT int onnxpass_compare(const char *ref_path, const char *cand_path
 	int r;
 
 	if (!ref_path || !cand_path || !inputs_path || !ret_report)
-		return opass_error(err, -EINVAL, "compare: reference, candidate, inputs and report "
-				   "pointer are required");
+		return opass_error_usage(err, "compare: reference, candidate, inputs and report "
+					 "pointer are required");
 	if (flags & ~(unsigned)ONNXPASS_COMPARE_JSON)
-		return opass_error(err, -EINVAL, "compare: unknown flags 0x%x", flags);
+		return opass_error_usage(err, "compare: unknown flags 0x%x", flags);
 	r = opass_calib_open(inputs_path, &src, err);
 	if (r == 0)
 		r = opass_ort_open(&ort, err);

@@ -12,6 +12,7 @@
 
 #include "config.h"
 #include "error.h"
+#include "glob.h"
 
 /* Largest integer a double holds exactly. */
 #define JSON_INT_MAX 9007199254740992.0
@@ -38,101 +39,6 @@ static const cJSON *json_get(const cJSON *object, const char *key)
 	return cJSON_GetObjectItemCaseSensitive(object, key);
 }
 
-/* ---- glob ---- */
-
-/* Match one bracket expression at p ('[' already seen at p[-1]) against c.
- * Returns the length of the expression after '[' (0: no closing ']'). */
-static size_t glob_bracket(const char *p, unsigned char c, bool *ret_match)
-{
-	const char *s = p;
-	bool negate = false, match = false;
-
-	if (*s == '!' || *s == '^') {
-		negate = true;
-		s++;
-	}
-	for (bool first = true; *s && (first || *s != ']'); first = false) {
-		unsigned char lo = (unsigned char)*s++, hi = lo;
-
-		if (*s == '-' && s[1] && s[1] != ']') {
-			hi = (unsigned char)s[1];
-			s += 2;
-		}
-		if (c >= lo && c <= hi)
-			match = true;
-	}
-	if (*s != ']')
-		return 0;
-	*ret_match = match != negate;
-	return (size_t)(s + 1 - p);
-}
-
-/* Does the pattern element at p (not '*') match c? *ret_len: its length. */
-static bool glob_match_one(const char *p, unsigned char c, size_t *ret_len)
-{
-	bool match;
-	size_t n;
-
-	switch (*p) {
-	case '?':
-		*ret_len = 1;
-		return true;
-	case '[':
-		n = glob_bracket(p + 1, c, &match);
-		if (n > 0) {
-			*ret_len = 1 + n;
-			return match;
-		}
-		break; /* no closing ']': a literal '[' */
-	case '\\':
-		if (p[1]) {
-			*ret_len = 2;
-			return (unsigned char)p[1] == c;
-		}
-		break;
-	default:
-		break;
-	}
-	*ret_len = 1;
-	return (unsigned char)*p == c;
-}
-
-/* Iterative: on a mismatch, resume after the last '*' one character further
- * into the text. O(len(pattern) * len(text)), no recursion. */
-bool opass_glob_match(const char *pattern, const char *text)
-{
-	const char *p = pattern, *t = text;
-	const char *star_p = NULL, *star_t = NULL;
-	size_t len;
-
-	while (*t) {
-		if (*p == '*') {
-			while (*p == '*')
-				p++;
-			if (!*p)
-				return true;
-			star_p = p;
-			star_t = t;
-		} else if (*p && glob_match_one(p, (unsigned char)*t, &len)) {
-			p += len;
-			t++;
-		} else if (star_p) {
-			p = star_p;
-			t = ++star_t;
-		} else {
-			return false;
-		}
-	}
-	while (*p == '*')
-		p++;
-	return *p == '\0';
-}
-
-static bool glob_match_either(const char *pattern, const char *name, const char *alias)
-{
-	return opass_glob_match(pattern, name) || (alias && opass_glob_match(pattern, alias));
-}
-
 /* ---- group arguments ---- */
 
 static int args_read_block(const cJSON *item, const char *ctx, int64_t *ret_rows,
@@ -143,17 +49,17 @@ static int args_read_block(const cJSON *item, const char *ctx, int64_t *ret_rows
 	if (!cJSON_IsArray(item) || cJSON_GetArraySize(item) != 2 ||
 	    !json_get_int(cJSON_GetArrayItem(item, 0), &dims[0]) ||
 	    !json_get_int(cJSON_GetArrayItem(item, 1), &dims[1]))
-		return opass_error(err, -EINVAL,
-				   "config: %s'sparse_block_shape' must be an array of two integers",
-				   ctx);
+		return opass_error_config(err,
+					  "config: %s'sparse_block_shape' must be an array of two integers",
+					  ctx);
 	if (dims[0] < 1 || dims[1] < 1)
-		return opass_error(err, -EINVAL,
-				   "config: %s'sparse_block_shape' dimensions must be at least 1 (got [%lld, %lld])",
-				   ctx, (long long)dims[0], (long long)dims[1]);
+		return opass_error_config(err,
+					  "config: %s'sparse_block_shape' dimensions must be at least 1 (got [%lld, %lld])",
+					  ctx, (long long)dims[0], (long long)dims[1]);
 	if (dims[0] > INT32_MAX || dims[1] > INT32_MAX)
-		return opass_error(err, -EINVAL,
+		return opass_error_config(err,
 				   "config: %s'sparse_block_shape' dimensions must be at most %d",
-				   ctx, INT32_MAX);
+					  ctx, INT32_MAX);
 	*ret_rows = dims[0];
 	*ret_cols = dims[1];
 	return 0;
@@ -167,11 +73,11 @@ static int args_read_sparsity_level(const cJSON *args, const char *ctx, struct o
 	if (!item)
 		return 0;
 	if (!cJSON_IsNumber(item))
-		return opass_error(err, -EINVAL, "config: %s'sparsity_level' must be a number", ctx);
+		return opass_error_config(err, "config: %s'sparsity_level' must be a number", ctx);
 	if (!(item->valuedouble >= 0.0 && item->valuedouble <= 1.0))
-		return opass_error(err, -EINVAL,
+		return opass_error_config(err,
 				   "config: %s'sparsity_level' must be between 0 and 1 (got %g)",
-				   ctx, item->valuedouble);
+					  ctx, item->valuedouble);
 	a->sparsity_level = item->valuedouble;
 	return 0;
 }
@@ -186,12 +92,12 @@ static int args_read_zeros_per_block(const cJSON *args, const char *ctx, struct 
 	int64_t zeros = values_per_block;
 
 	if (item && !cJSON_IsNull(item) && !json_get_int(item, &zeros))
-		return opass_error(err, -EINVAL, "config: %s'zeros_per_block' must be an integer",
-				   ctx);
+		return opass_error_config(err, "config: %s'zeros_per_block' must be an integer",
+					  ctx);
 	if (zeros > values_per_block)
-		return opass_error(err, -EINVAL, "config: %s%s", ctx, ZPB_TOO_MANY);
+		return opass_error_config(err, "config: %s%s", ctx, ZPB_TOO_MANY);
 	if (zeros < 0)
-		return opass_error(err, -EINVAL, "config: %s%s", ctx, ZPB_NEGATIVE);
+		return opass_error_config(err, "config: %s%s", ctx, ZPB_NEGATIVE);
 	a->zeros_per_block = zeros;
 	return 0;
 }
@@ -205,11 +111,11 @@ static int args_read_norm(const cJSON *args, const char *ctx, struct opass_args 
 	if (!item || cJSON_IsNull(item))
 		return 0;
 	if (!cJSON_IsNumber(item))
-		return opass_error(err, -EINVAL, "config: %s'norm' must be 1 or 2", ctx);
+		return opass_error_config(err, "config: %s'norm' must be 1 or 2", ctx);
 	if (item->valuedouble != 1.0 && item->valuedouble != 2.0)
-		return opass_error(err, -EINVAL,
+		return opass_error_config(err,
 				   "config: %s'norm' must be 1 or 2 (L-%g is not yet implemented.)",
-				   ctx, item->valuedouble);
+					  ctx, item->valuedouble);
 	a->norm = (int)item->valuedouble;
 	return 0;
 }
@@ -226,7 +132,7 @@ static int args_read_conv_view(const cJSON *args, const char *ctx, struct opass_
 	else if (cJSON_IsString(item) && strcmp(item->valuestring, "ohwi") == 0)
 		a->conv_view = OPASS_CONV_VIEW_OHWI;
 	else
-		return opass_error(err, -EINVAL,
+		return opass_error_config(err,
 				   "config: %s'conv_view' must be \"oihw\" or \"ohwi\"", ctx);
 	return 0;
 }
@@ -261,20 +167,20 @@ static int args_read_calibrated(const cJSON *args, const char *ctx, struct opass
 	if (r < 0)
 		return r;
 	if (a->block_rows != 1 || (a->block_cols > 1 && a->zeros_per_block >= a->block_cols))
-		return opass_error(err, -EINVAL,
-				   "config: %s%s takes sparse_block_shape [1, 1] (unstructured) or [1, M] with zeros_per_block N < M (N:M)",
-				   ctx, opass_sparsifier_name(a->sparsifier));
+		return opass_error_config(err,
+					  "config: %s%s takes sparse_block_shape [1, 1] (unstructured) or [1, M] with zeros_per_block N < M (N:M)",
+					  ctx, opass_sparsifier_name(a->sparsifier));
 	if (a->conv_view != OPASS_CONV_VIEW_OIHW)
-		return opass_error(err, -EINVAL, "config: %s%s uses the oihw conv view", ctx,
-				   opass_sparsifier_name(a->sparsifier));
+		return opass_error_config(err, "config: %s%s uses the oihw conv view", ctx,
+					  opass_sparsifier_name(a->sparsifier));
 	if (damp && (!cJSON_IsNumber(damp) || !(damp->valuedouble >= 0 && damp->valuedouble <= 1e6)))
-		return opass_error(err, -EINVAL, "config: %s'percdamp' must be a number >= 0", ctx);
+		return opass_error_config(err, "config: %s'percdamp' must be a number >= 0", ctx);
 	a->percdamp = damp ? damp->valuedouble : 0.01;
 	a->blocksize = (128 + a->block_cols - 1) / a->block_cols * a->block_cols;
 	if (bs && (!json_get_int(bs, &a->blocksize) || a->blocksize < 1 || a->blocksize > (1 << 20) ||
 		   a->blocksize % a->block_cols))
-		return opass_error(err, -EINVAL,
-				   "config: %s'blocksize' must be a positive integer, a multiple of M", ctx);
+		return opass_error_config(err,
+					  "config: %s'blocksize' must be a positive integer, a multiple of M", ctx);
 	return 0;
 }
 
@@ -288,10 +194,10 @@ static int args_read_nearliness(const cJSON *args, const char *ctx, struct opass
 	if (!item)
 		return 0;
 	if (!json_get_int(item, &a->nearliness))
-		return opass_error(err, -EINVAL, "config: %s'nearliness' must be an integer", ctx);
+		return opass_error_config(err, "config: %s'nearliness' must be an integer", ctx);
 	if (a->nearliness > 0 && a->nearliness % 2 == 0)
-		return opass_error(err, -EINVAL, "config: %snearliness can only be an odd number",
-				   ctx);
+		return opass_error_config(err, "config: %snearliness can only be an odd number",
+					  ctx);
 	return 0;
 }
 
@@ -313,7 +219,7 @@ static int args_parse(const cJSON *args, enum opass_sparsifier sparsifier, const
 	int r;
 
 	if (!cJSON_IsObject(args))
-		return opass_error(err, -EINVAL, "config: %sarguments must be an object", ctx);
+		return opass_error_config(err, "config: %sarguments must be an object", ctx);
 	r = args_read_conv_view(args, ctx, &a, err);
 	if (r < 0)
 		return r;
@@ -343,8 +249,8 @@ int opass_args_check_shape(const struct opass_args *args, int64_t rows, int64_t 
 	if (args->sparsifier != OPASS_SPARSIFIER_NEARLY_DIAGONAL || args->nearliness <= 0)
 		return 0;
 	if (args->nearliness / 2 >= min)
-		return opass_error(err, -EINVAL,
-				   "config: nearliness cannot be larger than the dimensions of tensor.");
+		return opass_error_config(err,
+					  "config: nearliness cannot be larger than the dimensions of tensor.");
 	return 0;
 }
 
@@ -391,7 +297,7 @@ static int config_parse_json(const char *json, cJSON **ret_root, struct onnxpass
 	if (!end || end < json)
 		end = json;
 	json_position(json, (size_t)(end - json), &line, &col);
-	return opass_error(err, -EINVAL, "config: line %u, column %u: invalid JSON", line, col);
+	return opass_error_config(err, "config: line %u, column %u: invalid JSON", line, col);
 }
 
 static const char *const sparsifier_names[] = {
@@ -454,8 +360,8 @@ static int config_check_keys(const cJSON *object, const char *const *keys,
 
 	cJSON_ArrayForEach(item, object)
 		if (item->string && !key_known(item->string, keys) && !key_known(item->string, more))
-			return opass_error(err, -EINVAL, "config: %sunknown key '%s'", where,
-					   item->string);
+			return opass_error_config(err, "config: %sunknown key '%s'", where,
+						  item->string);
 	return 0;
 }
 
@@ -491,27 +397,27 @@ static int config_read_schedule(const struct opass_config *config, struct onnxpa
 	if (!schedule || cJSON_IsNull(schedule))
 		return 0;
 	if (!cJSON_IsObject(schedule))
-		return opass_error(err, -EINVAL, "config: 'schedule' must be an object");
+		return opass_error_config(err, "config: 'schedule' must be an object");
 	r = config_check_keys(schedule, config_schedule_keys, NULL, "schedule: ", err);
 	if (r < 0)
 		return r;
 	if (!cJSON_IsString(type) || (strcmp(type->valuestring, "cubic") != 0 &&
 				      strcmp(type->valuestring, "linear") != 0))
-		return opass_error(err, -EINVAL, "config: schedule: 'type' must be \"cubic\" or \"linear\"");
+		return opass_error_config(err, "config: schedule: 'type' must be \"cubic\" or \"linear\"");
 	cJSON_ArrayForEach(item, schedule) {
 		if (strcmp(item->string, "type") == 0)
 			continue;
 		if (strcmp(item->string, "initially_zero") == 0 ? !cJSON_IsBool(item) : !cJSON_IsNumber(item))
-			return opass_error(err, -EINVAL, "config: schedule: '%s' must be a %s", item->string,
-					   strcmp(item->string, "initially_zero") == 0 ? "boolean" : "number");
+			return opass_error_config(err, "config: schedule: '%s' must be a %s", item->string,
+						  strcmp(item->string, "initially_zero") == 0 ? "boolean" : "number");
 	}
 	item = json_get(schedule, "init_sl");
 	if (item && !(item->valuedouble >= 0.0 && item->valuedouble <= 1.0))
-		return opass_error(err, -EINVAL, "config: schedule: 'init_sl' must be in [0, 1]");
+		return opass_error_config(err, "config: schedule: 'init_sl' must be in [0, 1]");
 	if (n && !(n->valuedouble > 0.0))
-		return opass_error(err, -EINVAL, "config: schedule: 'total_t' must be > 0");
+		return opass_error_config(err, "config: schedule: 'total_t' must be > 0");
 	if (dt && dt->valuedouble == 0.0 && strcmp(type->valuestring, "cubic") == 0)
-		return opass_error(err, -EINVAL, "config: schedule: 'delta_t' must not be 0");
+		return opass_error_config(err, "config: schedule: 'delta_t' must not be 0");
 	return 0;
 }
 
@@ -522,11 +428,11 @@ static int config_read_sparsifier(struct opass_config *config, struct onnxpass_e
 	if (!item || cJSON_IsNull(item))
 		config->sparsifier = OPASS_SPARSIFIER_WEIGHT_NORM;
 	else if (!cJSON_IsString(item))
-		return opass_error(err, -EINVAL, "config: 'sparsifier' must be a string");
+		return opass_error_config(err, "config: 'sparsifier' must be a string");
 	else if (opass_sparsifier_from_name(item->valuestring, &config->sparsifier) < 0)
-		return opass_error(err, -EINVAL,
-				   "config: unknown sparsifier '%s' (expected weight_norm, nearly_diagonal, wanda or sparsegpt)",
-				   item->valuestring);
+		return opass_error_config(err,
+					  "config: unknown sparsifier '%s' (expected weight_norm, nearly_diagonal, wanda or sparsegpt)",
+					  item->valuestring);
 	return 0;
 }
 
@@ -612,7 +518,7 @@ static int config_read_defaults(struct opass_config *config, struct onnxpass_err
 	int r;
 
 	if (defaults && !cJSON_IsNull(defaults) && !cJSON_IsObject(defaults))
-		return opass_error(err, -EINVAL, "config: 'defaults' must be an object");
+		return opass_error_config(err, "config: 'defaults' must be an object");
 	if (!cJSON_IsObject(defaults)) {
 		r = json_fill(config->root, "defaults", cJSON_CreateObject(), true);
 		if (r < 0)
@@ -639,15 +545,15 @@ static int config_read_entries(struct opass_config *config, struct onnxpass_erro
 	if (!entries || cJSON_IsNull(entries))
 		return 0;
 	if (!cJSON_IsArray(entries))
-		return opass_error(err, -EINVAL, "config: 'config' must be an array or null");
+		return opass_error_config(err, "config: 'config' must be an array or null");
 	cJSON_ArrayForEach(entry, entries) {
 		const cJSON *fqn = json_get(entry, "tensor_fqn");
 
 		if (!cJSON_IsObject(entry))
-			return opass_error(err, -EINVAL,
-					   "config: config[%zu] must be an object", i);
+			return opass_error_config(err,
+						  "config: config[%zu] must be an object", i);
 		if (!cJSON_IsString(fqn))
-			return opass_error(err, -EINVAL,
+			return opass_error_config(err,
 					   "config: config[%zu] needs a string 'tensor_fqn'", i);
 		i++;
 	}
@@ -667,20 +573,20 @@ static int config_read_module_types(struct opass_config *config, struct onnxpass
 	if (!types || cJSON_IsNull(types))
 		return 0;
 	if (!cJSON_IsArray(types))
-		return opass_error(err, -EINVAL, "config: 'module_types' must be an array of strings");
+		return opass_error_config(err, "config: 'module_types' must be an array of strings");
 	config->module_linear = config->module_conv = false;
 	cJSON_ArrayForEach(type, types) {
 		if (!cJSON_IsString(type))
-			return opass_error(err, -EINVAL,
+			return opass_error_config(err,
 					   "config: 'module_types' must be an array of strings");
 		if (strcmp(type->valuestring, "linear") == 0)
 			config->module_linear = true;
 		else if (strcmp(type->valuestring, "conv") == 0)
 			config->module_conv = true;
 		else
-			return opass_error(err, -EINVAL,
-					   "config: unknown module type '%s' (expected linear or conv)",
-					   type->valuestring);
+			return opass_error_config(err,
+						  "config: unknown module type '%s' (expected linear or conv)",
+						  type->valuestring);
 	}
 	return 0;
 }
@@ -693,11 +599,11 @@ static int config_read_exclude(struct opass_config *config, struct onnxpass_erro
 	if (!exclude || cJSON_IsNull(exclude))
 		return 0;
 	if (!cJSON_IsArray(exclude))
-		return opass_error(err, -EINVAL, "config: 'exclude' must be an array of strings");
+		return opass_error_config(err, "config: 'exclude' must be an array of strings");
 	cJSON_ArrayForEach(glob, exclude) {
 		if (!cJSON_IsString(glob))
-			return opass_error(err, -EINVAL,
-					   "config: 'exclude' must be an array of strings");
+			return opass_error_config(err,
+						  "config: 'exclude' must be an array of strings");
 	}
 	config->exclude = exclude;
 	return 0;
@@ -712,13 +618,13 @@ static int config_read_calibration(const struct opass_config *config, struct onn
 	if (allocate && !cJSON_IsNull(allocate) &&
 	    (!cJSON_IsString(allocate) || (strcmp(allocate->valuestring, "sensitivity") != 0 &&
 					   strcmp(allocate->valuestring, "uniform") != 0)))
-		return opass_error(err, -EINVAL, "config: 'allocate' must be \"sensitivity\" or \"uniform\"");
+		return opass_error_config(err, "config: 'allocate' must be \"sensitivity\" or \"uniform\"");
 	if (sequential && !cJSON_IsNull(sequential) && !cJSON_IsBool(sequential))
-		return opass_error(err, -EINVAL, "config: 'sequential' must be true or false");
+		return opass_error_config(err, "config: 'sequential' must be true or false");
 	if (((allocate && cJSON_IsString(allocate) && strcmp(allocate->valuestring, "sensitivity") == 0) ||
 	     cJSON_IsTrue(sequential)) && !opass_sparsifier_calibrated(config->sparsifier))
-		return opass_error(err, -EINVAL,
-				   "config: 'allocate' and 'sequential' need a calibration-aware sparsifier (wanda or sparsegpt)");
+		return opass_error_config(err,
+					  "config: 'allocate' and 'sequential' need a calibration-aware sparsifier (wanda or sparsegpt)");
 	return 0;
 }
 
@@ -729,11 +635,11 @@ static int config_read_flags(struct opass_config *config, struct onnxpass_error 
 
 	config->strict = true;
 	if (strict && !cJSON_IsBool(strict))
-		return opass_error(err, -EINVAL, "config: 'strict' must be true or false");
+		return opass_error_config(err, "config: 'strict' must be true or false");
 	if (strict)
 		config->strict = cJSON_IsTrue(strict);
 	if (options && !cJSON_IsNull(options) && !cJSON_IsObject(options))
-		return opass_error(err, -EINVAL, "config: 'options' must be an object");
+		return opass_error_config(err, "config: 'options' must be an object");
 	if (cJSON_IsObject(options))
 		config->options = options;
 	return 0;
@@ -796,7 +702,7 @@ int opass_config_parse(const char *json, struct opass_config **ret_config,
 		return opass_error(err, -ENOMEM, "config: out of memory");
 	r = config_parse_json(json, &config->root, err);
 	if (r == 0 && !cJSON_IsObject(config->root))
-		r = opass_error(err, -EINVAL, "config: the top level must be a JSON object");
+		r = opass_error_config(err, "config: the top level must be a JSON object");
 	if (r == 0)
 		r = config_read_sparsifier(config, err);
 	if (r == 0)
@@ -840,7 +746,7 @@ static bool config_excluded(const struct opass_config *config, const char *name,
 	const cJSON *glob;
 
 	cJSON_ArrayForEach(glob, config->exclude) {
-		if (glob_match_either(glob->valuestring, name, alias))
+		if (opass_glob_match_either(glob->valuestring, name, alias))
 			return true;
 	}
 	return false;
@@ -859,13 +765,13 @@ int opass_config_match(struct opass_config *config, const char *name, const char
 	else if (strcmp(module_type, "conv") == 0)
 		wanted = config->module_conv;
 	else
-		return opass_error(err, -EINVAL, "config: unknown module type '%s'", module_type);
+		return opass_error_config(err, "config: unknown module type '%s'", module_type);
 	if (!wanted || config_excluded(config, name, alias)) {
 		*ret_args = NULL;
 		return 0;
 	}
 	cJSON_ArrayForEach(entry, config->entries) {
-		if (glob_match_either(json_get(entry, "tensor_fqn")->valuestring, name, alias)) {
+		if (opass_glob_match_either(json_get(entry, "tensor_fqn")->valuestring, name, alias)) {
 			config->entry_used[i] = true;
 			selected = entry;
 			break;
@@ -891,8 +797,8 @@ int opass_config_check_unused(const struct opass_config *config, struct onnxpass
 		return 0;
 	cJSON_ArrayForEach(entry, config->entries) {
 		if (!config->entry_used[i])
-			return opass_error(err, -EINVAL, "config: entry '%s' matches no weight",
-					   json_get(entry, "tensor_fqn")->valuestring);
+			return opass_error_config(err, "config: entry '%s' matches no weight",
+						  json_get(entry, "tensor_fqn")->valuestring);
 		i++;
 	}
 	return 0;

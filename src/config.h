@@ -1,8 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Sparsity config (SPEC 5): torch's defaults + per-tensor config.
- * Config and usage errors return -EINVAL (the CLI exits 2 on them);
- * no other module returns -EINVAL.
+ * Every error of the document is -EINVAL with source ONNXPASS_ERROR_CONFIG
+ * (opass_error_config()); the command line exits 2 on it and names the
+ * config file. Other modules return -EINVAL too (pass options, the pass
+ * list, calibration data that does not fit the model): the source, not
+ * the errno, says what is wrong.
  */
 #pragma once
 
@@ -86,6 +89,3 @@ int opass_args_parse(const cJSON *args, enum opass_sparsifier sparsifier,
 /* Shape-dependent checks (nearliness // 2 >= min(rows, cols)). */
 int opass_args_check_shape(const struct opass_args *args, int64_t rows, int64_t cols,
 			   struct onnxpass_error *err);
-
-/* fnmatch-style glob: * ? [...] ([!...] negation), no special '/' handling. */
-bool opass_glob_match(const char *pattern, const char *text);

@@ -13,23 +13,45 @@ static void message_one_line(char *msg)
 			*msg = '?';
 }
 
-ONNXPASS_EXPORT int onnxpass_error_set(struct onnxpass_error *err, int code, const char *fmt, ...)
+static int error_set(struct onnxpass_error *err, enum onnxpass_error_source source, int code,
+		     const char *fmt, va_list ap)
 {
-	va_list ap;
-
 	if (!err)
 		return code;
 	err->code = code;
-	va_start(ap, fmt);
+	err->source = source;
 	vsnprintf(err->message, sizeof(err->message), fmt, ap);
-	va_end(ap);
 	message_one_line(err->message);
 	return code;
 }
 
-ONNXPASS_EXPORT const char *onnxpass_version(void)
+ONNXPASS_EXPORT int onnxpass_error_set(struct onnxpass_error *err, int code, const char *fmt, ...)
 {
-	return "0.1.0";
+	va_list ap;
+
+	va_start(ap, fmt);
+	code = error_set(err, ONNXPASS_ERROR_MODEL, code, fmt, ap);
+	va_end(ap);
+	return code;
+}
+
+int opass_error_from(struct onnxpass_error *err, enum onnxpass_error_source source, int code,
+		     const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	code = error_set(err, source, code, fmt, ap);
+	va_end(ap);
+	return code;
+}
+
+int opass_error_blame(struct onnxpass_error *err, enum onnxpass_error_source source)
+{
+	if (!err)
+		return 0;
+	err->source = source;
+	return err->code;
 }
 
 int opass_error_prefix(struct onnxpass_error *err, const char *prefix)

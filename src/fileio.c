@@ -44,6 +44,12 @@ static int file_read_all(int fd, char *data, size_t size)
 	return 0;
 }
 
+/* A file the caller named cannot be read: "PATH: why". */
+static int unreadable(struct onnxpass_error *err, int code, const char *path, const char *why)
+{
+	return opass_error_from(err, ONNXPASS_ERROR_INPUT_FILE, code, "%s: %s", path, why);
+}
+
 int opass_file_map(const char *path, struct opass_mapped_file *ret_file, struct onnxpass_error *err)
 {
 	struct stat st;
@@ -53,13 +59,13 @@ int opass_file_map(const char *path, struct opass_mapped_file *ret_file, struct 
 	/* O_NONBLOCK: a FIFO in place of the file must not block */
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 	if (fd < 0)
-		return opass_error(err, -errno, "%s: %s", path, strerror(errno));
+		return unreadable(err, -errno, path, strerror(errno));
 	if (fstat(fd, &st) < 0) {
-		r = opass_error(err, -errno, "%s: %s", path, strerror(errno));
+		r = unreadable(err, -errno, path, strerror(errno));
 		goto out;
 	}
 	if (!S_ISREG(st.st_mode)) {
-		r = opass_error(err, -EISDIR, "%s: not a regular file", path);
+		r = unreadable(err, -EISDIR, path, "not a regular file");
 		goto out;
 	}
 	/* read into private memory: a mapping of the file itself would raise
@@ -67,14 +73,14 @@ int opass_file_map(const char *path, struct opass_mapped_file *ret_file, struct 
 	data = st.st_size ? mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE,
 				 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0) : NULL;
 	if (data == MAP_FAILED) {
-		r = opass_error(err, -errno, "%s: %s", path, strerror(errno));
+		r = unreadable(err, -errno, path, strerror(errno));
 		goto out;
 	}
 	r = file_read_all(fd, data, (size_t)st.st_size);
 	if (r < 0) {
 		munmap(data, (size_t)st.st_size);
-		r = r == -ESTALE ? opass_error(err, -EIO, "%s: input changed while reading", path) :
-				   opass_error(err, r, "%s: %s", path, strerror(-r));
+		r = r == -ESTALE ? unreadable(err, -EIO, path, "input changed while reading") :
+				   unreadable(err, r, path, strerror(-r));
 		goto out;
 	}
 	ret_file->data = data;
@@ -224,8 +230,8 @@ int opass_atomic_open(const char *path, bool sync, struct opass_atomic_file *ret
 	free(target);
 	if (r < 0) {
 		opass_atomic_abort(&f);
-		return opass_error(err, r, "%s: cannot %s: %s", path,
-				   r == -EISDIR ? "write" : "create", strerror(-r));
+		return opass_error_from(err, ONNXPASS_ERROR_OUTPUT, r, "%s: cannot %s: %s", path,
+					r == -EISDIR ? "write" : "create", strerror(-r));
 	}
 	*ret_file = f;
 	return 0;
@@ -495,7 +501,8 @@ int opass_atomic_commit(struct opass_atomic_file *file, struct onnxpass_error *e
 	if (r == 0 && file->sync && !file->stream)
 		r = dir_sync(file->path);
 	if (r < 0) {
-		opass_error(err, r, "%s: cannot write: %s", file->path, strerror(-r));
+		opass_error_from(err, ONNXPASS_ERROR_OUTPUT, r, "%s: cannot write: %s", file->path,
+				 strerror(-r));
 		opass_atomic_abort(file);
 		return r;
 	}

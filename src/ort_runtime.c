@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* ONNX Runtime through dlopen (see ort_runtime.h). */
 #include <errno.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -110,6 +111,21 @@ fail:
 	return -ENOENT;
 }
 
+/* libonnxruntime cannot be loaded: the environment's fault, not the model's. */
+static int missing(struct onnxpass_error *err, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static int missing(struct onnxpass_error *err, int code, const char *fmt, ...)
+{
+	char why[ONNXPASS_ERROR_MAX];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	return opass_error_from(err, ONNXPASS_ERROR_RUNTIME, code, "ONNX Runtime not found: %s", why);
+}
+
 int opass_ort_open(struct opass_ort **ret_ort, struct onnxpass_error *err)
 {
 	const char *env = getenv("ONNX_PASS_ORT_LIBRARY");
@@ -134,8 +150,7 @@ int opass_ort_open(struct opass_ort **ret_ort, struct onnxpass_error *err)
 		r = ort_load(env, ort, why, sizeof(why));
 		if (r < 0) {
 			free(ort);
-			return opass_error(err, r, "ONNX Runtime not found: ONNX_PASS_ORT_LIBRARY=%s "
-					   "does not load (%s)", env, why);
+			return missing(err, r, "ONNX_PASS_ORT_LIBRARY=%s does not load (%s)", env, why);
 		}
 	} else {
 		char first[512] = "";
@@ -147,8 +162,8 @@ int opass_ort_open(struct opass_ort **ret_ort, struct onnxpass_error *err)
 		}
 		if (r < 0) {
 			free(ort);
-			return opass_error(err, r, "ONNX Runtime not found: set ONNX_PASS_ORT_LIBRARY "
-					   "to the path of libonnxruntime.so (%s)", first);
+			return missing(err, r, "set ONNX_PASS_ORT_LIBRARY to the path of libonnxruntime.so "
+				       "(%s)", first);
 		}
 	}
 	status = ort->api->CreateEnvWithCustomLogger(ort_log_drop, NULL, ORT_LOGGING_LEVEL_FATAL,
@@ -461,8 +476,9 @@ struct opass_ort_session {
 
 int opass_ort_open(struct opass_ort **ret_ort, struct onnxpass_error *err)
 {
-	return opass_error(err, -ENOTSUP, "ONNX Runtime support was not built (configure with "
-			   "-Dort=enabled and ONNX Runtime's headers)");
+	return opass_error_from(err, ONNXPASS_ERROR_RUNTIME, -ENOTSUP,
+				"ONNX Runtime support was not built (configure with "
+				"-Dort=enabled and ONNX Runtime's headers)");
 }
 
 struct opass_ort *opass_ort_close(struct opass_ort *ort)

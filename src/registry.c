@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* Pass registry: the built-in passes plus loaded plugins; runs pass lists. */
+/* Pass registry: a table of passes handed in by the layer above (passes/builtin.c)
+ * plus loaded plugins; runs pass lists. */
 #include <dlfcn.h>
 #include <errno.h>
 #include <stdarg.h>
@@ -9,7 +10,6 @@
 
 #include "error.h"
 #include "registry.h"
-
 
 struct onnxpass_registry {
 	const struct onnxpass_pass **passes;
@@ -31,10 +31,12 @@ static int registry_add_plugin(struct onnxpass_registry *reg, const struct onnxp
 	const struct onnxpass_pass **passes;
 
 	if (!plugin)
-		return opass_error(err, -EINVAL, "%s: plugin entry point returned NULL", origin);
-	if (plugin->abi_version != ONNXPASS_PLUGIN_ABI_VERSION)
-		return opass_error(err, -EINVAL, "%s: plugin ABI version %u, expected %u", origin,
-				   plugin->abi_version, ONNXPASS_PLUGIN_ABI_VERSION);
+		return opass_error_usage(err, "%s: plugin entry point returned NULL", origin);
+	/* ABI 2 only appended a field to struct onnxpass_error, which the host
+	 * allocates: a version 1 plugin runs unchanged */
+	if (plugin->abi_version < 1 || plugin->abi_version > ONNXPASS_PLUGIN_ABI_VERSION)
+		return opass_error_usage(err, "%s: plugin ABI version %u, expected 1 to %u", origin,
+					 plugin->abi_version, ONNXPASS_PLUGIN_ABI_VERSION);
 	passes = realloc(reg->passes, (reg->n_passes + plugin->n_passes) * sizeof(*passes));
 	if (!passes)
 		return opass_error(err, -ENOMEM, "out of memory");
@@ -43,25 +45,25 @@ static int registry_add_plugin(struct onnxpass_registry *reg, const struct onnxp
 		const struct onnxpass_pass *p = &plugin->passes[i];
 
 		if (!p->name || !p->run || !*p->name || strchr(p->name, ',') || strchr(p->name, ' '))
-			return opass_error(err, -EINVAL, "%s: pass %zu has no valid name or run function",
-					   origin, i);
+			return opass_error_usage(err, "%s: pass %zu has no valid name or run function",
+						 origin, i);
 		if (opass_registry_find(reg, p->name))
-			return opass_error(err, -EINVAL, "%s: pass '%s' is already registered", origin,
-					   p->name);
+			return opass_error_usage(err, "%s: pass '%s' is already registered", origin,
+						 p->name);
 		reg->passes[reg->n_passes++] = p;
 	}
 	return 0;
 }
 
-ONNXPASS_EXPORT int onnxpass_registry_new(struct onnxpass_registry **ret_registry,
-					  struct onnxpass_error *err)
+int opass_registry_new(const struct onnxpass_plugin *builtin,
+		       struct onnxpass_registry **ret_registry, struct onnxpass_error *err)
 {
 	struct onnxpass_registry *reg = calloc(1, sizeof(*reg));
 	int r;
 
 	if (!reg)
 		return opass_error(err, -ENOMEM, "out of memory");
-	r = registry_add_plugin(reg, opass_builtin_plugin(), "built-in", err);
+	r = registry_add_plugin(reg, builtin, "built-in", err);
 	if (r < 0) {
 		onnxpass_registry_free(reg);
 		return r;
@@ -92,12 +94,12 @@ ONNXPASS_EXPORT int onnxpass_registry_load_plugin(struct onnxpass_registry *regi
 
 	handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
 	if (!handle)
-		return opass_error(err, -EINVAL, "%s: cannot load plugin: %s", path, dlerror());
+		return opass_error_usage(err, "%s: cannot load plugin: %s", path, dlerror());
 	*(void **)&entry = dlsym(handle, ONNXPASS_PLUGIN_ENTRY_SYMBOL);
 	if (!entry) {
 		dlclose(handle);
-		return opass_error(err, -EINVAL, "%s: not an onnx-pass plugin (no %s symbol)", path,
-				   ONNXPASS_PLUGIN_ENTRY_SYMBOL);
+		return opass_error_usage(err, "%s: not an onnx-pass plugin (no %s symbol)", path,
+					 ONNXPASS_PLUGIN_ENTRY_SYMBOL);
 	}
 	handles = realloc(registry->handles, (registry->n_handles + 1) * sizeof(*handles));
 	if (!handles) {
@@ -161,10 +163,10 @@ static int pass_list_parse(const struct onnxpass_registry *registry, const char 
 			continue;
 		passes[n] = opass_registry_find(registry, tok);
 		if (!passes[n++])
-			r = opass_error(err, -EINVAL, "unknown pass '%s' (see onnx-pass --list)", tok);
+			r = opass_error_usage(err, "unknown pass '%s' (see onnx-pass --list)", tok);
 	}
 	if (r == 0 && n == 0)
-		r = opass_error(err, -EINVAL, "no pass given");
+		r = opass_error_usage(err, "no pass given");
 out:
 	free(copy);
 	if (r < 0) {
@@ -227,34 +229,4 @@ ONNXPASS_EXPORT int onnxpass_context_print(struct onnxpass_context *ctx, const c
 	va_end(ap);
 	ctx->len += (size_t)n;
 	return 0;
-}
-
-ONNXPASS_EXPORT int onnxpass_transform_bytes(const void *in, size_t in_size,
-					     const char *passes, const char *config_json,
-					     void **ret_out, size_t *ret_out_size,
-					     char **ret_report, char **ret_error)
-{
-	struct onnxpass_error err = { 0 };
-	struct onnxpass_registry *reg = NULL;
-	struct onnxpass_model *model = NULL;
-	char *report = NULL;
-	int r;
-
-	r = onnxpass_registry_new(&reg, &err);
-	if (r == 0)
-		r = onnxpass_model_load_bytes(in, in_size, NULL, &model, &err);
-	if (r == 0)
-		r = onnxpass_registry_run(reg, model, passes, config_json, &report, &err);
-	if (r == 0)
-		r = onnxpass_model_save_bytes(model, ret_out, ret_out_size, &err);
-	if (r == 0 && ret_report) {
-		*ret_report = report;
-		report = NULL;
-	}
-	free(report);
-	if (r < 0 && ret_error)
-		*ret_error = strdup(err.message);
-	onnxpass_model_free(model);
-	onnxpass_registry_free(reg);
-	return r;
 }

@@ -74,14 +74,14 @@ static void models_remove(void)
 }
 
 static int transform(const struct blob *in, const char *passes, const char *config,
-		     struct blob *ret_out, char **ret_report, char **ret_error)
+		     struct blob *ret_out, char **ret_report, struct onnxpass_error *err)
 {
 	void *out = NULL;
 	size_t size = 0;
 	int r;
 
 	r = onnxpass_transform_bytes(in->data, in->size, passes, config, &out, &size, ret_report,
-				     ret_error);
+				     err);
 	if (r == 0) {
 		ret_out->data = out;
 		ret_out->size = size;
@@ -95,13 +95,14 @@ static void references_compute(void)
 	for (size_t i = 0; i < N_SAMPLES; i++) {
 		struct sample *s = &samples[i];
 		struct blob inspected = { 0 };
-		char *error = NULL, *report = NULL;
+		struct onnxpass_error err = { 0 };
+		char *report = NULL;
 
-		ck_assert_msg(transform(&s->model, PASSES, CONFIG, &s->converted, &report, &error) == 0,
-			      "%s: %s", s->name, error);
+		ck_assert_msg(transform(&s->model, PASSES, CONFIG, &s->converted, &report, &err) == 0,
+			      "%s: %s", s->name, err.message);
 		ck_assert_ptr_null(report);
 		ck_assert_msg(transform(&s->model, PASSES ",inspect", INSPECT_CONFIG, &inspected,
-					&s->inspect_report, &error) == 0, "%s: %s", s->name, error);
+					&s->inspect_report, &err) == 0, "%s: %s", s->name, err.message);
 		ck_assert_ptr_nonnull(s->inspect_report);
 		onnxpass_free(inspected.data);
 	}
@@ -123,14 +124,14 @@ START_TEST(test_reference_sane)
 	for (size_t i = 0; i < N_SAMPLES; i++) {
 		struct sample *s = &samples[i];
 		struct blob again = { 0 };
-		char *error = NULL;
+		struct onnxpass_error err = { 0 };
 
 		ck_assert_uint_gt(s->converted.size, 0);
 		/* the passes changed the model (masks folded, sparse initializers) */
 		ck_assert(!blob_equal(&s->model, &s->converted));
 		/* the output is a model the library reads back */
-		ck_assert_msg(transform(&s->converted, "inspect", NULL, &again, NULL, &error) == 0,
-			      "%s: %s", s->name, error);
+		ck_assert_msg(transform(&s->converted, "inspect", NULL, &again, NULL, &err) == 0,
+			      "%s: %s", s->name, err.message);
 		onnxpass_free(again.data);
 		ck_assert_msg(strstr(s->inspect_report, "{") != NULL, "%s", s->inspect_report);
 	}
@@ -142,7 +143,7 @@ struct worker {
 	unsigned index;
 	unsigned mismatches;
 	unsigned failures;
-	char message[256];
+	char message[ONNXPASS_ERROR_MAX + 128];
 };
 
 static void worker_note(struct worker *w, const char *what, const char *name)
@@ -154,15 +155,16 @@ static void worker_note(struct worker *w, const char *what, const char *name)
 static void worker_round(struct worker *w, const struct sample *s, unsigned round)
 {
 	struct blob out = { 0 };
-	char *error = NULL, *report = NULL;
+	struct onnxpass_error err = { 0 };
+	char *report = NULL;
 	int inspect = (w->index + round) % 2;
 	int r;
 
 	r = transform(&s->model, inspect ? PASSES ",inspect" : PASSES,
-		      inspect ? INSPECT_CONFIG : CONFIG, &out, &report, &error);
+		      inspect ? INSPECT_CONFIG : CONFIG, &out, &report, &err);
 	if (r < 0) {
 		w->failures++;
-		worker_note(w, error ? error : "failed", s->name);
+		worker_note(w, err.message, s->name);
 	} else if (inspect ? !report || strcmp(report, s->inspect_report) != 0 :
 		   report || !blob_equal(&out, &s->converted)) {
 		w->mismatches++;
@@ -170,15 +172,13 @@ static void worker_round(struct worker *w, const struct sample *s, unsigned roun
 	}
 	onnxpass_free(out.data);
 	onnxpass_free(report);
-	onnxpass_free(error);
 	/* a failing call in between must not disturb the others */
-	error = NULL;
-	r = transform(&s->model, "prepare,no-such-pass", CONFIG, &out, NULL, &error);
-	if (r != -EINVAL || !error || !strstr(error, "no-such-pass")) {
+	err = (struct onnxpass_error){ 0 };
+	r = transform(&s->model, "prepare,no-such-pass", CONFIG, &out, NULL, &err);
+	if (r != -EINVAL || err.code != r || !strstr(err.message, "no-such-pass")) {
 		w->failures++;
 		worker_note(w, "error path did not fail as expected", s->name);
 	}
-	onnxpass_free(error);
 }
 
 static void *worker_main(void *userdata)
@@ -209,26 +209,28 @@ START_TEST(test_concurrent_identical)
 END_TEST
 
 /* A failed call: negative errno, an error text, out-parameters untouched. */
-static char *transform_fails(const void *in, size_t size, const char *passes, const char *config)
+static struct onnxpass_error transform_fails(const void *in, size_t size, const char *passes,
+					     const char *config)
 {
+	struct onnxpass_error err = { 0 };
 	void *out = (void *)0x1;
 	size_t out_size = 12345;
-	char *report = (char *)0x2, *error = NULL;
+	char *report = (char *)0x2;
 	int r;
 
-	r = onnxpass_transform_bytes(in, size, passes, config, &out, &out_size, &report, &error);
+	r = onnxpass_transform_bytes(in, size, passes, config, &out, &out_size, &report, &err);
 	ck_assert_int_lt(r, 0);
+	ck_assert_int_eq(err.code, r);
 	ck_assert_ptr_eq(out, (void *)0x1);
 	ck_assert_uint_eq(out_size, 12345);
 	ck_assert_ptr_eq(report, (char *)0x2);
-	ck_assert_ptr_nonnull(error);
-	ck_assert_uint_gt(strlen(error), 0);
-	ck_assert_msg(!strchr(error, '\n'), "multi-line error: %s", error);
-	/* without an error pointer the failure is still reported by the return value */
+	ck_assert_uint_gt(strlen(err.message), 0);
+	ck_assert_msg(!strchr(err.message, '\n'), "multi-line error: %s", err.message);
+	/* without an error struct the failure is still reported by the return value */
 	ck_assert_int_eq(onnxpass_transform_bytes(in, size, passes, config, &out, &out_size,
 						  NULL, NULL), r);
 	ck_assert_ptr_eq(out, (void *)0x1);
-	return error;
+	return err;
 }
 
 START_TEST(test_errors)
@@ -236,22 +238,26 @@ START_TEST(test_errors)
 	static const unsigned char garbage[] = { 0xff, 0xff, 0xff, 0xff, 0x0f, 0x12, 0x34, 0x56,
 						 0x78, 0x9a, 0xbc, 0xde, 0xf0 };
 	const struct sample *s = &samples[0];
-	char *error;
+	struct onnxpass_error err;
 
-	error = transform_fails(garbage, sizeof(garbage), PASSES, CONFIG);
-	onnxpass_free(error);
-	error = transform_fails(s->model.data, s->model.size, "prepare,no-such-pass", CONFIG);
-	ck_assert_msg(strstr(error, "no-such-pass"), "%s", error);
-	onnxpass_free(error);
-	error = transform_fails(s->model.data, s->model.size, "", CONFIG);
-	onnxpass_free(error);
-	error = transform_fails(s->model.data, s->model.size, PASSES, "{\"defaults\": [");
-	onnxpass_free(error);
-	error = transform_fails(s->model.data, s->model.size, PASSES,
-				"{\"defaults\": {\"sparse_block_shape\": [1, 4], "
-				"\"zeros_per_block\": 5}}");
-	ck_assert_msg(strstr(error, "zeros"), "%s", error);
-	onnxpass_free(error);
+	/* each failure says what it is about (the CLI's exit code and blame) */
+	err = transform_fails(garbage, sizeof(garbage), PASSES, CONFIG);
+	ck_assert_int_eq(err.source, ONNXPASS_ERROR_MODEL);
+	err = transform_fails(s->model.data, s->model.size, "prepare,no-such-pass", CONFIG);
+	ck_assert_msg(strstr(err.message, "no-such-pass"), "%s", err.message);
+	ck_assert_int_eq(err.source, ONNXPASS_ERROR_USAGE);
+	err = transform_fails(s->model.data, s->model.size, "", CONFIG);
+	ck_assert_int_eq(err.source, ONNXPASS_ERROR_USAGE);
+	err = transform_fails(s->model.data, s->model.size, PASSES, "{\"defaults\": [");
+	ck_assert_int_eq(err.source, ONNXPASS_ERROR_CONFIG);
+	err = transform_fails(s->model.data, s->model.size, PASSES,
+			      "{\"defaults\": {\"sparse_block_shape\": [1, 4], "
+			      "\"zeros_per_block\": 5}}");
+	ck_assert_msg(strstr(err.message, "zeros"), "%s", err.message);
+	ck_assert_int_eq(err.source, ONNXPASS_ERROR_CONFIG);
+	err = transform_fails(s->model.data, s->model.size, PASSES,
+			      "{\"options\": {\"format\": \"csr\"}}");
+	ck_assert_int_eq(err.source, ONNXPASS_ERROR_USAGE);
 }
 END_TEST
 

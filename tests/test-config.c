@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "glob.h"
 #include "testlib.h"
 
 static struct opass_config *parse_ok(const char *json)

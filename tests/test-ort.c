@@ -206,13 +206,14 @@ static OrtSession *helper_session(const char *path, const void *bytes, size_t si
 static char *transformed_file(const char *name, const char *model_bytes, size_t size,
 			      const char *config)
 {
-	char *out_path = NULL, *error = NULL;
+	struct onnxpass_error err = { 0 };
+	char *out_path = NULL;
 	void *out = NULL;
 	size_t out_size = 0;
 	FILE *f;
 
 	ck_assert_msg(onnxpass_transform_bytes(model_bytes, size, PASSES, config, &out, &out_size,
-					       NULL, &error) == 0, "%s: %s", name, error);
+					       NULL, &err) == 0, "%s: %s", name, err.message);
 	ck_assert_int_ge(asprintf(&out_path, "%s/%s.sparse.onnx", models_dir, name), 0);
 	f = fopen(out_path, "wb");
 	ck_assert_ptr_nonnull(f);

@@ -2,7 +2,9 @@
 """The plugin ABI from the command line: the example plugin (plugin/examples/strip_doc.c)
 is listed and runs, broken plugins are refused with one clear line and exit code 2.
 
-Usage (meson test 'plugin'): test_plugin.py STRIP_DOC.so BAD_ABI.so NO_ENTRY.so
+A plugin of ABI version 1 still loads and runs.
+
+Usage (meson test 'plugin'): test_plugin.py STRIP_DOC.so BAD_ABI.so NO_ENTRY.so ABI1.so
 with ONNX_PASS set to the onnx-pass binary.
 """
 
@@ -18,7 +20,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 ONNX_PASS = os.environ.get("ONNX_PASS", "")
-STRIP_DOC, BAD_ABI, NO_ENTRY = (sys.argv[1:4] + [""] * 3)[:3]
+STRIP_DOC, BAD_ABI, NO_ENTRY, ABI1 = (sys.argv[1:5] + [""] * 4)[:4]
 
 
 def documented_model():
@@ -135,9 +137,20 @@ class PluginTest(unittest.TestCase):
     def test_bad_abi(self):
         out = os.path.join(self.tmp.name, "out.onnx")
         proc = onnx_pass("--plugin", BAD_ABI, "run", "strip-doc-strings", self.path, "-o", out)
-        self.assert_one_line_error(proc, BAD_ABI, "ABI version 99", "expected 1")
+        self.assert_one_line_error(proc, BAD_ABI, "ABI version 99", "expected 1 to 2")
         self.assertFalse(os.path.exists(out))
         self.assert_one_line_error(onnx_pass("--plugin", BAD_ABI, "--list"), "ABI version")
+
+    def test_abi1_plugin(self):
+        """ABI 2 only appended a field to struct onnxpass_error: version 1 plugins load,
+        run, and their errors are the model's (exit 1, the model named)."""
+        proc = onnx_pass("--plugin", ABI1, "run", "abi1-hello", self.path)
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        self.assertEqual(proc.stdout, "abi1 plugin ran\n")
+        proc = onnx_pass("--plugin", ABI1, "run", "abi1-fail", self.path)
+        self.assertEqual(proc.returncode, 1, proc.stderr)
+        self.assertEqual(proc.stderr, "onnx-pass: error: %s: abi1 plugin refuses this model\n"
+                         % self.path)
 
     def test_no_entry_point(self):
         proc = onnx_pass("--plugin", NO_ENTRY, "--list")
@@ -155,6 +168,7 @@ class PluginTest(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    if not ONNX_PASS or not all((STRIP_DOC, BAD_ABI, NO_ENTRY)):
-        sys.exit("usage: ONNX_PASS=... test_plugin.py STRIP_DOC.so BAD_ABI.so NO_ENTRY.so")
+    if not ONNX_PASS or not all((STRIP_DOC, BAD_ABI, NO_ENTRY, ABI1)):
+        sys.exit("usage: ONNX_PASS=... test_plugin.py STRIP_DOC.so BAD_ABI.so NO_ENTRY.so "
+                 "ABI1.so")
     unittest.main(argv=sys.argv[:1], verbosity=2)

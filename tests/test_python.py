@@ -280,6 +280,7 @@ class PythonModuleTest(unittest.TestCase):
         with self.assertRaises(onnx_pass.Error) as cm:
             onnx_pass.sparsify(b"\xff\xff\xff\xff\x0f\x01\x02")
         self.assertLess(cm.exception.code, 0)
+        self.assertEqual(cm.exception.source, "model")
         self.assertEqual(cm.exception.message, self.cli_error(garbage, "inspect", garbage))
         self.assertEqual(str(cm.exception), cm.exception.message)
 
@@ -288,8 +289,12 @@ class PythonModuleTest(unittest.TestCase):
         with self.assertRaises(onnx_pass.Error) as cm:
             onnx_pass.sparsify(self.model, zeros_per_block=5)
         self.assertIn(ZEROS_MESSAGE, cm.exception.message)
+        self.assertEqual(cm.exception.source, "config")
         self.assertEqual(cm.exception.message, self.cli_error(
             src, "sparsify", src, "-o", self.path("x.onnx"), "--zeros-per-block", "5"))
+        with self.assertRaises(onnx_pass.Error) as cm:
+            onnx_pass.inspect(self.path("no-such-model.onnx"))
+        self.assertEqual(cm.exception.source, "input_file")
         with self.assertRaises(onnx_pass.Error) as cm:
             onnx_pass.run_passes(self.model, "prepare,nope")
         self.assertIn("'nope'", cm.exception.message)

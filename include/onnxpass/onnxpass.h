@@ -4,8 +4,35 @@
  *
  * Conventions: every function returns 0 or a negative errno and fills its
  * ret_ out-parameters only on success. Functions that can fail take a
- * struct onnxpass_error (may be NULL) which receives a one-line message.
- * The library never prints and never exits. Destructors accept NULL.
+ * struct onnxpass_error (may be NULL) which receives the errno, a one-line
+ * message and what the failure is about (its source). The library never
+ * prints and never exits. Destructors accept NULL.
+ *
+ * The errno values and what they mean here:
+ *   -EINVAL     an invalid value: in the config document (source CONFIG),
+ *               pass options, the pass list, a plugin (USAGE); calibration
+ *               data that does not fit the model (DATA); a node the pass
+ *               cannot use (MODEL). The source, not the errno, says whom
+ *               to blame.
+ *   -EBADMSG    malformed content: a model, tensor, state or calibration
+ *               file that does not parse or contradicts itself
+ *   -ENOMEM     out of memory
+ *   -E2BIG      a size limit (nesting depth, memory a file would need,
+ *               tensor rank or element count); -EFBIG, -EOVERFLOW: sizes
+ *               that do not fit the format or a 64-bit count
+ *   -ENOTSUP    valid but not supported (a dtype, an operator, a storage
+ *               format, a build without ONNX Runtime)
+ *   -ENOENT     something named is absent: a file, an unprepared model's
+ *               state, external data without a folder, ONNX Runtime
+ *   -EIO        reading or writing failed, an input changed while read
+ *   -EDOM       numerics failed (sparsegpt's Hessian stays singular)
+ *   -EPERM      external data outside the model's folder
+ *   -ELOOP      a symlink loop; subgraphs nested too deep while walking
+ *               weights (the loader says -E2BIG for the same)
+ *   -EALREADY   prepare on a model that is prepared already
+ *   -ENODEV     ONNX Runtime offers no OnnxPassSparse device
+ * and errno values of the system calls on files (-EISDIR, -EACCES,
+ * -ENOSPC, ...), passed on as they came.
  */
 #ifndef ONNXPASS_ONNXPASS_H
 #define ONNXPASS_ONNXPASS_H
@@ -25,10 +52,38 @@ extern "C" {
 
 #define ONNXPASS_ERROR_MAX 1024
 
+/* What a failure is about: whom to blame. A caller picks its reaction (the
+ * command line: exit code and the file it names) from this, never from the
+ * message text. */
+enum onnxpass_error_source {
+	/* the model's content; also what plugins' errors say (the default) */
+	ONNXPASS_ERROR_MODEL = 0,
+	/* how the library was called: the pass list, pass options (the config
+	 * document's "options"), a plugin that cannot be loaded */
+	ONNXPASS_ERROR_USAGE = 1,
+	/* the config document: its JSON, keys and values (SPEC 5) */
+	ONNXPASS_ERROR_CONFIG = 2,
+	/* a file the caller named could not be read (a model, calibration or
+	 * compare inputs); the message starts with its path */
+	ONNXPASS_ERROR_INPUT_FILE = 3,
+	/* an output could not be written; the message starts with its path */
+	ONNXPASS_ERROR_OUTPUT = 4,
+	/* calibration or compare inputs that do not fit the model or cannot be
+	 * decoded; the message names the file */
+	ONNXPASS_ERROR_DATA = 5,
+	/* the environment: ONNX Runtime missing or failing */
+	ONNXPASS_ERROR_RUNTIME = 6,
+};
+
 /* A failure's negative errno and message, filled by the failing call. */
 struct onnxpass_error {
 	int code;
 	char message[ONNXPASS_ERROR_MAX];
+	/* Since plugin ABI 2 (appended, so the fields above keep their place):
+	 * an enum onnxpass_error_source. The struct a pass's run() receives is
+	 * the host's; code compiled against the ABI 1 header (a smaller struct)
+	 * must not hand its own struct to the library. */
+	int source;
 };
 
 /* An ONNX model held in memory. */
@@ -125,15 +180,14 @@ ONNXPASS_EXPORT int onnxpass_registry_run(const struct onnxpass_registry *regist
  * Bytes in, bytes out: run the built-in passes on a serialised model.
  * On success *ret_out / *ret_out_size hold the new model and *ret_report
  * (if ret_report is not NULL) the passes' text output or NULL; free both
- * with onnxpass_free(). On failure nothing is returned but *ret_error (if
- * ret_error is not NULL), a malloc'd message to free with onnxpass_free().
+ * with onnxpass_free(). On failure nothing is returned and err says why.
  * Models with external data are not supported here (no folder).
  * Thread-safe: no global state; concurrent calls are independent.
  */
 ONNXPASS_EXPORT int onnxpass_transform_bytes(const void *in, size_t in_size,
 					     const char *passes, const char *config_json,
 					     void **ret_out, size_t *ret_out_size,
-					     char **ret_report, char **ret_error);
+					     char **ret_report, struct onnxpass_error *err);
 
 /* Flags for onnxpass_compare(). */
 enum onnxpass_compare_flags {

@@ -16,7 +16,9 @@
 extern "C" {
 #endif
 
-#define ONNXPASS_PLUGIN_ABI_VERSION 1u
+/* 2: struct onnxpass_error gained source (appended); plugins of version 1
+ * load too, their errors are ONNXPASS_ERROR_MODEL. */
+#define ONNXPASS_PLUGIN_ABI_VERSION 2u
 #define ONNXPASS_PLUGIN_ENTRY_SYMBOL "onnxpass_plugin_entry"
 
 /* What a pass sees besides the model. */
@@ -45,7 +47,8 @@ ONNXPASS_EXPORT const char *onnxpass_context_get_config(const struct onnxpass_co
 ONNXPASS_EXPORT int onnxpass_context_print(struct onnxpass_context *ctx, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
-/* Fill err with a formatted message; returns code (a negative errno). */
+/* Fill err with a formatted message and source ONNXPASS_ERROR_MODEL;
+ * returns code (a negative errno). */
 ONNXPASS_EXPORT int onnxpass_error_set(struct onnxpass_error *err, int code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 

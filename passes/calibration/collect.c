@@ -148,8 +148,9 @@ static int site_add_tensor(struct opass_site *s, const struct opass_calib_tensor
 	int r = tensor_floats(t, &x, &copy);
 
 	if (r == -ENOTSUP)
-		return opass_error(err, -EINVAL, "calibration: %s: value '%s' is %s, not a float tensor",
-				   file, s->value, opass_dtype_name(t->dtype));
+		return opass_error_from(err, ONNXPASS_ERROR_DATA, -EINVAL,
+					"calibration: %s: value '%s' is %s, not a float tensor",
+					file, s->value, opass_dtype_name(t->dtype));
 	if (r < 0)
 		return opass_error(err, r, "out of memory");
 	if (s->kind == OPASS_SITE_CONV)
@@ -162,8 +163,9 @@ static int site_add_tensor(struct opass_site *s, const struct opass_calib_tensor
 		r = opass_stats_add_rows(&s->stats, 0, x, (size_t)(n / s->dim), scratch);
 	free(copy);
 	if (r == -EINVAL)
-		return opass_error(err, r, "calibration: %s: value '%s' (rank %zu) does not fit its layer "
-				   "(%zu input features)", file, s->value, t->n_dims, s->dim);
+		return opass_error_from(err, ONNXPASS_ERROR_DATA, r, "calibration: %s: value '%s' "
+					"(rank %zu) does not fit its layer (%zu input features)",
+					file, s->value, t->n_dims, s->dim);
 	return r < 0 ? opass_error(err, r, "out of memory") : 0;
 }
 
@@ -248,8 +250,8 @@ int opass_sites_collect(struct opass_sites *sites, const struct opass_collect *h
 	int r;
 
 	if (!how->calibration)
-		return opass_error(err, -EINVAL,
-				   "calibration: wanda and sparsegpt need calibration inputs (--calibration PATH)");
+		return opass_error_usage(err,
+					 "calibration: wanda and sparsegpt need calibration inputs (--calibration PATH)");
 	r = opass_calib_open(how->calibration, &source, err);
 	if (r == 0)
 		r = opass_ort_open(&ort, err);
@@ -264,7 +266,8 @@ int opass_sites_collect(struct opass_sites *sites, const struct opass_collect *h
 		const struct opass_site *s = &sites->items[i];
 
 		if (s->active && s->stats.rows == 0)
-			r = opass_error(err, -EINVAL, "calibration: layer input '%s' got no rows from %s",
+			r = opass_error_from(err, ONNXPASS_ERROR_DATA, -EINVAL,
+					     "calibration: layer input '%s' got no rows from %s",
 					s->value, how->calibration);
 	}
 	free(sites->scratch);

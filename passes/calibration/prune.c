@@ -112,7 +112,7 @@ static int stats_budget(const struct opass_state *state, const struct opass_conf
 	double bytes = 0;
 
 	if (mb && !(cJSON_IsNumber(mb) && mb->valuedouble >= 0))
-		return opass_error(err, -EINVAL, "config: options.statistics_memory_mb must be a number >= 0");
+		return opass_error_usage(err, "options: statistics_memory_mb must be a number >= 0");
 	if (mb) {
 		*ret_budget = mb->valuedouble * (1 << 20);
 		return 0;

@@ -21,7 +21,9 @@ arguments add to it (see each function).
 The library is found through the ONNX_PASS_LIBRARY environment variable, else
 next to this package, else in the meson build folders of a source checkout
 (build*/libonnxpass.so, the newest first), else on the system library path.
-Failures raise onnx_pass.Error with the library's one-line message.
+Failures raise onnx_pass.Error with the library's one-line message, its errno and
+its source: what the failure is about ("model", "usage", "config", "input_file",
+"output", "data" or "runtime"; see enum onnxpass_error_source in onnxpass.h).
 """
 
 import contextlib
@@ -43,16 +45,23 @@ _COMPARE_JSON = 1
 
 
 class Error(Exception):
-    """A failure reported by libonnxpass; .message is its text, .code a negative errno."""
+    """A failure reported by libonnxpass; .message is its text, .code a negative errno,
+    .source what it is about (one of SOURCES)."""
 
-    def __init__(self, message, code=None):
+    def __init__(self, message, code=None, source="model"):
         super().__init__(message)
         self.message = message
         self.code = code
+        self.source = source
+
+
+# enum onnxpass_error_source, in order
+SOURCES = ("model", "usage", "config", "input_file", "output", "data", "runtime")
 
 
 class _CError(ctypes.Structure):
-    _fields_ = [("code", ctypes.c_int), ("message", ctypes.c_char * 1024)]
+    _fields_ = [("code", ctypes.c_int), ("message", ctypes.c_char * 1024),
+                ("source", ctypes.c_int)]
 
 
 _lib = None
@@ -131,7 +140,8 @@ def version():
 
 def _check(r, err):
     if r < 0:
-        raise Error(err.message.decode("utf-8", "replace"), r)
+        source = SOURCES[err.source] if 0 <= err.source < len(SOURCES) else "model"
+        raise Error(err.message.decode("utf-8", "replace"), r, source)
 
 
 _EINVAL = -22
@@ -143,9 +153,10 @@ def _c_string(text, what):
     try:
         data = os.fsencode(text) if what == "path" else text.encode("utf-8")
     except UnicodeError as e:
-        raise Error("%s %r cannot be encoded: %s" % (what, text, e.reason), _EINVAL) from None
+        raise Error("%s %r cannot be encoded: %s" % (what, text, e.reason), _EINVAL,
+                    "usage") from None
     if b"\0" in data:
-        raise Error("%s %r contains a NUL byte" % (what, text), _EINVAL)
+        raise Error("%s %r contains a NUL byte" % (what, text), _EINVAL, "usage")
     return data
 
 
@@ -177,7 +188,7 @@ def _config_is_path(text):
         pass
     if "\0" not in text and os.path.isfile(text):
         return True
-    raise Error("config: neither JSON text nor a file: %r" % text[:80], _EINVAL)
+    raise Error("config: neither JSON text nor a file: %r" % text[:80], _EINVAL, "config")
 
 
 def _config_text(config, top=None, defaults=None, options=None):
@@ -187,7 +198,7 @@ def _config_text(config, top=None, defaults=None, options=None):
             with open(config, encoding="utf-8") as f:
                 config = f.read()
         except (OSError, UnicodeError, ValueError) as e:
-            raise Error("config: %s: %s" % (config, e), _EINVAL) from None
+            raise Error("config: %s: %s" % (config, e), _EINVAL, "input_file") from None
     overrides = {k: v for k, v in (("", top), ("defaults", defaults), ("options", options)) if v}
     if config is None:
         config = {}

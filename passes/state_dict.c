@@ -184,8 +184,8 @@ static int group_load(struct opass_group *g, const cJSON *saved, struct onnxpass
 		if (i >= g->mask->n_dims || !cJSON_IsNumber(d) || d->valuedouble != (double)g->mask->dims[i++])
 			i = SIZE_MAX - 1;
 	if (i != g->mask->n_dims)
-		return opass_error(err, -EINVAL, "state: group '%s': mask shape differs from the weight",
-				   g->name);
+		return opass_error_usage(err, "state: group '%s': mask shape differs from the weight",
+					 g->name);
 	bits = malloc((n + 7) / 8 ? (n + 7) / 8 : 1);
 	if (!bits)
 		return opass_error(err, -ENOMEM, "out of memory");
@@ -193,7 +193,7 @@ static int group_load(struct opass_group *g, const cJSON *saved, struct onnxpass
 	for (size_t k = 0; r == 0 && k < n; k++)
 		g->mask->raw_data.data[k] = bits[k / 8] >> (k % 8) & 1;
 	free(bits);
-	return r < 0 ? opass_error(err, -EINVAL, "state: group '%s': bad mask bits", g->name) : 0;
+	return r < 0 ? opass_error_usage(err, "state: group '%s': bad mask bits", g->name) : 0;
 }
 
 /* torch's load_state_dict replaces the groups with the state's: a group of
@@ -270,7 +270,7 @@ int opass_pass_state_load(struct onnxpass_model *model, struct onnxpass_context 
 	if (!cJSON_IsObject(saved) || !cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(saved, "groups")) ||
 	    !cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(saved, "step_count")) ||
 	    !cJSON_IsBool(cJSON_GetObjectItemCaseSensitive(saved, "enable_mask_update"))) {
-		r = opass_error(err, -EINVAL, "state: options.state is not a sparsifier state");
+		r = opass_error_usage(err, "state: options.state is not a sparsifier state");
 		goto out;
 	}
 	if (!opass_model_get_metadata(model->proto, OPASS_STATE_KEY)) {
@@ -278,8 +278,9 @@ int opass_pass_state_load(struct onnxpass_model *model, struct onnxpass_context 
 		r = text ? opass_config_parse(text, &state_config, err) : -ENOMEM;
 		if (r == 0)
 			r = opass_prepare_apply(model->proto, state_config, true, err);
-		if (r < 0)
-			opass_error_prefix(err, "state: ");
+		/* the state's config is options.state's, not the config document's */
+		if (r < 0 && opass_error_prefix(err, "state: ") == -EINVAL)
+			opass_error_blame(err, ONNXPASS_ERROR_USAGE);
 	}
 	if (r == 0)
 		r = state_apply(model, saved, config, err);

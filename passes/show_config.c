@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "error.h"
+#include "glob.h"
 #include "passes.h"
 #include "sparsity/sparsity.h"
 #include "tensor.h"
@@ -87,8 +88,8 @@ static void candidates_json(cJSON *list, const struct opass_config *config,
 		const cJSON *pat;
 
 		cJSON_ArrayForEach(pat, config->exclude)
-			if (cJSON_IsString(pat) && (opass_glob_match(pat->valuestring, w->name) ||
-						    (w->alias && opass_glob_match(pat->valuestring, w->alias))))
+			if (cJSON_IsString(pat) &&
+			    opass_glob_match_either(pat->valuestring, w->name, w->alias))
 				excluded = true;
 		if (!excluded)
 			cJSON_AddItemToArray(list, weight_json(w));
