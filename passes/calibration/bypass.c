@@ -8,7 +8,9 @@
  * Before:   W ─► Mul(W, Cast(W_mask)) ─► MatMul / Gemm / Conv [or Transpose]
  * After:    W ─────────────────────────► MatMul / Gemm / Conv [or Transpose]
  *
- * Conditions: the mask is all true; the Mul output has exactly one reader
+ * Conditions: the mask is all true, or this run's SparseGPT step wrote W with
+ * its mask applied (a masked weight stays constant, so ORT prepacks it and
+ * computes no Mul per batch); the Mul output has exactly one reader
  * in the main graph; the Mul and Cast are prepare's. Everything is put back
  * by opass_bypass_restore (names are swapped, not copied).
  */
@@ -20,10 +22,12 @@
 #include "graph.h"
 #include "strmap.h"
 
-static bool mask_keeps_all(const struct opass_group *g)
+static bool mask_changes_nothing(const struct opass_group *g)
 {
 	if (g->mask_in_weight)
 		return false;
+	if (g->weight_masked)
+		return true;
 	for (size_t i = 0; i < g->mask->raw_data.len; i++)
 		if (!g->mask->raw_data.data[i])
 			return false;
@@ -49,7 +53,7 @@ static int nodes_find(const Onnx__GraphProto *g, const struct opass_state *state
 		const char *o = opass_json_string(grp->json, "output");
 		const char *c = opass_json_string(grp->json, "cast_output");
 
-		if (o && c && grp->weight.graph == g && mask_keeps_all(grp))
+		if (o && c && grp->weight.graph == g && mask_changes_nothing(grp))
 			r = opass_strmap_put(&out, o, (void *)(i + 1)) < 0 ||
 			    opass_strmap_put(&cast, c, (void *)(i + 1)) < 0 ? -ENOMEM : 0;
 	}

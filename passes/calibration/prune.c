@@ -65,8 +65,10 @@ static int group_prune(struct opass_group *g, struct opass_site *s, enum opass_s
 		opass_group_read_masked_f32(g, w, scratch);
 		r = opass_group_prune_values(g, s, kind, level, w, mask);
 	}
-	if (r == 0 && kind == OPASS_SPARSIFIER_SPARSEGPT)
+	if (r == 0 && kind == OPASS_SPARSIFIER_SPARSEGPT) {
 		opass_group_write_weight_f32(g, w);
+		g->weight_masked = true;
+	}
 	if (r == 0)
 		opass_group_write_mask(g, mask, (uint8_t *)scratch);
 	free(w);

@@ -53,6 +53,9 @@ struct opass_group {
 	/* sparsify only: the mask tensor's bytes are unset and unused; step
 	 * applies each mask to W directly (W itself is the masked weight) */
 	bool mask_in_weight;
+	/* this run's step wrote W with the mask applied (SparseGPT's
+	 * reconstruction: W * mask == W) */
+	bool weight_masked;
 	int64_t nnz;                /* nonzeros of W once known, else -1 */
 };
 
