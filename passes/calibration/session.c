@@ -7,9 +7,12 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "calibration/calibration.h"
@@ -134,6 +137,51 @@ static void share_release(const struct share *sh)
 		opass_filemap_release(sh->map, sh->items[i].t);
 }
 
+/*
+ * While ORT creates the session it reads every shared weight once to
+ * prepack it; a thread drops the pages it has read every few milliseconds,
+ * so that the weights are not resident twice (their bytes and ORT's packed
+ * copies) at the end of session creation. Dropping pages of a shared file
+ * mapping is safe at any time: a later read maps them in again.
+ */
+#define DROP_INTERVAL_NS 20000000L
+
+struct dropper {
+	const struct share *sh;
+	atomic_bool stop;
+	pthread_t thread;
+	bool running;
+};
+
+static void *dropper_run(void *userdata)
+{
+	struct dropper *d = userdata;
+	const struct timespec pause = { .tv_nsec = DROP_INTERVAL_NS };
+
+	while (!atomic_load(&d->stop)) {
+		share_release(d->sh);
+		nanosleep(&pause, NULL);
+	}
+	return NULL;
+}
+
+/* Best effort: without the thread, pages are dropped after creation only. */
+static void dropper_start(struct dropper *d, const struct share *sh)
+{
+	d->sh = sh;
+	atomic_init(&d->stop, false);
+	d->running = sh->n && sh->map->shared &&
+		     pthread_create(&d->thread, NULL, dropper_run, d) == 0;
+}
+
+static void dropper_stop(struct dropper *d)
+{
+	atomic_store(&d->stop, true);
+	if (d->running)
+		pthread_join(d->thread, NULL);
+	d->running = false;
+}
+
 /* A private folder with a sparse placeholder of the largest size. */
 static int share_folder(struct share *sh)
 {
@@ -233,6 +281,7 @@ static int session_try(const struct opass_collect *how, struct opass_ort *ort, c
 		       struct onnxpass_error *err)
 {
 	struct share sh = { .enabled = share, .map = &how->model->store.map };
+	struct dropper dropper = { 0 };
 	struct opass_ort_shared shared;
 	void *bytes = NULL;
 	size_t size = 0;
@@ -242,8 +291,11 @@ static int session_try(const struct opass_collect *how, struct opass_ort *ort, c
 		r = opass_error(err, -EIO, "calibration: cannot create a temporary folder: %s",
 				strerror(errno));
 	shared = (struct opass_ort_shared){ .tensors = sh.tensors, .n = sh.n, .folder = sh.folder };
-	if (r == 0)
+	if (r == 0) {
+		dropper_start(&dropper, &sh);
 		r = opass_ort_session_new(ort, bytes, size, how->threads, &shared, ret_session, err);
+		dropper_stop(&dropper);
+	}
 	if (r == 0)
 		share_release(&sh);
 	free(bytes);
