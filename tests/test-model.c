@@ -23,10 +23,6 @@
 #include "tensor.h"
 #include "testlib.h"
 
-/* Generated once in main(), before the tests fork. */
-static char *models_dir;
-static cJSON *manifest;
-
 static char *path_join(const char *dir, const char *name)
 {
 	char *path = NULL;
@@ -37,7 +33,7 @@ static char *path_join(const char *dir, const char *name)
 
 static const cJSON *manifest_entry(const char *file)
 {
-	const cJSON *models = cJSON_GetObjectItemCaseSensitive(manifest, "models");
+	const cJSON *models = cJSON_GetObjectItemCaseSensitive(test_models_manifest, "models");
 	const cJSON *entry = cJSON_GetObjectItemCaseSensitive(models, file);
 
 	ck_assert_msg(cJSON_IsObject(entry), "manifest has no entry for %s", file);
@@ -57,7 +53,7 @@ static struct onnxpass_model *load_ok(const char *path)
 
 static struct onnxpass_model *load_generated(const char *file)
 {
-	char *path = path_join(models_dir, file);
+	char *path = path_join(test_models_dir, file);
 	struct onnxpass_model *model = load_ok(path);
 
 	free(path);
@@ -161,7 +157,7 @@ static void remove_tree(const char *dir)
  * external_data.onnx is left out: loading moves its tensors into raw_data. */
 START_TEST(test_roundtrip_identical)
 {
-	const cJSON *models = cJSON_GetObjectItemCaseSensitive(manifest, "models");
+	const cJSON *models = cJSON_GetObjectItemCaseSensitive(test_models_manifest, "models");
 	const cJSON *entry;
 	size_t n_checked = 0;
 
@@ -175,10 +171,10 @@ START_TEST(test_roundtrip_identical)
 
 		if (cJSON_GetObjectItemCaseSensitive(entry, "external_data"))
 			continue;
-		path = path_join(models_dir, entry->string);
+		path = path_join(test_models_dir, entry->string);
 		in = test_read_file(path, &in_size);
 		ck_assert_msg(in, "cannot read %s", path);
-		r = onnxpass_model_load_bytes(in, in_size, models_dir, &model, &err);
+		r = onnxpass_model_load_bytes(in, in_size, test_models_dir, &model, &err);
 		ck_assert_msg(r == 0, "%s: load failed (%d): %s", entry->string, r, err.message);
 		ck_assert(!model->had_external);
 		out = save_bytes_ok(model, &out_size);
@@ -199,7 +195,7 @@ END_TEST
 /* load_file + save_file gives the input file back too. */
 START_TEST(test_roundtrip_file)
 {
-	char *dir = test_tmpdir(), *in_path = path_join(models_dir, "edge_cases.onnx");
+	char *dir = test_tmpdir(), *in_path = path_join(test_models_dir, "edge_cases.onnx");
 	char *out_path = path_join(dir, "out.onnx");
 	struct onnxpass_model *model = load_ok(in_path);
 	size_t in_size = 0, out_size = 0;
@@ -355,7 +351,7 @@ START_TEST(test_external_load)
 	struct onnxpass_model *inline_model = load_generated("mlp_gemm.onnx");
 	const cJSON *list = cJSON_GetObjectItemCaseSensitive(manifest_entry("external_data.onnx"),
 							      "external_data");
-	char *data_path = path_join(models_dir, "external_data.onnx.data");
+	char *data_path = path_join(test_models_dir, "external_data.onnx.data");
 	size_t data_size = 0, n = 0;
 	char *data = test_read_file(data_path, &data_size);
 	const cJSON *e;
@@ -711,7 +707,7 @@ START_TEST(test_external_without_base_dir)
 {
 	struct onnxpass_error err = { 0 };
 	struct onnxpass_model *model = NULL;
-	char *path = path_join(models_dir, "external_data.onnx");
+	char *path = path_join(test_models_dir, "external_data.onnx");
 	size_t size = 0;
 	char *bytes = test_read_file(path, &size);
 	int r;
@@ -722,7 +718,7 @@ START_TEST(test_external_without_base_dir)
 	ck_assert_ptr_null(model);
 	ck_assert_int_eq(err.code, r);
 	ck_assert_msg(err.message[0], "no message");
-	r = onnxpass_model_load_bytes(bytes, size, models_dir, &model, &err);
+	r = onnxpass_model_load_bytes(bytes, size, test_models_dir, &model, &err);
 	ck_assert_msg(r == 0, "%s", err.message);
 	onnxpass_model_free(model);
 	free(bytes);
@@ -753,7 +749,7 @@ static int load_bytes_clean(const void *data, size_t size)
 
 START_TEST(test_truncated)
 {
-	char *path = path_join(models_dir, "mlp_gemm.onnx");
+	char *path = path_join(test_models_dir, "mlp_gemm.onnx");
 	size_t size = 0, n_failed = 0;
 	char *bytes = test_read_file(path, &size);
 	char *copy;
@@ -779,7 +775,7 @@ END_TEST
 /* Deterministic byte flips and garbage: no crash, clean result. */
 START_TEST(test_corrupt)
 {
-	char *path = path_join(models_dir, "edge_cases.onnx");
+	char *path = path_join(test_models_dir, "edge_cases.onnx");
 	size_t size = 0;
 	char *bytes = test_read_file(path, &size);
 	uint32_t seed = 12345;
@@ -859,7 +855,7 @@ START_TEST(test_save_over_input)
 	char *dir = test_tmpdir(), *path = path_join(dir, "m.onnx"), *src;
 	struct onnxpass_model *model, *again;
 
-	src = path_join(models_dir, "mlp_gemm.onnx");
+	src = path_join(test_models_dir, "mlp_gemm.onnx");
 	copy_file(src, path);
 	model = load_ok(path);
 	ck_assert_int_eq(opass_model_set_metadata(model->proto, "onnx_pass.test", "over"), 0);
@@ -885,7 +881,7 @@ START_TEST(test_save_over_input_external)
 	char *data = NULL, *src;
 	struct onnxpass_model *orig = load_generated("external_data.onnx"), *model, *again;
 
-	src = path_join(models_dir, "external_data.onnx");
+	src = path_join(test_models_dir, "external_data.onnx");
 	copy_file(src, path);
 	/* the copy names the generator's side file (not OUT's: kept) */
 	save_file_ok(orig, path, 0);
@@ -983,7 +979,7 @@ static void save_with_small_fsize(const char *path, unsigned flags)
 		struct onnxpass_model *model = NULL;
 		struct onnxpass_error err = { 0 };
 		struct rlimit lim = { 4096, 4096 };
-		char *src = path_join(models_dir, "mlp_gemm.onnx");
+		char *src = path_join(test_models_dir, "mlp_gemm.onnx");
 		int r;
 
 		signal(SIGXFSZ, SIG_IGN);
@@ -1319,10 +1315,12 @@ START_TEST(test_dtype_names)
 }
 END_TEST
 
-static Suite *model_suite(void)
+Suite *test_suite(void)
 {
 	Suite *s = suite_create("model");
 	TCase *tc = tcase_create("core");
+
+	test_models_want("");
 
 	tcase_set_timeout(tc, 300);
 	tcase_add_test(tc, test_roundtrip_identical);
@@ -1356,16 +1354,4 @@ static Suite *model_suite(void)
 	tcase_add_test(tc, test_dtype_names);
 	suite_add_tcase(s, tc);
 	return s;
-}
-
-int main(void)
-{
-	int r;
-
-	manifest = test_models_generate(&models_dir);
-	if (!manifest)
-		return EXIT_FAILURE;
-	r = test_run_suite(model_suite());
-	test_models_free(manifest, models_dir);
-	return r;
 }

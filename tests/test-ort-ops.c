@@ -240,7 +240,7 @@ START_TEST(test_converted_transformer)
 }
 END_TEST
 
-static Suite *suite(void)
+Suite *test_suite(void)
 {
 	Suite *s = suite_create("ort-ops");
 	TCase *tc = tcase_create("ort-ops");
@@ -255,9 +255,4 @@ static Suite *suite(void)
 	tcase_add_test(tc, test_converted_transformer);
 	suite_add_tcase(s, tc);
 	return s;
-}
-
-int main(void)
-{
-	return test_run_suite(suite());
 }

@@ -465,7 +465,7 @@ START_TEST(test_errors)
 }
 END_TEST
 
-int main(void)
+Suite *test_suite(void)
 {
 	Suite *suite = suite_create("ort");
 	TCase *tc = tcase_create("create_session");
@@ -482,5 +482,5 @@ int main(void)
 	tcase_add_test(tc, test_ep_shared_weights);
 	tcase_add_test(tc, test_ep_errors);
 	suite_add_tcase(suite, tc);
-	return test_run_suite(suite);
+	return suite;
 }

@@ -71,7 +71,7 @@ char *test_read_file(const char *path, size_t *ret_size)
 	return buf;
 }
 
-cJSON *test_models_generate(char **ret_dir)
+cJSON *test_models_generate(const char *names, char **ret_dir)
 {
 	const char *python = getenv("PYTHON"), *srcdir = getenv("SRCDIR");
 	char *dir, *path = NULL, *text;
@@ -85,8 +85,8 @@ cJSON *test_models_generate(char **ret_dir)
 	dir = test_tmpdir();
 	if (!dir)
 		return NULL;
-	r = test_system("'%s' '%s/tests/models/make_models.py' '%s' >/dev/null",
-			python ? python : "/usr/bin/python3", srcdir, dir);
+	r = test_system("'%s' '%s/tests/models/make_models.py' '%s' %s >/dev/null",
+			python ? python : "/usr/bin/python3", srcdir, dir, names);
 	if (asprintf(&path, "%s/manifest.json", dir) < 0)
 		path = NULL;
 	text = r == 0 && path ? test_read_file(path, NULL) : NULL;

@@ -5,6 +5,17 @@
 #include <check.h>
 #include <stddef.h>
 
+/* Defined by each Check suite: build the suite (tests/testmain.c's main runs it). */
+Suite *test_suite(void);
+
+/* Called from test_suite: main generates the models NAMES of
+ * tests/models/make_models.py (space-separated, "" for all) before the tests
+ * fork, into test_models_dir (manifest.json parsed into test_models_manifest),
+ * and deletes them at the end. */
+void test_models_want(const char *names);
+extern const char *test_models_dir;
+extern const struct cJSON *test_models_manifest;
+
 /* Run a Check suite, print Check's summary, return the process exit code. */
 int test_run_suite(Suite *suite);
 
@@ -14,10 +25,11 @@ char *test_tmpdir(void);
 /* Run a shell command; returns its exit status (or -1). */
 int test_system(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-/* Generate the test models (tests/models/make_models.py, with $PYTHON and
- * $SRCDIR from meson) into a new temporary folder; returns the parsed
- * manifest.json (and the folder in *ret_dir), or NULL with a message. */
-struct cJSON *test_models_generate(char **ret_dir);
+/* Generate the test models NAMES (space-separated, "" for all) with
+ * tests/models/make_models.py ($PYTHON and $SRCDIR from meson) into a new
+ * temporary folder; returns the parsed manifest.json (and the folder in
+ * *ret_dir), or NULL with a message. */
+struct cJSON *test_models_generate(const char *names, char **ret_dir);
 /* Delete the manifest and the folder (both may be NULL). */
 void test_models_free(struct cJSON *manifest, char *dir);
 
