@@ -36,6 +36,19 @@ void test_models_free(struct cJSON *manifest, char *dir);
 /* "DIR/NAME.onnx", malloc'd (asserts on failure). */
 char *test_model_path(const char *dir, const char *name);
 
+/* "DIR/NAME", malloc'd (asserts on failure). */
+char *test_path_join(const char *dir, const char *name);
+
+/* Write SIZE bytes to PATH, or copy a file (assert on failure). */
+void test_write_file(const char *path, const void *data, size_t size);
+void test_copy_file(const char *from, const char *to);
+
+/* The folder holds exactly the NULL-terminated names (no temp files). */
+void test_assert_dir_holds(const char *dir, const char *const *names);
+
+/* rm -rf a folder below /tmp (NULL: nothing). */
+void test_remove_tree(const char *dir);
+
 /* Read a whole file into a malloc'd buffer (NUL-terminated). NULL on error. */
 char *test_read_file(const char *path, size_t *ret_size);
 
