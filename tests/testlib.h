@@ -51,13 +51,3 @@ void test_remove_tree(const char *dir);
 
 /* Read a whole file into a malloc'd buffer (NUL-terminated). NULL on error. */
 char *test_read_file(const char *path, size_t *ret_size);
-
-#ifdef ORT_API_VERSION /* onnxruntime_c_api.h was included first */
-/* Fail the test with ORT's message when status is an error. */
-static inline void test_ort_ok(const OrtApi *ort, OrtStatus *status, const char *what)
-{
-	const char *message = status ? ort->GetErrorMessage(status) : NULL;
-
-	ck_assert_msg(!status, "%s: %s", what, message);
-}
-#endif
