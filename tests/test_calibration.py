@@ -9,14 +9,16 @@ import subprocess
 import sys
 import tempfile
 
-import numpy as np
-import onnx
-from onnx import TensorProto, helper, numpy_helper
+import testutil
+testutil.require("numpy", "onnx")
+import numpy as np  # noqa: E402
+import onnx  # noqa: E402
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
-import calib_ref
-from testutil import run_tests, stored_tensors
+import calib_ref  # noqa: E402
+from testutil import stored_tensors  # noqa: E402
 
-ONNX_PASS = os.environ["ONNX_PASS"]
+ONNX_PASS = testutil.executable("ONNX_PASS")
 RNG = np.random.default_rng(1234)
 
 
@@ -305,4 +307,4 @@ TESTS = [test_wanda_matches_reference, test_sparsegpt_matches_reference, test_sp
          test_errors]
 
 if __name__ == "__main__":
-    sys.exit(run_tests(TESTS, None, sys.argv[1:]))
+    testutil.main(lambda runner: runner.tests(TESTS, None), only=sys.argv[1:])

@@ -13,9 +13,11 @@ import sys
 import tempfile
 import unittest
 
-import numpy as np
-import onnx
-from onnx import TensorProto, helper, numpy_helper
+import testutil
+testutil.require("numpy", "onnx")
+import numpy as np  # noqa: E402
+import onnx  # noqa: E402
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 ONNX_PASS = os.environ.get("ONNX_PASS", "")
 STRIP_DOC, BAD_ABI, NO_ENTRY = (sys.argv[1:4] + [""] * 3)[:3]
@@ -157,4 +159,4 @@ class PluginTest(unittest.TestCase):
 if __name__ == "__main__":
     if not ONNX_PASS or not all((STRIP_DOC, BAD_ABI, NO_ENTRY)):
         sys.exit("usage: ONNX_PASS=... test_plugin.py STRIP_DOC.so BAD_ABI.so NO_ENTRY.so")
-    unittest.main(argv=sys.argv[:1], verbosity=2)
+    testutil.main(lambda runner: runner.cases(PluginTest))
