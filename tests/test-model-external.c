@@ -24,8 +24,8 @@ START_TEST(test_external_load)
 {
 	struct onnxpass_model *ext = model_test_load_generated("external_data.onnx");
 	struct onnxpass_model *inline_model = model_test_load_generated("mlp_gemm.onnx");
-	const cJSON *list = cJSON_GetObjectItemCaseSensitive(model_test_manifest_entry("external_data.onnx"),
-							      "external_data");
+	const cJSON *entry = model_test_manifest_entry("external_data.onnx");
+	const cJSON *list = cJSON_GetObjectItemCaseSensitive(entry, "external_data");
 	char *data_path = test_path_join(test_models_dir, "external_data.onnx.data");
 	size_t data_size = 0, n = 0;
 	char *data = test_read_file(data_path, &data_size);

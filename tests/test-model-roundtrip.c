@@ -131,8 +131,8 @@ static const ProtobufCMessage *message_at(Onnx__ModelProto *proto, const char *p
 
 static void assert_unknown_fields(Onnx__ModelProto *proto, const uint8_t *bytes, size_t size)
 {
-	const cJSON *list = cJSON_GetObjectItemCaseSensitive(model_test_manifest_entry("unknown_fields.onnx"),
-							      "unknown_fields");
+	const cJSON *entry = model_test_manifest_entry("unknown_fields.onnx");
+	const cJSON *list = cJSON_GetObjectItemCaseSensitive(entry, "unknown_fields");
 	const cJSON *u;
 	size_t n = 0;
 

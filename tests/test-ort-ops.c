@@ -65,7 +65,7 @@ static OrtSessionOptions *options_new(int threads, int register_ops)
 /* Output 0 of the model NAME on fixed inputs. */
 static struct ortlib_run model_run(const char *name, OrtSessionOptions *options)
 {
-	char *path = test_model_path(test_models_dir, name);
+	char *path = test_model_path(name);
 	struct ortlib_run run;
 	OrtSession *session;
 
@@ -111,7 +111,7 @@ END_TEST
 START_TEST(test_unregistered)
 {
 	OrtSessionOptions *options = options_new(1, 0);
-	char *path = test_model_path(test_models_dir, "mlp_gemm.sparse");
+	char *path = test_model_path("mlp_gemm.sparse");
 	OrtSession *session = NULL;
 	OrtStatus *status;
 

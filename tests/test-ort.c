@@ -97,7 +97,7 @@ static char *transformed_file(const char *name, const char *model_bytes, size_t 
 
 static void check_model(const char *name)
 {
-	char *path = test_model_path(test_models_dir, name), *bytes, *sparse_path;
+	char *path = test_model_path(name), *bytes, *sparse_path;
 	struct ortlib_run by_path, by_bytes, reference, dense;
 	OrtSession *session;
 	size_t size;
@@ -170,7 +170,7 @@ START_TEST(test_ep_two_sessions)
 {
 	const char *lib = getenv("ONNX_PASS_LIBRARY");
 	struct onnxpass_error err = { 0 };
-	char *path = test_model_path(test_models_dir, "transformer_matmul");
+	char *path = test_model_path("transformer_matmul");
 	OrtSessionOptions *ep_options = NULL;
 	struct ep_thread threads[2];
 	pthread_t ids[2];
@@ -204,7 +204,7 @@ START_TEST(test_ep_shared_weights)
 {
 	const char *lib = getenv("ONNX_PASS_LIBRARY");
 	struct onnxpass_error err = { 0 };
-	char *path = test_model_path(test_models_dir, "transformer_matmul"), *bytes, *sparse_path;
+	char *path = test_model_path("transformer_matmul"), *bytes, *sparse_path;
 	OrtPrepackedWeightsContainer *container = NULL;
 	OrtSessionOptions *ep_options = NULL;
 	OrtSession *sessions[2] = { NULL, NULL }, *cpu_session = NULL;
@@ -218,7 +218,8 @@ START_TEST(test_ep_shared_weights)
 	ortlib_assert_ok(ort->CreateSessionOptions(&ep_options), "CreateSessionOptions");
 	ck_assert_msg(onnxpass_ort_append_ep(ort, env, ep_options, lib, NULL, &err) == 0, "%s",
 		      err.message);
-	ortlib_assert_ok(ort->CreatePrepackedWeightsContainer(&container), "CreatePrepackedWeightsContainer");
+	ortlib_assert_ok(ort->CreatePrepackedWeightsContainer(&container),
+			 "CreatePrepackedWeightsContainer");
 	for (int i = 0; i < 2; i++)
 		ortlib_assert_ok(ort->CreateSessionWithPrepackedWeightsContainer(env, sparse_path, ep_options,
 								       container, &sessions[i]),
@@ -265,7 +266,7 @@ END_TEST
 /* external_data is mlp_gemm with every tensor in a side file. */
 START_TEST(test_external_data)
 {
-	char *ext = test_model_path(test_models_dir, "external_data"), *mlp = test_model_path(test_models_dir, "mlp_gemm");
+	char *ext = test_model_path("external_data"), *mlp = test_model_path("mlp_gemm");
 	struct ortlib_run a, b;
 
 	a = session_run_release(helper_session(ext, NULL, 0, PASSES, CONFIG));
@@ -280,7 +281,7 @@ END_TEST
 
 START_TEST(test_no_passes)
 {
-	char *path = test_model_path(test_models_dir, "mlp_gemm");
+	char *path = test_model_path("mlp_gemm");
 	struct ortlib_run a, b, c;
 	OrtSession *session;
 
@@ -316,8 +317,8 @@ static void helper_fails(const char *path, const void *bytes, size_t size, const
 START_TEST(test_errors)
 {
 	static const unsigned char garbage[] = { 0xff, 0xff, 0xff, 0xff, 0x0f, 1, 2, 3 };
-	char *path = test_model_path(test_models_dir, "mlp_gemm"), *edge = test_model_path(test_models_dir, "edge_cases");
-	char *missing = test_model_path(test_models_dir, "missing");
+	char *path = test_model_path("mlp_gemm"), *edge = test_model_path("edge_cases");
+	char *missing = test_model_path("missing");
 	struct onnxpass_error err = { 0 };
 	OrtSession *session = NULL;
 

@@ -112,11 +112,11 @@ void test_models_free(cJSON *manifest, char *dir)
 	free(dir);
 }
 
-char *test_model_path(const char *dir, const char *name)
+char *test_model_path(const char *name)
 {
 	char *path = NULL;
 
-	ck_assert_int_ge(asprintf(&path, "%s/%s.onnx", dir, name), 0);
+	ck_assert_int_ge(asprintf(&path, "%s/%s.onnx", test_models_dir, name), 0);
 	return path;
 }
 

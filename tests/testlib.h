@@ -33,8 +33,8 @@ struct cJSON *test_models_generate(const char *names, char **ret_dir);
 /* Delete the manifest and the folder (both may be NULL). */
 void test_models_free(struct cJSON *manifest, char *dir);
 
-/* "DIR/NAME.onnx", malloc'd (asserts on failure). */
-char *test_model_path(const char *dir, const char *name);
+/* "test_models_dir/NAME.onnx", malloc'd (asserts on failure). */
+char *test_model_path(const char *name);
 
 /* "DIR/NAME", malloc'd (asserts on failure). */
 char *test_path_join(const char *dir, const char *name);
