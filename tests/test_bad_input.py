@@ -401,7 +401,7 @@ def test_output_over_input_with_error(tmp):
 def test_bad_calibration(tmp):
     """compare --inputs (and so --calibration) with bad data: one line naming the file
     and the input, exit 1 (2 for usage), nothing written."""
-    if os.environ.get("ONNX_PASS_HAVE_ORT", "1") != "1":
+    if not testutil.have_ort():
         # compare opens ONNX Runtime before it reads a batch
         c = Case(tmp, "calib-no-ort")
         model = c.write("model.onnx", gemm_model())

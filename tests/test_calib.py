@@ -471,8 +471,7 @@ ORT_TESTS = {test_ort_run_identity, test_ort_run_matmul, test_compare, test_comp
 
 
 def main(runner):
-    no_ort = None if os.environ.get("ONNX_PASS_HAVE_ORT", "1") == "1" else \
-        "built without ONNX Runtime headers"
+    no_ort = None if testutil.have_ort() else testutil.NO_ORT
     with tempfile.TemporaryDirectory() as tmp:
         for test in TESTS:
             runner.check(test.__name__, test, tmp, needs=no_ort if test in ORT_TESTS else None)

@@ -306,5 +306,12 @@ TESTS = [test_wanda_matches_reference, test_sparsegpt_matches_reference, test_sp
          test_nm_exact, test_streaming_equals_full_batch, test_sequential, test_sensitivity_allocation,
          test_errors]
 
+def main(runner):
+    no_ort = None if testutil.have_ort() else testutil.NO_ORT
+    for test in TESTS:
+        # test_errors checks the no-ORT message too
+        runner.check(test.__name__, test, None, needs=None if test is test_errors else no_ort)
+
+
 if __name__ == "__main__":
-    testutil.main(lambda runner: runner.tests(TESTS, None), only=sys.argv[1:])
+    testutil.main(main, only=sys.argv[1:])

@@ -393,6 +393,7 @@ class PythonModuleTest(unittest.TestCase):
         with self.assertRaises(TypeError):
             onnx_pass.compare(path, path, [{"x": np.array(["s"])}])
 
+    @unittest.skipUnless(testutil.have_ort(), testutil.NO_ORT)
     def test_sparsegpt_calibration(self):
         rng = np.random.default_rng(1)
         batches = [{"x": rng.standard_normal((2, 16)).astype(np.float32)} for _ in range(12)]

@@ -32,6 +32,14 @@ def executable(var):
     return path
 
 
+def have_ort():
+    """The library was built with ONNX Runtime support (meson's ONNX_PASS_HAVE_ORT)."""
+    return os.environ.get("ONNX_PASS_HAVE_ORT", "1") == "1"
+
+
+NO_ORT = "built without ONNX Runtime headers"
+
+
 def import_or_skip(name):
     """The module, or skip the running check (unittest.SkipTest)."""
     try:
