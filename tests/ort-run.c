@@ -26,7 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <onnxruntime_c_api.h>
+#include "ortlib.h"
 
 #define TENSOR_MAX_RANK 16
 #define HEADER_MAX 512
@@ -57,38 +57,12 @@ struct tensor {
 	void *data;
 };
 
-struct opts {
-	char *libs[16];
-	size_t n_libs;
-	const char *ep_lib, *profile;
-	char *config[16];
-	size_t n_config;
-	const char *ep_keys[8], *ep_values[8];
-	size_t n_ep_options;
-	int optimize, threads;
-};
-
 struct run {
 	OrtEnv *env;
-	OrtSessionOptions *options;
-	OrtSession *session;
-	OrtMemoryInfo *meminfo;
-	size_t n_inputs, n_outputs;
-	char **input_names, **output_names;
+	struct ortlib_session s;
 	struct tensor *inputs;
 	OrtValue **input_values, **output_values;
 };
-
-static const OrtApi *ort;
-
-static int ort_check(OrtStatus *status, const char *what)
-{
-	if (!status)
-		return 0;
-	fprintf(stderr, "ort-run: %s: %s\n", what, ort->GetErrorMessage(status));
-	ort->ReleaseStatus(status);
-	return -EIO;
-}
 
 static const struct dtype_desc *dtype_by_name(const char *name)
 {
@@ -213,93 +187,20 @@ static int tensor_write(const char *path, const struct tensor *t)
 	return r;
 }
 
-static void names_free(char **names, size_t n)
-{
-	if (!names)
-		return;
-	for (size_t i = 0; i < n; i++)
-		free(names[i]);
-	free(names);
-}
-
 static void run_free(struct run *r)
 {
-	for (size_t i = 0; r->input_values && i < r->n_inputs; i++)
-		ort->ReleaseValue(r->input_values[i]);
-	for (size_t i = 0; r->output_values && i < r->n_outputs; i++)
-		ort->ReleaseValue(r->output_values[i]);
-	for (size_t i = 0; r->inputs && i < r->n_inputs; i++)
+	for (size_t i = 0; r->input_values && i < r->s.n_inputs; i++)
+		ortlib_api->ReleaseValue(r->input_values[i]);
+	for (size_t i = 0; r->output_values && i < r->s.n_outputs; i++)
+		ortlib_api->ReleaseValue(r->output_values[i]);
+	for (size_t i = 0; r->inputs && i < r->s.n_inputs; i++)
 		free(r->inputs[i].data);
 	free(r->input_values);
 	free(r->output_values);
 	free(r->inputs);
-	names_free(r->input_names, r->n_inputs);
-	names_free(r->output_names, r->n_outputs);
-	ort->ReleaseMemoryInfo(r->meminfo);
-	ort->ReleaseSession(r->session);
-	ort->ReleaseSessionOptions(r->options);
-	ort->ReleaseEnv(r->env);
-}
-
-/* Append the OnnxPassSparse device of the EP library lib. */
-static int ep_append(struct run *r, const char *lib, const struct opts *o)
-{
-	const OrtEpDevice *const *devices = NULL;
-	size_t n = 0;
-	int k;
-
-	k = ort_check(ort->RegisterExecutionProviderLibrary(r->env, "onnx_pass", lib), lib);
-	if (k == 0)
-		k = ort_check(ort->GetEpDevices(r->env, &devices, &n), "GetEpDevices");
-	for (size_t i = 0; k == 0 && i < n; i++)
-		if (strcmp(ort->EpDevice_EpName(devices[i]), "OnnxPassSparse") == 0)
-			return ort_check(ort->SessionOptionsAppendExecutionProvider_V2(
-					 r->options, r->env, &devices[i], 1, o->ep_keys,
-					 o->ep_values, o->n_ep_options),
-					 "SessionOptionsAppendExecutionProvider_V2");
-	if (k == 0)
-		fprintf(stderr, "ort-run: %s: no OnnxPassSparse device\n", lib);
-	return -ENOENT;
-}
-
-static int config_add(struct run *r, char *entry)
-{
-	char *eq = strchr(entry, '=');
-
-	if (!eq)
-		return -EINVAL;
-	*eq = 0;
-	return ort_check(ort->AddSessionConfigEntry(r->options, entry, eq + 1), entry);
-}
-
-static int session_open(struct run *r, const char *model, const struct opts *o)
-{
-	GraphOptimizationLevel level = o->optimize ? ORT_ENABLE_ALL : ORT_DISABLE_ALL;
-	int k;
-
-	k = ort_check(ort->CreateEnv(ORT_LOGGING_LEVEL_ERROR, "ort-run", &r->env), "CreateEnv");
-	if (k == 0)
-		k = ort_check(ort->CreateSessionOptions(&r->options), "CreateSessionOptions");
-	if (k == 0)
-		k = ort_check(ort->SetSessionGraphOptimizationLevel(r->options, level),
-			      "SetSessionGraphOptimizationLevel");
-	if (k == 0)
-		k = ort_check(ort->SetIntraOpNumThreads(r->options, o->threads),
-			      "SetIntraOpNumThreads");
-	for (size_t i = 0; k == 0 && i < o->n_libs; i++)
-		k = ort_check(ort->RegisterCustomOpsLibrary_V2(r->options, o->libs[i]), o->libs[i]);
-	for (size_t i = 0; k == 0 && i < o->n_config; i++)
-		k = config_add(r, o->config[i]);
-	if (k == 0 && o->profile)
-		k = ort_check(ort->EnableProfiling(r->options, o->profile), "EnableProfiling");
-	if (k == 0 && o->ep_lib)
-		k = ep_append(r, o->ep_lib, o);
-	if (k == 0)
-		k = ort_check(ort->CreateSession(r->env, model, r->options, &r->session), model);
-	if (k == 0)
-		k = ort_check(ort->CreateCpuMemoryInfo(OrtArenaAllocator, OrtMemTypeDefault,
-						       &r->meminfo), "CreateCpuMemoryInfo");
-	return k;
+	ortlib_session_close(&r->s);
+	if (r->env)
+		ortlib_api->ReleaseEnv(r->env);
 }
 
 static int profile_end(struct run *r)
@@ -308,59 +209,23 @@ static int profile_end(struct run *r)
 	char *path = NULL;
 	int k;
 
-	k = ort_check(ort->GetAllocatorWithDefaultOptions(&alloc), "GetAllocator");
+	k = ortlib_check(ortlib_api->GetAllocatorWithDefaultOptions(&alloc), "GetAllocator");
 	if (k == 0)
-		k = ort_check(ort->SessionEndProfiling(r->session, alloc, &path),
+		k = ortlib_check(ortlib_api->SessionEndProfiling(r->s.session, alloc, &path),
 			      "SessionEndProfiling");
 	if (k == 0) {
 		printf("profile\t%s\n", path);
-		k = ort_check(ort->AllocatorFree(alloc, path), "AllocatorFree");
+		k = ortlib_check(ortlib_api->AllocatorFree(alloc, path), "AllocatorFree");
 	}
 	return k;
 }
 
-static int names_get(struct run *r, int outputs, char ***ret, size_t *ret_n)
-{
-	OrtAllocator *alloc;
-	char **names, *name;
-	size_t n;
-	int k;
-
-	k = ort_check(ort->GetAllocatorWithDefaultOptions(&alloc), "GetAllocator");
-	if (k == 0)
-		k = ort_check(outputs ? ort->SessionGetOutputCount(r->session, &n) :
-				  ort->SessionGetInputCount(r->session, &n), "SessionGetCount");
-	if (k < 0)
-		return k;
-	names = calloc(n ? n : 1, sizeof(*names));
-	if (!names)
-		return -ENOMEM;
-	for (size_t i = 0; k == 0 && i < n; i++) {
-		k = ort_check(outputs ? ort->SessionGetOutputName(r->session, i, alloc, &name) :
-				  ort->SessionGetInputName(r->session, i, alloc, &name),
-			      "SessionGetName");
-		if (k < 0)
-			break;
-		names[i] = strdup(name);
-		k = ort_check(ort->AllocatorFree(alloc, name), "AllocatorFree");
-		if (k == 0 && !names[i])
-			k = -ENOMEM;
-	}
-	if (k < 0) {
-		names_free(names, n);
-		return k;
-	}
-	*ret = names;
-	*ret_n = n;
-	return 0;
-}
-
 static int inputs_load(struct run *r, char **paths, size_t n)
 {
-	if (n != r->n_inputs) {
-		fprintf(stderr, "ort-run: the model has %zu inputs, %zu given:", r->n_inputs, n);
-		for (size_t i = 0; i < r->n_inputs; i++)
-			fprintf(stderr, " %s", r->input_names[i]);
+	if (n != r->s.n_inputs) {
+		fprintf(stderr, "ort-run: the model has %zu inputs, %zu given:", r->s.n_inputs, n);
+		for (size_t i = 0; i < r->s.n_inputs; i++)
+			fprintf(stderr, " %s", r->s.input_names[i]);
 		fputc('\n', stderr);
 		return -EINVAL;
 	}
@@ -374,11 +239,11 @@ static int inputs_load(struct run *r, char **paths, size_t n)
 
 		if (k < 0)
 			return k;
-		k = ort_check(ort->CreateTensorWithDataAsOrtValue(r->meminfo, t->data, t->nbytes,
+		k = ortlib_check(ortlib_api->CreateTensorWithDataAsOrtValue(r->s.meminfo, t->data, t->nbytes,
 								  t->dims, t->rank,
 								  t->dtype->type,
 								  &r->input_values[i]),
-			      r->input_names[i]);
+			      r->s.input_names[i]);
 		if (k < 0)
 			return k;
 	}
@@ -392,19 +257,19 @@ static int output_to_tensor(OrtValue *value, struct tensor *ret)
 	struct tensor t = { 0 };
 	int is_tensor = 0, k;
 
-	k = ort_check(ort->IsTensor(value, &is_tensor), "IsTensor");
+	k = ortlib_check(ortlib_api->IsTensor(value, &is_tensor), "IsTensor");
 	if (k < 0 || !is_tensor)
 		return k < 0 ? k : -EMEDIUMTYPE;
-	k = ort_check(ort->GetTensorTypeAndShape(value, &info), "GetTensorTypeAndShape");
+	k = ortlib_check(ortlib_api->GetTensorTypeAndShape(value, &info), "GetTensorTypeAndShape");
 	if (k == 0)
-		k = ort_check(ort->GetTensorElementType(info, &type), "GetTensorElementType");
+		k = ortlib_check(ortlib_api->GetTensorElementType(info, &type), "GetTensorElementType");
 	if (k == 0)
-		k = ort_check(ort->GetDimensionsCount(info, &t.rank), "GetDimensionsCount");
+		k = ortlib_check(ortlib_api->GetDimensionsCount(info, &t.rank), "GetDimensionsCount");
 	if (k == 0 && t.rank > TENSOR_MAX_RANK)
 		k = -E2BIG;
 	if (k == 0)
-		k = ort_check(ort->GetDimensions(info, t.dims, t.rank), "GetDimensions");
-	ort->ReleaseTensorTypeAndShapeInfo(info);
+		k = ortlib_check(ortlib_api->GetDimensions(info, t.dims, t.rank), "GetDimensions");
+	ortlib_api->ReleaseTensorTypeAndShapeInfo(info);
 	if (k < 0)
 		return k;
 	t.dtype = dtype_by_type(type);
@@ -412,7 +277,7 @@ static int output_to_tensor(OrtValue *value, struct tensor *ret)
 		return -EMEDIUMTYPE;
 	k = tensor_size(&t);
 	if (k == 0)
-		k = ort_check(ort->GetTensorMutableData(value, &t.data), "GetTensorMutableData");
+		k = ortlib_check(ortlib_api->GetTensorMutableData(value, &t.data), "GetTensorMutableData");
 	if (k == 0)
 		*ret = t;
 	return k;
@@ -420,7 +285,7 @@ static int output_to_tensor(OrtValue *value, struct tensor *ret)
 
 static int outputs_write(struct run *r, const char *prefix)
 {
-	for (size_t i = 0; i < r->n_outputs; i++) {
+	for (size_t i = 0; i < r->s.n_outputs; i++) {
 		struct tensor t = { 0 };
 		char *path;
 		int k;
@@ -428,14 +293,14 @@ static int outputs_write(struct run *r, const char *prefix)
 		k = output_to_tensor(r->output_values[i], &t);
 		if (k == -EMEDIUMTYPE || k == -E2BIG)
 			fprintf(stderr, "ort-run: output %s: not a tensor of a supported type/rank\n",
-				r->output_names[i]);
+				r->s.output_names[i]);
 		if (k < 0)
 			return k;
 		if (asprintf(&path, "%s.%zu.bin", prefix, i) < 0)
 			return -ENOMEM;
 		k = tensor_write(path, &t);
 		if (k == 0)
-			printf("%zu\t%s\t%s\n", i, r->output_names[i], path);
+			printf("%zu\t%s\t%s\n", i, r->s.output_names[i], path);
 		free(path);
 		if (k < 0)
 			return k;
@@ -445,13 +310,15 @@ static int outputs_write(struct run *r, const char *prefix)
 
 static int run_model(struct run *r)
 {
-	r->output_values = calloc(r->n_outputs ? r->n_outputs : 1, sizeof(*r->output_values));
+	const struct ortlib_session *s = &r->s;
+
+	r->output_values = calloc(s->n_outputs ? s->n_outputs : 1, sizeof(*r->output_values));
 	if (!r->output_values)
 		return -ENOMEM;
-	return ort_check(ort->Run(r->session, NULL, (const char *const *)r->input_names,
-				  (const OrtValue *const *)r->input_values, r->n_inputs,
-				  (const char *const *)r->output_names, r->n_outputs,
-				  r->output_values), "Run");
+	return ortlib_check(ortlib_api->Run(s->session, NULL, (const char *const *)s->input_names,
+					    (const OrtValue *const *)r->input_values, s->n_inputs,
+					    (const char *const *)s->output_names, s->n_outputs,
+					    r->output_values), "Run");
 }
 
 static int usage(void)
@@ -463,37 +330,19 @@ static int usage(void)
 	return 1;
 }
 
-static void ep_option_add(struct opts *o, char *entry)
-{
-	char *eq = strchr(entry, '=');
-
-	*eq = 0;
-	o->ep_keys[o->n_ep_options] = entry;
-	o->ep_values[o->n_ep_options++] = eq + 1;
-}
-
 /* Options before the model; returns the index of the model or -1. */
-static int opts_parse(int argc, char **argv, struct opts *o)
+static int opts_parse(int argc, char **argv, struct ortlib_options *o)
 {
 	int i = 1;
 
-	*o = (struct opts){ .optimize = 1, .threads = 1 };
+	ortlib_options_init(o);
 	for (; i < argc && strncmp(argv[i], "--", 2) == 0 && argv[i][2]; i++) {
 		if (strcmp(argv[i], "--no-optimize") == 0)
 			o->optimize = 0;
-		else if (strcmp(argv[i], "--custom-ops") == 0 && i + 1 < argc && o->n_libs < 16)
-			o->libs[o->n_libs++] = argv[++i];
-		else if (strcmp(argv[i], "--ep") == 0 && i + 1 < argc)
-			o->ep_lib = argv[++i];
 		else if (strcmp(argv[i], "--profile") == 0 && i + 1 < argc)
 			o->profile = argv[++i];
-		else if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc)
-			o->threads = atoi(argv[++i]);
-		else if (strcmp(argv[i], "--config") == 0 && i + 1 < argc && o->n_config < 16)
-			o->config[o->n_config++] = argv[++i];
-		else if (strcmp(argv[i], "--ep-option") == 0 && i + 1 < argc &&
-			 o->n_ep_options < 8 && strchr(argv[i + 1], '='))
-			ep_option_add(o, argv[++i]);
+		else if (i + 1 < argc && ortlib_options_parse(o, argv[i], argv[i + 1]) == 1)
+			i++;
 		else
 			return -1;
 	}
@@ -502,9 +351,9 @@ static int opts_parse(int argc, char **argv, struct opts *o)
 
 int main(int argc, char **argv)
 {
-	size_t n_in, n_inputs = 0, n_outputs = 0;
+	size_t n_in;
 	struct run r = { 0 };
-	struct opts o;
+	struct ortlib_options o;
 	int i, sep, k;
 
 	i = opts_parse(argc, argv, &o);
@@ -516,19 +365,11 @@ int main(int argc, char **argv)
 		return usage();
 	n_in = (size_t)(sep - i - 1);
 
-	ort = OrtGetApiBase()->GetApi(ORT_API_VERSION);
-	if (!ort) {
-		fprintf(stderr, "ort-run: ONNX Runtime does not provide API version %d\n",
-			ORT_API_VERSION);
+	if (ortlib_init("ort-run") < 0)
 		return 1;
-	}
-	k = session_open(&r, argv[i], &o);
+	k = ortlib_env_open(&r.env, ORT_LOGGING_LEVEL_ERROR, &o);
 	if (k == 0)
-		k = names_get(&r, 0, &r.input_names, &n_inputs);
-	r.n_inputs = n_inputs;
-	if (k == 0)
-		k = names_get(&r, 1, &r.output_names, &n_outputs);
-	r.n_outputs = n_outputs;
+		k = ortlib_session_open(&r.s, r.env, argv[i], &o);
 	if (k == 0)
 		k = inputs_load(&r, argv + i + 1, n_in);
 	if (k == 0)

@@ -40,32 +40,20 @@ static struct sample samples[] = {
 };
 #define N_SAMPLES (sizeof(samples) / sizeof(samples[0]))
 
-static char *models_dir;
-
-static void models_generate(void)
+/* Read the models main generated (test_models_want in test_suite). */
+static void models_read(void)
 {
-	const char *python = getenv("PYTHON"), *srcdir = getenv("SRCDIR");
-	int r;
-
-	ck_assert_msg(python && srcdir, "PYTHON and SRCDIR must be set (run from meson test)");
-	models_dir = test_tmpdir();
-	ck_assert_ptr_nonnull(models_dir);
-	r = test_system("'%s' '%s/tests/models/make_models.py' '%s' mlp_gemm transformer_matmul "
-			">/dev/null 2>&1", python, srcdir, models_dir);
-	ck_assert_int_eq(r, 0);
 	for (size_t i = 0; i < N_SAMPLES; i++) {
 		char path[4096];
 
-		snprintf(path, sizeof(path), "%s/%s.onnx", models_dir, samples[i].name);
+		snprintf(path, sizeof(path), "%s/%s.onnx", test_models_dir, samples[i].name);
 		samples[i].model.data = test_read_file(path, &samples[i].model.size);
 		ck_assert_msg(samples[i].model.data, "cannot read %s", path);
 	}
 }
 
-static void models_remove(void)
+static void samples_free(void)
 {
-	test_system("rm -rf '%s'", models_dir);
-	free(models_dir);
 	for (size_t i = 0; i < N_SAMPLES; i++) {
 		free(samples[i].model.data);
 		onnxpass_free(samples[i].converted.data);
@@ -110,7 +98,7 @@ static void references_compute(void)
 
 static void setup(void)
 {
-	models_generate();
+	models_read();
 	references_compute();
 }
 
@@ -261,16 +249,17 @@ START_TEST(test_errors)
 }
 END_TEST
 
-int main(void)
+Suite *test_suite(void)
 {
 	Suite *suite = suite_create("api");
 	TCase *tc = tcase_create("transform_bytes");
 
-	tcase_add_unchecked_fixture(tc, setup, models_remove);
+	test_models_want("mlp_gemm transformer_matmul");
+	tcase_add_unchecked_fixture(tc, setup, samples_free);
 	tcase_set_timeout(tc, 300);
 	tcase_add_test(tc, test_reference_sane);
 	tcase_add_test(tc, test_concurrent_identical);
 	tcase_add_test(tc, test_errors);
 	suite_add_tcase(suite, tc);
-	return test_run_suite(suite);
+	return suite;
 }

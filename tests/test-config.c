@@ -740,7 +740,7 @@ START_TEST(test_match_bad_module_type)
 }
 END_TEST
 
-static Suite *config_suite(void)
+Suite *test_suite(void)
 {
 	Suite *s = suite_create("config");
 	TCase *tc = tcase_create("config");
@@ -771,9 +771,4 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, test_match_bad_module_type);
 	suite_add_tcase(s, tc);
 	return s;
-}
-
-int main(void)
-{
-	return test_run_suite(config_suite());
 }

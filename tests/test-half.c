@@ -271,7 +271,7 @@ START_TEST(bf16_from_float_halfway)
 }
 END_TEST
 
-static Suite *half_suite(void)
+Suite *test_suite(void)
 {
 	Suite *s = suite_create("half");
 	TCase *tc = tcase_create("half");
@@ -286,9 +286,4 @@ static Suite *half_suite(void)
 	tcase_add_test(tc, bf16_from_float_halfway);
 	suite_add_tcase(s, tc);
 	return s;
-}
-
-int main(void)
-{
-	return test_run_suite(half_suite());
 }

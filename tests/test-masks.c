@@ -547,7 +547,7 @@ START_TEST(nd_errors)
 }
 END_TEST
 
-static Suite *masks_suite(void)
+Suite *test_suite(void)
 {
 	Suite *s = suite_create("masks");
 	TCase *tc = tcase_create("weight_norm");
@@ -573,9 +573,4 @@ static Suite *masks_suite(void)
 	tcase_add_test(nd, nd_errors);
 	suite_add_tcase(s, nd);
 	return s;
-}
-
-int main(void)
-{
-	return test_run_suite(masks_suite());
 }

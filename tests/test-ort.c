@@ -14,64 +14,28 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <check.h>
 #include <onnxpass/ort.h>
 
+#include "ortlib.h"
 #include "testlib.h"
 
 #define PASSES "sparsify"
 #define CONFIG "{\"defaults\": {\"sparsity_level\": 1, \"sparse_block_shape\": [1, 4], " \
 	"\"zeros_per_block\": 2}, \"options\": {\"format\": \"coo\"}}"
-#define MAX_RANK 8
 
 static const OrtApi *ort;
 static OrtEnv *env;
 static OrtSessionOptions *options;
-static char *models_dir;
-
-/* One float input filled with fixed pseudo-random values, its outputs. */
-struct run {
-	float *input;
-	size_t n_input;
-	float *output;
-	size_t n_output;
-};
-
-static void ort_ok(OrtStatus *status, const char *what)
-{
-	test_ort_ok(ort, status, what);
-}
-
-static char *model_path(const char *name)
-{
-	return test_model_path(models_dir, name);
-}
-
-static void setup(void)
-{
-	const char *python = getenv("PYTHON"), *srcdir = getenv("SRCDIR");
-
-	ck_assert_msg(python && srcdir, "PYTHON and SRCDIR must be set (run from meson test)");
-	models_dir = test_tmpdir();
-	ck_assert_ptr_nonnull(models_dir);
-	ck_assert_int_eq(test_system("'%s' '%s/tests/models/make_models.py' '%s' mlp_gemm "
-				     "transformer_matmul external_data edge_cases >/dev/null 2>&1",
-				     python, srcdir, models_dir), 0);
-}
-
-static void teardown(void)
-{
-	test_system("rm -rf '%s'", models_dir);
-	free(models_dir);
-}
 
 /* ORT's threads do not survive Check's fork: every test makes its own env. */
 static void ort_setup(void)
 {
-	ort = OrtGetApiBase()->GetApi(ORT_API_VERSION);
-	ck_assert_ptr_nonnull(ort);
-	ort_ok(ort->CreateEnv(ORT_LOGGING_LEVEL_FATAL, "test-ort", &env), "CreateEnv");
-	ort_ok(ort->CreateSessionOptions(&options), "CreateSessionOptions");
-	ort_ok(ort->SetIntraOpNumThreads(options, 1), "SetIntraOpNumThreads");
+	ck_assert_int_eq(ortlib_init("test-ort"), 0);
+	ort = ortlib_api;
+	ortlib_assert_ok(ort->CreateEnv(ORT_LOGGING_LEVEL_FATAL, "test-ort", &env), "CreateEnv");
+	ortlib_assert_ok(ort->CreateSessionOptions(&options), "CreateSessionOptions");
+	ortlib_assert_ok(ort->SetIntraOpNumThreads(options, 1), "SetIntraOpNumThreads");
 }
 
 static void ort_teardown(void)
@@ -80,109 +44,18 @@ static void ort_teardown(void)
 	ort->ReleaseEnv(env);
 }
 
-static char *session_input_name(OrtSession *session, size_t index)
-{
-	OrtAllocator *alloc;
-	char *name, *copy;
-
-	ort_ok(ort->GetAllocatorWithDefaultOptions(&alloc), "GetAllocator");
-	ort_ok(ort->SessionGetInputName(session, index, alloc, &name), "SessionGetInputName");
-	copy = strdup(name);
-	ort_ok(ort->AllocatorFree(alloc, name), "AllocatorFree");
-	return copy;
-}
-
-/* Shape of the session's only input; symbolic dimensions become 2. */
-static size_t session_input_shape(OrtSession *session, int64_t *dims)
-{
-	OrtTypeInfo *info;
-	const OrtTensorTypeAndShapeInfo *tensor;
-	size_t n_inputs, rank;
-
-	ort_ok(ort->SessionGetInputCount(session, &n_inputs), "SessionGetInputCount");
-	ck_assert_uint_eq(n_inputs, 1);
-	ort_ok(ort->SessionGetInputTypeInfo(session, 0, &info), "SessionGetInputTypeInfo");
-	ort_ok(ort->CastTypeInfoToTensorInfo(info, &tensor), "CastTypeInfoToTensorInfo");
-	ort_ok(ort->GetDimensionsCount(tensor, &rank), "GetDimensionsCount");
-	ck_assert_uint_le(rank, MAX_RANK);
-	ort_ok(ort->GetDimensions(tensor, dims, rank), "GetDimensions");
-	ort->ReleaseTypeInfo(info);
-	for (size_t i = 0; i < rank; i++)
-		if (dims[i] < 1)
-			dims[i] = 2;
-	return rank;
-}
-
-static void run_input_fill(struct run *run, size_t n)
-{
-	uint32_t state = 12345;
-
-	run->n_input = n;
-	run->input = malloc(n * sizeof(float));
-	ck_assert_ptr_nonnull(run->input);
-	for (size_t i = 0; i < n; i++) {
-		state = state * 1664525u + 1013904223u;
-		run->input[i] = (float)((state >> 8) / 16777216.0 * 4.0 - 2.0);
-	}
-}
-
-/* Run the session on fixed inputs; keeps a copy of output 0. */
-static struct run session_run(OrtSession *session)
-{
-	OrtMemoryInfo *meminfo;
-	OrtValue *in = NULL, *out = NULL;
-	OrtTensorTypeAndShapeInfo *info;
-	int64_t dims[MAX_RANK];
-	struct run run = { 0 };
-	size_t rank, n = 1;
-	char *in_name, *out_name;
-	OrtAllocator *alloc;
-	float *data;
-
-	rank = session_input_shape(session, dims);
-	for (size_t i = 0; i < rank; i++)
-		n *= (size_t)dims[i];
-	run_input_fill(&run, n);
-	in_name = session_input_name(session, 0);
-	ort_ok(ort->GetAllocatorWithDefaultOptions(&alloc), "GetAllocator");
-	ort_ok(ort->SessionGetOutputName(session, 0, alloc, &out_name), "SessionGetOutputName");
-	ort_ok(ort->CreateCpuMemoryInfo(OrtArenaAllocator, OrtMemTypeDefault, &meminfo), "meminfo");
-	ort_ok(ort->CreateTensorWithDataAsOrtValue(meminfo, run.input, n * sizeof(float), dims, rank,
-						   ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, &in), "input");
-	ort_ok(ort->Run(session, NULL, (const char *const[]){ in_name }, (const OrtValue *const *)&in,
-			1, (const char *const[]){ out_name }, 1, &out), "Run");
-	ort_ok(ort->GetTensorTypeAndShape(out, &info), "GetTensorTypeAndShape");
-	ort_ok(ort->GetTensorShapeElementCount(info, &run.n_output), "GetTensorShapeElementCount");
-	ort->ReleaseTensorTypeAndShapeInfo(info);
-	ort_ok(ort->GetTensorMutableData(out, (void **)&data), "GetTensorMutableData");
-	run.output = malloc(run.n_output * sizeof(float));
-	ck_assert_ptr_nonnull(run.output);
-	memcpy(run.output, data, run.n_output * sizeof(float));
-	ort->ReleaseValue(out);
-	ort->ReleaseValue(in);
-	ort->ReleaseMemoryInfo(meminfo);
-	ort_ok(ort->AllocatorFree(alloc, out_name), "AllocatorFree");
-	free(in_name);
-	return run;
-}
-
-static void run_free(struct run *run)
-{
-	free(run->input);
-	free(run->output);
-}
-
-static int run_equal(const struct run *a, const struct run *b)
+static int run_equal(const struct ortlib_run *a, const struct ortlib_run *b)
 {
 	return a->n_output == b->n_output && a->n_output > 0 &&
 	       memcmp(a->output, b->output, a->n_output * sizeof(float)) == 0;
 }
 
 /* Run a session and release it. */
-static struct run session_run_release(OrtSession *session)
+static struct ortlib_run session_run_release(OrtSession *session)
 {
-	struct run run = session_run(session);
+	struct ortlib_run run;
 
+	ck_assert_int_eq(ortlib_run_fixed(session, &run), 0);
 	ort->ReleaseSession(session);
 	return run;
 }
@@ -214,7 +87,7 @@ static char *transformed_file(const char *name, const char *model_bytes, size_t 
 
 	ck_assert_msg(onnxpass_transform_bytes(model_bytes, size, PASSES, config, &out, &out_size,
 					       NULL, &err) == 0, "%s: %s", name, err.message);
-	ck_assert_int_ge(asprintf(&out_path, "%s/%s.sparse.onnx", models_dir, name), 0);
+	ck_assert_int_ge(asprintf(&out_path, "%s/%s.sparse.onnx", test_models_dir, name), 0);
 	f = fopen(out_path, "wb");
 	ck_assert_ptr_nonnull(f);
 	ck_assert_uint_eq(fwrite(out, 1, out_size, f), out_size);
@@ -225,29 +98,29 @@ static char *transformed_file(const char *name, const char *model_bytes, size_t 
 
 static void check_model(const char *name)
 {
-	char *path = model_path(name), *bytes, *sparse_path;
-	struct run by_path, by_bytes, reference, dense;
+	char *path = test_model_path(name), *bytes, *sparse_path;
+	struct ortlib_run by_path, by_bytes, reference, dense;
 	OrtSession *session;
 	size_t size;
 
 	bytes = test_read_file(path, &size);
 	ck_assert_ptr_nonnull(bytes);
 	sparse_path = transformed_file(name, bytes, size, CONFIG);
-	ort_ok(ort->CreateSession(env, sparse_path, options, &session), sparse_path);
+	ortlib_assert_ok(ort->CreateSession(env, sparse_path, options, &session), sparse_path);
 	reference = session_run_release(session);
 	by_path = session_run_release(helper_session(path, NULL, 0, PASSES, CONFIG));
 	by_bytes = session_run_release(helper_session(NULL, bytes, size, PASSES, CONFIG));
-	ort_ok(ort->CreateSession(env, path, options, &session), path);
+	ortlib_assert_ok(ort->CreateSession(env, path, options, &session), path);
 	dense = session_run_release(session);
 	ck_assert_msg(run_equal(&by_path, &reference), "%s: helper (path) differs", name);
 	ck_assert_msg(run_equal(&by_bytes, &reference), "%s: helper (bytes) differs", name);
 	/* the passes ran: 2:4 weights change the result */
 	ck_assert_uint_eq(dense.n_output, reference.n_output);
 	ck_assert_msg(!run_equal(&dense, &reference), "%s: sparsify changed nothing", name);
-	run_free(&by_path);
-	run_free(&by_bytes);
-	run_free(&reference);
-	run_free(&dense);
+	ortlib_run_free(&by_path);
+	ortlib_run_free(&by_bytes);
+	ortlib_run_free(&reference);
+	ortlib_run_free(&dense);
 	free(sparse_path);
 	free(bytes);
 	free(path);
@@ -261,7 +134,7 @@ static void check_model(const char *name)
 struct ep_thread {
 	OrtSessionOptions *options;
 	const char *path;
-	struct run run;
+	struct ortlib_run run;
 	int r;
 	char message[ONNXPASS_ERROR_MAX];
 };
@@ -281,7 +154,7 @@ static void *ep_thread_main(void *userdata)
 }
 
 /* Within 1e-5 of b's largest magnitude, and not bit-identical (the EP ran). */
-static void check_ep_close(const struct run *a, const struct run *b)
+static void check_ep_close(const struct ortlib_run *a, const struct ortlib_run *b)
 {
 	double scale = 1e-30, err = 0;
 
@@ -298,15 +171,15 @@ START_TEST(test_ep_two_sessions)
 {
 	const char *lib = getenv("ONNX_PASS_LIBRARY");
 	struct onnxpass_error err = { 0 };
-	char *path = model_path("transformer_matmul");
+	char *path = test_model_path("transformer_matmul");
 	OrtSessionOptions *ep_options = NULL;
 	struct ep_thread threads[2];
 	pthread_t ids[2];
-	struct run cpu;
+	struct ortlib_run cpu;
 
 	ck_assert_msg(lib, "ONNX_PASS_LIBRARY must be set");
-	ort_ok(ort->CreateSessionOptions(&ep_options), "CreateSessionOptions");
-	ort_ok(ort->SetIntraOpNumThreads(ep_options, 2), "SetIntraOpNumThreads");
+	ortlib_assert_ok(ort->CreateSessionOptions(&ep_options), "CreateSessionOptions");
+	ortlib_assert_ok(ort->SetIntraOpNumThreads(ep_options, 2), "SetIntraOpNumThreads");
 	ck_assert_msg(onnxpass_ort_append_ep(ort, env, ep_options, lib, NULL, &err) == 0, "%s",
 		      err.message);
 	cpu = session_run_release(helper_session(path, NULL, 0, "sparsify", EP_CONFIG));
@@ -318,9 +191,9 @@ START_TEST(test_ep_two_sessions)
 		ck_assert_int_eq(pthread_join(ids[i], NULL), 0);
 		ck_assert_msg(threads[i].r == 0, "session %d: %s", i, threads[i].message);
 		check_ep_close(&threads[i].run, &cpu);
-		run_free(&threads[i].run);
+		ortlib_run_free(&threads[i].run);
 	}
-	run_free(&cpu);
+	ortlib_run_free(&cpu);
 	ort->ReleaseSessionOptions(ep_options);
 	free(path);
 }
@@ -332,33 +205,34 @@ START_TEST(test_ep_shared_weights)
 {
 	const char *lib = getenv("ONNX_PASS_LIBRARY");
 	struct onnxpass_error err = { 0 };
-	char *path = model_path("transformer_matmul"), *bytes, *sparse_path;
+	char *path = test_model_path("transformer_matmul"), *bytes, *sparse_path;
 	OrtPrepackedWeightsContainer *container = NULL;
 	OrtSessionOptions *ep_options = NULL;
 	OrtSession *sessions[2] = { NULL, NULL }, *cpu_session = NULL;
-	struct run cpu, runs[2];
+	struct ortlib_run cpu, runs[2];
 	size_t size;
 
 	ck_assert_msg(lib, "ONNX_PASS_LIBRARY must be set");
 	bytes = test_read_file(path, &size);
 	ck_assert_ptr_nonnull(bytes);
 	sparse_path = transformed_file("transformer_ep", bytes, size, EP_CONFIG);
-	ort_ok(ort->CreateSessionOptions(&ep_options), "CreateSessionOptions");
+	ortlib_assert_ok(ort->CreateSessionOptions(&ep_options), "CreateSessionOptions");
 	ck_assert_msg(onnxpass_ort_append_ep(ort, env, ep_options, lib, NULL, &err) == 0, "%s",
 		      err.message);
-	ort_ok(ort->CreatePrepackedWeightsContainer(&container), "CreatePrepackedWeightsContainer");
+	ortlib_assert_ok(ort->CreatePrepackedWeightsContainer(&container),
+			 "CreatePrepackedWeightsContainer");
 	for (int i = 0; i < 2; i++)
-		ort_ok(ort->CreateSessionWithPrepackedWeightsContainer(env, sparse_path, ep_options,
+		ortlib_assert_ok(ort->CreateSessionWithPrepackedWeightsContainer(env, sparse_path, ep_options,
 								       container, &sessions[i]),
 		       sparse_path);
-	ort_ok(ort->CreateSession(env, sparse_path, options, &cpu_session), sparse_path);
+	ortlib_assert_ok(ort->CreateSession(env, sparse_path, options, &cpu_session), sparse_path);
 	cpu = session_run_release(cpu_session);
 	for (int i = 0; i < 2; i++) {
 		runs[i] = session_run_release(sessions[i]);
 		check_ep_close(&runs[i], &cpu);
-		run_free(&runs[i]);
+		ortlib_run_free(&runs[i]);
 	}
-	run_free(&cpu);
+	ortlib_run_free(&cpu);
 	ort->ReleasePrepackedWeightsContainer(container);
 	ort->ReleaseSessionOptions(ep_options);
 	free(sparse_path);
@@ -393,14 +267,14 @@ END_TEST
 /* external_data is mlp_gemm with every tensor in a side file. */
 START_TEST(test_external_data)
 {
-	char *ext = model_path("external_data"), *mlp = model_path("mlp_gemm");
-	struct run a, b;
+	char *ext = test_model_path("external_data"), *mlp = test_model_path("mlp_gemm");
+	struct ortlib_run a, b;
 
 	a = session_run_release(helper_session(ext, NULL, 0, PASSES, CONFIG));
 	b = session_run_release(helper_session(mlp, NULL, 0, PASSES, CONFIG));
 	ck_assert(run_equal(&a, &b));
-	run_free(&a);
-	run_free(&b);
+	ortlib_run_free(&a);
+	ortlib_run_free(&b);
 	free(ext);
 	free(mlp);
 }
@@ -408,19 +282,19 @@ END_TEST
 
 START_TEST(test_no_passes)
 {
-	char *path = model_path("mlp_gemm");
-	struct run a, b, c;
+	char *path = test_model_path("mlp_gemm");
+	struct ortlib_run a, b, c;
 	OrtSession *session;
 
-	ort_ok(ort->CreateSession(env, path, options, &session), path);
+	ortlib_assert_ok(ort->CreateSession(env, path, options, &session), path);
 	a = session_run_release(session);
 	b = session_run_release(helper_session(path, NULL, 0, NULL, NULL));
 	c = session_run_release(helper_session(path, NULL, 0, "", CONFIG));
 	ck_assert(run_equal(&a, &b));
 	ck_assert(run_equal(&a, &c));
-	run_free(&a);
-	run_free(&b);
-	run_free(&c);
+	ortlib_run_free(&a);
+	ortlib_run_free(&b);
+	ortlib_run_free(&c);
 	free(path);
 }
 END_TEST
@@ -444,8 +318,8 @@ static void helper_fails(const char *path, const void *bytes, size_t size, const
 START_TEST(test_errors)
 {
 	static const unsigned char garbage[] = { 0xff, 0xff, 0xff, 0xff, 0x0f, 1, 2, 3 };
-	char *path = model_path("mlp_gemm"), *edge = model_path("edge_cases");
-	char *missing = model_path("missing");
+	char *path = test_model_path("mlp_gemm"), *edge = test_model_path("edge_cases");
+	char *missing = test_model_path("missing");
 	struct onnxpass_error err = { 0 };
 	OrtSession *session = NULL;
 
@@ -466,12 +340,12 @@ START_TEST(test_errors)
 }
 END_TEST
 
-int main(void)
+Suite *test_suite(void)
 {
 	Suite *suite = suite_create("ort");
 	TCase *tc = tcase_create("create_session");
 
-	tcase_add_unchecked_fixture(tc, setup, teardown);
+	test_models_want("mlp_gemm transformer_matmul external_data edge_cases");
 	tcase_add_checked_fixture(tc, ort_setup, ort_teardown);
 	tcase_set_timeout(tc, 300);
 	tcase_add_test(tc, test_mlp_gemm);
@@ -483,5 +357,5 @@ int main(void)
 	tcase_add_test(tc, test_ep_shared_weights);
 	tcase_add_test(tc, test_ep_errors);
 	suite_add_tcase(suite, tc);
-	return test_run_suite(suite);
+	return suite;
 }

@@ -251,7 +251,7 @@ START_TEST(select_errors)
 }
 END_TEST
 
-static Suite *select_suite(void)
+Suite *test_suite(void)
 {
 	Suite *s = suite_create("select");
 	TCase *tc = tcase_create("select");
@@ -266,9 +266,4 @@ static Suite *select_suite(void)
 	tcase_add_test(tc, select_errors);
 	suite_add_tcase(s, tc);
 	return s;
-}
-
-int main(void)
-{
-	return test_run_suite(select_suite());
 }

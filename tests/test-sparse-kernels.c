@@ -559,7 +559,7 @@ START_TEST(test_isa_unsupported)
 }
 END_TEST
 
-static Suite *suite(void)
+Suite *test_suite(void)
 {
 	Suite *s = suite_create("sparse-kernels");
 	TCase *tc = tcase_create("kernels");
@@ -578,9 +578,4 @@ static Suite *suite(void)
 	tcase_add_test(tc, test_conv);
 	suite_add_tcase(s, tc);
 	return s;
-}
-
-int main(void)
-{
-	return test_run_suite(suite());
 }

@@ -158,7 +158,7 @@ START_TEST(torch_parity)
 }
 END_TEST
 
-static Suite *torch_masks_suite(void)
+Suite *test_suite(void)
 {
 	Suite *s = suite_create("torch-masks");
 	TCase *tc = tcase_create("parity");
@@ -167,9 +167,4 @@ static Suite *torch_masks_suite(void)
 	tcase_add_test(tc, torch_parity);
 	suite_add_tcase(s, tc);
 	return s;
-}
-
-int main(void)
-{
-	return test_run_suite(torch_masks_suite());
 }

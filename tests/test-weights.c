@@ -16,10 +16,6 @@
 #include "testlib.h"
 #include "weights.h"
 
-/* Generated once in main(), before the tests fork. */
-static char *models_dir;
-static cJSON *manifest;
-
 static const cJSON *item(const cJSON *object, const char *key)
 {
 	return cJSON_GetObjectItemCaseSensitive(object, key);
@@ -48,7 +44,7 @@ static struct onnxpass_model *load_generated(const char *file)
 	char *path = NULL;
 	int r;
 
-	ck_assert_int_ge(asprintf(&path, "%s/%s", models_dir, file), 0);
+	ck_assert_int_ge(asprintf(&path, "%s/%s", test_models_dir, file), 0);
 	r = onnxpass_model_load_file(path, &model, &err);
 	ck_assert_msg(r == 0, "loading %s failed (%d): %s", path, r, err.message);
 	free(path);
@@ -263,7 +259,7 @@ static void assert_skipped(const char *model, const cJSON *list,
 
 START_TEST(test_manifest)
 {
-	const cJSON *models = item(manifest, "models"), *entry;
+	const cJSON *models = item(test_models_manifest, "models"), *entry;
 	size_t n_models = 0;
 
 	cJSON_ArrayForEach(entry, models) {
@@ -651,10 +647,12 @@ START_TEST(test_non_constant_inputs)
 }
 END_TEST
 
-static Suite *weights_suite(void)
+Suite *test_suite(void)
 {
 	Suite *s = suite_create("weights");
 	TCase *tc = tcase_create("core");
+
+	test_models_want("");
 
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_manifest);
@@ -665,16 +663,4 @@ static Suite *weights_suite(void)
 	tcase_add_test(tc, test_non_constant_inputs);
 	suite_add_tcase(s, tc);
 	return s;
-}
-
-int main(void)
-{
-	int r;
-
-	manifest = test_models_generate(&models_dir);
-	if (!manifest)
-		return EXIT_FAILURE;
-	r = test_run_suite(weights_suite());
-	test_models_free(manifest, models_dir);
-	return r;
 }

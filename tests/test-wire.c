@@ -12,8 +12,6 @@
 #include "weights.h"
 #include "wire.h"
 
-static char *models_dir;
-
 static const struct opass_wire_limits model_limits = {
 	.max_depth = OPASS_MAX_MESSAGE_DEPTH,
 	.counted = &onnx__graph_proto__descriptor,
@@ -302,7 +300,7 @@ static char *read_model(const char *name, size_t *ret_size)
 	char path[4096];
 	char *data;
 
-	snprintf(path, sizeof(path), "%s/%s", models_dir, name);
+	snprintf(path, sizeof(path), "%s/%s", test_models_dir, name);
 	data = test_read_file(path, ret_size);
 	ck_assert_msg(data, "cannot read %s", path);
 	return data;
@@ -366,11 +364,12 @@ START_TEST(test_agrees_with_protobuf_c)
 }
 END_TEST
 
-static Suite *wire_suite(void)
+Suite *test_suite(void)
 {
 	Suite *s = suite_create("wire");
 	TCase *tc = tcase_create("wire");
 
+	test_models_want("constants_if edge_cases unknown_fields");
 	tcase_set_timeout(tc, 300);
 	tcase_add_test(tc, test_deep_if_refused);
 	tcase_add_test(tc, test_deep_if_at_limit);
@@ -382,28 +381,4 @@ static Suite *wire_suite(void)
 	tcase_add_test(tc, test_agrees_with_protobuf_c);
 	suite_add_tcase(s, tc);
 	return s;
-}
-
-int main(void)
-{
-	const char *python = getenv("PYTHON"), *srcdir = getenv("SRCDIR");
-	int r;
-
-	if (!python || !srcdir) {
-		fprintf(stderr, "PYTHON and SRCDIR must be set (run through meson test)\n");
-		return 1;
-	}
-	models_dir = test_tmpdir();
-	if (!models_dir)
-		return 1;
-	r = test_system("'%s' '%s/tests/models/make_models.py' '%s' constants_if edge_cases "
-			"unknown_fields >/dev/null", python, srcdir, models_dir);
-	if (r != 0) {
-		fprintf(stderr, "cannot generate the test models (make_models.py: %d)\n", r);
-		return 1;
-	}
-	r = test_run_suite(wire_suite());
-	test_system("rm -rf '%s'", models_dir);
-	free(models_dir);
-	return r;
 }

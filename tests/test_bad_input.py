@@ -20,14 +20,14 @@ import subprocess
 import sys
 import tempfile
 
-import numpy as np
-import onnx
-from onnx import TensorProto, helper, numpy_helper
-
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import testutil  # noqa: E402
+testutil.require("numpy", "onnx")
+import numpy as np  # noqa: E402
+import onnx  # noqa: E402
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
-ONNX_PASS = os.environ.get("ONNX_PASS", "")
+ONNX_PASS = testutil.executable("ONNX_PASS")
 HERE = os.path.dirname(os.path.abspath(__file__))
 REGRESS = os.path.join(HERE, "regress")
 MAX_GRAPH_DEPTH = 64
@@ -401,7 +401,7 @@ def test_output_over_input_with_error(tmp):
 def test_bad_calibration(tmp):
     """compare --inputs (and so --calibration) with bad data: one line naming the file
     and the input, exit 1 (2 for usage), nothing written."""
-    if os.environ.get("ONNX_PASS_HAVE_ORT", "1") != "1":
+    if not testutil.have_ort():
         # compare opens ONNX Runtime before it reads a batch
         c = Case(tmp, "calib-no-ort")
         model = c.write("model.onnx", gemm_model())
@@ -591,14 +591,10 @@ TESTS = [test_dims_disagree_with_data, test_negative_and_overflowing_dims,
          test_output_over_input_with_error, test_bad_calibration, test_fuzz_regressions]
 
 
-def main():
-    if not ONNX_PASS or not os.access(ONNX_PASS, os.X_OK):
-        print("ONNX_PASS is not set to the onnx-pass binary")
-        print("0 passed, 1 failed")
-        return 1
+def main(runner):
     with tempfile.TemporaryDirectory(prefix="onnx-pass-bad-") as tmp:
-        return testutil.run_tests(TESTS, tmp, only=sys.argv[1:])
+        runner.tests(TESTS, tmp)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    testutil.main(main, only=sys.argv[1:])

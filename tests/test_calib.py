@@ -24,12 +24,12 @@ import sys
 import tempfile
 import zipfile
 
-import numpy as np
-import onnx
-from onnx import TensorProto, helper, numpy_helper
-
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import testutil  # noqa: E402
+testutil.require("numpy", "onnx")
+import numpy as np  # noqa: E402
+import onnx  # noqa: E402
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 CALIB_TOOL = os.environ.get("CALIB_TOOL", "")
 ONNX_PASS = os.environ.get("ONNX_PASS", "")
@@ -470,22 +470,13 @@ TESTS = [test_npz_all_dtypes, test_npy_versions_scalars_empty, test_test_data_se
 ORT_TESTS = {test_ort_run_identity, test_ort_run_matmul, test_compare, test_compare_errors}
 
 
-def main():
-    if not CALIB_TOOL:
-        print("CALIB_TOOL not set")
-        return 1
-    have_ort = os.environ.get("ONNX_PASS_HAVE_ORT", "1") == "1"
-    checks = testutil.Checks()
+def main(runner):
+    no_ort = None if testutil.have_ort() else testutil.NO_ORT
     with tempfile.TemporaryDirectory() as tmp:
         for test in TESTS:
-            if sys.argv[1:] and test.__name__ not in sys.argv[1:]:
-                continue
-            if test in ORT_TESTS and not have_ort:
-                checks.skip(test.__name__, "built without ONNX Runtime headers")
-            else:
-                checks.run(test.__name__, test, tmp)
-    return checks.summary()
+            runner.check(test.__name__, test, tmp, needs=no_ort if test in ORT_TESTS else None)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    testutil.executable("CALIB_TOOL")
+    testutil.main(main, only=sys.argv[1:])

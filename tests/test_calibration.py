@@ -9,14 +9,16 @@ import subprocess
 import sys
 import tempfile
 
-import numpy as np
-import onnx
-from onnx import TensorProto, helper, numpy_helper
+import testutil
+testutil.require("numpy", "onnx")
+import numpy as np  # noqa: E402
+import onnx  # noqa: E402
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
-import calib_ref
-from testutil import run_tests, stored_tensors
+import calib_ref  # noqa: E402
+from testutil import stored_tensors  # noqa: E402
 
-ONNX_PASS = os.environ["ONNX_PASS"]
+ONNX_PASS = testutil.executable("ONNX_PASS")
 RNG = np.random.default_rng(1234)
 
 
@@ -332,5 +334,12 @@ TESTS = [test_wanda_matches_reference, test_sparsegpt_matches_reference, test_sp
          test_sensitivity_allocation,
          test_errors]
 
+def main(runner):
+    no_ort = None if testutil.have_ort() else testutil.NO_ORT
+    for test in TESTS:
+        # test_errors checks the no-ORT message too
+        runner.check(test.__name__, test, None, needs=None if test is test_errors else no_ort)
+
+
 if __name__ == "__main__":
-    sys.exit(run_tests(TESTS, None, sys.argv[1:]))
+    testutil.main(main, only=sys.argv[1:])

@@ -19,16 +19,16 @@ import subprocess
 import sys
 import tempfile
 
-import onnx
-
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "models"))
 
-import make_models  # noqa: E402
 import testutil  # noqa: E402
+testutil.require("numpy", "onnx", "torch")
+import onnx  # noqa: E402
+import make_models  # noqa: E402
 
-ONNX_PASS = os.environ.get("ONNX_PASS", "")
+ONNX_PASS = testutil.executable("ONNX_PASS")
 SRCDIR = os.environ.get("SRCDIR", os.path.dirname(HERE))
 PASSES = ["config", "inspect", "prepare", "step", "squash", "convert", "sparsify",
     "state-export", "state-load"]
@@ -556,16 +556,12 @@ TESTS = [test_help, test_version, test_list, test_config_matches_manifest, test_
     test_inspect_patterns, test_inspect_ort_sparse]
 
 
-def main():
-    if not ONNX_PASS or not os.access(ONNX_PASS, os.X_OK):
-        print("ONNX_PASS is not set to the onnx-pass binary")
-        print("0 passed, 1 failed")
-        return 1
+def main(runner):
     with tempfile.TemporaryDirectory(prefix="onnx-pass-cli-") as tmp:
         models = os.path.join(tmp, "models")
         ctx = {"tmp": tmp, "models": models, "manifest": make_models.generate(models)}
-        return testutil.run_tests(TESTS, ctx)
+        runner.tests(TESTS, ctx)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    testutil.main(main)

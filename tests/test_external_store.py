@@ -17,14 +17,14 @@ import subprocess
 import sys
 import tempfile
 
-import numpy as np
-import onnx
-from onnx import TensorProto, helper, numpy_helper
-
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import testutil  # noqa: E402
+testutil.require("numpy", "onnx")
+import numpy as np  # noqa: E402
+import onnx  # noqa: E402
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
-ONNX_PASS = os.environ.get("ONNX_PASS", "")
+ONNX_PASS = testutil.executable("ONNX_PASS")
 MAPPED_MIN = 64 << 10  # OPASS_STORE_MIN_BYTES
 
 
@@ -268,18 +268,14 @@ TESTS = [test_passes_match_inline, test_inspect_matches_inline, test_output_over
          test_save_links_work_file, test_memory_bounded]
 
 
-def main():
-    if sys.argv[1:2] == ["--make-chain"]:
-        make_chain(sys.argv[2])
-        return 0
-    if not ONNX_PASS or not os.access(ONNX_PASS, os.X_OK):
-        print("ONNX_PASS is not set to the onnx-pass binary")
-        print("0 passed, 1 failed")
-        return 1
+def main(runner):
     with tempfile.TemporaryDirectory(prefix="onnx-pass-store-") as tmp:
-        only = sys.argv[1:] or [t.__name__ for t in TESTS if t is not test_memory_bounded]
-        return testutil.run_tests(TESTS, tmp, only)
+        runner.tests(TESTS, tmp)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    if sys.argv[1:2] == ["--make-chain"]:
+        make_chain(sys.argv[2])
+        sys.exit(0)
+    testutil.main(main, only=sys.argv[1:] or [t.__name__ for t in TESTS
+                                              if t is not test_memory_bounded])

@@ -11,17 +11,17 @@ import subprocess
 import sys
 import tempfile
 
-import numpy as np
-import onnx
-from onnx import numpy_helper
-
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "models"))
 
+import testutil  # noqa: E402
+testutil.require("numpy", "onnx", "torch")
+import numpy as np  # noqa: E402
+import onnx  # noqa: E402
+from onnx import numpy_helper  # noqa: E402
 import make_models  # noqa: E402
 import ortlib  # noqa: E402
-import testutil  # noqa: E402
 
 ATOL = 1e-4  # ONNX Runtime vs. torch / numpy
 
@@ -134,31 +134,23 @@ def check_ort_run_errors(outdir):
     assert ok.returncode == 0 and ok.stdout.startswith("0\toutput\t"), ok.stderr
 
 
-def main():
-    checks = testutil.Checks()
-
-    def check(name, fn, *args, needs_ort=False):
-        if needs_ort and not ortlib.available():
-            checks.skip(name, "no ORT_RUN")
-        else:
-            checks.run(name, fn, *args)
-
+def main(runner):
+    no_ort = None if ortlib.available() else "no ORT_RUN"
     with tempfile.TemporaryDirectory(prefix="models-ort-") as outdir:
         manifest = make_models.generate(outdir)
         for model_file, entry in sorted(manifest["models"].items()):
             path = os.path.join(outdir, model_file)
-            check("checker " + model_file, check_checker, path, entry)
-            check("manifest " + model_file, check_manifest, path, entry)
+            runner.check("checker " + model_file, check_checker, path, entry)
+            runner.check("manifest " + model_file, check_manifest, path, entry)
         for name in make_models.TORCH_MODELS:
-            check("ort vs torch " + name, check_torch, outdir, name, name + ".onnx",
-                  needs_ort=True)
-        check("ort vs torch external_data", check_torch, outdir, "mlp_gemm",
-              "external_data.onnx", needs_ort=True)
-        check("ort vs numpy constants_if", check_constants_if, outdir, needs_ort=True)
-        check("ort unknown_fields", check_unknown_fields, outdir, needs_ort=True)
-        check("ort-run errors", check_ort_run_errors, outdir, needs_ort=True)
-    return checks.summary()
+            runner.check("ort vs torch " + name, check_torch, outdir, name, name + ".onnx",
+                         needs=no_ort)
+        runner.check("ort vs torch external_data", check_torch, outdir, "mlp_gemm",
+                     "external_data.onnx", needs=no_ort)
+        runner.check("ort vs numpy constants_if", check_constants_if, outdir, needs=no_ort)
+        runner.check("ort unknown_fields", check_unknown_fields, outdir, needs=no_ort)
+        runner.check("ort-run errors", check_ort_run_errors, outdir, needs=no_ort)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    testutil.main(main)

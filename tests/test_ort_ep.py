@@ -21,15 +21,15 @@ import os
 import sys
 import tempfile
 
-import numpy as np
-import onnx
-from onnx import TensorProto, helper, numpy_helper
-
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-import ortlib  # noqa: E402
 import testutil  # noqa: E402
+testutil.require("numpy", "onnx")
+import numpy as np  # noqa: E402
+import onnx  # noqa: E402
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+import ortlib  # noqa: E402
 
 LIB = os.environ.get("ONNX_PASS_LIBRARY", "")
 EP = "OnnxPassSparse"
@@ -302,11 +302,7 @@ def check_shared_weight(tmp):
     check_same(path, [a], {"mm1": True, "mm2": True}, "shared weight", threads=2)
 
 
-def main():
-    if not ortlib.available() or not LIB:
-        print("SKIP: ORT_RUN or ONNX_PASS_LIBRARY not set")
-        return 77
-    checks = testutil.Checks()
+def main(runner):
     with tempfile.TemporaryDirectory(prefix="ort-ep-") as tmp:
         for name, fn in (("MatMul: ranks 1-4, odd K and N", check_matmul),
                          ("MatMul: M = 1..300, 2 threads", check_matmul_m_sweep),
@@ -319,9 +315,10 @@ def main():
                          ("If branches", check_if_branch),
                          ("prepacking disabled", check_no_prepack),
                          ("shared weight", check_shared_weight)):
-            checks.run(name, fn, tmp)
-    return checks.summary()
+            runner.check(name, fn, tmp)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    if not ortlib.available() or not LIB:
+        testutil.skip_file("ORT_RUN or ONNX_PASS_LIBRARY not set")
+    testutil.main(main)

@@ -19,16 +19,16 @@ import subprocess
 import sys
 import tempfile
 
-import numpy as np
-import onnx
-from onnx import TensorProto, helper, numpy_helper
-
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "models"))
 
-import ortlib  # noqa: E402
 import testutil  # noqa: E402
+testutil.require("numpy", "onnx", "torch")
+import numpy as np  # noqa: E402
+import onnx  # noqa: E402
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+import ortlib  # noqa: E402
 
 DOMAIN = "ai.onnx_pass"
 LIB = os.environ.get("ONNX_PASS_LIBRARY", "")
@@ -321,13 +321,9 @@ def check_stays_dense(tmp, _models):
     check_same_outputs(dense, sparse, x, "mixed")
 
 
-def main():
-    if not ortlib.available() or not LIB:
-        print("SKIP: ORT_RUN or ONNX_PASS_LIBRARY not set")
-        return 77
+def main(runner):
     import make_models
-    checks = testutil.Checks()
-    check = checks.run
+    check = runner.check
 
     with tempfile.TemporaryDirectory(prefix="ort-sparse-") as tmp:
         models = os.path.join(tmp, "models")
@@ -339,8 +335,9 @@ def main():
         check("convert: --min-sparsity, prepared models, bad options", check_min_sparsity,
               tmp, models)
         check("convert: what stays dense", check_stays_dense, tmp, models)
-    return checks.summary()
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    if not ortlib.available() or not LIB:
+        testutil.skip_file("ORT_RUN or ONNX_PASS_LIBRARY not set")
+    testutil.main(main)

@@ -15,9 +15,11 @@ import sys
 import tempfile
 import unittest
 
-import numpy as np
-import onnx
-from onnx import TensorProto, helper, numpy_helper
+import testutil
+testutil.require("numpy", "onnx")
+import numpy as np  # noqa: E402
+import onnx  # noqa: E402
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 ONNX_PASS = os.environ.get("ONNX_PASS", "")
 STRIP_DOC, BAD_ABI, NO_ENTRY, ABI1 = (sys.argv[1:5] + [""] * 4)[:4]
@@ -171,4 +173,4 @@ if __name__ == "__main__":
     if not ONNX_PASS or not all((STRIP_DOC, BAD_ABI, NO_ENTRY, ABI1)):
         sys.exit("usage: ONNX_PASS=... test_plugin.py STRIP_DOC.so BAD_ABI.so NO_ENTRY.so "
                  "ABI1.so")
-    unittest.main(argv=sys.argv[:1], verbosity=2)
+    testutil.main(lambda runner: runner.cases(PluginTest))

@@ -17,14 +17,14 @@ import sys
 import tempfile
 import time
 
-import numpy as np
-import onnx
-from onnx import TensorProto, helper, numpy_helper
-
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 import testutil  # noqa: E402
+testutil.require("numpy", "onnx")
+import numpy as np  # noqa: E402
+import onnx  # noqa: E402
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 ONNX_PASS = os.path.abspath(os.environ.get("ONNX_PASS", ""))
 
@@ -417,7 +417,7 @@ def torch_pruned_export(path):
     """torch: WeightNormSparsifier, step, squash_mask, then torch.onnx.export.
     Returns the number of nonzero weights."""
     import io
-    import torch
+    torch = testutil.import_or_skip("torch")
     from torch.ao.sparsity import WeightNormSparsifier
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Linear(32, 64), torch.nn.ReLU(), torch.nn.Linear(64, 16))
@@ -495,7 +495,7 @@ def test_attention_aliases(tmp):
     names as aliases, and an entry naming one selects only that weight."""
     import io
     import json
-    import torch
+    torch = testutil.import_or_skip("torch")
     torch.manual_seed(0)
     layer = torch.nn.TransformerEncoderLayer(d_model=16, nhead=2, dim_feedforward=32,
                                              batch_first=True)
@@ -679,20 +679,16 @@ TESTS = [test_scale_linear, test_output_stdout, test_output_symlink, test_output
          test_inspect_patterns, test_ort_sparse_never_bigger, test_small_things]
 
 
-def main():
+def main(runner):
     """Arguments: check names; "python" runs PYTHON_TESTS (default: TESTS)."""
     only = [a for a in sys.argv[1:] if a != "python"]
     tests = PYTHON_TESTS if "python" in sys.argv[1:] else TESTS
     if only:
         tests = [t for t in TESTS + PYTHON_TESTS if t.__name__ in only]
-    checks = testutil.Checks()
     for test in tests:
-        if only and test.__name__ not in only:
-            continue
         with tempfile.TemporaryDirectory() as tmp:
-            checks.run(test.__name__, test, tmp)
-    return checks.summary()
+            runner.check(test.__name__, test, tmp)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    testutil.main(main)

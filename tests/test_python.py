@@ -17,11 +17,13 @@ import threading
 import unittest
 import warnings
 
-import numpy as np
-import onnx
-from onnx import numpy_helper
+import testutil
+testutil.require("numpy", "onnx", "torch")
+import numpy as np  # noqa: E402
+import onnx  # noqa: E402
+from onnx import numpy_helper  # noqa: E402
 
-import onnx_pass
+import onnx_pass  # noqa: E402
 
 TWO_OF_FOUR = dict(sparsity_level=1.0, sparse_block_shape=(1, 4), zeros_per_block=2)
 ZEROS_MESSAGE = ("Number of zeros per block cannot be more than the total number of "
@@ -396,6 +398,7 @@ class PythonModuleTest(unittest.TestCase):
         with self.assertRaises(TypeError):
             onnx_pass.compare(path, path, [{"x": np.array(["s"])}])
 
+    @unittest.skipUnless(testutil.have_ort(), testutil.NO_ORT)
     def test_sparsegpt_calibration(self):
         rng = np.random.default_rng(1)
         batches = [{"x": rng.standard_normal((2, 16)).astype(np.float32)} for _ in range(12)]
@@ -451,4 +454,4 @@ class PythonModuleTest(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    unittest.main(verbosity=2)
+    testutil.main(lambda runner: runner.cases(PythonModuleTest))

@@ -18,8 +18,8 @@ runner (tests/ort-run; the ORT checks are counted as skipped without it).
  5. state export / state load round trip, --strict / --no-strict.
  6. fp16 / bf16 / fp64 weights.
 
-Prints "N passed, M failed, K skipped"; exits 1 on any failure, else 0 (skipped ORT checks
-alone do not make the whole test a skip: the other parts did run).
+Prints "N passed, M failed, K skipped" (tests/testutil.py's runner): exits 1 on any failure,
+else 77 (skipped) when the ORT checks were skipped, else 0.
 """
 
 import copy
@@ -28,21 +28,20 @@ import os
 import subprocess
 import sys
 import tempfile
-import traceback
 import warnings
 from collections import OrderedDict
-
-import numpy as np
-import onnx
-from onnx import TensorProto, helper, numpy_helper
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "models"))
 
+import testutil  # noqa: E402
+testutil.require("numpy", "onnx", "torch")
+import numpy as np  # noqa: E402
+import onnx  # noqa: E402
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 import make_models  # noqa: E402
 import ortlib  # noqa: E402
-import testutil  # noqa: E402
 
 import torch  # noqa: E402
 from torch.ao.sparsity import CubicSL, NearlyDiagonalSparsifier  # noqa: E402
@@ -973,25 +972,10 @@ def part6_dtype(tmp, dtype, ref_module, paths):
 
 # ---------------------------------------------------------------- driver
 
-def main():
-    results = []
-
-    def check(name, fn, *args, needs_ort=False, quiet=False):
-        if needs_ort and not ortlib.available():
-            results.append("skip")
-            print("SKIP %s (no ORT_RUN)" % name)
-            return None
-        try:
-            ret = fn(*args)
-        except Exception:
-            results.append("fail")
-            print("FAIL %s" % name)
-            traceback.print_exc(file=sys.stdout)
-            return None
-        results.append("pass")
-        if not quiet:
-            print("ok   %s" % name)
-        return ret
+def main(runner):
+    no_ort = None if ortlib.available() else "no ORT_RUN"
+    check = runner.check
+    result = runner.result
 
     with tempfile.TemporaryDirectory(prefix="sparsity-torch-") as tmp:
         module = make_mlp(3)
@@ -1003,7 +987,7 @@ def main():
 
         print("# 1. mask parity with torch.ao (Gemm and MatMul exports)")
         grid = weight_norm_grid()
-        n0 = len(results)
+        n0, p0 = result.testsRun, result.n_pass
         for level, block, zpb, norm in grid:
             name = "weight_norm level=%g block=%s zpb=%d norm=%d" % (level, block, zpb, norm)
             check(name, part1_weight_norm, tmp, exports, module, level, block, zpb, norm,
@@ -1014,11 +998,11 @@ def main():
         check("per-entry config overrides", part1_mixed, tmp, exports, module, quiet=True)
         for kind in exports:
             check("NaN weights (%s)" % kind, part1_nan, tmp, module, kind, quiet=True)
-        part = results[n0:]
+        n_run, n_ok = result.testsRun - n0, result.n_pass - p0
         print("ok   %d of %d configs x 2 exports: %d masks, %d elements compared with torch "
-              "(%d reference masks checked)" % (part.count("pass"), len(part), STATS["masks"],
+              "(%d reference masks checked)" % (n_ok, n_run, STATS["masks"],
                                                  STATS["elements"], STATS["ref_masks"]))
-        n0 = len(results)
+        n0, p0 = result.testsRun, result.n_pass
         pmodule = make_mlp(9, PARTIAL_DIMS)
         pexports = {
             "Gemm": export(pmodule, torch.randn(3, PARTIAL_DIMS[0]),
@@ -1031,23 +1015,23 @@ def main():
                 for level in (0.3, 0.5, 1.0):
                     check("partial blocks %s zpb=%d level=%g" % (block, zpb, level),
                           part1_partial, tmp, pexports, pmodule, level, block, zpb, quiet=True)
-        part = results[n0:]
+        n_run, n_ok = result.testsRun - n0, result.n_pass - p0
         print("ok   %d of %d partial-block configs x 2 exports: %d masks vs the SPEC 6 "
-              "reference" % (part.count("pass"), len(part), STATS.get("ref_only", 0)))
+              "reference" % (n_ok, n_run, STATS.get("ref_only", 0)))
 
         print("# 2. ONNX Runtime")
         torch.manual_seed(5)
         xs = {"Gemm": torch.randn(3, 24).numpy(), "MatMul": torch.randn(2, 5, 24).numpy()}
         for kind, path in exports.items():
             check("%s prepared == original" % kind, part2_prepared_identity, tmp, kind, path,
-                  xs[kind], needs_ort=True)
+                  xs[kind], needs=no_ort)
             check("%s step/squash/convert == torch" % kind, part2_pipeline, tmp, kind, path,
-                  module, xs[kind], needs_ort=True)
+                  module, xs[kind], needs=no_ort)
             paths = check("%s 90%% 1x1: checker, size, sparsify weights" % kind, part2_size,
                           tmp, kind, path)
             if paths is not None:
                 check("%s 90%% 1x1: sparsify == prepare+step+convert in ORT" % kind,
-                      part2_sparsify_ort, kind, paths, xs[kind], needs_ort=True)
+                      part2_sparsify_ort, kind, paths, xs[kind], needs=no_ort)
 
         print("# 3. multi-step with a cubic schedule")
         for kind, path in exports.items():
@@ -1060,9 +1044,9 @@ def main():
         if ctx is not None:
             check("constants_if 0.5: pruned weights, inspect --json", part4_pruned_weights, ctx)
             check("constants_if 0: ORT outputs unchanged (both branches)", part4_ort_zero, ctx,
-                  needs_ort=True)
+                  needs=no_ort)
             check("constants_if 0.5: ORT == numpy on pruned weights", part4_ort_half, ctx,
-                  needs_ort=True)
+                  needs=no_ort)
 
         print("# 5. state export / load")
         check("state round trip", part5_state, tmp, exports["Gemm"])
@@ -1082,10 +1066,7 @@ def main():
 
     print("compared %d masks, %d elements with torch (%d equal to torch only up to ties)"
           % (STATS["masks"], STATS["elements"], STATS.get("tie_only", 0)))
-    n_pass, n_fail, n_skip = (results.count(k) for k in ("pass", "fail", "skip"))
-    print("%d passed, %d failed%s" % (n_pass, n_fail, ", %d skipped" % n_skip if n_skip else ""))
-    return 1 if n_fail else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    testutil.main(main)
