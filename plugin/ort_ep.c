@@ -283,14 +283,20 @@ static bool node_read(const OrtApi *api, const OrtNode *node, struct ep_node *nd
 	return matmul_read(api, node, nd);
 }
 
+static bool node_wins(const struct ep_node *nd)
+{
+	if (nd->op == EP_OP_CONV)
+		return opass_spmm_predict_win_conv(nd->m, nd->k, nd->n, nd->nonzero);
+	return opass_spmm_predict_win(nd->m, nd->k, nd->n, nd->nonzero);
+}
+
 static OrtStatus *node_consider(struct ep *ep, const OrtNode *node, OrtEpGraphSupportInfo *info)
 {
 	const OrtKernelDef *def = NULL;
 	struct ep_node nd;
 	OrtStatus *s;
 
-	if (!node_read(ep->api, node, &nd) ||
-	    (!ep->claim_all && !opass_spmm_predict_win(nd.m, nd.k, nd.n, nd.nonzero)))
+	if (!node_read(ep->api, node, &nd) || (!ep->claim_all && !node_wins(&nd)))
 		return NULL;
 	s = ep->ep_api->EpGraphSupportInfo_LookUpKernel(info, node, &def);
 	if (s || !def)

@@ -334,6 +334,7 @@ TESTS = [test_wanda_matches_reference, test_sparsegpt_matches_reference, test_sp
          test_sensitivity_allocation,
          test_errors]
 
+
 def main(runner):
     no_ort = None if testutil.have_ort() else testutil.NO_ORT
     for test in TESTS:

@@ -813,3 +813,31 @@ bool opass_spmm_predict_win(int64_t m, int64_t k, int64_t n, int64_t nonzero)
 	sparse = (double)nonzero * nonzero_cost(m) + (double)n * OUTPUT_COST;
 	return sparse * MIN_GAIN <= dense;
 }
+
+/*
+ * Convolutions, measured per layer on every group-1 Conv of ResNet-50 and
+ * MobileNetV2 (bench/ep.py --sections convs, claim all, batch 1 and 8, 90 %
+ * zeros): ORT's Conv is further from its peak than its MatMul, so a nonzero
+ * costs about 4 dense elements from 49 positions on (2 to 4 measured), and a
+ * tile whose packed patches outgrow L2 (k > 2048 floats of 64 positions:
+ * 512 KiB) half again as much (a 3x3 conv of 512 channels at 7x7 only won
+ * 1.1-1.2x). An output element costs CONV_OUTPUT_COST in a whole model, not
+ * the ~2 of one layer alone: a claimed Conv breaks ORT's NCHWc chain (its
+ * neighbours get layout reorders) and its activation is no longer fused.
+ * With 8, MobileNetV2 (many narrow layers) ran 0.90-0.96x; with 24 it runs
+ * 1.03-1.56x and ResNet-50 1.35-2.35x (bench/ep.py --sections cnn).
+ */
+#define CONV_OUTPUT_COST 24.0
+#define CONV_L2_K 2048
+
+bool opass_spmm_predict_win_conv(int64_t m, int64_t k, int64_t n, int64_t nonzero)
+{
+	double dense, per_nonzero = m < 0 || m > 48 ? 4.0 : nonzero_cost(m);
+
+	if (k <= 0 || n <= 0 || nonzero < 0 || m == 0)
+		return false;
+	if (k > CONV_L2_K)
+		per_nonzero *= 1.5;
+	dense = (double)k * (double)n;
+	return ((double)nonzero * per_nonzero + (double)n * CONV_OUTPUT_COST) * MIN_GAIN <= dense;
+}
