@@ -655,8 +655,8 @@ int opass_external_save(Onnx__ModelProto *proto, struct opass_store *store, cons
 
 	r = opass_atomic_open(path, sync, &model_file, err);
 	if (r == 0 && model_file.stream)
-		r = opass_error(err, -EINVAL, "%s: cannot write a model with external data to a stream",
-				path);
+		r = opass_error_usage(err, "%s: cannot write a model with external data to a stream",
+				      path);
 	if (r == 0 && !(data_path = data_path_new(model_file.path)))
 		r = opass_error(err, -errno, "%s: no free name for its external data: %s",
 				model_file.path, strerror(errno));

@@ -150,6 +150,12 @@ def test_output_stdout(tmp):
     p = run_ok(["state", "export", os.path.join(tmp, "p.onnx"), "-o", "-"], cwd=tmp)
     assert p.stdout.startswith("{"), p.stdout[:40]
     assert not os.path.exists(os.path.join(tmp, "-")), "wrote a file named -"
+    # a side file cannot go with a stream: a usage error, nothing written
+    p = subprocess.run([ONNX_PASS, "sparsify", src, "--external-data", "-o", "-"],
+                       capture_output=True, cwd=tmp, timeout=60)
+    lines = p.stderr.decode().splitlines()
+    assert p.returncode == 2 and p.stdout == b"" and len(lines) == 1, (p.returncode, lines)
+    assert lines[0].startswith("onnx-pass: error: ") and "stream" in lines[0], lines
 
 
 def test_output_symlink(tmp):
