@@ -22,6 +22,8 @@ ALLOWED_STATE = {
     "__cpu_model", "__cpu_features2",                    # the ISA probe (libgcc)
     "completed.0", "__dso_handle", "__TMC_END__",        # the C runtime's
 }
+# what sanitizer and coverage instrumentation adds (ASan's ODR indicators...)
+INSTRUMENTATION = ("__odr_asan", "__asan", "__ubsan", "__sanitizer", "__sancov", "__llvm")
 
 
 def layer(path):
@@ -112,7 +114,7 @@ def mutable_state(lib):
     names = []
     for line in out.splitlines():
         m = re.search(r"\s(\.bss|\.data|\.tbss|\.tdata)\s+[0-9a-f]+\s+(\S+)$", line)
-        if m and " O " in line:
+        if m and " O " in line and not m.group(2).startswith(INSTRUMENTATION):
             names.append(m.group(2))
     return sorted(set(names))
 
