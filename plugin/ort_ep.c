@@ -49,6 +49,7 @@ struct ep_node {
 	size_t n_inputs;
 	int64_t m;                 /* rows of A, -1 when not known */
 	int64_t k, n, nonzero;
+	int64_t c_in;              /* Conv: input channels (k = c_in * kh * kw) */
 };
 
 /* ---- reading the graph --------------------------------------------------------- */
@@ -265,6 +266,7 @@ static bool conv_read(const OrtApi *api, const OrtNode *node, struct ep_node *nd
 		return false;
 	nd->n = w.dims[0];
 	nd->k = w.dims[1] * w.dims[2] * w.dims[3];
+	nd->c_in = w.dims[1];
 	nd->nonzero = count_nonzero(w.data, w.numel);
 	nd->m = conv_rows(api, node, nd);
 	return true;
@@ -286,7 +288,7 @@ static bool node_read(const OrtApi *api, const OrtNode *node, struct ep_node *nd
 static bool node_wins(const struct ep_node *nd)
 {
 	if (nd->op == EP_OP_CONV)
-		return opass_spmm_predict_win_conv(nd->m, nd->k, nd->n, nd->nonzero);
+		return opass_spmm_predict_win_conv(nd->m, nd->k, nd->n, nd->nonzero, nd->c_in);
 	return opass_spmm_predict_win(nd->m, nd->k, nd->n, nd->nonzero);
 }
 

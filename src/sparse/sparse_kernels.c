@@ -826,15 +826,20 @@ bool opass_spmm_predict_win(int64_t m, int64_t k, int64_t n, int64_t nonzero)
  * neighbours get layout reorders) and its activation is no longer fused.
  * With 8, MobileNetV2 (many narrow layers) ran 0.90-0.96x; with 24 it runs
  * 1.03-1.56x and ResNet-50 1.35-2.35x (bench/ep.py --sections cnn).
+ * A stem convolution of fewer than CONV_MIN_CHANNELS input channels is
+ * left to ORT: gathering its patches costs more than its few products
+ * (ResNet-50's 7x7 stride-2 conv of 3 channels took 7.3 ms against ORT's
+ * 2.8 ms in the model, by ORT's profiler).
  */
 #define CONV_OUTPUT_COST 24.0
 #define CONV_L2_K 2048
+#define CONV_MIN_CHANNELS 8
 
-bool opass_spmm_predict_win_conv(int64_t m, int64_t k, int64_t n, int64_t nonzero)
+bool opass_spmm_predict_win_conv(int64_t m, int64_t k, int64_t n, int64_t nonzero, int64_t c_in)
 {
 	double dense, per_nonzero = m < 0 || m > 48 ? 4.0 : nonzero_cost(m);
 
-	if (k <= 0 || n <= 0 || nonzero < 0 || m == 0)
+	if (k <= 0 || n <= 0 || nonzero < 0 || m == 0 || c_in < CONV_MIN_CHANNELS)
 		return false;
 	if (k > CONV_L2_K)
 		per_nonzero *= 1.5;
