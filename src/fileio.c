@@ -377,6 +377,25 @@ static int dir_sync(const char *path)
 	return r;
 }
 
+int opass_file_pwrite(int fd, const void *data, uint64_t size, uint64_t offset)
+{
+	const char *p = data;
+
+	while (size > 0) {
+		ssize_t n = pwrite(fd, p, size < ((uint64_t)1 << 30) ? (size_t)size : (size_t)1 << 30,
+				   (off_t)offset);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? -errno : -EIO;
+		p += n;
+		size -= (uint64_t)n;
+		offset += (uint64_t)n;
+	}
+	return 0;
+}
+
 static int copy_fallback(int in_fd, uint64_t in_off, int out_fd, uint64_t out_off, uint64_t size)
 {
 	size_t cap = OPASS_WRITE_BUFFER;
@@ -392,13 +411,7 @@ static int copy_fallback(int in_fd, uint64_t in_off, int out_fd, uint64_t out_of
 			r = n < 0 ? -errno : -EIO;
 			break;
 		}
-		for (ssize_t done = 0, w; r == 0 && done < n; done += w) {
-			w = pwrite(out_fd, buf + done, (size_t)(n - done), (off_t)(out_off + (uint64_t)done));
-			if (w < 0 && errno == EINTR)
-				w = 0;
-			else if (w <= 0)
-				r = w < 0 ? -errno : -EIO;
-		}
+		r = opass_file_pwrite(out_fd, buf, (uint64_t)n, out_off);
 		in_off += (uint64_t)n;
 		out_off += (uint64_t)n;
 		size -= (uint64_t)n;

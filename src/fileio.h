@@ -62,6 +62,10 @@ void opass_atomic_abort(struct opass_atomic_file *file);
 /* Append size bytes at offset of fd (copied in the kernel when it can). */
 int opass_atomic_copy(struct opass_atomic_file *file, int fd, uint64_t offset, uint64_t size);
 
+/* Write all size bytes of data at offset of fd (pwrite, retried on EINTR
+ * and short writes); -errno, or -EIO when nothing could be written. */
+int opass_file_pwrite(int fd, const void *data, uint64_t size, uint64_t offset);
+
 /* Copy size bytes from in_fd at in_off to out_fd at out_off: copy_file_range,
  * or pread/pwrite where the kernel or filesystem cannot. */
 int opass_file_copy_range(int in_fd, uint64_t in_off, int out_fd, uint64_t out_off, uint64_t size);

@@ -45,27 +45,10 @@ static int work_file_open(const char *dir)
 	return fd;
 }
 
-static int pwrite_all(int fd, const uint8_t *data, uint64_t size, uint64_t offset)
-{
-	while (size) {
-		ssize_t n = pwrite(fd, data, size < ((uint64_t)1 << 30) ? size : (uint64_t)1 << 30,
-				   (off_t)offset);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return n < 0 ? -errno : -EIO;
-		data += n;
-		size -= (uint64_t)n;
-		offset += (uint64_t)n;
-	}
-	return 0;
-}
-
 static int src_copy(const struct opass_store_src *src, int fd, uint64_t offset)
 {
 	if (src->fd < 0)
-		return pwrite_all(fd, src->tensor->raw_data.data, src->length, offset);
+		return opass_file_pwrite(fd, src->tensor->raw_data.data, src->length, offset);
 	return opass_file_copy_range(src->fd, src->offset, fd, offset, src->length);
 }
 

@@ -110,7 +110,7 @@ static double site_bytes(const struct opass_site *s, bool full)
 static int stats_budget(const struct opass_state *state, const struct opass_config *config,
 			double *ret_budget, struct onnxpass_error *err)
 {
-	const cJSON *mb = cJSON_GetObjectItemCaseSensitive(config->options, "statistics_memory_mb");
+	const cJSON *mb = opass_config_option(config, "statistics_memory_mb");
 	double bytes = 0;
 
 	if (mb && !(cJSON_IsNumber(mb) && mb->valuedouble >= 0))
