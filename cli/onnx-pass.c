@@ -67,6 +67,7 @@ static void usage(FILE *f)
 	      "  --calibration PATH      inputs: a .npz, a folder of .npz or of test_data_set_*\n"
 	      "  --percdamp X --blocksize N   sparsegpt (defaults 0.01, 128)\n"
 	      "  --sequential            prune layer by layer, later layers see earlier pruning\n"
+	      "  --stages N              sequential in N stages of consecutive layers (faster)\n"
 	      "  --allocate sensitivity  per-layer levels from measured output error\n"
 	      "Options:\n"
 	      "  -o, --output FILE       output (may equal the input; replaced atomically, mode and\n"
@@ -178,7 +179,7 @@ enum {
 	OPT_CONV_VIEW, OPT_FORMAT, OPT_KEEP, OPT_STRICT, OPT_NO_STRICT, OPT_EXTERNAL, OPT_FSYNC, OPT_JSON,
 	OPT_FREEZE, OPT_UNFREEZE, OPT_CONFIG, OPT_PLUGIN, OPT_LIST, OPT_VERSION,
 	OPT_MIN_SPARSITY, OPT_THREADS, OPT_CALIBRATION, OPT_ALLOCATE, OPT_SEQUENTIAL, OPT_PERCDAMP,
-	OPT_BLOCKSIZE, OPT_INPUTS,
+	OPT_BLOCKSIZE, OPT_INPUTS, OPT_STAGES,
 };
 
 static const struct option options[] = {
@@ -197,6 +198,7 @@ static const struct option options[] = {
 	{ "calibration", required_argument, NULL, OPT_CALIBRATION },
 	{ "allocate", required_argument, NULL, OPT_ALLOCATE },
 	{ "sequential", no_argument, NULL, OPT_SEQUENTIAL },
+	{ "stages", required_argument, NULL, OPT_STAGES },
 	{ "percdamp", required_argument, NULL, OPT_PERCDAMP },
 	{ "blocksize", required_argument, NULL, OPT_BLOCKSIZE },
 	{ "keep-params", required_argument, NULL, OPT_KEEP },
@@ -265,6 +267,11 @@ static int parse_flag(struct cli *cli, struct flags *fl, int c, const char *arg)
 	case OPT_CALIBRATION: json_set(fl->opts, "calibration", cJSON_CreateString(arg)); break;
 	case OPT_ALLOCATE: json_set(fl->top, "allocate", cJSON_CreateString(arg)); break;
 	case OPT_SEQUENTIAL: json_set(fl->top, "sequential", cJSON_CreateTrue()); break;
+	case OPT_STAGES:
+		r = parse_number("--stages", arg, &v);
+		if (r == 0)
+			json_set(fl->top, "sequential", cJSON_CreateNumber(v));
+		break;
 	case OPT_SPARSIFIER: fl->sparsifier = arg; break;
 	case OPT_FORMAT: json_set(fl->opts, "format", cJSON_CreateString(arg)); break;
 	case OPT_MIN_SPARSITY:

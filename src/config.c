@@ -619,10 +619,14 @@ static int config_read_calibration(const struct opass_config *config, struct onn
 	    (!cJSON_IsString(allocate) || (strcmp(allocate->valuestring, "sensitivity") != 0 &&
 					   strcmp(allocate->valuestring, "uniform") != 0)))
 		return opass_error_config(err, "config: 'allocate' must be \"sensitivity\" or \"uniform\"");
-	if (sequential && !cJSON_IsNull(sequential) && !cJSON_IsBool(sequential))
-		return opass_error_config(err, "config: 'sequential' must be true or false");
+	if (sequential && !cJSON_IsNull(sequential) && !cJSON_IsBool(sequential) &&
+	    !(cJSON_IsNumber(sequential) && sequential->valuedouble >= 1 &&
+	      sequential->valuedouble <= 1e6 && sequential->valuedouble == (double)sequential->valueint))
+		return opass_error_config(err,
+					  "config: 'sequential' must be true, false or a number of stages (an integer >= 1)");
 	if (((allocate && cJSON_IsString(allocate) && strcmp(allocate->valuestring, "sensitivity") == 0) ||
-	     cJSON_IsTrue(sequential)) && !opass_sparsifier_calibrated(config->sparsifier))
+	     cJSON_IsTrue(sequential) || cJSON_IsNumber(sequential)) &&
+	    !opass_sparsifier_calibrated(config->sparsifier))
 		return opass_error_config(err,
 					  "config: 'allocate' and 'sequential' need a calibration-aware sparsifier (wanda or sparsegpt)");
 	return 0;

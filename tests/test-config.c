@@ -507,7 +507,10 @@ START_TEST(test_validation_messages)
 		{"{\"allocate\": \"sensitivity\"}", "need a calibration-aware sparsifier"},
 		{"{\"sparsifier\": \"wanda\", \"allocate\": \"greedy\"}",
 		 "'allocate' must be \"sensitivity\" or \"uniform\""},
-		{"{\"sparsifier\": \"wanda\", \"sequential\": 1}", "'sequential' must be true or false"},
+		{"{\"sparsifier\": \"wanda\", \"sequential\": 0}", "'sequential' must be true, false or a number of stages"},
+		{"{\"sparsifier\": \"wanda\", \"sequential\": 2.5}", "'sequential' must be true, false or a number of stages"},
+		{"{\"sparsifier\": \"wanda\", \"sequential\": \"yes\"}", "'sequential' must be true, false or a number of stages"},
+		{"{\"sequential\": 4}", "need a calibration-aware sparsifier"},
 	};
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)

@@ -230,6 +230,37 @@ def test_sequential(_):
     assert not np.allclose(w1_seq, w1_par, atol=1e-3)
 
 
+def test_sequential_stages(_):
+    # "sequential": N groups the layers into N stages: 1 stage is one run (one shot),
+    # as many stages as layers is layer by layer, and with 2 stages of a 4-layer
+    # chain the first two layers see the dense model, the last two see them pruned
+    # (and the last one sees the third dense)
+    model, ws = chain_model([16, 24, 20, 18, 12])
+    xs = batches((None, 16), 2, 40)
+    x = np.concatenate(xs)
+    names = ("W0", "W1", "W2", "W3")
+    with tempfile.TemporaryDirectory() as tmp:
+        calib = write_calib(os.path.join(tmp, "c"), xs)
+        runs = {k: sparsify(tmp, model, calib, "--sparsifier", "sparsegpt", *extra)
+                for k, extra in (("one", ()), ("seq", ("--sequential",)), ("s1", ("--stages", "1")),
+                                 ("s2", ("--stages", "2")), ("s9", ("--stages", "9")))}
+        w = {k: {n: weight(out, n) for n in names} for k, out in runs.items()}
+        p = cli("sparsify", os.path.join(tmp, "in.onnx"), "-o", os.path.join(tmp, "x.onnx"),
+                "--sparsifier", "sparsegpt", "--calibration", calib, "--stages", "0", ok=False)
+        assert p.returncode != 0 and "number of stages" in p.stderr, p.stderr
+    for n in names:
+        np.testing.assert_array_equal(w["s1"][n], w["one"][n], err_msg=n)
+        np.testing.assert_array_equal(w["s9"][n], w["seq"][n], err_msg=n)
+    s2 = w["s2"]
+    x2 = np.maximum(np.maximum(x @ s2["W0"], 0) @ s2["W1"], 0)
+    w2, _ = calib_ref.sparsegpt(ws[2].T, x2)
+    w3, _ = calib_ref.sparsegpt(ws[3].T, np.maximum(x2 @ ws[2], 0))
+    for n, ref in (("W0", w["one"]["W0"].T), ("W1", w["one"]["W1"].T), ("W2", w2), ("W3", w3)):
+        np.testing.assert_allclose(s2[n].T, ref, rtol=2e-3, atol=1e-4, err_msg=n)
+    assert not np.allclose(s2["W3"], w["seq"]["W3"], atol=1e-3)
+    assert not np.allclose(s2["W3"], w["one"]["W3"], atol=1e-3)
+
+
 def test_statistics_budget(_):
     # options.statistics_memory_mb 0: one run over the calibration set per layer, which
     # must not change the result (one-shot runs go from the last layer to the first)
@@ -330,7 +361,7 @@ def test_errors(_):
 
 
 TESTS = [test_wanda_matches_reference, test_sparsegpt_matches_reference, test_sparsegpt_lazy_blocks,
-         test_nm_exact, test_streaming_equals_full_batch, test_sequential, test_statistics_budget,
+         test_nm_exact, test_streaming_equals_full_batch, test_sequential, test_sequential_stages, test_statistics_budget,
          test_sensitivity_allocation,
          test_errors]
 

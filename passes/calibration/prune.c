@@ -9,10 +9,14 @@
  * Conditions: the model is prepared with sparsifier wanda or sparsegpt;
  * options.calibration names the calibration inputs; ONNX Runtime loads.
  * "sequential": true prunes wave by wave (each wave's statistics come from
- * the model with the earlier waves pruned); "allocate": "sensitivity"
+ * the model with the earlier waves pruned), "sequential": N in N stages of
+ * consecutive waves (a stage's statistics come from the model with the
+ * earlier stages pruned: N runs over the calibration set instead of one per
+ * wave); "allocate": "sensitivity"
  * chooses per-group levels (see allocate.c) before pruning.
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -145,14 +149,26 @@ static size_t *sites_by_wave(const unsigned *site_wave, size_t n, unsigned n_wav
 	return order;
 }
 
+/* The sequential stage of a wave: waves are split into `stages` runs of
+ * consecutive waves (SEQUENTIAL_EVERY_WAVE: one run per wave). */
+#define SEQUENTIAL_EVERY_WAVE UINT_MAX
+
+static unsigned wave_stage(unsigned wave, unsigned n_waves, unsigned stages)
+{
+	if (stages >= n_waves)
+		return wave;
+	return (unsigned)((uint64_t)wave * stages / n_waves);
+}
+
 /* Runs over the sites in order (ascending waves when sequential, else
- * descending); a new one starts when the budget is full, and at each wave
- * when sequential. */
+ * descending); a new one starts when the budget is full, and at each stage
+ * when sequential (stages > 0). */
 static void plan_sites(const struct opass_sites *sites, const unsigned *site_wave,
-		       const size_t *order, bool sequential, bool full, double budget,
+		       const size_t *order, unsigned stages, bool full, double budget,
 		       unsigned *site_pass, unsigned *ret_n_passes)
 {
-	unsigned n_passes = 0;
+	unsigned n_passes = 0, n_waves = sites->n_waves;
+	bool sequential = stages > 0;
 	double used = 0;
 
 	for (size_t k = 0; k < sites->n; k++) {
@@ -160,7 +176,9 @@ static void plan_sites(const struct opass_sites *sites, const unsigned *site_wav
 		double b = site_bytes(&sites->items[i], full);
 
 		prev = k == 0 ? i : order[sequential ? k - 1 : sites->n - k];
-		if (k == 0 || used + b > budget || (sequential && site_wave[i] != site_wave[prev])) {
+		if (k == 0 || used + b > budget ||
+		    (sequential && wave_stage(site_wave[i], n_waves, stages) !=
+				   wave_stage(site_wave[prev], n_waves, stages))) {
 			n_passes++;
 			used = 0;
 		}
@@ -171,7 +189,7 @@ static void plan_sites(const struct opass_sites *sites, const unsigned *site_wav
 }
 
 static int plan_make(const struct opass_state *state, const struct opass_sites *sites,
-		     bool sequential, bool full, double budget, struct plan *ret)
+		     unsigned stages, bool full, double budget, struct plan *ret)
 {
 	unsigned *site_wave = calloc(sites->n + 1, sizeof(*site_wave));
 	unsigned *site_pass = calloc(sites->n + 1, sizeof(*site_pass));
@@ -186,7 +204,7 @@ static int plan_make(const struct opass_state *state, const struct opass_sites *
 	if (r == 0 && !order)
 		r = -ENOMEM;
 	if (r == 0)
-		plan_sites(sites, site_wave, order, sequential, full, budget, site_pass, &n_passes);
+		plan_sites(sites, site_wave, order, stages, full, budget, site_pass, &n_passes);
 	for (size_t i = 0; r == 0 && i < state->n_groups; i++)
 		pass[i] = site_pass[sites->of_group[i]];
 	free(order);
@@ -241,14 +259,27 @@ static int pass_prune(struct opass_state *state, struct opass_sites *sites, cons
 	return r;
 }
 
-static bool state_flag(const struct opass_state *state, const struct opass_config *config,
-		       const char *key, const char *value)
+/* A calibration key of the config, else of the state (prepare stored it). */
+static const cJSON *state_item(const struct opass_state *state, const struct opass_config *config,
+			       const char *key)
 {
 	const cJSON *v = cJSON_GetObjectItemCaseSensitive(config->root, key);
 
 	if (!v || cJSON_IsNull(v))
 		v = cJSON_GetObjectItemCaseSensitive(state->root, key);
-	return value ? cJSON_IsString(v) && strcmp(v->valuestring, value) == 0 : cJSON_IsTrue(v);
+	return v;
+}
+
+/* "sequential": 0 when absent or false, SEQUENTIAL_EVERY_WAVE when true,
+ * else its number of stages. */
+static unsigned state_stages(const struct opass_state *state, const struct opass_config *config)
+{
+	const cJSON *v = state_item(state, config, "sequential");
+
+	if (cJSON_IsNumber(v) && v->valuedouble >= 1)
+		return v->valuedouble < (double)SEQUENTIAL_EVERY_WAVE ? (unsigned)v->valuedouble
+								       : SEQUENTIAL_EVERY_WAVE;
+	return cJSON_IsTrue(v) ? SEQUENTIAL_EVERY_WAVE : 0;
 }
 
 int opass_calibrated_step(struct onnxpass_model *model, struct opass_state *state,
@@ -258,8 +289,10 @@ int opass_calibrated_step(struct onnxpass_model *model, struct opass_state *stat
 	struct opass_sites sites = { 0 };
 	struct plan plan = { 0 };
 	double budget = 0;
-	bool allocate = state_flag(state, config, "allocate", "sensitivity");
-	bool sequential = state_flag(state, config, "sequential", NULL);
+	const cJSON *allocate_v = state_item(state, config, "allocate");
+	bool allocate = cJSON_IsString(allocate_v) && strcmp(allocate_v->valuestring, "sensitivity") == 0;
+	unsigned stages = state_stages(state, config);
+	bool sequential = stages > 0;
 	struct opass_collect how = {
 		.model = model,
 		.state = state,
@@ -272,7 +305,7 @@ int opass_calibrated_step(struct onnxpass_model *model, struct opass_state *stat
 		r = opass_sites_find(model->proto, state, &sites, err);
 	if (r == 0)
 		r = stats_budget(state, config, &budget, err);
-	if (r == 0 && plan_make(state, &sites, sequential, how.full, budget, &plan) < 0)
+	if (r == 0 && plan_make(state, &sites, stages, how.full, budget, &plan) < 0)
 		r = opass_error(err, -ENOMEM, "out of memory");
 	/* allocation compares every layer: one run for all groups, whose
 	 * statistics also prune them when not sequential */

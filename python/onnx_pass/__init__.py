@@ -354,7 +354,8 @@ def sparsify(model, config=None, output=None, passes="sparsify", sparsifier=None
     "prepare,step,squash"). wanda and sparsegpt need calibration: a PATH (a .npz, a
     folder of .npz or of test_data_set_N), one {input_name: array} dict or an iterable
     of them (one batch each); allocate="sensitivity" chooses per-layer levels,
-    sequential=True prunes layer by layer."""
+    sequential=True prunes layer by layer, sequential=N in N stages of consecutive
+    layers."""
     options = {"format": format} if format is not None else None
     return _run(model, passes, config, output, _top(sparsifier, allocate, sequential), defaults,
                 options, calibration)
