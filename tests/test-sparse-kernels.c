@@ -178,6 +178,27 @@ START_TEST(test_random_shapes)
 }
 END_TEST
 
+/* From 64 rows of A on, the AVX2 kernels use tiles of 32 rows, or of 16 when
+ * K > 1024: both sides of that K, every block shape, M around the tile sizes
+ * (full tiles, a short last tile, enough tiles for a work item per tile). */
+START_TEST(test_narrow_tiles)
+{
+	static const int64_t ms[] = { 63, 64, 65, 97, 200, 530 };
+	static const int64_t ks[] = { 1024, 1025, 1031 };
+
+	for (size_t b = 0; b < sizeof(block_shapes) / sizeof(block_shapes[0]); b++)
+		for (size_t i = 0; i < sizeof(ms) / sizeof(ms[0]); i++) {
+			struct shape s = { .m = ms[i], .n = 37, .k = ks[(i + b) % 3],
+					   .br = block_shapes[b][0], .bc = block_shapes[b][1],
+					   .keep = 0.2, .hole = b == 1 ? 0.3 : 0.0 };
+
+			for (size_t t = 0; t < sizeof(isas) / sizeof(isas[0]); t++)
+				if (opass_spmm_isa_supported(isas[t]))
+					check_shape(&s, isas[t], 2, (int)(i % 3));
+		}
+}
+END_TEST
+
 /* K past 16-bit column indices: the kernels read the 32-bit ones. */
 START_TEST(test_wide_k)
 {
@@ -292,7 +313,7 @@ static double *conv_reference(const struct opass_conv *cv, const float *x, int64
 
 /* opass_spmm_run_conv against the direct convolution: kernels 1x1 to 5x3,
  * strides, asymmetric padding, dilations, output rows split across tiles,
- * 1x1 convolutions whose full tiles read x in place. */
+ * 1x1 convolutions whose full tiles read x in place, K > 1024. */
 START_TEST(test_conv)
 {
 	static const int64_t cases[][12] = {
@@ -305,6 +326,9 @@ START_TEST(test_conv)
 		{ 1, 30, 30, 3, 3, 1, 1, 3, 3, 1, 1, 1 },
 		{ 3, 12, 11, 1, 1, 1, 1, 0, 0, 1, 1, 0 },
 		{ 9, 16, 16, 1, 1, 1, 1, 0, 0, 2, 2, 0 },
+		/* K > 1024 (matmuls would take 16-row tiles with AVX2; convs keep 64) */
+		{ 1100, 8, 9, 1, 1, 1, 1, 0, 0, 1, 1, 0 },
+		{ 120, 9, 9, 3, 3, 1, 1, 1, 1, 1, 1, 1 },
 	};
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -537,12 +561,20 @@ START_TEST(test_exec_callbacks)
 	for (int64_t i = 0; i < m * k; i++)
 		a[i] = frand();
 	ref = reference(a, bt, &bias, 1, m, n, k);
+	exec.isa = OPASS_SPMM_ISA_GENERIC;
 	ck_assert_int_eq(opass_spmm_run(spmm, a, m, &bias, 1, y, &exec), 0);
 	assert_close(y, ref, m * n, "callbacks");
 	ck_assert_uint_eq(c.parallel_calls, 2);          /* pack, then compute */
 	ck_assert_uint_eq(c.items, 2 + 2 * 2);           /* 2 tiles; 2 tiles x 2 chunks */
 	ck_assert_uint_eq(c.allocs, 1);
 	ck_assert_uint_eq(c.releases, 1);
+	if (opass_spmm_isa_supported(OPASS_SPMM_ISA_AVX2)) {
+		c = (struct counting){ 0 };
+		exec.isa = OPASS_SPMM_ISA_AVX2;
+		ck_assert_int_eq(opass_spmm_run(spmm, a, m, &bias, 1, y, &exec), 0);
+		assert_close(y, ref, m * n, "callbacks, AVX2");
+		ck_assert_uint_eq(c.items, 4 + 4 * 2);   /* tiles of 32 rows */
+	}
 	ck_assert_int_eq(opass_spmm_run(spmm, a, m, &bias, 2, y, &exec), -EINVAL);
 	ck_assert_int_eq(opass_spmm_run(spmm, a, -1, NULL, 0, y, &exec), -EINVAL);
 	ck_assert_int_eq(opass_spmm_run(NULL, a, m, NULL, 0, y, &exec), -EINVAL);
@@ -583,6 +615,7 @@ Suite *test_suite(void)
 	tcase_add_test(tc, test_spmm_new_errors);
 	tcase_add_test(tc, test_exec_callbacks);
 	tcase_add_test(tc, test_isa_unsupported);
+	tcase_add_test(tc, test_narrow_tiles);
 	tcase_add_test(tc, test_wide_k);
 	tcase_add_test(tc, test_predict_win);
 	tcase_add_test(tc, test_flat_view);

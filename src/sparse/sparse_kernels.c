@@ -20,6 +20,7 @@ struct spmm_job {
 	size_t n_bias;
 	float *y;
 	int64_t m;                 /* rows of A (conv: output positions of one image) */
+	int64_t tile_max;          /* rows of A per tile (the last of an image may have fewer) */
 	int64_t tiles_per_image;   /* matmul: all tiles */
 	const struct opass_conv *conv; /* or NULL: a matmul */
 	bool direct;               /* 1x1 conv, stride 1, no padding: full tiles read x in place */
@@ -388,6 +389,32 @@ bool opass_spmm_isa_supported(enum opass_spmm_isa isa)
 	}
 }
 
+/*
+ * Rows of A per tile. From 64 rows of A on, AVX2 tiles of 32 rows (the kernel
+ * keeps two nonzeros in flight, four ymm each; a 64-row tile runs one at a
+ * time, eight ymm each, and its packed copy of A is twice as large) ran
+ * faster than tiles of 64 on a shared 2-core Zen 2 (AVX2, 512 KiB L2 per
+ * core): one MatMul 768x3072 / 3072x768, 90 and 95 % zeros, 2 threads, old
+ * and new code alternating in one process, median ratio of paired runs
+ * 0.99-1.6x at 64 rows, 1.17-1.9x at 128 and 512. Where a 32-row tile's
+ * packed copy of A outgrows NARROW_TILE_BYTES (K > 1024), 16-row tiles ran
+ * 5-18 % faster again at K = 2304, 3072 and 4608 (one thread), while at
+ * K = 768 and 1024 they lost 8-15 %. Below 64 rows the tiles stay as they
+ * were; AVX-512 and generic C keep 64 (not measured). Convolutions keep 64:
+ * with 32 and 16 their kernels ran 0.7-0.9x as fast on most of ResNet-50's
+ * group-1 Convs at batch 1 (90 % zeros, 2 threads), in place and packed.
+ */
+#define NARROW_TILE_BYTES (128 * 1024)
+
+static int64_t tile_max_pick(enum opass_spmm_isa isa, const struct spmm_job *job)
+{
+	if (isa != OPASS_SPMM_ISA_AVX2 || job->conv || job->m < TILE_MAX)
+		return TILE_MAX;
+	if (job->s->k_pad * 32 * (int64_t)sizeof(float) <= NARROW_TILE_BYTES)
+		return 32;
+	return 16;
+}
+
 /* The job's kernels for an ISA; -ENOTSUP when the CPU lacks it. */
 static int kernels_pick(enum opass_spmm_isa isa, struct spmm_job *job)
 {
@@ -405,6 +432,7 @@ static int kernels_pick(enum opass_spmm_isa isa, struct spmm_job *job)
 		spmm_kernels_avx2(&job->kernels);
 	else
 		spmm_kernels_generic(&job->kernels);
+	job->tile_max = tile_max_pick(isa, job);
 	return 0;
 }
 
@@ -420,9 +448,9 @@ static float bias_at(const struct spmm_job *job, int64_t n)
 /* Rows of A in tile t and its width class. */
 static int64_t tile_rows(const struct spmm_job *job, size_t t, enum spmm_width *ret_w)
 {
-	int64_t rows = job->m - (int64_t)(t % (size_t)job->tiles_per_image) * TILE_MAX;
+	int64_t rows = job->m - (int64_t)(t % (size_t)job->tiles_per_image) * job->tile_max;
 
-	rows = rows < TILE_MAX ? rows : TILE_MAX;
+	rows = rows < job->tile_max ? rows : job->tile_max;
 	if (rows <= 1)
 		*ret_w = SPMM_W1;
 	else if (rows <= 4)
@@ -438,7 +466,7 @@ static int64_t tile_rows(const struct spmm_job *job, size_t t, enum spmm_width *
  * are 0. Transposed in 16x16 blocks so that reads and writes both stay in L1. */
 static void matmul_pack(const struct spmm_job *job, size_t t)
 {
-	int64_t k = job->s->k, k_pad = job->s->k_pad, m0 = (int64_t)t * TILE_MAX;
+	int64_t k = job->s->k, k_pad = job->s->k_pad, m0 = (int64_t)t * job->tile_max;
 	enum spmm_width wc;
 	int64_t rows = tile_rows(job, t, &wc), w = spmm_width_floats(wc);
 	float *at = job->at + t * (size_t)k_pad * job->tile_stride;
@@ -547,7 +575,7 @@ static void conv_pack(const struct spmm_job *job, size_t t)
 {
 	const struct opass_conv *cv = job->conv;
 	int64_t image = (int64_t)(t / (size_t)job->tiles_per_image), kk = 0;
-	int64_t p0 = (int64_t)(t % (size_t)job->tiles_per_image) * TILE_MAX, rows, w;
+	int64_t p0 = (int64_t)(t % (size_t)job->tiles_per_image) * job->tile_max, rows, w;
 	float *at = job->at + t * (size_t)job->s->k_pad * job->tile_stride;
 	const float *x = job->a + image * cv->c_in * cv->in_h * cv->in_w;
 	enum spmm_width wc;
@@ -565,7 +593,7 @@ static void conv_pack(const struct spmm_job *job, size_t t)
 /* A tile that reads its rows of x in place: a direct conv's full tiles. */
 static bool tile_in_place(const struct spmm_job *job, int64_t rows)
 {
-	return job->direct && rows == TILE_MAX;
+	return job->direct && rows == job->tile_max;
 }
 
 static void tile_pack(void *data, size_t t)
@@ -586,7 +614,7 @@ static void conv_store(const struct spmm_job *job, size_t t, int64_t rows, int64
 		       int64_t n0, int64_t n_out, const float *out)
 {
 	int64_t image = (int64_t)(t / (size_t)job->tiles_per_image);
-	int64_t p0 = (int64_t)(t % (size_t)job->tiles_per_image) * TILE_MAX;
+	int64_t p0 = (int64_t)(t % (size_t)job->tiles_per_image) * job->tile_max;
 	float *y = job->y + (image * job->s->n + n0) * job->m + p0;
 
 	for (int64_t j = 0; j < n_out; j++, y += job->m)
@@ -598,7 +626,7 @@ static const float *tile_at(const struct spmm_job *job, size_t t, int64_t rows, 
 			    size_t *ret_ld)
 {
 	int64_t image = (int64_t)(t / (size_t)job->tiles_per_image);
-	int64_t p0 = (int64_t)(t % (size_t)job->tiles_per_image) * TILE_MAX;
+	int64_t p0 = (int64_t)(t % (size_t)job->tiles_per_image) * job->tile_max;
 
 	if (tile_in_place(job, rows)) {
 		*ret_ld = (size_t)job->m;
@@ -632,7 +660,7 @@ static void tile_chunk(void *data, size_t item)
 	if (job->conv)
 		conv_store(job, t, rows, w, n0, n_out, out);
 	else
-		tile_store(job, (int64_t)t * TILE_MAX, rows, w, n0, n_out, out);
+		tile_store(job, (int64_t)t * job->tile_max, rows, w, n0, n_out, out);
 }
 
 struct trampoline {
@@ -727,7 +755,7 @@ int opass_spmm_run(const struct opass_spmm *spmm, const float *a, int64_t m,
 		return 0;
 	job.rows_per_chunk = CHUNK_N / spmm->br;
 	job.n_chunks = (size_t)div_up(spmm->n_block_rows, job.rows_per_chunk);
-	job.tiles_per_image = div_up(m, TILE_MAX);
+	job.tiles_per_image = div_up(m, job.tile_max);
 	return run_tiled(&job, (size_t)job.tiles_per_image, exec);
 }
 
@@ -769,7 +797,7 @@ int opass_spmm_run_conv(const struct opass_spmm *spmm, const struct opass_conv *
 		return 0;
 	job.rows_per_chunk = CHUNK_N / spmm->br;
 	job.n_chunks = (size_t)div_up(spmm->n_block_rows, job.rows_per_chunk);
-	job.tiles_per_image = div_up(job.m, TILE_MAX);
+	job.tiles_per_image = div_up(job.m, job.tile_max);
 	return run_tiled(&job, (size_t)(batch * job.tiles_per_image), exec);
 }
 

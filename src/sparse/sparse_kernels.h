@@ -13,9 +13,11 @@
  * The last block row / column may reach past N / K: those elements must be 0.
  *
  * Why B^T by output row: A is packed once per call into column tiles
- * At[K][64] (64 rows of A, transposed), so each nonzero w(n, k) becomes one
- * broadcast-multiply-add of w by the contiguous row At[k] into output row n's
- * 64 accumulators, which stay in registers (AVX-512: 4 zmm, AVX2: 8 ymm).
+ * At[K][64] (64 rows of A, transposed; AVX2 matmuls pack 32 or 16 rows
+ * from 64 rows of A on, see tile_max_pick in sparse_kernels.c), so each
+ * nonzero w(n, k) becomes one broadcast-multiply-add of w by the contiguous
+ * row At[k] into output row n's accumulators, which stay in registers
+ * (64 rows: AVX-512 4 zmm, AVX2 8 ymm).
  * Every nonzero costs the same vector work as a dense GEMM's inner step
  * without any wasted multiply by zero; 4x1 blocks (4 outputs, one k) reuse
  * each At row for 4 outputs.
