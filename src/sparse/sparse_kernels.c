@@ -811,7 +811,11 @@ int opass_spmm_run_conv(const struct opass_spmm *spmm, const struct opass_conv *
  * four rows of A (both are memory-bound; the sparse kernel reads a value, an
  * index and A's element per nonzero), about 3 for 5 to 48 rows (MLAS pads
  * small M), and about 6 from 49 rows on, where MLAS runs near peak and the
- * sparse kernel's packed tiles stream from L2. Unknown M takes the worst case.
+ * sparse kernel's packed tiles stream from L2. These were measured with
+ * 64-row tiles; the narrower AVX2 tiles of tile_max_pick made M >= 64
+ * 1.2-1.9x faster and the model was not re-fitted, so from 49 rows on it
+ * now overstates the cost (at 80 % zeros it declines nodes that would
+ * probably win). Unknown M takes the worst case.
  * Each output element costs about OUTPUT_COST more (storing it from the tile,
  * and an activation that ORT would have fused into its own Conv / Gemm but runs
  * as a separate node after ours): measured on single 1x1 and 3x3 Convs (e.g. a
