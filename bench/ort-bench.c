@@ -2,7 +2,8 @@
 /*
  * ort-bench: time a model in ONNX Runtime's CPU provider.
  *
- *   ort-bench [--custom-ops LIB]... [--ep LIB [--rounds N] [--ep-option KEY=VALUE]...]
+ *   ort-bench [--custom-ops LIB]... [--ep LIB [--rounds N] [--ep-option KEY=VALUE]...
+ *             [--own-pools]]
  *             [--config KEY=VALUE]... [--threads N] [--warmup W] [--repeat R] MODEL.onnx
  *
  * Every graph input must be a float tensor of fixed shape; it is filled with
@@ -15,6 +16,11 @@
  * timed alternately, N rounds (default 5) of R runs each, and the line is
  * "cpu MS ep MS ratio X relerr E": the best run of each, cpu / ep, and the
  * largest difference of the first output relative to its largest magnitude.
+ * The two sessions share one pool of N intra-op threads (the env's global
+ * pool), so that neither runs while the other's idle threads still spin for
+ * work (with a pool each, runs of under a millisecond varied by 0.5-2x
+ * between identical sessions on a 2-core machine); --own-pools gives each
+ * session its own pool, as an application with two sessions would have.
  */
 #include <errno.h>
 #include <stdint.h>
@@ -225,7 +231,7 @@ static void bench_free(struct bench *b)
 static int usage(void)
 {
 	fprintf(stderr, "usage: ort-bench [--custom-ops LIB]... [--ep LIB [--rounds N] "
-		"[--ep-option KEY=VALUE]...] [--config KEY=VALUE]... "
+		"[--ep-option KEY=VALUE]... [--own-pools]] [--config KEY=VALUE]... "
 		"[--threads N] [--warmup W] [--repeat R] MODEL.onnx\n");
 	return 2;
 }
@@ -233,13 +239,16 @@ static int usage(void)
 int main(int argc, char **argv)
 {
 	int warmup = 5, repeat = 20, rounds = 5, i, k;
+	bool own_pools = false;
 	struct bench b = { 0 }, e = { 0 };
 	struct ortlib_options o, cpu;
 	OrtEnv *env = NULL;
 
 	ortlib_options_init(&o);
 	for (i = 1; i + 1 < argc && strncmp(argv[i], "--", 2) == 0; i += 2) {
-		if (strcmp(argv[i], "--rounds") == 0)
+		if (strcmp(argv[i], "--own-pools") == 0)
+			own_pools = true, i--;
+		else if (strcmp(argv[i], "--rounds") == 0)
 			rounds = atoi(argv[i + 1]);
 		else if (strcmp(argv[i], "--warmup") == 0)
 			warmup = atoi(argv[i + 1]);
@@ -250,6 +259,7 @@ int main(int argc, char **argv)
 	}
 	if (i + 1 != argc || warmup < 0 || repeat < 1 || rounds < 1)
 		return usage();
+	o.shared_pool = o.ep_lib && !own_pools;
 	cpu = o;
 	cpu.ep_lib = NULL;
 	if (ortlib_init("ort-bench") < 0)

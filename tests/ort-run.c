@@ -4,12 +4,13 @@
  *
  *   ort-run [--custom-ops LIB]... [--ep LIB [--ep-option KEY=VALUE]...] [--threads N]
  *           [--config KEY=VALUE]...
- *           [--profile PREFIX] [--no-optimize] MODEL.onnx [IN.bin...] -- OUT_PREFIX
+ *           [--profile PREFIX] [--runs N] [--no-optimize] MODEL.onnx [IN.bin...] -- OUT_PREFIX
  *
  * --ep registers LIB as an execution-provider library and appends its
  * OnnxPassSparse device before the CPU EP. --profile enables ORT's profiler and
  * prints "profile<TAB>path" after the outputs; --ep-option passes an option to
- * the EP. --threads sets the intra-op
+ * the EP; --runs runs the model N times (outputs of the last run), for a
+ * profile of warm runs. --threads sets the intra-op
  * threads (default 1); --config adds a session config entry.
  *
  * Inputs are given in the order of the model's graph inputs. Output N is written to
@@ -312,9 +313,16 @@ static int run_model(struct run *r)
 {
 	const struct ortlib_session *s = &r->s;
 
-	r->output_values = calloc(s->n_outputs ? s->n_outputs : 1, sizeof(*r->output_values));
+	if (!r->output_values)
+		r->output_values = calloc(s->n_outputs ? s->n_outputs : 1,
+					  sizeof(*r->output_values));
 	if (!r->output_values)
 		return -ENOMEM;
+	for (size_t i = 0; i < s->n_outputs; i++) {
+		if (r->output_values[i])
+			ortlib_api->ReleaseValue(r->output_values[i]);
+		r->output_values[i] = NULL;
+	}
 	return ortlib_check(ortlib_api->Run(s->session, NULL, (const char *const *)s->input_names,
 					    (const OrtValue *const *)r->input_values, s->n_inputs,
 					    (const char *const *)s->output_names, s->n_outputs,
@@ -325,13 +333,13 @@ static int usage(void)
 {
 	fprintf(stderr, "usage: ort-run [--custom-ops LIB]... [--ep LIB [--ep-option K=V]...] "
 		"[--threads N] "
-		"[--config KEY=VALUE]... [--profile PREFIX] [--no-optimize] MODEL.onnx "
+		"[--config KEY=VALUE]... [--profile PREFIX] [--runs N] [--no-optimize] MODEL.onnx "
 		"[IN.bin...] -- OUT_PREFIX\n");
 	return 1;
 }
 
 /* Options before the model; returns the index of the model or -1. */
-static int opts_parse(int argc, char **argv, struct ortlib_options *o)
+static int opts_parse(int argc, char **argv, struct ortlib_options *o, int *runs)
 {
 	int i = 1;
 
@@ -341,6 +349,8 @@ static int opts_parse(int argc, char **argv, struct ortlib_options *o)
 			o->optimize = 0;
 		else if (strcmp(argv[i], "--profile") == 0 && i + 1 < argc)
 			o->profile = argv[++i];
+		else if (strcmp(argv[i], "--runs") == 0 && i + 1 < argc)
+			*runs = atoi(argv[++i]);
 		else if (i + 1 < argc && ortlib_options_parse(o, argv[i], argv[i + 1]) == 1)
 			i++;
 		else
@@ -354,10 +364,10 @@ int main(int argc, char **argv)
 	size_t n_in;
 	struct run r = { 0 };
 	struct ortlib_options o;
-	int i, sep, k;
+	int i, sep, k, runs = 1;
 
-	i = opts_parse(argc, argv, &o);
-	if (i < 0)
+	i = opts_parse(argc, argv, &o, &runs);
+	if (i < 0 || runs < 1)
 		return usage();
 	for (sep = i; sep < argc && strcmp(argv[sep], "--") != 0; sep++)
 		;
@@ -372,7 +382,7 @@ int main(int argc, char **argv)
 		k = ortlib_session_open(&r.s, r.env, argv[i], &o);
 	if (k == 0)
 		k = inputs_load(&r, argv + i + 1, n_in);
-	if (k == 0)
+	for (int n = 0; k == 0 && n < runs; n++)
 		k = run_model(&r);
 	if (k == 0)
 		k = outputs_write(&r, argv[sep + 1]);

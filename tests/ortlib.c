@@ -78,9 +78,26 @@ int ortlib_options_parse(struct ortlib_options *o, const char *name, char *value
 	return 0;
 }
 
+static int env_shared_open(OrtEnv **ret, OrtLoggingLevel level, int threads)
+{
+	OrtThreadingOptions *t = NULL;
+	int k = ortlib_check(ortlib_api->CreateThreadingOptions(&t), "CreateThreadingOptions");
+
+	if (k == 0)
+		k = ortlib_check(ortlib_api->SetGlobalIntraOpNumThreads(t, threads),
+				 "SetGlobalIntraOpNumThreads");
+	if (k == 0)
+		k = ortlib_check(ortlib_api->CreateEnvWithGlobalThreadPools(level, prog, t, ret),
+				 "CreateEnvWithGlobalThreadPools");
+	if (t)
+		ortlib_api->ReleaseThreadingOptions(t);
+	return k;
+}
+
 int ortlib_env_open(OrtEnv **ret, OrtLoggingLevel level, const struct ortlib_options *o)
 {
-	int k = ortlib_check(ortlib_api->CreateEnv(level, prog, ret), "CreateEnv");
+	int k = o->shared_pool ? env_shared_open(ret, level, o->threads)
+			       : ortlib_check(ortlib_api->CreateEnv(level, prog, ret), "CreateEnv");
 
 	if (k == 0 && o->ep_lib)
 		k = ortlib_check(ortlib_api->RegisterExecutionProviderLibrary(*ret, "onnx_pass",
@@ -117,7 +134,10 @@ static int options_make(struct ortlib_session *s, OrtEnv *env, const struct ortl
 	if (k == 0)
 		k = ortlib_check(ort->SetSessionGraphOptimizationLevel(s->options, level),
 				 "SetSessionGraphOptimizationLevel");
-	if (k == 0)
+	if (k == 0 && o->shared_pool)
+		k = ortlib_check(ort->DisablePerSessionThreads(s->options),
+				 "DisablePerSessionThreads");
+	else if (k == 0)
 		k = ortlib_check(ort->SetIntraOpNumThreads(s->options, o->threads),
 				 "SetIntraOpNumThreads");
 	for (size_t i = 0; k == 0 && i < o->n_custom_ops; i++)

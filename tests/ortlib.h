@@ -8,6 +8,7 @@
  */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -32,6 +33,7 @@ struct ortlib_options {
 	size_t n_config;
 	const char *profile;
 	int optimize, threads;
+	bool shared_pool;   /* sessions share the env's intra-op pool */
 };
 
 /* An open session and its graph's input and output names. */
@@ -65,7 +67,10 @@ void ortlib_options_init(struct ortlib_options *o);
  * one too many value. */
 int ortlib_options_parse(struct ortlib_options *o, const char *name, char *value);
 
-/* An env logging at LEVEL, with the EP library o->ep_lib registered when set. */
+/* An env logging at LEVEL, with the EP library o->ep_lib registered when set;
+ * with o->shared_pool, it owns one pool of o->threads intra-op threads that
+ * every session opened with these options uses (sessions timed one after the
+ * other then do not compete with each other's idle, spinning threads). */
 int ortlib_env_open(OrtEnv **ret, OrtLoggingLevel level, const struct ortlib_options *o);
 
 /* Open MODEL with the options (and o->ep_lib's OnnxPassSparse device, which
