@@ -126,6 +126,7 @@ AVX2 INLINE void csr_xmm(const struct opass_spmm *s, int64_t row, const float *a
 	int32_t b = s->row_ptr[row], e = s->row_ptr[row + 1];
 	const float *v = s->values;
 
+#pragma GCC unroll 8
 	for (int i = 0; i < IN_FLIGHT; i++)
 		acc[i] = _mm_setzero_ps();
 	for (; b + IN_FLIGHT <= e; b += IN_FLIGHT)
@@ -136,8 +137,11 @@ AVX2 INLINE void csr_xmm(const struct opass_spmm *s, int64_t row, const float *a
 	for (; b < e; b++)
 		acc[0] = _mm_fmadd_ps(_mm_set1_ps(v[b]), _mm_loadu_ps(at + ld * KAT(s, b, idx16)),
 				      acc[0]);
-	for (int i = 1; i < IN_FLIGHT; i++)
-		acc[0] = _mm_add_ps(acc[0], acc[i]);
+#pragma GCC unroll 8
+	for (int h = IN_FLIGHT / 2; h > 0; h /= 2)
+#pragma GCC unroll 8
+		for (int i = 0; i < h; i++)
+			acc[i] = _mm_add_ps(acc[i], acc[i + h]);
 	_mm_storeu_ps(out, acc[0]);
 }
 
@@ -164,6 +168,7 @@ AVX2 INLINE void csr_ymm(const struct opass_spmm *s, int64_t row, const float *a
 	int32_t b = s->row_ptr[row], e = s->row_ptr[row + 1];
 	const float *v = s->values;
 
+#pragma GCC unroll 8
 	for (int j = 0; j < u * nv; j++)
 		acc[j] = _mm256_setzero_ps();
 	for (; u > 1 && b + u <= e; b += u) {
@@ -369,6 +374,7 @@ AVX512 INLINE void csr_zmm(const struct opass_spmm *s, int64_t row, const float 
 	int32_t b = s->row_ptr[row], e = s->row_ptr[row + 1];
 	const float *v = s->values;
 
+#pragma GCC unroll 8
 	for (int j = 0; j < u * nv; j++)
 		acc[j] = _mm512_setzero_ps();
 	for (; b + u <= e; b += u) {
