@@ -289,7 +289,7 @@ static bool node_wins(const struct ep_node *nd)
 {
 	if (nd->op == EP_OP_CONV)
 		return opass_spmm_predict_win_conv(nd->m, nd->k, nd->n, nd->nonzero, nd->c_in);
-	return opass_spmm_predict_win(nd->m, nd->k, nd->n, nd->nonzero);
+	return opass_spmm_predict_win(OPASS_SPMM_ISA_AUTO, nd->m, nd->k, nd->n, nd->nonzero);
 }
 
 static OrtStatus *node_consider(struct ep *ep, const OrtNode *node, OrtEpGraphSupportInfo *info)

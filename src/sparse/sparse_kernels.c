@@ -805,28 +805,40 @@ int opass_spmm_run_conv(const struct opass_spmm *spmm, const struct opass_conv *
 
 /*
  * Costs per row of A (conv: per output position), in units of one dense weight
- * element. Measured with bench/ep.py --claim all (one MatMul, 768x3072 and 3072x768, ORT
- * 1.29's MLAS on 2 threads of a shared 2-core AVX2 machine): the time of a
- * nonzero, relative to one dense weight element in MLAS, is about 5 for one to
- * four rows of A (both are memory-bound; the sparse kernel reads a value, an
- * index and A's element per nonzero), about 3 for 5 to 48 rows (MLAS pads
- * small M), and about 6 from 49 rows on, where MLAS runs near peak and the
- * sparse kernel's packed tiles stream from L2. These were measured with
- * 64-row tiles; the narrower AVX2 tiles of tile_max_pick made M >= 64
- * 1.2-1.9x faster and the model was not re-fitted, so from 49 rows on it
- * now overstates the cost (at 80 % zeros it declines nodes that would
- * probably win). Unknown M takes the worst case.
- * Each output element costs about OUTPUT_COST more (storing it from the tile,
- * and an activation that ORT would have fused into its own Conv / Gemm but runs
- * as a separate node after ours): measured on single 1x1 and 3x3 Convs (e.g. a
- * 64 -> 256 1x1 Conv at 56x56 and 90 % zeros only broke even).
- * A node is claimed when the predicted speed-up is at least MIN_GAIN, so that
- * nodes near break-even (and the noise of the measurement) stay on the CPU EP.
+ * element, measured with bench/ep.py --sections layer --claim all (one MatMul,
+ * 768x3072 and 3072x768, 50-95 % zeros, M = 1..1024, ORT 1.29's MLAS on the
+ * same 2 threads) and fitted as time(sparse) = nonzeros x cost + fixed.
+ *
+ * AVX2 (a 2-core Zen 2): a nonzero costs about 5 dense elements for one to four
+ * rows of A (both are memory-bound; the sparse kernel reads a value, an index
+ * and A's element per nonzero), about 3 for 5 to 48 rows (MLAS pads small M),
+ * and about 6 from 49 rows on, where MLAS runs near peak and the sparse
+ * kernel's packed tiles stream from L2. These were measured with 64-row
+ * tiles; the narrower AVX2 tiles of tile_max_pick made M >= 64 1.2-1.9x
+ * faster and the model was not re-fitted (at 80 % zeros it declines nodes that
+ * would probably win). Each output element costs about OUTPUT_COST more
+ * (storing it from the tile, and an activation that ORT would have fused into
+ * its own Gemm but runs as a separate node after ours).
+ *
+ * AVX-512 (a 2-core Zen 5, where MLAS's AVX-512 GEMM is about twice the AVX2
+ * machine's), fitted as time(sparse) / time(dense) = zeros' complement x cost
+ * + fixed: one row of A costs 8 per nonzero (5.2-7.4 fitted) + 0.08; two to four
+ * rows (the 4-row tile, whose fixed costs weigh on a dense GEMM this fast)
+ * 6.5 + 0.45 (6.1-6.5 and 0.3-0.56 fitted); five to eight rows 6 per row of
+ * the 8-row tile (4 fitted at 8 rows, 3.3 at 768x3072) + 0.08; from nine rows
+ * on 3 per row of the wider tiles (2.4-3 fitted), a tile being padded to its
+ * width class (rows 9 to 16 cost as 16), + 0.08 (0.1-0.3 fitted: at 80 % zeros
+ * and 16 to 64 rows the model predicts 1.47x where 1.13-1.8x ran). Claimed
+ * with these, no cell of that sweep ran below 1.1x.
+ *
+ * Unknown M takes the worst case (on AVX-512, two to four rows'). A node is claimed when the predicted
+ * speed-up is at least MIN_GAIN, so that nodes near break-even (and the noise
+ * of the measurement) stay on the CPU EP.
  */
 #define MIN_GAIN 1.25
 #define OUTPUT_COST 32.0
 
-static double nonzero_cost(int64_t m)
+static double nonzero_cost_avx2(int64_t m)
 {
 	if (m < 0 || m > 48)
 		return 6.0;
@@ -835,14 +847,50 @@ static double nonzero_cost(int64_t m)
 	return 3.0;
 }
 
-bool opass_spmm_predict_win(int64_t m, int64_t k, int64_t n, int64_t nonzero)
+/* Rows of A a tile of m rows computes: its width class (spmm_impl.h). */
+static double rows_padded(int64_t m)
+{
+	static const int64_t widths[] = { 1, 4, 8, 16, 32, 48, 64 };
+
+	for (size_t i = 0; i < sizeof(widths) / sizeof(widths[0]); i++)
+		if (m <= widths[i])
+			return (double)widths[i];
+	return (double)m;
+}
+
+/* time(sparse) / time(dense) on AVX-512, for a density of nonzero / (k x n). */
+static double sparse_ratio_avx512(int64_t m, double density)
+{
+	if (m == 1)
+		return density * 8.0 + 0.08;
+	if (m < 0 || m <= 4)  /* unknown M: the worst from 88 % zeros on */
+		return density * 6.5 + 0.45;
+	if (m <= 8)
+		return density * 6.0 * rows_padded(m) / (double)m + 0.08;
+	return density * 3.0 * rows_padded(m) / (double)m + 0.08;
+}
+
+static enum opass_spmm_isa isa_resolve(enum opass_spmm_isa isa)
+{
+	if (isa != OPASS_SPMM_ISA_AUTO)
+		return isa;
+	if (opass_spmm_isa_supported(OPASS_SPMM_ISA_AVX512))
+		return OPASS_SPMM_ISA_AVX512;
+	return OPASS_SPMM_ISA_AVX2;
+}
+
+bool opass_spmm_predict_win(enum opass_spmm_isa isa, int64_t m, int64_t k, int64_t n,
+			    int64_t nonzero)
 {
 	double dense, sparse;
 
 	if (k <= 0 || n <= 0 || nonzero < 0 || m == 0)
 		return false;
 	dense = (double)k * (double)n;
-	sparse = (double)nonzero * nonzero_cost(m) + (double)n * OUTPUT_COST;
+	if (isa_resolve(isa) == OPASS_SPMM_ISA_AVX512)
+		sparse = dense * sparse_ratio_avx512(m, (double)nonzero / dense);
+	else
+		sparse = (double)nonzero * nonzero_cost_avx2(m) + (double)n * OUTPUT_COST;
 	return sparse * MIN_GAIN <= dense;
 }
 
@@ -869,7 +917,7 @@ bool opass_spmm_predict_win(int64_t m, int64_t k, int64_t n, int64_t nonzero)
 
 bool opass_spmm_predict_win_conv(int64_t m, int64_t k, int64_t n, int64_t nonzero, int64_t c_in)
 {
-	double dense, per_nonzero = m < 0 || m > 48 ? 4.0 : nonzero_cost(m);
+	double dense, per_nonzero = m < 0 || m > 48 ? 4.0 : nonzero_cost_avx2(m);
 
 	if (k <= 0 || n <= 0 || nonzero < 0 || m == 0 || c_in < CONV_MIN_CHANNELS)
 		return false;

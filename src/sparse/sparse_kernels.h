@@ -114,11 +114,12 @@ int opass_spmm_run(const struct opass_spmm *spmm, const float *a, int64_t m,
 
 /*
  * Cost model: is y = a · B with a [m, k] and B [k, n] holding `nonzero`
- * nonzeros predicted to run faster with these kernels than with a dense
- * GEMM (ORT's MLAS) on the same threads? m < 0: rows not known (the
- * prediction must then hold for every m).
+ * nonzeros predicted to run faster with these kernels (of that ISA; AUTO: the
+ * best the CPU has) than with a dense GEMM (ORT's MLAS) on the same threads?
+ * m < 0: rows not known (the prediction must then hold for every m).
  */
-bool opass_spmm_predict_win(int64_t m, int64_t k, int64_t n, int64_t nonzero);
+bool opass_spmm_predict_win(enum opass_spmm_isa isa, int64_t m, int64_t k, int64_t n,
+			    int64_t nonzero);
 
 /* The same for a group-1 convolution against ORT's Conv: m output positions
  * (all images; < 0 when not known), k = c_in * kh * kw, n = c_out. */
