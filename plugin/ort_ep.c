@@ -288,7 +288,7 @@ static bool node_read(const OrtApi *api, const OrtNode *node, struct ep_node *nd
 static bool node_wins(const struct ep_node *nd)
 {
 	if (nd->op == EP_OP_CONV)
-		return opass_spmm_predict_win_conv(nd->m, nd->k, nd->n, nd->nonzero, nd->c_in);
+		return opass_spmm_predict_win_conv(OPASS_SPMM_ISA_AUTO, nd->m, nd->k, nd->n, nd->nonzero, nd->c_in);
 	return opass_spmm_predict_win(OPASS_SPMM_ISA_AUTO, nd->m, nd->k, nd->n, nd->nonzero);
 }
 

@@ -910,19 +910,44 @@ bool opass_spmm_predict_win(enum opass_spmm_isa isa, int64_t m, int64_t k, int64
  * left to ORT: gathering its patches costs more than its few products
  * (ResNet-50's 7x7 stride-2 conv of 3 channels took 7.3 ms against ORT's
  * 2.8 ms in the model, by ORT's profiler).
+ * On AVX-512 (the Zen 5 above, same sweep at 90 and 95 %), ORT's Conv is
+ * about twice as fast, and a call of fewer than TILE_MAX positions (batch 1
+ * at 7x7) pays for its packed patches: there 1x1 convs of 576 or 960 input
+ * channels to 160 outputs ran 0.84-0.97x whatever their zeros (0.03-0.1x
+ * between 90 and 95 %), and a 3x3 conv of 512 channels with stride 2 0.68x and
+ * 0.83x; MobileNetV2 as a whole ran 0.80x at 90 %. Such a call costs
+ * CONV_GATHER_COST more per element of a patch (k per position), fitted on
+ * those layers (100-300); the same layers at batch 8 won 1.6-3x and do not
+ * pay it. There, too, ORT's NCHWc Conv keeps its blocked layout between
+ * convs while a claimed conv reorders its input and output channels and
+ * runs its Clip or Add apart (in MobileNetV2 at batch 1 and 90 %, 20 claimed
+ * convs took 943 us against ORT's 1127 us, but the reorders 670 us): each
+ * position costs CONV_LAYOUT_COST_AVX512 more per input and output channel,
+ * fitted on bench/ep.py --sections cnn (0 / 24 / 48: MobileNetV2 at batch 1
+ * 0.84x / 1.00x / 1.01x at 90 %, ResNet-50 at batch 8 1.41x at 24, 1.34x at
+ * 48).
  */
 #define CONV_OUTPUT_COST 24.0
+#define CONV_GATHER_COST 250.0
+#define CONV_LAYOUT_COST_AVX512 24.0
 #define CONV_L2_K 2048
 #define CONV_MIN_CHANNELS 8
 
-bool opass_spmm_predict_win_conv(int64_t m, int64_t k, int64_t n, int64_t nonzero, int64_t c_in)
+bool opass_spmm_predict_win_conv(enum opass_spmm_isa isa, int64_t m, int64_t k, int64_t n,
+				 int64_t nonzero, int64_t c_in)
 {
-	double dense, per_nonzero = m < 0 || m > 48 ? 4.0 : nonzero_cost_avx2(m);
+	double dense, sparse, per_nonzero = m < 0 || m > 48 ? 4.0 : nonzero_cost_avx2(m);
 
 	if (k <= 0 || n <= 0 || nonzero < 0 || m == 0 || c_in < CONV_MIN_CHANNELS)
 		return false;
 	if (k > CONV_L2_K)
 		per_nonzero *= 1.5;
 	dense = (double)k * (double)n;
-	return ((double)nonzero * per_nonzero + (double)n * CONV_OUTPUT_COST) * MIN_GAIN <= dense;
+	sparse = (double)nonzero * per_nonzero + (double)n * CONV_OUTPUT_COST;
+	if (isa_resolve(isa) == OPASS_SPMM_ISA_AVX512) {
+		sparse += (double)(n + c_in) * CONV_LAYOUT_COST_AVX512;
+		if (m > 0 && m < TILE_MAX)
+			sparse += (double)k * CONV_GATHER_COST;
+	}
+	return sparse * MIN_GAIN <= dense;
 }

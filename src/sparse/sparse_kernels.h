@@ -123,7 +123,8 @@ bool opass_spmm_predict_win(enum opass_spmm_isa isa, int64_t m, int64_t k, int64
 
 /* The same for a group-1 convolution against ORT's Conv: m output positions
  * (all images; < 0 when not known), k = c_in * kh * kw, n = c_out. */
-bool opass_spmm_predict_win_conv(int64_t m, int64_t k, int64_t n, int64_t nonzero, int64_t c_in);
+bool opass_spmm_predict_win_conv(enum opass_spmm_isa isa, int64_t m, int64_t k, int64_t n,
+				 int64_t nonzero, int64_t c_in);
 
 /* A 2-D convolution (NCHW, group 1) whose weight [c_out, c_in, kernel_h,
  * kernel_w] is the spmm's B^T [n = c_out, k = c_in * kernel_h * kernel_w]. */
