@@ -50,6 +50,7 @@ struct ep_node {
 	int64_t m;                 /* rows of A, -1 when not known */
 	int64_t k, n, nonzero;
 	int64_t c_in;              /* Conv: input channels (k = c_in * kh * kw) */
+	bool supported;            /* an op, weight and shapes the kernels take */
 };
 
 /* ---- reading the graph --------------------------------------------------------- */
@@ -285,20 +286,23 @@ static bool node_read(const OrtApi *api, const OrtNode *node, struct ep_node *nd
 	return matmul_read(api, node, nd);
 }
 
-static bool node_wins(const struct ep_node *nd)
+/* weight_bytes: the fp32 MatMul / Gemm weights of the graph in all */
+static bool node_wins(const struct ep_node *nd, int64_t weight_bytes)
 {
 	if (nd->op == EP_OP_CONV)
-		return opass_spmm_predict_win_conv(OPASS_SPMM_ISA_AUTO, nd->m, nd->k, nd->n, nd->nonzero, nd->c_in);
-	return opass_spmm_predict_win(OPASS_SPMM_ISA_AUTO, nd->m, nd->k, nd->n, nd->nonzero);
+		return opass_spmm_predict_win_conv(OPASS_SPMM_ISA_AUTO, nd->m, nd->k, nd->n,
+						   nd->nonzero, nd->c_in);
+	return opass_spmm_predict_win(OPASS_SPMM_ISA_AUTO, nd->m, nd->k, nd->n, nd->nonzero,
+				      weight_bytes);
 }
 
-static OrtStatus *node_consider(struct ep *ep, const OrtNode *node, OrtEpGraphSupportInfo *info)
+static OrtStatus *node_consider(struct ep *ep, const OrtNode *node, const struct ep_node *nd,
+				int64_t weight_bytes, OrtEpGraphSupportInfo *info)
 {
 	const OrtKernelDef *def = NULL;
-	struct ep_node nd;
 	OrtStatus *s;
 
-	if (!node_read(ep->api, node, &nd) || (!ep->claim_all && !node_wins(&nd)))
+	if (!nd->supported || (!ep->claim_all && !node_wins(nd, weight_bytes)))
 		return NULL;
 	s = ep->ep_api->EpGraphSupportInfo_LookUpKernel(info, node, &def);
 	if (s || !def)
@@ -306,11 +310,27 @@ static OrtStatus *node_consider(struct ep *ep, const OrtNode *node, OrtEpGraphSu
 	return ep->ep_api->EpGraphSupportInfo_AddSingleNode(info, node);
 }
 
+/* Reads every node; returns the bytes of the MatMul / Gemm weights read. */
+static int64_t nodes_read(const OrtApi *api, const OrtNode **nodes, size_t n,
+			  struct ep_node *nds)
+{
+	int64_t bytes = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		nds[i].supported = node_read(api, nodes[i], &nds[i]);
+		if (nds[i].supported && nds[i].op != EP_OP_CONV)
+			bytes += nds[i].k * nds[i].n * (int64_t)sizeof(float);
+	}
+	return bytes;
+}
+
 static OrtStatus *ORT_API_CALL ep_get_capability(OrtEp *this_ptr, const OrtGraph *graph,
 						OrtEpGraphSupportInfo *info)
 {
 	struct ep *ep = (struct ep *)this_ptr;
-	const OrtNode **nodes;
+	const OrtNode **nodes = NULL;
+	struct ep_node *nds = NULL;
+	int64_t weight_bytes;
 	size_t n = 0;
 	OrtStatus *s;
 
@@ -318,11 +338,19 @@ static OrtStatus *ORT_API_CALL ep_get_capability(OrtEp *this_ptr, const OrtGraph
 	if (s || n == 0)
 		return s;
 	nodes = calloc(n, sizeof(*nodes));
-	if (!nodes)
-		return ep->api->CreateStatus(ORT_FAIL, EP_NAME ": out of memory");
+	nds = calloc(n, sizeof(*nds));
+	if (!nodes || !nds) {
+		s = ep->api->CreateStatus(ORT_FAIL, EP_NAME ": out of memory");
+		goto out;
+	}
 	s = ep->api->Graph_GetNodes(graph, nodes, n);
+	if (s)
+		goto out;
+	weight_bytes = nodes_read(ep->api, nodes, n, nds);
 	for (size_t i = 0; !s && i < n; i++)
-		s = node_consider(ep, nodes[i], info);
+		s = node_consider(ep, nodes[i], &nds[i], weight_bytes, info);
+out:
+	free(nds);
 	free(nodes);
 	return s;
 }

@@ -117,9 +117,11 @@ int opass_spmm_run(const struct opass_spmm *spmm, const float *a, int64_t m,
  * nonzeros predicted to run faster with these kernels (of that ISA; AUTO: the
  * best the CPU has) than with a dense GEMM (ORT's MLAS) on the same threads?
  * m < 0: rows not known (the prediction must then hold for every m).
+ * weight_bytes: the fp32 MatMul / Gemm weights of the whole model (whether
+ * they stay in cache between runs), 0 when not known.
  */
 bool opass_spmm_predict_win(enum opass_spmm_isa isa, int64_t m, int64_t k, int64_t n,
-			    int64_t nonzero);
+			    int64_t nonzero, int64_t weight_bytes);
 
 /* The same for a group-1 convolution against ORT's Conv: m output positions
  * (all images; < 0 when not known), k = c_in * kh * kw, n = c_out. */

@@ -334,8 +334,8 @@ void spmm_kernels_avx2(struct spmm_kernels *k)
 /* CSR, nv zmm per packed row: wide tiles (nv >= 3) two nonzeros at a time,
  * narrow ones u at a time, u x nv = IN_FLIGHT independent sums (the same
  * scheme for wide tiles ran 5-10 % slower at 48 and 128 rows on a Zen 5). */
-AVX512 INLINE void csr_zmm_pairs(const struct opass_spmm *s, int64_t row, const float *at, size_t ld,
-			   float *out, const int nv, const bool idx16)
+AVX512 INLINE void csr_zmm_pairs(const struct opass_spmm *s, int64_t row, const float *at,
+				 size_t ld, float *out, const int nv, const bool idx16)
 {
 	__m512 a0[4], a1[4];
 	int32_t b = s->row_ptr[row], e = s->row_ptr[row + 1];
