@@ -505,8 +505,10 @@ def depthwise_names(model, names):
 def select_weights(task, names, args, out_dir, model_name):
     """The weights to prune when some stay dense; writes them as a config file
     that the sparsify commands get with --config."""
-    dense = set(depthwise_names(task.model, names)) if args.skip_depthwise else set()
-    log("accuracy: %s: %d depthwise kernels left dense" % (model_name, len(dense)))
+    dense = set()
+    if args.skip_depthwise:
+        dense = set(depthwise_names(task.model, names))
+        log("accuracy: %s: %d depthwise kernels left dense" % (model_name, len(dense)))
     if args.dense_head:
         dense.add(names[-1])
         log("accuracy: %s: the head %s left dense" % (model_name, names[-1]))

@@ -868,16 +868,12 @@ static double rows_padded(int64_t m)
 }
 
 /* time(sparse) / time(dense) on AVX-512, for a density of nonzero / (k x n). */
-static double sparse_ratio_avx512(int64_t m, double density, int64_t weight_bytes)
+static double sparse_ratio_avx512(int64_t m, double density)
 {
-	double stream = weight_bytes > STREAM_BYTES ? STREAM_GAIN : 1.0;
-
 	if (m == 1)
-		return (density * 8.0 + 0.08) / stream;
-	if (m < 0)  /* unknown M: the worst from 88 % zeros on */
+		return density * 8.0 + 0.08;
+	if (m < 0 || m <= 4)  /* unknown M: the worst from 88 % zeros on */
 		return density * 6.5 + 0.45;
-	if (m <= 4)
-		return (density * 6.5 + 0.45) / stream;
 	if (m <= 8)
 		return density * 6.0 * rows_padded(m) / (double)m + 0.08;
 	return density * 3.0 * rows_padded(m) / (double)m + 0.08;
@@ -900,10 +896,13 @@ bool opass_spmm_predict_win(enum opass_spmm_isa isa, int64_t m, int64_t k, int64
 	if (k <= 0 || n <= 0 || nonzero < 0 || m == 0)
 		return false;
 	dense = (double)k * (double)n;
-	if (isa_resolve(isa) == OPASS_SPMM_ISA_AVX512)
-		sparse = dense * sparse_ratio_avx512(m, (double)nonzero / dense, weight_bytes);
-	else
+	if (isa_resolve(isa) == OPASS_SPMM_ISA_AVX512) {
+		sparse = dense * sparse_ratio_avx512(m, (double)nonzero / dense);
+		if (m > 0 && m <= 4 && weight_bytes > STREAM_BYTES)
+			sparse /= STREAM_GAIN;
+	} else {
 		sparse = (double)nonzero * nonzero_cost_avx2(m) + (double)n * OUTPUT_COST;
+	}
 	return sparse * MIN_GAIN <= dense;
 }
 
