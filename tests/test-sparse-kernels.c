@@ -349,9 +349,11 @@ static double *conv_reference(const struct opass_conv *cv, const float *x, int64
 	return y;
 }
 
-/* opass_spmm_run_conv against the direct convolution: kernels 1x1 to 5x3,
+/* opass_spmm_run_conv against the direct convolution: kernels 1x1 to 7x7,
  * strides, asymmetric padding, dilations, output rows split across tiles,
- * 1x1 convolutions whose full tiles read x in place, K > 1024. */
+ * 1x1 convolutions whose full tiles read x in place, K > 1024; packed
+ * patches and the padded copy (stride 1; stride 2 under a 7x7 or 5x3
+ * kernel), CSR and 4x1 blocks. */
 START_TEST(test_conv)
 {
 	static const int64_t cases[][12] = {
@@ -367,10 +369,12 @@ START_TEST(test_conv)
 		/* K > 1024 (matmuls would take 16-row tiles with AVX2; convs keep 64) */
 		{ 1100, 8, 9, 1, 1, 1, 1, 0, 0, 1, 1, 0 },
 		{ 120, 9, 9, 3, 3, 1, 1, 1, 1, 1, 1, 1 },
+		/* a stem: 7x7, stride 2 in both axes */
+		{ 3, 23, 20, 7, 7, 2, 2, 3, 3, 1, 1, 2 },
 	};
 
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		const int64_t *c = cases[i];
+	for (size_t i = 0; i < 2 * sizeof(cases) / sizeof(cases[0]); i++) {
+		const int64_t *c = cases[i / 2], br = i % 2 ? 4 : 1;
 		struct opass_conv cv = { .c_in = c[0], .in_h = c[1], .in_w = c[2], .kernel_h = c[3],
 					 .kernel_w = c[4], .stride_h = c[5], .stride_w = c[6],
 					 .pad_top = c[7], .pad_left = c[8], .dilation_h = c[9],
@@ -378,7 +382,7 @@ START_TEST(test_conv)
 		int64_t n = 7, batch = 2, k = cv.c_in * cv.kernel_h * cv.kernel_w, nx, ny;
 		float *w = weight_make(n, k, 1, 1, 0.4, 0.0), *x, *y, bias[7];
 		struct opass_spmm_exec exec = { .threads = 2 };
-		struct opass_spmm *spmm = spmm_from(w, n, k, 1, 1, false);
+		struct opass_spmm *spmm = spmm_from(w, n, k, br, 1, false);
 		double *ref;
 
 		cv.out_h = opass_conv_output_size(cv.in_h, cv.kernel_h, cv.stride_h, cv.pad_top, c[11],
