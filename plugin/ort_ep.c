@@ -50,6 +50,8 @@ struct ep_node {
 	int64_t m;                 /* rows of A, -1 when not known */
 	int64_t k, n, nonzero;
 	int64_t c_in;              /* Conv: input channels (k = c_in * kh * kw) */
+	bool conv;                 /* a Conv node, supported or not */
+	bool packs;                /* Conv: packs its patches (opass_conv_packs) */
 	bool supported;            /* an op, weight and shapes the kernels take */
 };
 
@@ -247,6 +249,18 @@ static int64_t conv_rows(const OrtApi *api, const OrtNode *node, const struct ep
 	       ((dims[3] + strides[1] - 1) / strides[1]);
 }
 
+/* Does the Conv pack its patches? (true when its attributes do not read) */
+static bool conv_packs(const OrtApi *api, const OrtNode *node, const int64_t kernel[2])
+{
+	int64_t strides[2] = { 1, 1 }, dilations[2] = { 1, 1 };
+	size_t n = 0, n_d = 0;
+
+	if (!node_attr_ints(api, node, "strides", strides, 2, &n) || (n != 0 && n != 2) ||
+	    !node_attr_ints(api, node, "dilations", dilations, 2, &n_d) || (n_d != 0 && n_d != 2))
+		return true;
+	return opass_conv_packs(kernel, strides, dilations);
+}
+
 /* Conv: 2-D (weight [c_out, c_in, kh, kw]), group 1, float input. */
 static bool conv_read(const OrtApi *api, const OrtNode *node, struct ep_node *nd)
 {
@@ -270,6 +284,7 @@ static bool conv_read(const OrtApi *api, const OrtNode *node, struct ep_node *nd
 	nd->c_in = w.dims[1];
 	nd->nonzero = count_nonzero(w.data, w.numel);
 	nd->m = conv_rows(api, node, nd);
+	nd->packs = conv_packs(api, node, w.dims + 2);
 	return true;
 }
 
@@ -281,28 +296,32 @@ static bool node_read(const OrtApi *api, const OrtNode *node, struct ep_node *nd
 	    nd->n_inputs > EP_MAX_INPUTS ||
 	    !status_ok(api, api->Node_GetInputs(node, nd->inputs, nd->n_inputs)))
 		return false;
-	if (nd->op == EP_OP_CONV)
+	nd->conv = nd->op == EP_OP_CONV;
+	if (nd->conv)
 		return conv_read(api, node, nd);
 	return matmul_read(api, node, nd);
 }
 
-/* weight_bytes: the fp32 MatMul / Gemm weights of the graph in all */
-static bool node_wins(const struct ep_node *nd, int64_t weight_bytes)
+/* weight_bytes: the fp32 MatMul / Gemm weights of the graph in all;
+ * chained: see convs_chained */
+static bool node_wins(const struct ep_node *nd, int64_t weight_bytes, bool chained)
 {
 	if (nd->op == EP_OP_CONV)
 		return opass_spmm_predict_win_conv(OPASS_SPMM_ISA_AUTO, nd->m, nd->k, nd->n,
-						   nd->nonzero, nd->c_in);
+						   nd->nonzero, nd->c_in,
+						   (nd->packs ? OPASS_CONV_PACKS : 0) |
+						   (chained ? OPASS_CONV_CHAINED : 0));
 	return opass_spmm_predict_win(OPASS_SPMM_ISA_AUTO, nd->m, nd->k, nd->n, nd->nonzero,
 				      weight_bytes);
 }
 
 static OrtStatus *node_consider(struct ep *ep, const OrtNode *node, const struct ep_node *nd,
-				int64_t weight_bytes, OrtEpGraphSupportInfo *info)
+				int64_t weight_bytes, bool chained, OrtEpGraphSupportInfo *info)
 {
 	const OrtKernelDef *def = NULL;
 	OrtStatus *s;
 
-	if (!nd->supported || (!ep->claim_all && !node_wins(nd, weight_bytes)))
+	if (!nd->supported || (!ep->claim_all && !node_wins(nd, weight_bytes, chained)))
 		return NULL;
 	s = ep->ep_api->EpGraphSupportInfo_LookUpKernel(info, node, &def);
 	if (s || !def)
@@ -324,6 +343,26 @@ static int64_t nodes_read(const OrtApi *api, const OrtNode **nodes, size_t n,
 	return bytes;
 }
 
+/*
+ * Are the graph's convs chained? When at least CHAINED_SHARE of its Conv
+ * nodes (depthwise and other unsupported ones count against) win without
+ * layout reorders, claiming those leaves ORT's NCHWc chain nothing to keep,
+ * and each is judged without the reorders' cost (ResNet-50: yes; MobileNetV2,
+ * a third of whose convs are depthwise: no).
+ */
+#define CHAINED_SHARE 0.9
+
+static bool convs_chained(const struct ep_node *nds, size_t n)
+{
+	size_t convs = 0, wins = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		convs += nds[i].conv;
+		wins += nds[i].conv && nds[i].supported && node_wins(&nds[i], 0, true);
+	}
+	return convs > 0 && (double)wins >= CHAINED_SHARE * (double)convs;
+}
+
 static OrtStatus *ORT_API_CALL ep_get_capability(OrtEp *this_ptr, const OrtGraph *graph,
 						OrtEpGraphSupportInfo *info)
 {
@@ -331,6 +370,7 @@ static OrtStatus *ORT_API_CALL ep_get_capability(OrtEp *this_ptr, const OrtGraph
 	const OrtNode **nodes = NULL;
 	struct ep_node *nds = NULL;
 	int64_t weight_bytes;
+	bool chained;
 	size_t n = 0;
 	OrtStatus *s;
 
@@ -347,8 +387,9 @@ static OrtStatus *ORT_API_CALL ep_get_capability(OrtEp *this_ptr, const OrtGraph
 	if (s)
 		goto out;
 	weight_bytes = nodes_read(ep->api, nodes, n, nds);
+	chained = convs_chained(nds, n);
 	for (size_t i = 0; !s && i < n; i++)
-		s = node_consider(ep, nodes[i], &nds[i], weight_bytes, info);
+		s = node_consider(ep, nodes[i], &nds[i], weight_bytes, chained, info);
 out:
 	free(nds);
 	free(nodes);

@@ -262,23 +262,43 @@ START_TEST(test_predict_win)
 	/* convolutions (ResNet-50's, 90 % zeros): a 1x1 64 -> 256 at 56x56 wins
 	 * (4.4x measured), half zeros never, a 3x3 512 -> 512 at 7x7 (1.1-1.2x
 	 * measured) only from 95 %, a 1x1 16 -> 96 (1.3-1.5x) not */
-	ck_assert(opass_spmm_predict_win_conv(avx2, 3136, 64, 256, 64 * 256 / 10, 64));
-	ck_assert(!opass_spmm_predict_win_conv(avx2, 3136, 64, 256, 64 * 256 / 2, 64));
-	ck_assert(!opass_spmm_predict_win_conv(avx2, 49, 4608, 512, 4608 * 512 / 2, 512));
-	ck_assert(opass_spmm_predict_win_conv(avx2, 49, 4608, 512, 4608 * 512 / 20, 512));
-	ck_assert(!opass_spmm_predict_win_conv(avx2, 12544, 16, 96, 16 * 96 / 10, 16));
-	ck_assert(!opass_spmm_predict_win_conv(avx2, 0, 64, 64, 0, 64));
+	ck_assert(opass_spmm_predict_win_conv(avx2, 3136, 64, 256, 64 * 256 / 10, 64, OPASS_CONV_PACKS));
+	ck_assert(!opass_spmm_predict_win_conv(avx2, 3136, 64, 256, 64 * 256 / 2, 64, OPASS_CONV_PACKS));
+	ck_assert(!opass_spmm_predict_win_conv(avx2, 49, 4608, 512, 4608 * 512 / 2, 512, OPASS_CONV_PACKS));
+	ck_assert(opass_spmm_predict_win_conv(avx2, 49, 4608, 512, 4608 * 512 / 20, 512, OPASS_CONV_PACKS));
+	ck_assert(!opass_spmm_predict_win_conv(avx2, 12544, 16, 96, 16 * 96 / 10, 16, OPASS_CONV_PACKS));
+	ck_assert(!opass_spmm_predict_win_conv(avx2, 0, 64, 64, 0, 64, OPASS_CONV_PACKS));
 	/* the 7x7 stem of 3 channels: never, even at 99 % zeros */
-	ck_assert(!opass_spmm_predict_win_conv(avx2, 12544, 147, 64, 147 * 64 / 100, 3));
+	ck_assert(!opass_spmm_predict_win_conv(avx2, 12544, 147, 64, 147 * 64 / 100, 3, OPASS_CONV_PACKS));
 	/* AVX-512: a call of fewer than 64 positions pays for its patches: a 1x1
 	 * 960 -> 160 at 7x7 (0.84-0.87x measured) never at batch 1, at batch 8
 	 * (1.6-2x) from 90 %; narrow convs pay for the reorders between ORT's
 	 * blocked layout and theirs (a 1x1 64 -> 256 at 56x56 not at 90 %), wide
 	 * ones do not notice (a 3x3 512 -> 512 at batch 8 at 90 %) */
-	ck_assert(!opass_spmm_predict_win_conv(avx512, 49, 960, 160, 960 * 160 / 20, 960));
-	ck_assert(opass_spmm_predict_win_conv(avx512, 392, 960, 160, 960 * 160 / 10, 960));
-	ck_assert(!opass_spmm_predict_win_conv(avx512, 3136, 64, 256, 64 * 256 / 10, 64));
-	ck_assert(opass_spmm_predict_win_conv(avx512, 392, 4608, 512, 4608 * 512 / 10, 512));
+	ck_assert(!opass_spmm_predict_win_conv(avx512, 49, 960, 160, 960 * 160 / 20, 960, OPASS_CONV_PACKS));
+	ck_assert(opass_spmm_predict_win_conv(avx512, 392, 960, 160, 960 * 160 / 10, 960, OPASS_CONV_PACKS));
+	ck_assert(!opass_spmm_predict_win_conv(avx512, 3136, 64, 256, 64 * 256 / 10, 64, OPASS_CONV_PACKS));
+	ck_assert(opass_spmm_predict_win_conv(avx512, 392, 4608, 512, 4608 * 512 / 10, 512, OPASS_CONV_PACKS));
+	/* chained (every neighbour claimed: no reorders) the 1x1 64 -> 256 wins;
+	 * a 3x3 512 -> 512 at 7x7 with stride 1 reads a padded copy, packs
+	 * nothing, and wins at 90 % (1.5x measured alone) */
+	ck_assert(opass_spmm_predict_win_conv(avx512, 3136, 64, 256, 64 * 256 / 10, 64,
+					      OPASS_CONV_PACKS | OPASS_CONV_CHAINED));
+	ck_assert(!opass_spmm_predict_win_conv(avx512, 49, 4608, 512, 4608 * 512 / 10, 512,
+					       OPASS_CONV_PACKS | OPASS_CONV_CHAINED));
+	ck_assert(opass_spmm_predict_win_conv(avx512, 49, 4608, 512, 4608 * 512 / 10, 512,
+					      OPASS_CONV_CHAINED));
+	/* which convs pack: 1x1 and 3x3 with stride 2; not 3x3 with stride 1 or
+	 * a 7x7 stem with stride 2 */
+	{
+		const int64_t k1[2] = { 1, 1 }, k3[2] = { 3, 3 }, k7[2] = { 7, 7 };
+		const int64_t s1[2] = { 1, 1 }, s2[2] = { 2, 2 }, d1[2] = { 1, 1 };
+
+		ck_assert(opass_conv_packs(k1, s1, d1));
+		ck_assert(opass_conv_packs(k3, s2, d1));
+		ck_assert(!opass_conv_packs(k3, s1, d1));
+		ck_assert(!opass_conv_packs(k7, s2, d1));
+	}
 }
 END_TEST
 

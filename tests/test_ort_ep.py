@@ -217,6 +217,32 @@ def check_conv_stays(tmp):
                "Conv that stays")
 
 
+def avx512():
+    with open("/proc/cpuinfo") as f:
+        return any(line.startswith("flags") and " avx512f" in line for line in f)
+
+
+def check_conv_chains(tmp):
+    """A 1x1 conv that wins alone (64 -> 256 at 56x56, 92 % zeros) is claimed when it
+    is the graph's only conv; behind nine depthwise convs that stay with ORT (so ORT's
+    NCHWc layout stays and reorders surround it) the AVX-512 cost model declines it."""
+    rng = np.random.default_rng(11)
+    w = numpy_helper.from_array(sparse(rng, (256, 64, 1, 1), 0.08), "w")
+    pw = helper.make_node("Conv", ["h9", "w"], ["y"], name="pw")
+    x = rng.standard_normal((1, 64, 56, 56)).astype(np.float32)
+    alone = save(os.path.join(tmp, "alone.onnx"), [pw], [tensor("h9", [1, 64, 56, 56])],
+                 [tensor("y", None)], [w])
+    check_same(alone, [x], {"pw": True}, "a lone conv", claim="auto")
+    dws = [helper.make_node("Conv", ["h%d" % i, "dw"], ["h%d" % (i + 1)], name="dw%d" % i,
+                            group=64, pads=[1, 1, 1, 1]) for i in range(9)]
+    dw = numpy_helper.from_array(sparse(rng, (64, 1, 3, 3), 0.5), "dw")
+    behind = save(os.path.join(tmp, "behind.onnx"), dws + [pw], [tensor("h0", [1, 64, 56, 56])],
+                  [tensor("y", None)], [w, dw])
+    claimed = {"dw%d" % i: False for i in range(9)}
+    claimed["pw"] = not avx512()
+    check_same(behind, [x], claimed, "a conv behind depthwise convs", claim="auto")
+
+
 def check_external_data(tmp):
     rng = np.random.default_rng(6)
     k, n = 256, 96
@@ -308,6 +334,7 @@ def main(runner):
                          ("MatMul: M = 1..300, 2 threads", check_matmul_m_sweep),
                          ("Gemm: transB, alpha, bias shapes", check_gemm),
                          ("claiming: dense, fp16, dynamic, transA, beta", check_claiming),
+                         ("claiming convs alone and behind depthwise ones", check_conv_chains),
                          ("Conv: kernels, strides, pads, dilations, bias", check_conv),
                          ("Conv: grouped, depthwise, 1-D stay", check_conv_stays),
                          ("external data", check_external_data),

@@ -840,16 +840,28 @@ static bool span_reads_phases(int64_t kernel, int64_t dilation, int64_t stride)
 	return stride == 1 || (kernel - 1) * dilation + 1 >= 2 * stride + 1;
 }
 
+/* 1x1 convs pack too: a partial tile of a direct one (whose full tiles
+ * read x in place), and every tile of the others; on one image at 7x7, a
+ * padded copy instead ran ResNet-50 at 1.21x instead of 1.38x (every node
+ * claimed, 90 %). */
+bool opass_conv_packs(const int64_t kernel[2], const int64_t stride[2], const int64_t dilation[2])
+{
+	return (kernel[0] == 1 && kernel[1] == 1) ||
+	       !span_reads_phases(kernel[0], dilation[0], stride[0]) ||
+	       !span_reads_phases(kernel[1], dilation[1], stride[1]);
+}
+
 /* One column per block (CSR or 4x1 blocks), offsets within int32, and a
- * kernel that reads the phases enough: the padded copy (unless x is read in
- * place already). */
+ * conv that does not pack: the padded copy. */
 static bool conv_pads(const struct spmm_job *job, const struct conv_padded *pd)
 {
 	const struct opass_conv *cv = job->conv;
+	const int64_t kernel[2] = { cv->kernel_h, cv->kernel_w };
+	const int64_t stride[2] = { cv->stride_h, cv->stride_w };
+	const int64_t dilation[2] = { cv->dilation_h, cv->dilation_w };
 
-	return !job->direct && job->s->bc == 1 && pd->hq > 0 && pd->wq > 0 &&
-	       span_reads_phases(cv->kernel_h, cv->dilation_h, cv->stride_h) &&
-	       span_reads_phases(cv->kernel_w, cv->dilation_w, cv->stride_w) &&
+	return job->s->bc == 1 && pd->hq > 0 && pd->wq > 0 &&
+	       !opass_conv_packs(kernel, stride, dilation) &&
 	       cv->c_in * cv->stride_h * cv->stride_w <= INT32_MAX / pd->hq / pd->wq;
 }
 
@@ -1121,7 +1133,11 @@ bool opass_spmm_predict_win(enum opass_spmm_isa isa, int64_t m, int64_t k, int64
  * position costs CONV_LAYOUT_COST_AVX512 more per input and output channel,
  * fitted on bench/ep.py --sections cnn (0 / 24 / 48: MobileNetV2 at batch 1
  * 0.84x / 1.00x / 1.01x at 90 %, ResNet-50 at batch 8 1.41x at 24, 1.34x at
- * 48).
+ * 48). That cost is not paid by chained convs: when nearly every Conv of a
+ * graph is claimed, ORT keeps none in its NCHWc layout (ResNet-50 at batch 1,
+ * 90 %, with the padded-copy kernels: 1.23x with the layout cost, 1.34x
+ * without, 1.38x with every node claimed; MobileNetV2, whose depthwise convs
+ * stay with ORT, 0.99x / 0.83x / 0.69x).
  */
 #define CONV_OUTPUT_COST 24.0
 #define CONV_GATHER_COST 250.0
@@ -1130,7 +1146,7 @@ bool opass_spmm_predict_win(enum opass_spmm_isa isa, int64_t m, int64_t k, int64
 #define CONV_MIN_CHANNELS 8
 
 bool opass_spmm_predict_win_conv(enum opass_spmm_isa isa, int64_t m, int64_t k, int64_t n,
-				 int64_t nonzero, int64_t c_in)
+				 int64_t nonzero, int64_t c_in, unsigned flags)
 {
 	double dense, sparse, per_nonzero = m < 0 || m > 48 ? 4.0 : nonzero_cost_avx2(m);
 
@@ -1141,8 +1157,9 @@ bool opass_spmm_predict_win_conv(enum opass_spmm_isa isa, int64_t m, int64_t k, 
 	dense = (double)k * (double)n;
 	sparse = (double)nonzero * per_nonzero + (double)n * CONV_OUTPUT_COST;
 	if (isa_resolve(isa) == OPASS_SPMM_ISA_AVX512) {
-		sparse += (double)(n + c_in) * CONV_LAYOUT_COST_AVX512;
-		if (m > 0 && m < TILE_MAX)
+		if (!(flags & OPASS_CONV_CHAINED))
+			sparse += (double)(n + c_in) * CONV_LAYOUT_COST_AVX512;
+		if ((flags & OPASS_CONV_PACKS) && m > 0 && m < TILE_MAX)
 			sparse += (double)k * CONV_GATHER_COST;
 	}
 	return sparse * MIN_GAIN <= dense;

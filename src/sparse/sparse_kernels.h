@@ -123,10 +123,20 @@ int opass_spmm_run(const struct opass_spmm *spmm, const float *a, int64_t m,
 bool opass_spmm_predict_win(enum opass_spmm_isa isa, int64_t m, int64_t k, int64_t n,
 			    int64_t nonzero, int64_t weight_bytes);
 
+/* How a convolution runs (flags of opass_spmm_predict_win_conv). */
+enum {
+	OPASS_CONV_PACKS = 1 << 0,    /* packs patches (opass_conv_packs) */
+	OPASS_CONV_CHAINED = 1 << 1,  /* its neighbours are claimed too: no layout reorders */
+};
+
 /* The same for a group-1 convolution against ORT's Conv: m output positions
  * (all images; < 0 when not known), k = c_in * kh * kw, n = c_out. */
 bool opass_spmm_predict_win_conv(enum opass_spmm_isa isa, int64_t m, int64_t k, int64_t n,
-				 int64_t nonzero, int64_t c_in);
+				 int64_t nonzero, int64_t c_in, unsigned flags);
+
+/* Does a convolution of this kernel, stride and dilation pack its patches
+ * (rather than read a padded copy of x)? */
+bool opass_conv_packs(const int64_t kernel[2], const int64_t stride[2], const int64_t dilation[2]);
 
 /* A 2-D convolution (NCHW, group 1) whose weight [c_out, c_in, kernel_h,
  * kernel_w] is the spmm's B^T [n = c_out, k = c_in * kernel_h * kernel_w]. */
