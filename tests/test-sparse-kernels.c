@@ -268,8 +268,11 @@ START_TEST(test_predict_win)
 	ck_assert(opass_spmm_predict_win_conv(avx2, 49, 4608, 512, 4608 * 512 / 20, 512, OPASS_CONV_PACKS));
 	ck_assert(!opass_spmm_predict_win_conv(avx2, 12544, 16, 96, 16 * 96 / 10, 16, OPASS_CONV_PACKS));
 	ck_assert(!opass_spmm_predict_win_conv(avx2, 0, 64, 64, 0, 64, OPASS_CONV_PACKS));
-	/* the 7x7 stem of 3 channels: never, even at 99 % zeros */
+	/* the 7x7 stem of 3 channels, packing its patches: never, even at 99 %
+	 * zeros; reading a padded copy, chained, at 90 % */
 	ck_assert(!opass_spmm_predict_win_conv(avx2, 12544, 147, 64, 147 * 64 / 100, 3, OPASS_CONV_PACKS));
+	ck_assert(opass_spmm_predict_win_conv(avx512, 12544, 147, 64, 147 * 64 / 10, 3,
+					      OPASS_CONV_CHAINED));
 	/* AVX-512: a call of fewer than 64 positions pays for its patches: a 1x1
 	 * 960 -> 160 at 7x7 (0.84-0.87x measured) never at batch 1, at batch 8
 	 * (1.6-2x) from 90 %; narrow convs pay for the reorders between ORT's

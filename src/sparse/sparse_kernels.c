@@ -786,7 +786,8 @@ static int run_tiled(struct spmm_job *job, size_t tiles, const struct opass_spmm
 	if (tiles >= WHOLE_TILES_MIN) {
 		run_parallel(exec, tile_whole, tiles, job);
 	} else {
-		run_parallel(exec, tile_pack, tiles, job);
+		if (!job->padded)
+			run_parallel(exec, tile_pack, tiles, job);
 		run_parallel(exec, tile_chunk, tiles * job->n_chunks, job);
 	}
 	scratch_release(exec, job->at);
@@ -1114,10 +1115,11 @@ bool opass_spmm_predict_win(enum opass_spmm_isa isa, int64_t m, int64_t k, int64
  * neighbours get layout reorders) and its activation is no longer fused.
  * With 8, MobileNetV2 (many narrow layers) ran 0.90-0.96x; with 24 it runs
  * 1.03-1.56x and ResNet-50 1.35-2.35x (bench/ep.py --sections cnn).
- * A stem convolution of fewer than CONV_MIN_CHANNELS input channels is
- * left to ORT: gathering its patches costs more than its few products
- * (ResNet-50's 7x7 stride-2 conv of 3 channels took 7.3 ms against ORT's
- * 2.8 ms in the model, by ORT's profiler).
+ * A stem convolution of fewer than CONV_MIN_CHANNELS input channels that
+ * packs its patches is left to ORT: gathering them costs more than its few
+ * products (ResNet-50's 7x7 stride-2 conv of 3 channels took 7.3 ms against
+ * ORT's 2.8 ms in the model, by ORT's profiler, before it read a padded
+ * copy: now 0.31 ms against 0.66 ms alone on the Zen 5).
  * On AVX-512 (the Zen 5 above, same sweep at 90 and 95 %), ORT's Conv is
  * about twice as fast, and a call of fewer than TILE_MAX positions (batch 1
  * at 7x7) pays for its packed patches: there 1x1 convs of 576 or 960 input
@@ -1150,7 +1152,8 @@ bool opass_spmm_predict_win_conv(enum opass_spmm_isa isa, int64_t m, int64_t k, 
 {
 	double dense, sparse, per_nonzero = m < 0 || m > 48 ? 4.0 : nonzero_cost_avx2(m);
 
-	if (k <= 0 || n <= 0 || nonzero < 0 || m == 0 || c_in < CONV_MIN_CHANNELS)
+	if (k <= 0 || n <= 0 || nonzero < 0 || m == 0 ||
+	    (c_in < CONV_MIN_CHANNELS && (flags & OPASS_CONV_PACKS)))
 		return false;
 	if (k > CONV_L2_K)
 		per_nonzero *= 1.5;
