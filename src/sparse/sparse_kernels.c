@@ -964,12 +964,11 @@ int opass_spmm_run_conv(const struct opass_spmm *spmm, const struct opass_conv *
 			const float *x, int64_t batch, const float *bias, size_t n_bias, float *y,
 			const struct opass_spmm_exec *exec)
 {
+	struct spmm_job job = { .s = spmm, .a = x, .bias = bias, .n_bias = n_bias, .y = y,
+				.conv = conv };
 	struct conv_padded pd = { 0 };
 	void *scratch = NULL;
 	int r;
-
-	struct spmm_job job = { .s = spmm, .a = x, .bias = bias, .n_bias = n_bias, .y = y,
-				.conv = conv };
 
 	if (!spmm || !conv || batch < 0 || !conv_valid(spmm, conv) ||
 	    (bias && n_bias != 1 && n_bias != (size_t)spmm->n))

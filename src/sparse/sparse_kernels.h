@@ -156,8 +156,11 @@ int64_t opass_conv_output_size(int64_t in, int64_t kernel, int64_t stride, int64
 /*
  * y [batch, n, out_h, out_w] = conv(x [batch, c_in, in_h, in_w], W) (+ bias,
  * one or n values), as sparse x dense products over tiles of output
- * positions: each tile's input patches are gathered into the packed layout
- * the kernels read (implicit im2col; a 1x1 convolution copies rows of x).
+ * positions: the kernels read a zero-padded copy of x split by stride phase
+ * in place (stride 1, and kernels of two taps per phase: see
+ * opass_conv_packs), or each tile's input patches are gathered into the
+ * packed layout they read (implicit im2col; a 1x1 convolution copies rows of
+ * x, or reads its full tiles in place).
  */
 int opass_spmm_run_conv(const struct opass_spmm *spmm, const struct opass_conv *conv,
 			const float *x, int64_t batch, const float *bias, size_t n_bias, float *y,

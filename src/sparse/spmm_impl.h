@@ -10,7 +10,8 @@
  * row0 <= row < row1, out[((row - row0) * br + r) * w + i] = sum over the
  * row's nonzeros w(r, k) * at[k][i]. A 1x1 convolution with stride 1 and no
  * padding needs no packing: its full tiles read x in place (at[k] is the
- * tile's 64 positions of input channel k).
+ * tile's 64 positions of input channel k); nor does a convolution that reads
+ * a zero-padded copy of x (at + off[nonzero], ld 1: sparse_kernels.c).
  */
 #pragma once
 
