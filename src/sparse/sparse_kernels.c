@@ -543,22 +543,18 @@ static void tile_store(const struct spmm_job *job, int64_t m0, int64_t rows, int
 	}
 }
 
-/* Output columns [ox0, ox1) of output row oy under kernel tap (ky, kx): the
- * input row's elements at ix = ox * stride - pad + kx * dilation, 0 outside. */
-static void conv_pack_segment(const struct opass_conv *cv, const float *x, int64_t ky,
-			      int64_t kx, int64_t oy, int64_t ox0, int64_t ox1, float *dst)
+/* dst[ox - ox0] = row[ox * stride_w + shift] for ox in [ox0, ox1), 0 where
+ * that index falls outside the row (all 0 when row is NULL: a padding row). */
+static void row_gather(const struct opass_conv *cv, const float *row, int64_t shift, int64_t ox0,
+		       int64_t ox1, float *dst)
 {
-	int64_t iy = oy * cv->stride_h - cv->pad_top + ky * cv->dilation_h;
-	int64_t shift = kx * cv->dilation_w - cv->pad_left, s = cv->stride_w;
-	int64_t lo = ox0, hi = ox1;
-	const float *row;
+	int64_t s = cv->stride_w, lo = ox0, hi = ox1;
 
-	if (iy < 0 || iy >= cv->in_h) {
+	if (!row) {
 		memset(dst, 0, (size_t)(ox1 - ox0) * sizeof(float));
 		return;
 	}
-	row = x + iy * cv->in_w;
-	/* lo..hi: the columns whose ix lies inside the row */
+	/* lo..hi: the columns whose index lies inside the row */
 	while (lo < hi && lo * s + shift < 0)
 		dst[lo++ - ox0] = 0.0f;
 	while (hi > lo && (hi - 1) * s + shift >= cv->in_w)
@@ -569,6 +565,17 @@ static void conv_pack_segment(const struct opass_conv *cv, const float *x, int64
 	}
 	for (int64_t ox = lo; ox < hi; ox++)
 		dst[ox - ox0] = row[ox * s + shift];
+}
+
+/* Output columns [ox0, ox1) of output row oy under kernel tap (ky, kx): the
+ * input row's elements at ix = ox * stride - pad + kx * dilation, 0 outside. */
+static void conv_pack_segment(const struct opass_conv *cv, const float *x, int64_t ky,
+			      int64_t kx, int64_t oy, int64_t ox0, int64_t ox1, float *dst)
+{
+	int64_t iy = oy * cv->stride_h - cv->pad_top + ky * cv->dilation_h;
+
+	row_gather(cv, iy >= 0 && iy < cv->in_h ? x + iy * cv->in_w : NULL,
+		   kx * cv->dilation_w - cv->pad_left, ox0, ox1, dst);
 }
 
 /* One kernel tap's row of a packed tile: dst[i] for output positions p0 + i,
@@ -646,7 +653,7 @@ static void conv_store_padded(const struct spmm_job *job, size_t t, int64_t rows
 			      int64_t n0, int64_t n_out, const float *out)
 {
 	const struct opass_conv *cv = job->conv;
-	int64_t image = (int64_t)(t / (size_t)job->tiles_per_image), wp = job->padded->wq;
+	int64_t image = (int64_t)(t / (size_t)job->tiles_per_image), wq = job->padded->wq;
 	int64_t q0 = (int64_t)(t % (size_t)job->tiles_per_image) * job->tile_max;
 	int64_t plane = cv->out_h * cv->out_w;
 
@@ -655,14 +662,14 @@ static void conv_store_padded(const struct spmm_job *job, size_t t, int64_t rows
 		float bias = bias_at(job, n0 + j);
 
 		for (int64_t q = q0; q < q0 + rows;) {
-			int64_t oy = q / wp, ox = q % wp, len = cv->out_w - ox;
+			int64_t oy = q / wq, ox = q % wq, len = cv->out_w - ox;
 
 			if (len > q0 + rows - q)
 				len = q0 + rows - q;
 			if (len > 0)
 				job->kernels.row_add(y + oy * cv->out_w + ox, out + j * w + (q - q0), bias,
 						     (size_t)len);
-			q += wp - ox;
+			q += wq - ox;
 		}
 	}
 }
@@ -866,26 +873,6 @@ static bool conv_pads(const struct spmm_job *job, const struct conv_padded *pd)
 	       cv->c_in * cv->stride_h * cv->stride_w <= INT32_MAX / pd->hq / pd->wq;
 }
 
-/* Phase px of input row src (NULL: a padding row) into dst[wq]: dst[j] =
- * src[j * stride_w + px - pad_left], 0 outside the row. */
-static void phase_row(const struct opass_conv *cv, const float *src, int64_t px, int64_t wq,
-		      float *dst)
-{
-	int64_t s = cv->stride_w, shift = px - cv->pad_left, lo = 0, hi = wq;
-
-	if (!src) {
-		memset(dst, 0, (size_t)wq * sizeof(float));
-		return;
-	}
-	while (lo < hi && lo * s + shift < 0)
-		dst[lo++] = 0.0f;
-	while (hi > lo && (hi - 1) * s + shift >= cv->in_w)
-		dst[--hi] = 0.0f;
-	src += shift;
-	for (int64_t j = lo; j < hi; j++)
-		dst[j] = src[j * s];
-}
-
 /* One phase plane of the copy: i = ((image * c_in + c) * stride_h + py) * stride_w + px. */
 static void padded_fill(void *data, size_t i)
 {
@@ -899,16 +886,9 @@ static void padded_fill(void *data, size_t i)
 
 	for (int64_t r = 0; r < pd->hq; r++, dst += pd->wq) {
 		int64_t iy = r * cv->stride_h + py - cv->pad_top;
-		const float *row = iy >= 0 && iy < cv->in_h ? src + iy * cv->in_w : NULL;
-		int64_t right = pd->wq - cv->pad_left - cv->in_w;
 
-		if (cv->stride_w > 1 || !row || right < 0) {
-			phase_row(cv, row, px, pd->wq, dst);
-			continue;
-		}
-		memset(dst, 0, (size_t)cv->pad_left * sizeof(float));
-		memcpy(dst + cv->pad_left, row, (size_t)cv->in_w * sizeof(float));
-		memset(dst + cv->pad_left + cv->in_w, 0, (size_t)right * sizeof(float));
+		row_gather(cv, iy >= 0 && iy < cv->in_h ? src + iy * cv->in_w : NULL,
+			   px - cv->pad_left, 0, pd->wq, dst);
 	}
 }
 
