@@ -232,41 +232,42 @@ static bool node_attr_ints(const OrtApi *api, const OrtNode *node, const char *n
 	return true;
 }
 
+/* A 2-D ints attribute (both values, or absent: ones); false when unreadable. */
+static bool node_attr_pair(const OrtApi *api, const OrtNode *node, const char *name,
+			   int64_t ret[2])
+{
+	int64_t v[2] = { 1, 1 };
+	size_t n = 0;
+
+	if (!node_attr_ints(api, node, name, v, 2, &n) || (n != 0 && n != 2))
+		return false;
+	ret[0] = v[0];
+	ret[1] = v[1];
+	return true;
+}
+
 /* Output positions of a Conv, about N * ceil(H / stride) * ceil(W / stride) (the
  * cost model needs no more), or -1 when not known. */
-static int64_t conv_rows(const OrtApi *api, const OrtNode *node, const struct ep_node *nd)
+static int64_t conv_rows(const OrtApi *api, const struct ep_node *nd, const int64_t strides[2])
 {
 	ONNXTensorElementDataType type;
-	int64_t dims[ORT_TENSOR_MAX_RANK], strides[2] = { 1, 1 };
-	size_t rank = 0, n = 0;
+	int64_t dims[ORT_TENSOR_MAX_RANK];
+	size_t rank = 0;
 
 	if (!value_shape(api, nd->inputs[0], &type, dims, &rank) || rank != 4 ||
 	    dims[0] < 0 || dims[2] < 0 || dims[3] < 0)
 		return -1;
-	if (!node_attr_ints(api, node, "strides", strides, 2, &n) || (n != 0 && n != 2))
-		return -1;
 	return dims[0] * ((dims[2] + strides[0] - 1) / strides[0]) *
 	       ((dims[3] + strides[1] - 1) / strides[1]);
-}
-
-/* Does the Conv pack its patches? (true when its attributes do not read) */
-static bool conv_packs(const OrtApi *api, const OrtNode *node, const int64_t kernel[2])
-{
-	int64_t strides[2] = { 1, 1 }, dilations[2] = { 1, 1 };
-	size_t n = 0, n_d = 0;
-
-	if (!node_attr_ints(api, node, "strides", strides, 2, &n) || (n != 0 && n != 2) ||
-	    !node_attr_ints(api, node, "dilations", dilations, 2, &n_d) || (n_d != 0 && n_d != 2))
-		return true;
-	return opass_conv_packs(kernel, strides, dilations);
 }
 
 /* Conv: 2-D (weight [c_out, c_in, kh, kw]), group 1, float input. */
 static bool conv_read(const OrtApi *api, const OrtNode *node, struct ep_node *nd)
 {
 	ONNXTensorElementDataType type;
-	int64_t dims[ORT_TENSOR_MAX_RANK];
+	int64_t dims[ORT_TENSOR_MAX_RANK], strides[2], dilations[2];
 	struct ort_tensor w;
+	bool have_strides;
 	size_t rank = 0;
 
 	if (node_attr_int(api, node, "group", 1) != 1 || nd->n_inputs < 2 ||
@@ -283,8 +284,11 @@ static bool conv_read(const OrtApi *api, const OrtNode *node, struct ep_node *nd
 	nd->k = w.dims[1] * w.dims[2] * w.dims[3];
 	nd->c_in = w.dims[1];
 	nd->nonzero = count_nonzero(w.data, w.numel);
-	nd->m = conv_rows(api, node, nd);
-	nd->packs = conv_packs(api, node, w.dims + 2);
+	/* unreadable strides: rows unknown; with dilations, packing assumed */
+	have_strides = node_attr_pair(api, node, "strides", strides);
+	nd->m = have_strides ? conv_rows(api, nd, strides) : -1;
+	nd->packs = !have_strides || !node_attr_pair(api, node, "dilations", dilations) ||
+		    opass_conv_packs(w.dims + 2, strides, dilations);
 	return true;
 }
 
