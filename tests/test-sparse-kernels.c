@@ -403,7 +403,7 @@ START_TEST(test_conv)
 					 .pad_top = c[7], .pad_left = c[8], .dilation_h = c[9],
 					 .dilation_w = c[10] };
 		int64_t n = 7, batch = 2, k = cv.c_in * cv.kernel_h * cv.kernel_w, nx, ny;
-		float *w = weight_make(n, k, 1, 1, 0.4, 0.0), *x, *y, bias[7];
+		float *w = weight_make(n, k, 1, 1, 0.4, 0.0), *x, *y, *res, bias[7];
 		struct opass_spmm_exec exec = { .threads = 2 };
 		struct opass_spmm *spmm = spmm_from(w, n, k, br, 1, false);
 		double *ref;
@@ -418,9 +418,12 @@ START_TEST(test_conv)
 		ny = batch * n * cv.out_h * cv.out_w;
 		x = malloc((size_t)nx * sizeof(*x));
 		y = malloc((size_t)ny * sizeof(*y));
-		ck_assert(x && y);
+		res = malloc((size_t)ny * sizeof(*res));
+		ck_assert(x && y && res);
 		for (int64_t j = 0; j < nx; j++)
 			x[j] = frand();
+		for (int64_t j = 0; j < ny; j++)
+			res[j] = frand();
 		for (int64_t j = 0; j < n; j++)
 			bias[j] = frand();
 		for (size_t t = 0; t < sizeof(isas) / sizeof(isas[0]); t++) {
@@ -431,6 +434,16 @@ START_TEST(test_conv)
 							     &exec), 0);
 			ref = conv_reference(&cv, x, batch, w, n, bias);
 			assert_close(y, ref, ny, "conv");
+			/* a following Add and Relu, fused: max(conv + bias + res, 0) */
+			for (int64_t j = 0; j < ny; j++)
+				ref[j] = fmax(ref[j] + res[j], 0.0);
+			cv.residual = res;
+			cv.relu = true;
+			ck_assert_int_eq(opass_spmm_run_conv(spmm, &cv, x, batch, bias, (size_t)n, y,
+							     &exec), 0);
+			assert_close(y, ref, ny, "conv + add + relu");
+			cv.residual = NULL;
+			cv.relu = false;
 			free(ref);
 		}
 		cv.c_in++;
@@ -439,6 +452,7 @@ START_TEST(test_conv)
 		free(w);
 		free(x);
 		free(y);
+		free(res);
 	}
 	ck_assert_int_eq(opass_conv_output_size(2, 3, 1, 0, 0, 1), -EINVAL);
 	ck_assert_int_eq(opass_conv_output_size(7, 3, 2, 1, 1, 1), 4);

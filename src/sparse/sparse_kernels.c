@@ -642,10 +642,13 @@ static void conv_store(const struct spmm_job *job, size_t t, int64_t rows, int64
 {
 	int64_t image = (int64_t)(t / (size_t)job->tiles_per_image);
 	int64_t p0 = (int64_t)(t % (size_t)job->tiles_per_image) * job->tile_max;
-	float *y = job->y + (image * job->s->n + n0) * job->m + p0;
+	size_t at = (size_t)((image * job->s->n + n0) * job->m + p0);
+	const float *res = job->conv->residual ? job->conv->residual + at : NULL;
+	float *y = job->y + at;
 
-	for (int64_t j = 0; j < n_out; j++, y += job->m)
-		job->kernels.row_add(y, out + j * w, bias_at(job, n0 + j), (size_t)rows);
+	for (int64_t j = 0; j < n_out; j++, y += job->m, res = res ? res + job->m : NULL)
+		job->kernels.row_add(y, out + j * w, bias_at(job, n0 + j), res, job->conv->relu,
+				     (size_t)rows);
 }
 
 /* The same for padded positions q = oy * wq + ox: only ox < out_w are kept. */
@@ -658,16 +661,18 @@ static void conv_store_padded(const struct spmm_job *job, size_t t, int64_t rows
 	int64_t plane = cv->out_h * cv->out_w;
 
 	for (int64_t j = 0; j < n_out; j++) {
-		float *y = job->y + (image * job->s->n + n0 + j) * plane;
+		int64_t at = (image * job->s->n + n0 + j) * plane;
 		float bias = bias_at(job, n0 + j);
 
 		for (int64_t q = q0; q < q0 + rows;) {
 			int64_t oy = q / wq, ox = q % wq, len = cv->out_w - ox;
+			int64_t i = at + oy * cv->out_w + ox;
 
 			if (len > q0 + rows - q)
 				len = q0 + rows - q;
 			if (len > 0)
-				job->kernels.row_add(y + oy * cv->out_w + ox, out + j * w + (q - q0), bias,
+				job->kernels.row_add(job->y + i, out + j * w + (q - q0), bias,
+						     cv->residual ? cv->residual + i : NULL, cv->relu,
 						     (size_t)len);
 			q += wq - ox;
 		}

@@ -147,6 +147,10 @@ struct opass_conv {
 	int64_t pad_top, pad_left;          /* bottom/right padding only shapes out_h/out_w */
 	int64_t dilation_h, dilation_w;
 	int64_t out_h, out_w;
+	/* after the bias, y += residual (NULL: none; else shaped as y), then
+	 * y = max(y, 0) when relu: a following Add and Relu fused */
+	const float *residual;
+	bool relu;
 };
 
 /* Output size along one axis, or -EINVAL when the kernel does not fit. */

@@ -53,8 +53,10 @@ typedef void spmm_block_rows_fn(const struct opass_spmm *s, int64_t row0, int64_
 typedef void spmm_transpose16_fn(const float *src, size_t src_stride, float *dst,
 				 size_t dst_stride, const float *add);
 
-/* dst[i] = src[i] + add for i < n. */
-typedef void spmm_row_add_fn(float *dst, const float *src, float add, size_t n);
+/* dst[i] = src[i] + add (+ res[i] when res is not NULL; then max(0, .) when
+ * relu) for i < n. */
+typedef void spmm_row_add_fn(float *dst, const float *src, float add, const float *res,
+			     bool relu, size_t n);
 
 struct spmm_kernels {
 	spmm_block_rows_fn *block_rows[_SPMM_W_MAX];

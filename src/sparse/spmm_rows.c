@@ -69,10 +69,14 @@ GENERIC_WIDTH(32)
 GENERIC_WIDTH(48)
 GENERIC_WIDTH(64)
 
-static void row_add_generic(float *dst, const float *src, float add, size_t n)
+static void row_add_generic(float *dst, const float *src, float add, const float *res,
+			    bool relu, size_t n)
 {
-	for (size_t i = 0; i < n; i++)
-		dst[i] = src[i] + add;
+	for (size_t i = 0; i < n; i++) {
+		float v = src[i] + add + (res ? res[i] : 0.0f);
+
+		dst[i] = relu && !(v > 0.0f) ? 0.0f : v;
+	}
 }
 
 void spmm_kernels_generic(struct spmm_kernels *k)
@@ -266,15 +270,25 @@ AVX2_WIDTH(32)
 AVX2_WIDTH(48)
 AVX2_WIDTH(64)
 
-AVX2 static void row_add_avx2(float *dst, const float *src, float add, size_t n)
+AVX2 static void row_add_avx2(float *dst, const float *src, float add, const float *res,
+			      bool relu, size_t n)
 {
-	__m256 a = _mm256_set1_ps(add);
+	__m256 a = _mm256_set1_ps(add), zero = _mm256_setzero_ps();
 	size_t i = 0;
 
-	for (; i + 8 <= n; i += 8)
-		_mm256_storeu_ps(dst + i, _mm256_add_ps(_mm256_loadu_ps(src + i), a));
-	for (; i < n; i++)
-		dst[i] = src[i] + add;
+	if (!res && !relu) {
+		for (; i + 8 <= n; i += 8)
+			_mm256_storeu_ps(dst + i, _mm256_add_ps(_mm256_loadu_ps(src + i), a));
+	} else {
+		for (; i + 8 <= n; i += 8) {
+			__m256 v = _mm256_add_ps(_mm256_loadu_ps(src + i), a);
+
+			if (res)
+				v = _mm256_add_ps(v, _mm256_loadu_ps(res + i));
+			_mm256_storeu_ps(dst + i, relu ? _mm256_max_ps(v, zero) : v);
+		}
+	}
+	row_add_generic(dst + i, src + i, add, res ? res + i : NULL, relu, n - i);
 }
 
 /* 8 x 8 transpose: pairs, then 2x2 blocks of pairs, then the 128-bit lanes;
