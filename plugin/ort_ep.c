@@ -13,6 +13,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -40,6 +41,7 @@ struct ep {
 	const OrtApi *api;
 	const OrtEpApi *ep_api;
 	bool claim_all;            /* option claim=all: skip the cost model */
+	bool no_fuse;              /* option fuse=0: no Conv + Add / Relu fusions */
 };
 
 /* What GetCapability knows of a MatMul / Gemm node. */
@@ -57,89 +59,27 @@ struct ep_node {
 
 /* ---- reading the graph --------------------------------------------------------- */
 
-static bool status_ok(const OrtApi *api, OrtStatus *s)
+/* Is node an ONNX (default domain) operator of this type? */
+static bool node_is(const OrtApi *api, const OrtNode *node, const char *op_type)
 {
-	if (!s)
-		return true;
-	api->ReleaseStatus(s);
-	return false;
+	const char *type = NULL, *domain = NULL;
+
+	return ort_status_ok(api, api->Node_GetOperatorType(node, &type)) &&
+	       ort_status_ok(api, api->Node_GetDomain(node, &domain)) && type &&
+	       (!domain || !*domain || strcmp(domain, "ai.onnx") == 0) &&
+	       strcmp(type, op_type) == 0;
 }
 
 static bool node_op(const OrtApi *api, const OrtNode *node, enum ep_op *ret)
 {
 	static const char *const names[_EP_OP_MAX] = { "MatMul", "Gemm", "Conv" };
-	const char *type = NULL, *domain = NULL;
 
-	if (!status_ok(api, api->Node_GetOperatorType(node, &type)) ||
-	    !status_ok(api, api->Node_GetDomain(node, &domain)))
-		return false;
-	if (domain && *domain && strcmp(domain, "ai.onnx") != 0)
-		return false;
 	for (int op = 0; op < _EP_OP_MAX; op++)
-		if (strcmp(type, names[op]) == 0) {
+		if (node_is(api, node, names[op])) {
 			*ret = (enum ep_op)op;
 			return true;
 		}
 	return false;
-}
-
-/* An integer or float attribute, or the fallback when it is absent. */
-static int64_t node_attr_int(const OrtApi *api, const OrtNode *node, const char *name,
-			     int64_t fallback)
-{
-	const OrtOpAttr *attr = NULL;
-	int64_t v = fallback;
-	size_t len = 0;
-
-	if (!status_ok(api, api->Node_GetAttributeByName(node, name, &attr)) || !attr ||
-	    !status_ok(api, api->ReadOpAttr(attr, ORT_OP_ATTR_INT, &v, sizeof(v), &len)))
-		return fallback;
-	return v;
-}
-
-static float node_attr_float(const OrtApi *api, const OrtNode *node, const char *name,
-			     float fallback)
-{
-	const OrtOpAttr *attr = NULL;
-	float v = fallback;
-	size_t len = 0;
-
-	if (!status_ok(api, api->Node_GetAttributeByName(node, name, &attr)) || !attr ||
-	    !status_ok(api, api->ReadOpAttr(attr, ORT_OP_ATTR_FLOAT, &v, sizeof(v), &len)))
-		return fallback;
-	return v;
-}
-
-/* Element type and dims (-1: unknown) of a value; false when not a tensor. */
-static bool value_shape(const OrtApi *api, const OrtValueInfo *vi,
-			ONNXTensorElementDataType *ret_type, int64_t dims[ORT_TENSOR_MAX_RANK],
-			size_t *ret_rank)
-{
-	const OrtTypeInfo *type = NULL;
-	const OrtTensorTypeAndShapeInfo *info = NULL;
-	size_t rank = 0;
-
-	if (!vi || !status_ok(api, api->GetValueInfoTypeInfo(vi, &type)) ||
-	    !status_ok(api, api->CastTypeInfoToTensorInfo(type, &info)) || !info ||
-	    !status_ok(api, api->GetTensorElementType(info, ret_type)) ||
-	    !status_ok(api, api->GetDimensionsCount(info, &rank)) || rank > ORT_TENSOR_MAX_RANK ||
-	    !status_ok(api, api->GetDimensions(info, dims, rank)))
-		return false;
-	*ret_rank = rank;
-	return true;
-}
-
-/* The constant float initializer behind vi, or false. */
-static bool value_constant(const OrtApi *api, const OrtValueInfo *vi, struct ort_tensor *ret)
-{
-	const OrtValue *value = NULL;
-	bool constant = false;
-
-	if (!vi || !status_ok(api, api->ValueInfo_IsConstantInitializer(vi, &constant)) ||
-	    !constant || !status_ok(api, api->ValueInfo_GetInitializerValue(vi, &value)) ||
-	    !value || !status_ok(api, ort_tensor_get(api, value, ret)))
-		return false;
-	return ret->type == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
 }
 
 static int64_t count_nonzero(const float *v, size_t n)
@@ -161,7 +101,7 @@ static bool node_rows(const OrtApi *api, struct ep_node *nd)
 	size_t rank = 0;
 
 	nd->m = -1;
-	if (!value_shape(api, nd->inputs[0], &type, dims, &rank))
+	if (!ort_value_shape(api, nd->inputs[0], &type, dims, &rank))
 		return false;
 	if (type != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT ||
 	    (nd->op == EP_OP_GEMM && rank != 2) || (rank > 0 && dims[rank - 1] >= 0 &&
@@ -182,8 +122,8 @@ static bool gemm_bias_ok(const OrtApi *api, const OrtNode *node, const struct ep
 
 	if (nd->n_inputs < 3 || !nd->inputs[2])
 		return true;
-	if (node_attr_float(api, node, "beta", 1.0f) != 1.0f ||
-	    !value_shape(api, nd->inputs[2], &type, dims, &rank) ||
+	if (ort_node_attr_float(api, node, "beta", 1.0f) != 1.0f ||
+	    !ort_value_shape(api, nd->inputs[2], &type, dims, &rank) ||
 	    type != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT)
 		return false;
 	for (size_t d = 0; d < rank; d++)
@@ -199,11 +139,11 @@ static bool matmul_read(const OrtApi *api, const OrtNode *node, struct ep_node *
 	struct ort_tensor w;
 
 	if (nd->op == EP_OP_GEMM) {
-		if (node_attr_int(api, node, "transA", 0) != 0)
+		if (ort_node_attr_int(api, node, "transA", 0) != 0)
 			return false;
-		trans_b = node_attr_int(api, node, "transB", 0) != 0;
+		trans_b = ort_node_attr_int(api, node, "transB", 0) != 0;
 	}
-	if (nd->n_inputs < 2 || !value_constant(api, nd->inputs[1], &w) || w.rank != 2)
+	if (nd->n_inputs < 2 || !ort_value_constant(api, nd->inputs[1], &w) || w.rank != 2)
 		return false;
 	nd->k = w.dims[trans_b ? 1 : 0];
 	nd->n = w.dims[trans_b ? 0 : 1];
@@ -213,25 +153,6 @@ static bool matmul_read(const OrtApi *api, const OrtNode *node, struct ep_node *
 	return node_rows(api, nd);
 }
 
-/* An ints attribute's first n values (n_max at most), or false. */
-static bool node_attr_ints(const OrtApi *api, const OrtNode *node, const char *name,
-			   int64_t *out, size_t n_max, size_t *ret_n)
-{
-	const OrtOpAttr *attr = NULL;
-	size_t len = 0;
-
-	*ret_n = 0;
-	if (!status_ok(api, api->Node_GetAttributeByName(node, name, &attr)))
-		return true;  /* absent */
-	if (!attr)
-		return true;
-	if (!status_ok(api, api->ReadOpAttr(attr, ORT_OP_ATTR_INTS, out, n_max * sizeof(*out),
-					    &len)))
-		return false;
-	*ret_n = len / sizeof(*out);
-	return true;
-}
-
 /* A 2-D ints attribute (both values, or absent: ones); false when unreadable. */
 static bool node_attr_pair(const OrtApi *api, const OrtNode *node, const char *name,
 			   int64_t ret[2])
@@ -239,7 +160,7 @@ static bool node_attr_pair(const OrtApi *api, const OrtNode *node, const char *n
 	int64_t v[2] = { 1, 1 };
 	size_t n = 0;
 
-	if (!node_attr_ints(api, node, name, v, 2, &n) || (n != 0 && n != 2))
+	if (!ort_node_attr_ints(api, node, name, v, 2, &n) || (n != 0 && n != 2))
 		return false;
 	ret[0] = v[0];
 	ret[1] = v[1];
@@ -254,7 +175,7 @@ static int64_t conv_rows(const OrtApi *api, const struct ep_node *nd, const int6
 	int64_t dims[ORT_TENSOR_MAX_RANK];
 	size_t rank = 0;
 
-	if (!value_shape(api, nd->inputs[0], &type, dims, &rank) || rank != 4 ||
+	if (!ort_value_shape(api, nd->inputs[0], &type, dims, &rank) || rank != 4 ||
 	    dims[0] < 0 || dims[2] < 0 || dims[3] < 0)
 		return -1;
 	return dims[0] * ((dims[2] + strides[0] - 1) / strides[0]) *
@@ -270,14 +191,14 @@ static bool conv_read(const OrtApi *api, const OrtNode *node, struct ep_node *nd
 	bool have_strides;
 	size_t rank = 0;
 
-	if (node_attr_int(api, node, "group", 1) != 1 || nd->n_inputs < 2 ||
-	    !value_constant(api, nd->inputs[1], &w) || w.rank != 4)
+	if (ort_node_attr_int(api, node, "group", 1) != 1 || nd->n_inputs < 2 ||
+	    !ort_value_constant(api, nd->inputs[1], &w) || w.rank != 4)
 		return false;
-	if (!value_shape(api, nd->inputs[0], &type, dims, &rank) ||
+	if (!ort_value_shape(api, nd->inputs[0], &type, dims, &rank) ||
 	    type != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT || (rank != 0 && rank != 4))
 		return false;
 	if (nd->n_inputs > 2 && nd->inputs[2] &&
-	    (!value_shape(api, nd->inputs[2], &type, dims, &rank) ||
+	    (!ort_value_shape(api, nd->inputs[2], &type, dims, &rank) ||
 	     type != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT))
 		return false;
 	nd->n = w.dims[0];
@@ -296,9 +217,9 @@ static bool node_read(const OrtApi *api, const OrtNode *node, struct ep_node *nd
 {
 	*nd = (struct ep_node){ 0 };
 	if (!node_op(api, node, &nd->op) ||
-	    !status_ok(api, api->Node_GetNumInputs(node, &nd->n_inputs)) ||
+	    !ort_status_ok(api, api->Node_GetNumInputs(node, &nd->n_inputs)) ||
 	    nd->n_inputs > EP_MAX_INPUTS ||
-	    !status_ok(api, api->Node_GetInputs(node, nd->inputs, nd->n_inputs)))
+	    !ort_status_ok(api, api->Node_GetInputs(node, nd->inputs, nd->n_inputs)))
 		return false;
 	nd->conv = nd->op == EP_OP_CONV;
 	if (nd->conv)
@@ -319,8 +240,240 @@ static bool node_wins(const struct ep_node *nd, int64_t weight_bytes, bool chain
 				      weight_bytes);
 }
 
+/* ---- fusing a Conv with the Add and / or Relu after it ------------------------------- */
+
+/* The node that alone reads node's only output, when that output is not a
+ * graph output (fusing them then hides nothing), or NULL. */
+static const OrtNode *node_sole_consumer(const OrtApi *api, const OrtNode *node,
+					 const OrtValueInfo **ret_out)
+{
+	const OrtValueInfo *out = NULL;
+	const OrtNode *consumer = NULL;
+	bool graph_output = true;
+	int64_t index = 0;
+	size_t n = 0;
+
+	if (!ort_status_ok(api, api->Node_GetNumOutputs(node, &n)) || n != 1 ||
+	    !ort_status_ok(api, api->Node_GetOutputs(node, &out, 1)) || !out ||
+	    !ort_status_ok(api, api->ValueInfo_IsGraphOutput(out, &graph_output)) || graph_output ||
+	    !ort_status_ok(api, api->ValueInfo_GetValueNumConsumers(out, &n)) || n != 1 ||
+	    !ort_status_ok(api, api->ValueInfo_GetValueConsumers(out, &consumer, &index, 1)))
+		return NULL;
+	*ret_out = out;
+	return consumer;
+}
+
+static bool value_name_is(const OrtApi *api, const OrtValueInfo *vi, const char *name)
+{
+	const char *s = NULL;
+
+	return vi && ort_status_ok(api, api->GetValueInfoName(vi, &s)) && s &&
+	       strcmp(s, name) == 0;
+}
+
+/* The Add's operand other than the value named y, or NULL. */
+static const OrtValueInfo *add_other(const OrtApi *api, const OrtNode *add, const char *y)
+{
+	const OrtValueInfo *in[2] = { NULL };
+	size_t n = 0;
+
+	if (!ort_status_ok(api, api->Node_GetNumInputs(add, &n)) || n != 2 ||
+	    !ort_status_ok(api, api->Node_GetInputs(add, in, 2)))
+		return NULL;
+	if (value_name_is(api, in[0], y) == value_name_is(api, in[1], y))
+		return NULL;
+	return value_name_is(api, in[0], y) ? in[1] : in[0];
+}
+
+/* A value's float tensor info, rank 4, or NULL. */
+static const OrtTensorTypeAndShapeInfo *value_info4(const OrtApi *api, const OrtValueInfo *vi)
+{
+	const OrtTypeInfo *type = NULL;
+	const OrtTensorTypeAndShapeInfo *info = NULL;
+	ONNXTensorElementDataType elem;
+	size_t rank = 0;
+
+	if (!ort_status_ok(api, api->GetValueInfoTypeInfo(vi, &type)) ||
+	    !ort_status_ok(api, api->CastTypeInfoToTensorInfo(type, &info)) || !info ||
+	    !ort_status_ok(api, api->GetTensorElementType(info, &elem)) ||
+	    elem != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT ||
+	    !ort_status_ok(api, api->GetDimensionsCount(info, &rank)) || rank != 4)
+		return NULL;
+	return info;
+}
+
+/* Are a and b float 4-D tensors of one shape: every dim known and equal, or
+ * the same symbol (a batch of any size)? */
+static bool values_same_shape(const OrtApi *api, const OrtValueInfo *a, const OrtValueInfo *b)
+{
+	const OrtTensorTypeAndShapeInfo *ia = value_info4(api, a), *ib = value_info4(api, b);
+	const char *sa[4] = { NULL }, *sb[4] = { NULL };
+	int64_t da[4], db[4];
+
+	if (!ia || !ib || !ort_status_ok(api, api->GetDimensions(ia, da, 4)) ||
+	    !ort_status_ok(api, api->GetDimensions(ib, db, 4)) ||
+	    !ort_status_ok(api, api->GetSymbolicDimensions(ia, sa, 4)) ||
+	    !ort_status_ok(api, api->GetSymbolicDimensions(ib, sb, 4)))
+		return false;
+	for (size_t d = 0; d < 4; d++) {
+		bool known = da[d] > 0 && da[d] == db[d];
+		bool symbol = da[d] < 0 && db[d] < 0 && sa[d] && sb[d] && *sa[d] &&
+			      strcmp(sa[d], sb[d]) == 0;
+
+		if (!known && !symbol)
+			return false;
+	}
+	return true;
+}
+
+/* An Add the kernel can take in: its other operand computed (not an
+ * initializer, which ORT would drop from the fused node's inputs) and of the
+ * Conv output's shape (no broadcasting; the kernel checks it at run time). */
+static bool add_fusable(const OrtApi *api, const OrtNode *add, const OrtValueInfo *y)
+{
+	const OrtValueInfo *other;
+	const OrtValue *init = NULL;
+	const char *name = NULL;
+
+	return node_is(api, add, "Add") && ort_status_ok(api, api->GetValueInfoName(y, &name)) &&
+	       name && (other = add_other(api, add, name)) != NULL &&
+	       ort_status_ok(api, api->ValueInfo_GetInitializerValue(other, &init)) && !init &&
+	       values_same_shape(api, y, other);
+}
+
+/* The Adds and Relus fused so far in one GetCapability (an Add after two
+ * claimed Convs goes with the first). */
+struct ep_fused_set {
+	const OrtNode **nodes;
+	size_t n;
+};
+
+static bool fused_has(const struct ep_fused_set *set, const OrtNode *node)
+{
+	for (size_t i = 0; i < set->n; i++)
+		if (set->nodes[i] == node)
+			return true;
+	return false;
+}
+
+/* The nodes to fuse with a claimed Conv: Conv -> Relu, Conv -> Add, or
+ * Conv -> Add -> Relu, each intermediate read by the next node alone. group[0]
+ * is the Conv; returns the group's size (1: nothing to fuse). */
+static size_t conv_fusion(const OrtApi *api, const OrtNode *conv, const struct ep_fused_set *set,
+			  const OrtNode *group[3])
+{
+	const OrtValueInfo *y = NULL, *sum = NULL;
+	const OrtNode *next = node_sole_consumer(api, conv, &y);
+	size_t n = 1;
+
+	group[0] = conv;
+	if (next && !fused_has(set, next) && add_fusable(api, next, y)) {
+		group[n++] = next;
+		next = node_sole_consumer(api, next, &sum);
+	}
+	if (next && !fused_has(set, next) && node_is(api, next, "Relu"))
+		group[n++] = next;
+	return n;
+}
+
+static OrtStatus *conv_claim(struct ep *ep, const OrtNode *node, struct ep_fused_set *set,
+			     OrtEpGraphSupportInfo *info)
+{
+	const OrtNodeFusionOptions options = { .ort_version_supported = ORT_API_VERSION,
+					       .drop_constant_initializers = true };
+	const OrtNode *group[3];
+	size_t n = ep->no_fuse ? 1 : conv_fusion(ep->api, node, set, group);
+
+	if (n == 1)
+		return ep->ep_api->EpGraphSupportInfo_AddSingleNode(info, node);
+	for (size_t i = 1; i < n; i++)
+		set->nodes[set->n++] = group[i];
+	return ep->ep_api->EpGraphSupportInfo_AddNodesToFuse(info, group, n, &options);
+}
+
+/* Input i of the fused node named like vi, or -1. */
+static ptrdiff_t fused_input(const OrtApi *api, const OrtNode *fused, const OrtValueInfo *vi)
+{
+	const OrtValueInfo *in[8] = { NULL };
+	const char *name = NULL;
+	size_t n = 0;
+
+	if (!vi || !ort_status_ok(api, api->GetValueInfoName(vi, &name)) || !name ||
+	    !ort_status_ok(api, api->Node_GetNumInputs(fused, &n)) || n > 8 ||
+	    !ort_status_ok(api, api->Node_GetInputs(fused, in, n)))
+		return -1;
+	for (size_t i = 0; i < n; i++)
+		if (value_name_is(api, in[i], name))
+			return (ptrdiff_t)i;
+	return -1;
+}
+
+/* One fused group (conv_fusion's) of a compiled graph. */
+static OrtStatus *fused_compile(struct ep *ep, const OrtGraph *graph, const OrtNode *fused,
+				OrtNodeComputeInfo **ret)
+{
+	const OrtApi *api = ep->api;
+	const OrtNode *nodes[3] = { NULL }, *conv = NULL, *add = NULL;
+	const OrtValueInfo *xwb[EP_MAX_INPUTS] = { NULL }, *y = NULL, *res = NULL;
+	const char *y_name = NULL;
+	ptrdiff_t in_x, in_res = -1;
+	size_t n = 0, n_in = 0;
+	bool relu = false;
+
+	if (!ort_status_ok(api, api->Graph_GetNumNodes(graph, &n)) || n < 2 || n > 3 ||
+	    !ort_status_ok(api, api->Graph_GetNodes(graph, nodes, n)))
+		return api->CreateStatus(ORT_FAIL, EP_NAME ": unexpected fused graph");
+	for (size_t i = 0; i < n; i++) {
+		if (node_is(api, nodes[i], "Conv"))
+			conv = nodes[i];
+		else if (node_is(api, nodes[i], "Add"))
+			add = nodes[i];
+		else
+			relu = relu || node_is(api, nodes[i], "Relu");
+	}
+	if (conv && ort_status_ok(api, api->Node_GetNumInputs(conv, &n_in)) &&
+	    n_in <= EP_MAX_INPUTS && ort_status_ok(api, api->Node_GetInputs(conv, xwb, n_in)) &&
+	    ort_status_ok(api, api->Node_GetOutputs(conv, &y, 1)) && y &&
+	    ort_status_ok(api, api->GetValueInfoName(y, &y_name)) && y_name && add)
+		res = add_other(api, add, y_name);
+	in_x = conv ? fused_input(api, fused, xwb[0]) : -1;
+	if (add)
+		in_res = fused_input(api, fused, res);
+	if (in_x < 0 || (add && in_res < 0))
+		return api->CreateStatus(ORT_FAIL, EP_NAME ": unexpected fused graph");
+	return ep_fused_conv_new(api, ep->ep_api, conv, (size_t)in_x, in_res, relu, ret);
+}
+
+static OrtStatus *ORT_API_CALL ep_compile(OrtEp *this_ptr, const OrtGraph **graphs,
+					 const OrtNode **fused_nodes, size_t count,
+					 OrtNodeComputeInfo **infos, OrtNode **ep_context_nodes)
+{
+	struct ep *ep = (struct ep *)this_ptr;
+	OrtStatus *s = NULL;
+
+	(void)ep_context_nodes;
+	for (size_t i = 0; i < count; i++)
+		infos[i] = NULL;
+	for (size_t i = 0; !s && i < count; i++)
+		s = fused_compile(ep, graphs[i], fused_nodes[i], &infos[i]);
+	for (size_t i = 0; s && i < count; i++) {
+		ep_fused_conv_free(infos[i]);
+		infos[i] = NULL;
+	}
+	return s;
+}
+
+static void ORT_API_CALL ep_release_compute_infos(OrtEp *this_ptr, OrtNodeComputeInfo **infos,
+						  size_t count)
+{
+	(void)this_ptr;
+	for (size_t i = 0; i < count; i++)
+		ep_fused_conv_free(infos[i]);
+}
+
 static OrtStatus *node_consider(struct ep *ep, const OrtNode *node, const struct ep_node *nd,
-				int64_t weight_bytes, bool chained, OrtEpGraphSupportInfo *info)
+				int64_t weight_bytes, bool chained, struct ep_fused_set *set,
+				OrtEpGraphSupportInfo *info)
 {
 	const OrtKernelDef *def = NULL;
 	OrtStatus *s;
@@ -330,6 +483,8 @@ static OrtStatus *node_consider(struct ep *ep, const OrtNode *node, const struct
 	s = ep->ep_api->EpGraphSupportInfo_LookUpKernel(info, node, &def);
 	if (s || !def)
 		return s;
+	if (nd->op == EP_OP_CONV)
+		return conv_claim(ep, node, set, info);
 	return ep->ep_api->EpGraphSupportInfo_AddSingleNode(info, node);
 }
 
@@ -371,6 +526,7 @@ static OrtStatus *ORT_API_CALL ep_get_capability(OrtEp *this_ptr, const OrtGraph
 						OrtEpGraphSupportInfo *info)
 {
 	struct ep *ep = (struct ep *)this_ptr;
+	struct ep_fused_set fused = { NULL, 0 };
 	const OrtNode **nodes = NULL;
 	struct ep_node *nds = NULL;
 	int64_t weight_bytes;
@@ -383,7 +539,8 @@ static OrtStatus *ORT_API_CALL ep_get_capability(OrtEp *this_ptr, const OrtGraph
 		return s;
 	nodes = calloc(n, sizeof(*nodes));
 	nds = calloc(n, sizeof(*nds));
-	if (!nodes || !nds) {
+	fused.nodes = calloc(n, sizeof(*fused.nodes));
+	if (!nodes || !nds || !fused.nodes) {
 		s = ep->api->CreateStatus(ORT_FAIL, EP_NAME ": out of memory");
 		goto out;
 	}
@@ -393,8 +550,9 @@ static OrtStatus *ORT_API_CALL ep_get_capability(OrtEp *this_ptr, const OrtGraph
 	weight_bytes = nodes_read(ep->api, nodes, n, nds);
 	chained = convs_chained(nds, n);
 	for (size_t i = 0; !s && i < n; i++)
-		s = node_consider(ep, nodes[i], &nds[i], weight_bytes, chained, info);
+		s = node_consider(ep, nodes[i], &nds[i], weight_bytes, chained, &fused, info);
 out:
+	free(fused.nodes);
 	free(nds);
 	free(nodes);
 	return s;
@@ -472,34 +630,53 @@ static OrtStatus *ORT_API_CALL factory_get_devices(OrtEpFactory *this_ptr,
 	return NULL;
 }
 
+/* EP option KEY (SessionOptionsAppendExecutionProvider_V2, stored as session
+ * config "ep.onnxpasssparse.KEY") into value; *ret_has = 0 when unset. */
+static OrtStatus *ep_option(struct ep *ep, const OrtSessionOptions *options, const char *key,
+			    char *value, size_t size, int *ret_has)
+{
+	const char *prefixes[] = { "ep.onnxpasssparse.", "ep." EP_NAME "." };
+	char name[64];
+
+	*ret_has = 0;
+	for (size_t i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++) {
+		size_t len = size;
+		OrtStatus *s;
+
+		snprintf(name, sizeof(name), "%s%s", prefixes[i], key);
+		s = ep->api->HasSessionConfigEntry(options, name, ret_has);
+		if (!s && *ret_has)
+			s = ep->api->GetSessionConfigEntry(options, name, value, &len);
+		if (s || *ret_has)
+			return s;
+	}
+	return NULL;
+}
+
 /*
- * EP option (SessionOptionsAppendExecutionProvider_V2 key "claim", stored as
- * session config "ep.onnxpasssparse.claim"): "auto" (default) claims the
- * nodes the cost model predicts a win for, "all" every node the kernels
- * support (for benchmarks of the cost model).
+ * EP options: "claim": "auto" (default) claims the nodes the cost model
+ * predicts a win for, "all" every node the kernels support (for benchmarks
+ * of the cost model); "fuse": "1" (default) fuses a claimed Conv with the
+ * Add and / or Relu after it, "0" leaves those to the CPU EP.
  */
 static OrtStatus *ep_options_read(struct ep *ep, const OrtSessionOptions *options)
 {
-	static const char *const keys[] = { "ep.onnxpasssparse.claim", "ep." EP_NAME ".claim" };
 	char value[16];
+	int has = 0;
+	OrtStatus *s;
 
-	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
-		size_t size = sizeof(value);
-		int has = 0;
-		OrtStatus *s = ep->api->HasSessionConfigEntry(options, keys[i], &has);
-
-		if (!s && has)
-			s = ep->api->GetSessionConfigEntry(options, keys[i], value, &size);
-		if (s)
-			return s;
-		if (!has)
-			continue;
-		if (strcmp(value, "all") != 0 && strcmp(value, "auto") != 0)
-			return ep->api->CreateStatus(ORT_INVALID_ARGUMENT, EP_NAME ": option claim "
-						     "must be auto or all");
-		ep->claim_all = strcmp(value, "all") == 0;
-	}
-	return NULL;
+	s = ep_option(ep, options, "claim", value, sizeof(value), &has);
+	if (!s && has && strcmp(value, "all") != 0 && strcmp(value, "auto") != 0)
+		return ep->api->CreateStatus(ORT_INVALID_ARGUMENT, EP_NAME ": option claim "
+					     "must be auto or all");
+	ep->claim_all = !s && has && strcmp(value, "all") == 0;
+	if (!s)
+		s = ep_option(ep, options, "fuse", value, sizeof(value), &has);
+	if (!s && has && strcmp(value, "0") != 0 && strcmp(value, "1") != 0)
+		return ep->api->CreateStatus(ORT_INVALID_ARGUMENT, EP_NAME ": option fuse "
+					     "must be 0 or 1");
+	ep->no_fuse = !s && has && strcmp(value, "0") == 0;
+	return s;
 }
 
 static OrtStatus *ORT_API_CALL factory_create_ep(OrtEpFactory *this_ptr,
@@ -523,7 +700,8 @@ static OrtStatus *ORT_API_CALL factory_create_ep(OrtEpFactory *this_ptr,
 		return f->api->CreateStatus(ORT_FAIL, EP_NAME ": out of memory");
 	ep->base = (OrtEp){ .ort_version_supported = ORT_API_VERSION, .GetName = ep_get_name,
 			    .GetCapability = ep_get_capability,
-			    .GetKernelRegistry = ep_get_kernel_registry };
+			    .GetKernelRegistry = ep_get_kernel_registry, .Compile = ep_compile,
+			    .ReleaseNodeComputeInfos = ep_release_compute_infos };
 	ep->factory = f;
 	ep->api = f->api;
 	ep->ep_api = f->ep_api;

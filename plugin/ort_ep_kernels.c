@@ -56,6 +56,14 @@ struct ep_kernel {
 	pthread_mutex_t lock;      /* the weight, when packed at the first run */
 	struct opass_spmm *spmm;
 	int64_t n, k;
+	/* a Conv fused with what follows it (ep_fused_conv_new): its node's
+	 * inputs X and the Add's other operand (-1: no Add), and the bias,
+	 * copied from its initializer (ORT drops the constant inputs) */
+	bool fused, relu;
+	size_t in_x;
+	ptrdiff_t in_res;
+	float *bias;
+	size_t n_bias;
 };
 
 static OrtStatus *kernel_status(const struct ep_kernel *kernel, OrtErrorCode code,
@@ -266,9 +274,9 @@ static OrtStatus *bias_get(const struct ep_kernel *kernel, OrtKernelContext *ctx
 	struct ort_tensor c;
 	OrtStatus *s;
 
-	*ret_bias = NULL;
-	*ret_n = 0;
-	if (kernel->op == EP_OP_MATMUL)
+	*ret_bias = kernel->bias;
+	*ret_n = kernel->n_bias;
+	if (kernel->op == EP_OP_MATMUL || kernel->fused)
 		return NULL;
 	s = ort_input_get(kernel->api, ctx, IN_C, &value);
 	if (s || !value)
@@ -363,11 +371,38 @@ static OrtStatus *conv_geometry(const struct ep_kernel *kernel, const struct ort
 	return NULL;
 }
 
+/* A fused Add's other operand: shaped as the output (no broadcasting). */
+static OrtStatus *residual_get(const struct ep_kernel *kernel, OrtKernelContext *ctx,
+			       const int64_t dims[4], const float **ret)
+{
+	const OrtValue *value = NULL;
+	struct ort_tensor t;
+	OrtStatus *s;
+
+	*ret = NULL;
+	if (kernel->in_res < 0)
+		return NULL;
+	s = ort_input_get(kernel->api, ctx, (size_t)kernel->in_res, &value);
+	if (!s && !value)
+		return kernel_status(kernel, ORT_INVALID_ARGUMENT, "the fused Add has no operand");
+	if (!s)
+		s = ort_tensor_get(kernel->api, value, &t);
+	if (s)
+		return s;
+	if (t.type != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT || t.rank != 4 ||
+	    memcmp(t.dims, dims, 4 * sizeof(*dims)) != 0)
+		return kernel_status(kernel, ORT_INVALID_ARGUMENT, "the fused Add's other operand "
+				     "must be float and shaped as the Conv's output");
+	*ret = t.data;
+	return NULL;
+}
+
 static OrtStatus *conv_run(struct ep_kernel *kernel, OrtKernelContext *ctx,
 			   const struct opass_spmm *spmm, const struct ort_tensor *x,
-			   const struct opass_conv *cv)
+			   const struct opass_conv *geometry)
 {
-	int64_t dims[4] = { x->dims[0], kernel->n, cv->out_h, cv->out_w };
+	int64_t dims[4] = { x->dims[0], kernel->n, geometry->out_h, geometry->out_w };
+	struct opass_conv cv = *geometry;
 	const float *bias = NULL;
 	struct opass_spmm_exec exec;
 	OrtValue *out = NULL;
@@ -377,7 +412,10 @@ static OrtStatus *conv_run(struct ep_kernel *kernel, OrtKernelContext *ctx,
 	OrtStatus *s;
 	int r;
 
+	cv.relu = kernel->relu;
 	s = bias_get(kernel, ctx, &bias, &n_bias);
+	if (!s)
+		s = residual_get(kernel, ctx, dims, &cv.residual);
 	if (!s)
 		s = kernel->api->KernelContext_GetOutput(ctx, 0, dims, 4, &out);
 	if (!s)
@@ -386,7 +424,7 @@ static OrtStatus *conv_run(struct ep_kernel *kernel, OrtKernelContext *ctx,
 		s = ort_exec_begin(&e, kernel->api, ctx, kernel->cpu, &exec);
 	if (s)
 		return s;
-	r = opass_spmm_run_conv(spmm, cv, x->data, x->dims[0], bias, n_bias, y, &exec);
+	r = opass_spmm_run_conv(spmm, &cv, x->data, x->dims[0], bias, n_bias, y, &exec);
 	ort_exec_end(&e);
 	if (r < 0)
 		return kernel_status(kernel, ORT_FAIL, "%s", strerror(-r));
@@ -401,7 +439,9 @@ static OrtStatus *conv_compute(struct ep_kernel *kernel, OrtKernelContext *ctx,
 	struct ort_tensor x;
 	OrtStatus *s;
 
-	s = ort_input_get(kernel->api, ctx, IN_A, &vx);
+	s = ort_input_get(kernel->api, ctx, kernel->in_x, &vx);
+	if (!s && !vx)
+		s = kernel_status(kernel, ORT_INVALID_ARGUMENT, "X is missing");
 	if (!s)
 		s = ort_tensor_get(kernel->api, vx, &x);
 	if (!s)
@@ -437,72 +477,92 @@ static void ORT_API_CALL kernel_release(OrtKernelImpl *impl)
 	if (kernel->cpu)
 		kernel->api->ReleaseMemoryInfo(kernel->cpu);
 	pthread_mutex_destroy(&kernel->lock);
+	free(kernel->bias);
 	free(kernel);
 }
 
-static int64_t attr_int(const OrtApi *api, const OrtKernelInfo *info, const char *name,
-			int64_t fallback)
+/* Where a kernel's attributes come from: ORT's kernel info (a registry
+ * kernel) or the graph's node (a fused one). */
+struct attr_src {
+	const OrtApi *api;
+	const OrtKernelInfo *info;
+	const OrtNode *node;
+};
+
+static int64_t attr_int(const struct attr_src *a, const char *name, int64_t fallback)
 {
 	int64_t v = fallback;
-	OrtStatus *s = api->KernelInfoGetAttribute_int64(info, name, &v);
+	OrtStatus *s;
 
-	if (s) {
-		api->ReleaseStatus(s);
-		v = fallback;
-	}
-	return v;
+	if (a->node)
+		return ort_node_attr_int(a->api, a->node, name, fallback);
+	s = a->api->KernelInfoGetAttribute_int64(a->info, name, &v);
+	return ort_status_ok(a->api, s) ? v : fallback;
 }
 
-static float attr_float(const OrtApi *api, const OrtKernelInfo *info, const char *name,
-			float fallback)
+static float attr_float(const struct attr_src *a, const char *name, float fallback)
 {
 	float v = fallback;
-	OrtStatus *s = api->KernelInfoGetAttribute_float(info, name, &v);
+	OrtStatus *s;
 
-	if (s) {
-		api->ReleaseStatus(s);
-		v = fallback;
-	}
-	return v;
+	if (a->node)
+		return ort_node_attr_float(a->api, a->node, name, fallback);
+	s = a->api->KernelInfoGetAttribute_float(a->info, name, &v);
+	return ort_status_ok(a->api, s) ? v : fallback;
 }
 
 /* An ints attribute of exactly n values, or the fallback when absent. */
-static bool attr_ints(const OrtApi *api, const OrtKernelInfo *info, const char *name,
-		      int64_t *out, size_t n, int64_t fallback)
+static bool attr_ints(const struct attr_src *a, const char *name, int64_t *out, size_t n,
+		      int64_t fallback)
 {
 	int64_t v[8];
 	size_t size = 8;
-	OrtStatus *s = api->KernelInfoGetAttributeArray_int64(info, name, v, &size);
 
-	if (s) {
-		api->ReleaseStatus(s);
+	if (a->node) {
+		if (!ort_node_attr_ints(a->api, a->node, name, v, 8, &size))
+			return false;
+	} else if (!ort_status_ok(a->api, a->api->KernelInfoGetAttributeArray_int64(a->info, name,
+										     v, &size))) {
+		size = 0;
+	}
+	if (size == 0)
 		for (size_t i = 0; i < n; i++)
 			out[i] = fallback;
-		return true;
-	}
-	if (size != n)
+	else if (size == n)
+		memcpy(out, v, n * sizeof(*v));
+	return size == 0 || size == n;
+}
+
+/* A string attribute into buf (size bytes), or false when absent or longer. */
+static bool attr_string(const struct attr_src *a, const char *name, char *buf, size_t size)
+{
+	const OrtOpAttr *attr = NULL;
+	size_t len = 0;
+
+	if (!a->node)
+		return ort_status_ok(a->api, a->api->KernelInfoGetAttribute_string(a->info, name, buf,
+										    &size));
+	if (!ort_status_ok(a->api, a->api->Node_GetAttributeByName(a->node, name, &attr)) || !attr ||
+	    !ort_status_ok(a->api, a->api->ReadOpAttr(attr, ORT_OP_ATTR_STRING, buf, size - 1,
+						      &len)))
 		return false;
-	memcpy(out, v, n * sizeof(*v));
+	buf[len] = '\0';
 	return true;
 }
 
-static OrtStatus *conv_attrs(struct ep_kernel *kernel, const OrtKernelInfo *info)
+static OrtStatus *conv_attrs(struct ep_kernel *kernel, const struct attr_src *src)
 {
-	const OrtApi *api = kernel->api;
 	struct ep_conv_attrs *cv = &kernel->conv;
 	char pad[16] = "NOTSET";
-	size_t size = sizeof(pad);
-	OrtStatus *s;
 
-	s = api->KernelInfoGetAttribute_string(info, "auto_pad", pad, &size);
-	if (s)
-		api->ReleaseStatus(s);
+	if (!attr_string(src, "auto_pad", pad, sizeof(pad)))
+		strcpy(pad, "NOTSET");
 	cv->auto_pad = strcmp(pad, "SAME_UPPER") == 0 ? CONV_PAD_SAME_UPPER :
 		       strcmp(pad, "SAME_LOWER") == 0 ? CONV_PAD_SAME_LOWER : CONV_PAD_EXPLICIT;
-	if (attr_int(api, info, "group", 1) != 1 ||
-	    !attr_ints(api, info, "strides", cv->strides, 2, 1) ||
-	    !attr_ints(api, info, "dilations", cv->dilations, 2, 1) ||
-	    !attr_ints(api, info, "pads", cv->pads, 4, 0))
+	if (attr_int(src, "group", 1) != 1 ||
+	    !attr_ints(src, "strides", cv->strides, 2, 1) ||
+	    !attr_ints(src, "dilations", cv->dilations, 2, 1) ||
+	    !attr_ints(src, "pads", cv->pads, 4, 0))
 		return kernel_status(kernel, ORT_INVALID_ARGUMENT, "only 2-D convolutions with "
 				     "group = 1");
 	if (strcmp(pad, "VALID") == 0)
@@ -510,58 +570,173 @@ static OrtStatus *conv_attrs(struct ep_kernel *kernel, const OrtKernelInfo *info
 	return NULL;
 }
 
-static OrtStatus *kernel_attrs(struct ep_kernel *kernel, const OrtKernelInfo *info)
+static OrtStatus *kernel_attrs(struct ep_kernel *kernel, const struct attr_src *src)
 {
-	const OrtApi *api = kernel->api;
-	size_t len = sizeof(kernel->name);
-	OrtStatus *s;
-
-	s = api->KernelInfo_GetNodeName(info, kernel->name, &len);
-	if (s) {
-		api->ReleaseStatus(s);
-		snprintf(kernel->name, sizeof(kernel->name), "?");
-	}
 	kernel->alpha = 1.0f;
 	if (kernel->op == EP_OP_CONV)
-		return conv_attrs(kernel, info);
+		return conv_attrs(kernel, src);
 	if (kernel->op != EP_OP_GEMM)
 		return NULL;
-	kernel->trans_b = attr_int(api, info, "transB", 0) != 0;
-	kernel->alpha = attr_float(api, info, "alpha", 1.0f);
-	if (attr_int(api, info, "transA", 0) != 0 || attr_float(api, info, "beta", 1.0f) != 1.0f)
+	kernel->trans_b = attr_int(src, "transB", 0) != 0;
+	kernel->alpha = attr_float(src, "alpha", 1.0f);
+	if (attr_int(src, "transA", 0) != 0 || attr_float(src, "beta", 1.0f) != 1.0f)
 		return kernel_status(kernel, ORT_INVALID_ARGUMENT, "transA and beta != 1 are not "
 				     "supported");
 	return NULL;
+}
+
+static struct ep_kernel *kernel_alloc(const OrtApi *api, const OrtEpApi *ep_api, enum ep_op op)
+{
+	struct ep_kernel *kernel = calloc(1, sizeof(*kernel));
+
+	if (!kernel)
+		return NULL;
+	kernel->impl = (OrtKernelImpl){ .ort_version_supported = ORT_API_VERSION,
+					.Compute = kernel_compute, .Release = kernel_release,
+					.PrePackWeight = kernel_prepack,
+					.SetSharedPrePackedWeight = kernel_set_shared };
+	kernel->api = api;
+	kernel->ep_api = ep_api;
+	kernel->op = op;
+	kernel->in_x = IN_A;
+	kernel->in_res = -1;
+	pthread_mutex_init(&kernel->lock, NULL);
+	return kernel;
 }
 
 static OrtStatus *ORT_API_CALL kernel_create(void *state, const OrtKernelInfo *info,
 					    OrtKernelImpl **ret_kernel)
 {
 	const struct ep_kernel_state *st = state;
-	const OrtApi *api = st->api;
+	const struct attr_src src = { .api = st->api, .info = info };
+	size_t len;
 	struct ep_kernel *kernel;
 	OrtStatus *s;
 
 	*ret_kernel = NULL;
-	kernel = calloc(1, sizeof(*kernel));
+	kernel = kernel_alloc(st->api, st->ep_api, st->op);
 	if (!kernel)
-		return api->CreateStatus(ORT_FAIL, EP_NAME ": out of memory");
-	kernel->impl = (OrtKernelImpl){ .ort_version_supported = ORT_API_VERSION,
-					.Compute = kernel_compute, .Release = kernel_release,
-					.PrePackWeight = kernel_prepack,
-					.SetSharedPrePackedWeight = kernel_set_shared };
-	kernel->api = api;
-	kernel->ep_api = st->ep_api;
-	kernel->op = st->op;
-	pthread_mutex_init(&kernel->lock, NULL);
-	s = kernel_attrs(kernel, info);
+		return st->api->CreateStatus(ORT_FAIL, EP_NAME ": out of memory");
+	len = sizeof(kernel->name);
+	if (!ort_status_ok(st->api, st->api->KernelInfo_GetNodeName(info, kernel->name, &len)))
+		snprintf(kernel->name, sizeof(kernel->name), "?");
+	s = kernel_attrs(kernel, &src);
 	if (!s)
-		s = api->CreateCpuMemoryInfo(OrtArenaAllocator, OrtMemTypeDefault, &kernel->cpu);
+		s = st->api->CreateCpuMemoryInfo(OrtArenaAllocator, OrtMemTypeDefault, &kernel->cpu);
 	if (s) {
 		kernel_release(&kernel->impl);
 		return s;
 	}
 	*ret_kernel = &kernel->impl;
+	return NULL;
+}
+
+/* ---- a Conv fused with the Add and / or Relu after it ------------------------------ */
+
+struct ep_fused {
+	OrtNodeComputeInfo info;   /* first: ORT hands back &info */
+	struct ep_kernel *kernel;
+};
+
+static OrtStatus *ORT_API_CALL fused_create_state(OrtNodeComputeInfo *this_ptr,
+						 OrtNodeComputeContext *ctx, void **ret_state)
+{
+	(void)ctx;
+	*ret_state = ((struct ep_fused *)this_ptr)->kernel;
+	return NULL;
+}
+
+static OrtStatus *ORT_API_CALL fused_compute(OrtNodeComputeInfo *this_ptr, void *state,
+					    OrtKernelContext *ctx)
+{
+	(void)this_ptr;
+	return kernel_compute(&((struct ep_kernel *)state)->impl, ctx);
+}
+
+static void ORT_API_CALL fused_release_state(OrtNodeComputeInfo *this_ptr, void *state)
+{
+	(void)this_ptr;
+	(void)state;
+}
+
+void ep_fused_conv_free(OrtNodeComputeInfo *info)
+{
+	struct ep_fused *f = (struct ep_fused *)info;
+
+	if (!f)
+		return;
+	if (f->kernel)
+		kernel_release(&f->kernel->impl);
+	free(f);
+}
+
+/* The Conv node's weight, packed, and its bias, copied (N values or one). */
+static OrtStatus *fused_constants(struct ep_kernel *kernel, const OrtNode *conv)
+{
+	const OrtApi *api = kernel->api;
+	const OrtValueInfo *inputs[3] = { NULL };
+	const OrtValue *w = NULL;
+	struct ort_tensor b;
+	size_t n = 0;
+	OrtStatus *s;
+
+	s = api->Node_GetNumInputs(conv, &n);
+	if (!s && (n < 2 || n > 3))
+		return kernel_status(kernel, ORT_INVALID_ARGUMENT, "a Conv has 2 or 3 inputs");
+	if (!s)
+		s = api->Node_GetInputs(conv, inputs, n);
+	if (!s)
+		s = api->ValueInfo_GetInitializerValue(inputs[1], &w);
+	if (!s && !w)
+		s = kernel_status(kernel, ORT_INVALID_ARGUMENT, "the weight is not an initializer");
+	if (!s)
+		s = weight_pack(kernel, w, &kernel->spmm);
+	if (s || !inputs[2])
+		return s;
+	if (!ort_value_constant(api, inputs[2], &b) || (b.numel != 1 && b.numel != (size_t)kernel->n))
+		return kernel_status(kernel, ORT_INVALID_ARGUMENT, "the bias must be a constant "
+				     "float initializer of N elements");
+	kernel->bias = malloc(b.numel * sizeof(float));
+	if (!kernel->bias)
+		return kernel_status(kernel, ORT_FAIL, "out of memory");
+	memcpy(kernel->bias, b.data, b.numel * sizeof(float));
+	kernel->n_bias = b.numel;
+	return NULL;
+}
+
+OrtStatus *ep_fused_conv_new(const OrtApi *api, const OrtEpApi *ep_api, const OrtNode *conv,
+			     size_t in_x, ptrdiff_t in_res, bool relu, OrtNodeComputeInfo **ret)
+{
+	const struct attr_src src = { .api = api, .node = conv };
+	struct ep_fused *f = calloc(1, sizeof(*f));
+	const char *name = NULL;
+	OrtStatus *s = NULL;
+
+	if (f)
+		f->kernel = kernel_alloc(api, ep_api, EP_OP_CONV);
+	if (!f || !f->kernel) {
+		ep_fused_conv_free(f ? &f->info : NULL);
+		return api->CreateStatus(ORT_FAIL, EP_NAME ": out of memory");
+	}
+	f->info = (OrtNodeComputeInfo){ .ort_version_supported = ORT_API_VERSION,
+					.CreateState = fused_create_state, .Compute = fused_compute,
+					.ReleaseState = fused_release_state };
+	f->kernel->fused = true;
+	f->kernel->relu = relu;
+	f->kernel->in_x = in_x;
+	f->kernel->in_res = in_res;
+	if (ort_status_ok(api, api->Node_GetName(conv, &name)) && name)
+		snprintf(f->kernel->name, sizeof(f->kernel->name), "%s", name);
+	s = kernel_attrs(f->kernel, &src);
+	if (!s)
+		s = fused_constants(f->kernel, conv);
+	if (!s)
+		s = api->CreateCpuMemoryInfo(OrtArenaAllocator, OrtMemTypeDefault, &f->kernel->cpu);
+	if (s) {
+		ep_fused_conv_free(&f->info);
+		return s;
+	}
+	*ret = &f->info;
 	return NULL;
 }
 

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Tensor views and ORT-backed execution for the library's kernels (ort_util.h). */
+/* Tensor views, graph reading and ORT-backed execution for the library's kernels (ort_util.h). */
 #include "ort_util.h"
 
 OrtStatus *ort_tensor_get(const OrtApi *api, const OrtValue *value, struct ort_tensor *ret)
@@ -85,4 +85,88 @@ void ort_exec_end(struct ort_exec *e)
 	if (e->alloc)
 		e->api->ReleaseAllocator(e->alloc);
 	e->alloc = NULL;
+}
+
+/* ---- reading a graph (OrtGraph API) ---------------------------------------------- */
+
+bool ort_status_ok(const OrtApi *api, OrtStatus *s)
+{
+	if (!s)
+		return true;
+	api->ReleaseStatus(s);
+	return false;
+}
+
+int64_t ort_node_attr_int(const OrtApi *api, const OrtNode *node, const char *name,
+			     int64_t fallback)
+{
+	const OrtOpAttr *attr = NULL;
+	int64_t v = fallback;
+	size_t len = 0;
+
+	if (!ort_status_ok(api, api->Node_GetAttributeByName(node, name, &attr)) || !attr ||
+	    !ort_status_ok(api, api->ReadOpAttr(attr, ORT_OP_ATTR_INT, &v, sizeof(v), &len)))
+		return fallback;
+	return v;
+}
+
+float ort_node_attr_float(const OrtApi *api, const OrtNode *node, const char *name,
+			     float fallback)
+{
+	const OrtOpAttr *attr = NULL;
+	float v = fallback;
+	size_t len = 0;
+
+	if (!ort_status_ok(api, api->Node_GetAttributeByName(node, name, &attr)) || !attr ||
+	    !ort_status_ok(api, api->ReadOpAttr(attr, ORT_OP_ATTR_FLOAT, &v, sizeof(v), &len)))
+		return fallback;
+	return v;
+}
+
+bool ort_value_shape(const OrtApi *api, const OrtValueInfo *vi,
+			ONNXTensorElementDataType *ret_type, int64_t dims[ORT_TENSOR_MAX_RANK],
+			size_t *ret_rank)
+{
+	const OrtTypeInfo *type = NULL;
+	const OrtTensorTypeAndShapeInfo *info = NULL;
+	size_t rank = 0;
+
+	if (!vi || !ort_status_ok(api, api->GetValueInfoTypeInfo(vi, &type)) ||
+	    !ort_status_ok(api, api->CastTypeInfoToTensorInfo(type, &info)) || !info ||
+	    !ort_status_ok(api, api->GetTensorElementType(info, ret_type)) ||
+	    !ort_status_ok(api, api->GetDimensionsCount(info, &rank)) || rank > ORT_TENSOR_MAX_RANK ||
+	    !ort_status_ok(api, api->GetDimensions(info, dims, rank)))
+		return false;
+	*ret_rank = rank;
+	return true;
+}
+
+bool ort_value_constant(const OrtApi *api, const OrtValueInfo *vi, struct ort_tensor *ret)
+{
+	const OrtValue *value = NULL;
+	bool constant = false;
+
+	if (!vi || !ort_status_ok(api, api->ValueInfo_IsConstantInitializer(vi, &constant)) ||
+	    !constant || !ort_status_ok(api, api->ValueInfo_GetInitializerValue(vi, &value)) ||
+	    !value || !ort_status_ok(api, ort_tensor_get(api, value, ret)))
+		return false;
+	return ret->type == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
+}
+
+bool ort_node_attr_ints(const OrtApi *api, const OrtNode *node, const char *name,
+			   int64_t *out, size_t n_max, size_t *ret_n)
+{
+	const OrtOpAttr *attr = NULL;
+	size_t len = 0;
+
+	*ret_n = 0;
+	if (!ort_status_ok(api, api->Node_GetAttributeByName(node, name, &attr)))
+		return true;  /* absent */
+	if (!attr)
+		return true;
+	if (!ort_status_ok(api, api->ReadOpAttr(attr, ORT_OP_ATTR_INTS, out, n_max * sizeof(*out),
+					    &len)))
+		return false;
+	*ret_n = len / sizeof(*out);
+	return true;
 }

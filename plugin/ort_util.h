@@ -7,6 +7,7 @@
  */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -43,3 +44,27 @@ struct ort_exec {
 OrtStatus *ort_exec_begin(struct ort_exec *e, const OrtApi *api, OrtKernelContext *ctx,
 			  const OrtMemoryInfo *cpu, struct opass_spmm_exec *exec);
 void ort_exec_end(struct ort_exec *e);
+
+/* ---- reading a graph (OrtGraph API) ---- */
+
+/* True when s is NULL (success); releases s otherwise. */
+bool ort_status_ok(const OrtApi *api, OrtStatus *s);
+
+/* A node's integer or float attribute, or the fallback when it is absent. */
+int64_t ort_node_attr_int(const OrtApi *api, const OrtNode *node, const char *name,
+			  int64_t fallback);
+float ort_node_attr_float(const OrtApi *api, const OrtNode *node, const char *name,
+			  float fallback);
+
+/* An ints attribute's first n values (n_max at most; *ret_n = 0 when
+ * absent), or false when unreadable. */
+bool ort_node_attr_ints(const OrtApi *api, const OrtNode *node, const char *name,
+			int64_t *out, size_t n_max, size_t *ret_n);
+
+/* Element type and dims (-1: unknown) of a value; false when not a tensor. */
+bool ort_value_shape(const OrtApi *api, const OrtValueInfo *vi,
+		     ONNXTensorElementDataType *ret_type, int64_t dims[ORT_TENSOR_MAX_RANK],
+		     size_t *ret_rank);
+
+/* The constant float initializer behind vi, or false. */
+bool ort_value_constant(const OrtApi *api, const OrtValueInfo *vi, struct ort_tensor *ret);

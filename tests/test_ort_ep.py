@@ -7,7 +7,8 @@ its OnnxPassSparse device (--ep); ORT's profiler tells which EP ran each node. C
     M from 1 to 300, odd K and N) and Gemm (transB, alpha, bias [N] / [1, N] / one),
     and that those nodes ran on OnnxPassSparse;
   - Conv (2-D, group 1) against the CPU EP: 1x1 to 7x7 kernels, strides, explicit and
-    auto pads, dilations, with and without bias, batch > 1;
+    auto pads, dilations, with and without bias, batch > 1; a Conv fused with the Add
+    and / or Relu after it, and where it must not be;
   - claiming: a dense weight, a weight with half zeros (the cost model predicts no win),
     an fp16 weight, a weight that is a graph input, Gemm
     with transA or beta != 1, grouped, depthwise and 1-D Conv stay on the CPU EP;
@@ -243,6 +244,66 @@ def check_conv_chains(tmp):
     check_same(behind, [x], claimed, "a conv behind depthwise convs", claim="auto")
 
 
+def check_fused(path, feeds, what, on_cpu, n_on_ep, fuse="1"):
+    """Outputs equal to the CPU EP's; exactly the nodes on_cpu ran on the CPU EP, and
+    n_on_ep nodes (single Convs and fused groups, which ORT names itself) on ours."""
+    want = ortlib.run(path, feeds, threads=2)
+    profile = []
+    got = ortlib.run(path, feeds, ep=LIB, profile=profile, threads=2,
+                     ep_options=["claim=all", "fuse=" + fuse])
+    for i, (g, w) in enumerate(zip(got, want)):
+        assert_close(g, w, "%s output %d" % (what, i))
+    ran = providers(profile)
+    cpu = sorted(node for node, ep in ran.items() if ep != EP)
+    ours = [node for node, ep in ran.items() if ep == EP]
+    assert cpu == sorted(on_cpu), "%s: %s ran on the CPU EP, expected %s" % (what, cpu, on_cpu)
+    assert len(ours) == n_on_ep, "%s: %s ran on %s, expected %d nodes" % (
+        what, ours, EP, n_on_ep)
+
+
+def check_conv_fusion(tmp):
+    """A claimed Conv takes in the Relu, Add, or Add and Relu after it (outputs equal to
+    the CPU EP's, those nodes gone from the CPU EP): residual blocks with a symbolic
+    batch, an Add after two Convs (fused with one of them); not fused: a Conv output
+    that is also a graph output, an Add that broadcasts, and everything with the
+    option fuse=0."""
+    rng = np.random.default_rng(12)
+    inits = [numpy_helper.from_array(sparse(rng, (16, 8, 3, 3)), "w"),
+             numpy_helper.from_array(sparse(rng, (16, 8, 1, 1)), "w1"),
+             numpy_helper.from_array(rng.standard_normal(16).astype(np.float32), "b")]
+    x = rng.standard_normal((2, 8, 9, 9)).astype(np.float32)
+    r = rng.standard_normal((2, 16, 9, 9)).astype(np.float32)
+    q = rng.standard_normal((1, 16, 1, 1)).astype(np.float32)
+    conv = helper.make_node("Conv", ["x", "w", "b"], ["y"], name="conv", pads=[1, 1, 1, 1])
+    conv1 = helper.make_node("Conv", ["x", "w1"], ["y1"], name="conv1")
+    relu = helper.make_node("Relu", ["s"], ["z"], name="relu")
+    x_in, r_in = tensor("x", ["N", 8, 9, 9]), tensor("r", ["N", 16, 9, 9])
+    cases = [
+        ("Conv -> Relu", [conv, helper.make_node("Relu", ["y"], ["z"], name="relu")],
+         [x_in], ["z"], [x], [], 1),
+        ("Conv -> Add -> Relu", [conv, helper.make_node("Add", ["r", "y"], ["s"], name="add"),
+                                 relu], [x_in, r_in], ["z"], [x, r], [], 1),
+        ("Conv -> Add", [conv, helper.make_node("Add", ["y", "r"], ["z"], name="add")],
+         [x_in, r_in], ["z"], [x, r], [], 1),
+        ("two Convs -> Add -> Relu", [conv, conv1, helper.make_node("Add", ["y", "y1"], ["s"],
+                                                                    name="add"), relu],
+         [x_in], ["z"], [x], [], 2),
+        ("a Conv output also a graph output", [conv, helper.make_node("Relu", ["y"], ["z"],
+                                                                      name="relu")],
+         [x_in], ["y", "z"], [x], ["relu"], 1),
+        ("an Add that broadcasts", [conv, helper.make_node("Add", ["y", "q"], ["s"],
+                                                           name="add"), relu],
+         [x_in, tensor("q", [1, 16, 1, 1])], ["z"], [x, q], ["add", "relu"], 1),
+    ]
+    for what, nodes, ins, outs, feeds, on_cpu, n_on_ep in cases:
+        path = save(os.path.join(tmp, "fuse.onnx"), nodes, ins,
+                    [tensor(o, None) for o in outs], inits)
+        check_fused(path, feeds, what, on_cpu, n_on_ep)
+        unfused = [n.name for n in nodes if n.op_type != "Conv"]
+        check_fused(path, feeds, what + ", fuse=0", unfused,
+                    sum(n.op_type == "Conv" for n in nodes), fuse="0")
+
+
 def check_external_data(tmp):
     rng = np.random.default_rng(6)
     k, n = 256, 96
@@ -337,6 +398,7 @@ def main(runner):
                          ("claiming convs alone and behind depthwise ones", check_conv_chains),
                          ("Conv: kernels, strides, pads, dilations, bias", check_conv),
                          ("Conv: grouped, depthwise, 1-D stay", check_conv_stays),
+                         ("Conv fused with Add / Relu", check_conv_fusion),
                          ("external data", check_external_data),
                          ("sparse_initializer weight", check_sparse_initializer),
                          ("If branches", check_if_branch),
