@@ -48,6 +48,7 @@ struct conv_padded {
 	int64_t hq, wq;            /* rows and columns of a phase plane */
 	int64_t image;             /* floats per image: c_in * stride_h * stride_w * hq * wq */
 	float *x;                  /* [batch][c_in][stride_h][stride_w][hq][wq] + slack */
+	const int32_t *of_col;     /* off of every column of the weight */
 	struct opass_spmm s;
 };
 
@@ -913,6 +914,21 @@ static void padded_offsets(const struct opass_conv *cv, const struct conv_padded
 			}
 }
 
+#define REMAP_BLOCKS 16384  /* blocks per work item of padded_remap */
+
+/* The offsets of one run of the weight's blocks (s.k0[b] = off of column k0[b]). */
+static void padded_remap(void *data, size_t i)
+{
+	const struct spmm_job *job = data;
+	const struct conv_padded *pd = job->padded;
+	int64_t b = (int64_t)i * REMAP_BLOCKS, end = b + REMAP_BLOCKS;
+
+	if (end > job->s->n_blocks)
+		end = job->s->n_blocks;
+	for (; b < end; b++)
+		pd->s.k0[b] = pd->of_col[job->s->k0[b]];
+}
+
 /* The padded copy of x and the weight's offsets (in one scratch buffer). */
 static int padded_make(struct spmm_job *job, struct conv_padded *pd, int64_t batch,
 		       const struct opass_spmm_exec *exec, void **ret_scratch)
@@ -934,12 +950,12 @@ static int padded_make(struct spmm_job *job, struct conv_padded *pd, int64_t bat
 	of_col = off + job->s->n_blocks;
 	memset(pd->x + n_x, 0, slack * sizeof(float));
 	padded_offsets(cv, pd, of_col);
-	for (int64_t b = 0; b < job->s->n_blocks; b++)
-		off[b] = of_col[job->s->k0[b]];
+	pd->of_col = of_col;
 	pd->s = *job->s;
 	pd->s.k0 = off;
 	pd->s.k16 = NULL;
 	job->padded = pd;
+	run_parallel(exec, padded_remap, (size_t)div_up(job->s->n_blocks, REMAP_BLOCKS), job);
 	run_parallel(exec, padded_fill, (size_t)(batch * planes), job);
 	*ret_scratch = scratch;
 	return 0;
