@@ -8,7 +8,10 @@
  * and Conv (2-D, group 1) nodes whose weight is a constant float initializer
  * and where the cost
  * model (opass_spmm_predict) says the sparse kernel is faster than ORT's
- * dense one; every other node stays with the CPU EP. Its kernels are in
+ * dense one; every other node stays with the CPU EP. A claimed Conv takes in
+ * the Relu, Add, or Add and Relu after it (as ORT's CPU EP would fuse them
+ * into its own Conv): those groups are fused nodes, compiled in Compile; the
+ * other claimed nodes run kernels of the EP's registry. Both are in
  * ort_ep_kernels.c.
  */
 #include <errno.h>
@@ -237,7 +240,7 @@ static bool node_wins(const struct ep_node *nd, int64_t weight_bytes, bool chain
 						   (nd->packs ? OPASS_CONV_PACKS : 0) |
 						   (chained ? OPASS_CONV_CHAINED : 0));
 	return opass_spmm_predict_win(OPASS_SPMM_ISA_AUTO, nd->m, nd->k, nd->n, nd->nonzero,
-				      weight_bytes);
+				      weight_bytes, opass_spmm_cost_flags());
 }
 
 /* ---- fusing a Conv with the Add and / or Relu after it ------------------------------- */

@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Helpers shared by the ONNX Runtime kernels of the library (the custom ops
- * in ort_ops.c and the execution provider's kernels in ort_ep_kernels.c):
- * a tensor's data and shape, and running the sparse kernels on ORT's
- * intra-op threads with ORT's allocator for scratch memory.
+ * in ort_ops.c and the execution provider in ort_ep*.c): a tensor's data and
+ * shape, running the sparse kernels on ORT's intra-op threads with ORT's
+ * allocator for scratch memory, and reading a graph's nodes and values.
  */
 #pragma once
 

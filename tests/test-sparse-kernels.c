@@ -225,40 +225,56 @@ START_TEST(test_predict_win)
 	for (size_t i = 0; i < sizeof(ms) / sizeof(ms[0]); i++) {
 		int64_t m = ms[i];
 
-		ck_assert(!opass_spmm_predict_win(avx2, m, k, n, all, 0));
-		ck_assert(!opass_spmm_predict_win(avx2, m, k, n, all / 2, 0));
-		ck_assert(opass_spmm_predict_win(avx2, m, k, n, all / 20, 0));
-		ck_assert(opass_spmm_predict_win(avx2, m, k, n, all / 5, 0) == (m >= 5 && m <= 48));
+		ck_assert(!opass_spmm_predict_win(avx2, m, k, n, all, 0, 0));
+		ck_assert(!opass_spmm_predict_win(avx2, m, k, n, all / 2, 0, 0));
+		ck_assert(opass_spmm_predict_win(avx2, m, k, n, all / 20, 0, 0));
+		ck_assert(opass_spmm_predict_win(avx2, m, k, n, all / 5, 0, 0) == (m >= 5 && m <= 48));
 		/* AVX-512 (fitted on a Zen 5): 70 % never; 80 % with tiles of at
 		 * least 16 rows that are full (16, 48, 64+ rows; not 49, padded to
 		 * 64); 90 % from 7 rows on; 95 % at any M, also unknown */
-		ck_assert(!opass_spmm_predict_win(avx512, m, k, n, all * 3 / 10, 0));
-		ck_assert(opass_spmm_predict_win(avx512, m, k, n, all / 5, 0) ==
+		ck_assert(!opass_spmm_predict_win(avx512, m, k, n, all * 3 / 10, 0, 0));
+		ck_assert(opass_spmm_predict_win(avx512, m, k, n, all / 5, 0, 0) ==
 			  (m == 16 || m == 48 || m >= 64));
-		ck_assert(opass_spmm_predict_win(avx512, m, k, n, all / 10, 0) == (m >= 7));
-		ck_assert(opass_spmm_predict_win(avx512, m, k, n, all / 20, 0));
+		ck_assert(opass_spmm_predict_win(avx512, m, k, n, all / 10, 0, 0) == (m >= 7));
+		ck_assert(opass_spmm_predict_win(avx512, m, k, n, all / 20, 0, 0));
 	}
 	/* a tile padded from 9 to 16 rows costs as 16: 80 % does not win at 9,
 	 * 90 % does; 5 rows in an 8-row tile lose at 90 % */
-	ck_assert(!opass_spmm_predict_win(avx512, 9, k, n, all / 5, 0));
-	ck_assert(opass_spmm_predict_win(avx512, 9, k, n, all / 10, 0));
-	ck_assert(!opass_spmm_predict_win(avx512, 5, k, n, all / 10, 0));
+	ck_assert(!opass_spmm_predict_win(avx512, 9, k, n, all / 5, 0, 0));
+	ck_assert(opass_spmm_predict_win(avx512, 9, k, n, all / 10, 0, 0));
+	ck_assert(!opass_spmm_predict_win(avx512, 5, k, n, all / 10, 0, 0));
 	/* two to four rows pay a fixed cost: 94 % zeros win at one row, not at
 	 * two, four or an unknown M */
-	ck_assert(opass_spmm_predict_win(avx512, 1, k, n, all * 6 / 100, 0));
-	ck_assert(!opass_spmm_predict_win(avx512, 2, k, n, all * 6 / 100, 0));
-	ck_assert(!opass_spmm_predict_win(avx512, 4, k, n, all * 6 / 100, 0));
-	ck_assert(!opass_spmm_predict_win(avx512, -1, k, n, all * 6 / 100, 0));
+	ck_assert(opass_spmm_predict_win(avx512, 1, k, n, all * 6 / 100, 0, 0));
+	ck_assert(!opass_spmm_predict_win(avx512, 2, k, n, all * 6 / 100, 0, 0));
+	ck_assert(!opass_spmm_predict_win(avx512, 4, k, n, all * 6 / 100, 0, 0));
+	ck_assert(!opass_spmm_predict_win(avx512, -1, k, n, all * 6 / 100, 0, 0));
 	/* a model whose MatMul weights do not stay in cache (340 MB): one to
 	 * four rows win 1.8x more (90 % at one and four rows, not 80 %); an
 	 * unknown M is not assumed to be small */
-	ck_assert(opass_spmm_predict_win(avx512, 1, k, n, all / 10, 340LL << 20));
-	ck_assert(opass_spmm_predict_win(avx512, 4, k, n, all / 10, 340LL << 20));
-	ck_assert(!opass_spmm_predict_win(avx512, 1, k, n, all / 5, 340LL << 20));
-	ck_assert(!opass_spmm_predict_win(avx512, -1, k, n, all / 10, 340LL << 20));
-	ck_assert(!opass_spmm_predict_win(avx512, 1, k, n, all / 10, 16LL << 20));
-	ck_assert(!opass_spmm_predict_win(avx2, 0, k, n, 0, 0));
-	ck_assert(!opass_spmm_predict_win(avx512, 16, 0, n, 0, 0));
+	ck_assert(opass_spmm_predict_win(avx512, 1, k, n, all / 10, 340LL << 20, 0));
+	ck_assert(opass_spmm_predict_win(avx512, 4, k, n, all / 10, 340LL << 20, 0));
+	ck_assert(!opass_spmm_predict_win(avx512, 1, k, n, all / 5, 340LL << 20, 0));
+	ck_assert(!opass_spmm_predict_win(avx512, -1, k, n, all / 10, 340LL << 20, 0));
+	ck_assert(!opass_spmm_predict_win(avx512, 1, k, n, all / 10, 16LL << 20, 0));
+	/* an Intel CPU's costs from one to eight rows: 80 % wins at one to four,
+	 * seven and eight rows, not at five or six (8-row tiles); 90 % at any
+	 * known M; 70 % never; an unknown M as on the Zen 5. Beyond the cache a
+	 * row's nonzero costs 5 dense elements: 90 % wins, 80 % does not. */
+	for (int64_t m = 1; m <= 9; m++) {
+		const unsigned intel = OPASS_COST_INTEL;
+
+		ck_assert(!opass_spmm_predict_win(avx512, m, k, n, all * 3 / 10, 0, intel));
+		ck_assert(opass_spmm_predict_win(avx512, m, k, n, all / 5, 0, intel) ==
+			  (m <= 4 || m == 7 || m == 8));
+		ck_assert(opass_spmm_predict_win(avx512, m, k, n, all / 10, 0, intel));
+	}
+	ck_assert(!opass_spmm_predict_win(avx512, -1, k, n, all / 10, 0, OPASS_COST_INTEL));
+	ck_assert(opass_spmm_predict_win(avx512, 1, k, n, all / 10, 340LL << 20, OPASS_COST_INTEL));
+	ck_assert(!opass_spmm_predict_win(avx512, 1, k, n, all / 5, 340LL << 20, OPASS_COST_INTEL));
+	ck_assert(!opass_spmm_predict_win(avx512, 4, k, n, all / 5, 340LL << 20, OPASS_COST_INTEL));
+	ck_assert(!opass_spmm_predict_win(avx2, 0, k, n, 0, 0, 0));
+	ck_assert(!opass_spmm_predict_win(avx512, 16, 0, n, 0, 0, 0));
 	/* convolutions (ResNet-50's, 90 % zeros): a 1x1 64 -> 256 at 56x56 wins
 	 * (4.4x measured), half zeros never, a 3x3 512 -> 512 at 7x7 (1.1-1.2x
 	 * measured) only from 95 %, a 1x1 16 -> 96 (1.3-1.5x) not */

@@ -1035,6 +1035,19 @@ int opass_spmm_run_conv(const struct opass_spmm *spmm, const struct opass_conv *
  * encoder (340 MB) at one token ran 4.22x at 95 % and 2.16x at 90 %, 1.9-2x
  * the ratio fitted above; there those rows cost STREAM_GAIN times less.
  *
+ * On an Intel CPU (a 2-vCPU Xeon with AVX-512 and AMX, 2 MiB of L2 per core),
+ * MLAS's GEMM of one to eight rows of A is slower than on the Zen 5, and the
+ * same sweep (claim all) ran one row at 1.41-1.69x at 80 % zeros and
+ * 2.84-3.43x at 90 %, two to four rows 1.5-1.6x and 2.3-2.6x, eight rows
+ * 1.7-1.8x and 2.6-3.2x, where the Zen 5's costs declined them all:
+ * sparse_ratio_avx512_intel, fitted a little above those (five and six rows,
+ * in an 8-row tile, ran 1.2-1.4x at 80 % and are declined). Its weights
+ * beyond STREAM_BYTES do not win more but less: the one-row kernel, a scalar
+ * sparse dot product per output, streamed 9-10 GB/s from memory (2 threads)
+ * where MLAS streamed 30, and the encoder at one token and 80 % ran 0.93x
+ * when claimed; there a nonzero costs STREAM_COST_INTEL dense elements (the
+ * ratio of those rates x 6 / 4 bytes), for one to four rows.
+ *
  * Unknown M takes the worst case (on AVX-512, two to four rows'). A node is
  * claimed when the predicted speed-up is at least MIN_GAIN, so that nodes near
  * break-even (and the noise of the measurement) stay on the CPU EP.
@@ -1043,6 +1056,7 @@ int opass_spmm_run_conv(const struct opass_spmm *spmm, const struct opass_conv *
 #define OUTPUT_COST 32.0
 #define STREAM_BYTES (32LL << 20)
 #define STREAM_GAIN 1.8
+#define STREAM_COST_INTEL 5.0
 
 static double nonzero_cost_avx2(int64_t m)
 {
@@ -1064,9 +1078,22 @@ static double rows_padded(int64_t m)
 	return (double)m;
 }
 
-/* time(sparse) / time(dense) on AVX-512, for a density of nonzero / (k x n). */
-static double sparse_ratio_avx512(int64_t m, double density)
+/* The same on an Intel CPU for up to eight rows of A, where MLAS's GEMM is
+ * slower there than on the Zen 5 (see above); more rows: as on the Zen 5. */
+static double sparse_ratio_avx512_intel(int64_t m, double density)
 {
+	if (m == 1)
+		return density * 3.6 + 0.02;
+	if (m <= 4)
+		return density * 3.5 + 0.08;
+	return density * 3.2 * rows_padded(m) / (double)m + 0.05;
+}
+
+/* time(sparse) / time(dense) on AVX-512, for a density of nonzero / (k x n). */
+static double sparse_ratio_avx512(int64_t m, double density, bool intel)
+{
+	if (intel && m >= 1 && m <= 8)
+		return sparse_ratio_avx512_intel(m, density);
 	if (m == 1)
 		return density * 8.0 + 0.08;
 	if (m < 0 || m <= 4)  /* unknown M: the worst from 88 % zeros on */
@@ -1085,8 +1112,17 @@ static enum opass_spmm_isa isa_resolve(enum opass_spmm_isa isa)
 	return OPASS_SPMM_ISA_AVX2;
 }
 
+unsigned opass_spmm_cost_flags(void)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+	if (__builtin_cpu_is("intel"))
+		return OPASS_COST_INTEL;
+#endif
+	return 0;
+}
+
 bool opass_spmm_predict_win(enum opass_spmm_isa isa, int64_t m, int64_t k, int64_t n,
-			    int64_t nonzero, int64_t weight_bytes)
+			    int64_t nonzero, int64_t weight_bytes, unsigned flags)
 {
 	double dense, sparse;
 
@@ -1094,9 +1130,11 @@ bool opass_spmm_predict_win(enum opass_spmm_isa isa, int64_t m, int64_t k, int64
 		return false;
 	dense = (double)k * (double)n;
 	if (isa_resolve(isa) == OPASS_SPMM_ISA_AVX512) {
-		sparse = dense * sparse_ratio_avx512(m, (double)nonzero / dense);
-		if (m > 0 && m <= 4 && weight_bytes > STREAM_BYTES)
-			sparse /= STREAM_GAIN;
+		bool intel = flags & OPASS_COST_INTEL, streams = weight_bytes > STREAM_BYTES;
+
+		sparse = dense * sparse_ratio_avx512(m, (double)nonzero / dense, intel);
+		if (m > 0 && m <= 4 && streams)
+			sparse = intel ? (double)nonzero * STREAM_COST_INTEL : sparse / STREAM_GAIN;
 	} else {
 		sparse = (double)nonzero * nonzero_cost_avx2(m) + (double)n * OUTPUT_COST;
 	}

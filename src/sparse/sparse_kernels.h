@@ -112,16 +112,24 @@ int opass_spmm_run(const struct opass_spmm *spmm, const float *a, int64_t m,
 		   const float *bias, size_t n_bias, float *y,
 		   const struct opass_spmm_exec *exec);
 
+/* Which CPU's costs the AVX-512 model takes (flags of opass_spmm_predict_win). */
+enum {
+	OPASS_COST_INTEL = 1 << 0,    /* an Intel CPU's (else an AMD Zen 5's) */
+};
+
+/* The cost flags of the CPU this runs on. */
+unsigned opass_spmm_cost_flags(void);
+
 /*
  * Cost model: is y = a · B with a [m, k] and B [k, n] holding `nonzero`
  * nonzeros predicted to run faster with these kernels (of that ISA; AUTO: the
  * best the CPU has) than with a dense GEMM (ORT's MLAS) on the same threads?
  * m < 0: rows not known (the prediction must then hold for every m).
  * weight_bytes: the fp32 MatMul / Gemm weights of the whole model (whether
- * they stay in cache between runs), 0 when not known.
+ * they stay in cache between runs), 0 when not known. flags: OPASS_COST_*.
  */
 bool opass_spmm_predict_win(enum opass_spmm_isa isa, int64_t m, int64_t k, int64_t n,
-			    int64_t nonzero, int64_t weight_bytes);
+			    int64_t nonzero, int64_t weight_bytes, unsigned flags);
 
 /* How a convolution runs (flags of opass_spmm_predict_win_conv). */
 enum {
