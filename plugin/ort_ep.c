@@ -365,11 +365,17 @@ static bool fused_has(const struct ep_fused_set *set, const OrtNode *node)
 static size_t conv_fusion(const OrtApi *api, const OrtNode *conv, const struct ep_fused_set *set,
 			  const OrtNode *group[3])
 {
-	const OrtValueInfo *y = NULL, *sum = NULL;
+	const OrtValueInfo *xwb[EP_MAX_INPUTS] = { NULL }, *y = NULL, *sum = NULL;
 	const OrtNode *next = node_sole_consumer(api, conv, &y);
-	size_t n = 1;
+	const OrtValue *init = NULL;
+	size_t n = 1, n_in = 0;
 
 	group[0] = conv;
+	/* X an initializer: ORT would drop it from the fused node's inputs */
+	if (!ort_status_ok(api, api->Node_GetNumInputs(conv, &n_in)) || n_in > EP_MAX_INPUTS ||
+	    !ort_status_ok(api, api->Node_GetInputs(conv, xwb, n_in)) || !xwb[0] ||
+	    !ort_status_ok(api, api->ValueInfo_GetInitializerValue(xwb[0], &init)) || init)
+		return 1;
 	if (next && !fused_has(set, next) && add_fusable(api, next, y)) {
 		group[n++] = next;
 		next = node_sole_consumer(api, next, &sum);

@@ -244,12 +244,12 @@ def check_conv_chains(tmp):
     check_same(behind, [x], claimed, "a conv behind depthwise convs", claim="auto")
 
 
-def check_fused(path, feeds, what, on_cpu, n_on_ep, fuse="1"):
+def check_fused(path, feeds, what, on_cpu, n_on_ep, fuse="1", optimize=True):
     """Outputs equal to the CPU EP's; exactly the nodes on_cpu ran on the CPU EP, and
     n_on_ep nodes (single Convs and fused groups, which ORT names itself) on ours."""
-    want = ortlib.run(path, feeds, threads=2)
+    want = ortlib.run(path, feeds, threads=2, optimize=optimize)
     profile = []
-    got = ortlib.run(path, feeds, ep=LIB, profile=profile, threads=2,
+    got = ortlib.run(path, feeds, ep=LIB, profile=profile, threads=2, optimize=optimize,
                      ep_options=["claim=all", "fuse=" + fuse])
     for i, (g, w) in enumerate(zip(got, want)):
         assert_close(g, w, "%s output %d" % (what, i))
@@ -302,6 +302,31 @@ def check_conv_fusion(tmp):
         unfused = [n.name for n in nodes if n.op_type != "Conv"]
         check_fused(path, feeds, what + ", fuse=0", unfused,
                     sum(n.op_type == "Conv" for n in nodes), fuse="0")
+    check_fusion_subgraph(tmp, rng, inits, x)
+
+
+def check_fusion_subgraph(tmp, rng, inits, x):
+    """Conv -> Relu fused inside both branches of an If: the weight of one from the
+    outer scope, of the other from the branch; and a Conv whose X is a constant
+    (ORT would drop it from a fused node's inputs) is claimed but not fused."""
+    w2 = numpy_helper.from_array(sparse(rng, (16, 8, 3, 3)), "w2")
+    branch = lambda name, w: helper.make_graph(
+        [helper.make_node("Conv", ["x", w], [name + "_y"], name=name + "_conv", pads=[1, 1, 1, 1]),
+         helper.make_node("Relu", [name + "_y"], [name + "_z"], name=name + "_relu")],
+        name, [], [tensor(name + "_z", [2, 16, 9, 9])], [w2] if w == "w2" else [])
+    node = helper.make_node("If", ["cond"], ["z"], name="if", then_branch=branch("then", "w"),
+                            else_branch=branch("else", "w2"))
+    path = save(os.path.join(tmp, "fuse-if.onnx"), [node],
+                [tensor("x", [2, 8, 9, 9]), tensor("cond", [], TensorProto.BOOL)],
+                [tensor("z", [2, 16, 9, 9])], inits)
+    for cond in (True, False):
+        check_fused(path, [x, np.array(cond)], "If %s" % cond, ["if"], 1)
+    const_x = numpy_helper.from_array(x, "xc")
+    path = save(os.path.join(tmp, "fuse-const.onnx"),
+                [helper.make_node("Conv", ["xc", "w1"], ["y"], name="conv"),
+                 helper.make_node("Relu", ["y"], ["z"], name="relu")],
+                [], [tensor("z", None)], inits + [const_x])
+    check_fused(path, [], "a constant X (no constant folding)", ["relu"], 1, optimize=False)
 
 
 def check_external_data(tmp):
