@@ -359,24 +359,37 @@ static bool fused_has(const struct ep_fused_set *set, const OrtNode *node)
 	return false;
 }
 
-/* The nodes to fuse with a claimed Conv: Conv -> Relu, Conv -> Add, or
- * Conv -> Add -> Relu, each intermediate read by the next node alone. group[0]
- * is the Conv; returns the group's size (1: nothing to fuse). */
-static size_t conv_fusion(const OrtApi *api, const OrtNode *conv, const struct ep_fused_set *set,
-			  const OrtNode *group[3])
+/* Can a claimed node's inputs be a fused node's? ORT drops constant
+ * initializers from those, so X (A) must not be one, and a bias (Gemm's C,
+ * Conv's B) must be one, whose values the fused kernel copies. */
+static bool inputs_fusable(const OrtApi *api, const OrtNode *node)
 {
-	const OrtValueInfo *xwb[EP_MAX_INPUTS] = { NULL }, *y = NULL, *sum = NULL;
-	const OrtNode *next = node_sole_consumer(api, conv, &y);
-	const OrtValue *init = NULL;
-	size_t n = 1, n_in = 0;
+	const OrtValueInfo *in[EP_MAX_INPUTS] = { NULL };
+	const OrtValue *x = NULL, *bias = NULL;
+	size_t n = 0;
 
-	group[0] = conv;
-	/* X an initializer: ORT would drop it from the fused node's inputs */
-	if (!ort_status_ok(api, api->Node_GetNumInputs(conv, &n_in)) || n_in > EP_MAX_INPUTS ||
-	    !ort_status_ok(api, api->Node_GetInputs(conv, xwb, n_in)) || !xwb[0] ||
-	    !ort_status_ok(api, api->ValueInfo_GetInitializerValue(xwb[0], &init)) || init)
+	return ort_status_ok(api, api->Node_GetNumInputs(node, &n)) && n >= 2 &&
+	       n <= EP_MAX_INPUTS && ort_status_ok(api, api->Node_GetInputs(node, in, n)) &&
+	       in[0] && ort_status_ok(api, api->ValueInfo_GetInitializerValue(in[0], &x)) && !x &&
+	       (n < 3 || !in[2] ||
+		(ort_status_ok(api, api->ValueInfo_GetInitializerValue(in[2], &bias)) && bias));
+}
+
+/* The nodes to fuse with a claimed node: Conv -> Relu, Conv -> Add, Conv ->
+ * Add -> Relu, MatMul / Gemm -> Relu, each intermediate read by the next node
+ * alone. group[0] is the claimed node; returns the group's size (1: nothing
+ * to fuse). */
+static size_t node_fusion(const OrtApi *api, const OrtNode *node, enum ep_op op,
+			  const struct ep_fused_set *set, const OrtNode *group[3])
+{
+	const OrtValueInfo *y = NULL, *sum = NULL;
+	const OrtNode *next = node_sole_consumer(api, node, &y);
+	size_t n = 1;
+
+	group[0] = node;
+	if (!inputs_fusable(api, node))
 		return 1;
-	if (next && !fused_has(set, next) && add_fusable(api, next, y)) {
+	if (op == EP_OP_CONV && next && !fused_has(set, next) && add_fusable(api, next, y)) {
 		group[n++] = next;
 		next = node_sole_consumer(api, next, &sum);
 	}
@@ -385,13 +398,13 @@ static size_t conv_fusion(const OrtApi *api, const OrtNode *conv, const struct e
 	return n;
 }
 
-static OrtStatus *conv_claim(struct ep *ep, const OrtNode *node, struct ep_fused_set *set,
-			     OrtEpGraphSupportInfo *info)
+static OrtStatus *node_claim(struct ep *ep, const OrtNode *node, enum ep_op op,
+			     struct ep_fused_set *set, OrtEpGraphSupportInfo *info)
 {
 	const OrtNodeFusionOptions options = { .ort_version_supported = ORT_API_VERSION,
 					       .drop_constant_initializers = true };
 	const OrtNode *group[3];
-	size_t n = ep->no_fuse ? 1 : conv_fusion(ep->api, node, set, group);
+	size_t n = ep->no_fuse ? 1 : node_fusion(ep->api, node, op, set, group);
 
 	if (n == 1)
 		return ep->ep_api->EpGraphSupportInfo_AddSingleNode(info, node);
@@ -417,40 +430,41 @@ static ptrdiff_t fused_input(const OrtApi *api, const OrtNode *fused, const OrtV
 	return -1;
 }
 
-/* One fused group (conv_fusion's) of a compiled graph. */
+/* One fused group (node_fusion's) of a compiled graph. */
 static OrtStatus *fused_compile(struct ep *ep, const OrtGraph *graph, const OrtNode *fused,
 				OrtNodeComputeInfo **ret)
 {
 	const OrtApi *api = ep->api;
-	const OrtNode *nodes[3] = { NULL }, *conv = NULL, *add = NULL;
+	const OrtNode *nodes[3] = { NULL }, *main = NULL, *add = NULL;
 	const OrtValueInfo *xwb[EP_MAX_INPUTS] = { NULL }, *y = NULL, *res = NULL;
 	const char *y_name = NULL;
 	ptrdiff_t in_x, in_res = -1;
 	size_t n = 0, n_in = 0;
+	enum ep_op op = EP_OP_CONV;
 	bool relu = false;
 
 	if (!ort_status_ok(api, api->Graph_GetNumNodes(graph, &n)) || n < 2 || n > 3 ||
 	    !ort_status_ok(api, api->Graph_GetNodes(graph, nodes, n)))
 		return api->CreateStatus(ORT_FAIL, EP_NAME ": unexpected fused graph");
 	for (size_t i = 0; i < n; i++) {
-		if (node_is(api, nodes[i], "Conv"))
-			conv = nodes[i];
+		if (node_op(api, nodes[i], &op))
+			main = nodes[i];
 		else if (node_is(api, nodes[i], "Add"))
 			add = nodes[i];
 		else
 			relu = relu || node_is(api, nodes[i], "Relu");
 	}
-	if (conv && ort_status_ok(api, api->Node_GetNumInputs(conv, &n_in)) &&
-	    n_in <= EP_MAX_INPUTS && ort_status_ok(api, api->Node_GetInputs(conv, xwb, n_in)) &&
-	    ort_status_ok(api, api->Node_GetOutputs(conv, &y, 1)) && y &&
+	if (main && ort_status_ok(api, api->Node_GetNumInputs(main, &n_in)) &&
+	    n_in <= EP_MAX_INPUTS && ort_status_ok(api, api->Node_GetInputs(main, xwb, n_in)) &&
+	    ort_status_ok(api, api->Node_GetOutputs(main, &y, 1)) && y &&
 	    ort_status_ok(api, api->GetValueInfoName(y, &y_name)) && y_name && add)
 		res = add_other(api, add, y_name);
-	in_x = conv ? fused_input(api, fused, xwb[0]) : -1;
+	in_x = main ? fused_input(api, fused, xwb[0]) : -1;
 	if (add)
 		in_res = fused_input(api, fused, res);
-	if (in_x < 0 || (add && in_res < 0))
+	if (in_x < 0 || (add && (in_res < 0 || op != EP_OP_CONV)))
 		return api->CreateStatus(ORT_FAIL, EP_NAME ": unexpected fused graph");
-	return ep_fused_conv_new(api, ep->ep_api, conv, (size_t)in_x, in_res, relu, ret);
+	return ep_fused_new(api, ep->ep_api, main, op, (size_t)in_x, in_res, relu, ret);
 }
 
 static OrtStatus *ORT_API_CALL ep_compile(OrtEp *this_ptr, const OrtGraph **graphs,
@@ -466,7 +480,7 @@ static OrtStatus *ORT_API_CALL ep_compile(OrtEp *this_ptr, const OrtGraph **grap
 	for (size_t i = 0; !s && i < count; i++)
 		s = fused_compile(ep, graphs[i], fused_nodes[i], &infos[i]);
 	for (size_t i = 0; s && i < count; i++) {
-		ep_fused_conv_free(infos[i]);
+		ep_fused_free(infos[i]);
 		infos[i] = NULL;
 	}
 	return s;
@@ -477,7 +491,7 @@ static void ORT_API_CALL ep_release_compute_infos(OrtEp *this_ptr, OrtNodeComput
 {
 	(void)this_ptr;
 	for (size_t i = 0; i < count; i++)
-		ep_fused_conv_free(infos[i]);
+		ep_fused_free(infos[i]);
 }
 
 static OrtStatus *node_consider(struct ep *ep, const OrtNode *node, const struct ep_node *nd,
@@ -492,9 +506,7 @@ static OrtStatus *node_consider(struct ep *ep, const OrtNode *node, const struct
 	s = ep->ep_api->EpGraphSupportInfo_LookUpKernel(info, node, &def);
 	if (s || !def)
 		return s;
-	if (nd->op == EP_OP_CONV)
-		return conv_claim(ep, node, set, info);
-	return ep->ep_api->EpGraphSupportInfo_AddSingleNode(info, node);
+	return node_claim(ep, node, nd->op, set, info);
 }
 
 /* Reads every node; returns the bytes of the MatMul / Gemm weights read. */

@@ -37,16 +37,17 @@ struct ep_kernel_state {
 };
 
 /*
- * The compute of a Conv fused with the Add and / or Relu that follow it
- * (GetCapability fuses them; ORT then calls Compile): conv is the Conv node
- * of the compiled graph, whose weight (packed now) and bias (copied) are
- * constant initializers ORT need not keep; in_x and in_res are the fused
- * node's inputs holding X and the Add's other operand (in_res -1: no Add).
- * ep_fused_conv_free accepts NULL.
+ * The compute of a Conv fused with the Add and / or Relu that follow it, or a
+ * MatMul / Gemm fused with its Relu (GetCapability fuses them; ORT then calls
+ * Compile): node is the Conv / MatMul / Gemm of the compiled graph, whose
+ * weight (packed now) and bias (copied) are constant initializers ORT need
+ * not keep; in_x and in_res are the fused node's inputs holding X (A) and the
+ * Add's other operand (in_res -1: no Add). ep_fused_free accepts NULL.
  */
-OrtStatus *ep_fused_conv_new(const OrtApi *api, const OrtEpApi *ep_api, const OrtNode *conv,
-			     size_t in_x, ptrdiff_t in_res, bool relu, OrtNodeComputeInfo **ret);
-void ep_fused_conv_free(OrtNodeComputeInfo *info);
+OrtStatus *ep_fused_new(const OrtApi *api, const OrtEpApi *ep_api, const OrtNode *node,
+			enum ep_op op, size_t in_x, ptrdiff_t in_res, bool relu,
+			OrtNodeComputeInfo **ret);
+void ep_fused_free(OrtNodeComputeInfo *info);
 
 /* Build the kernel registry (float MatMul and Gemm); states[] is filled and
  * must outlive the registry. */

@@ -56,9 +56,9 @@ struct ep_kernel {
 	pthread_mutex_t lock;      /* the weight, when packed at the first run */
 	struct opass_spmm *spmm;
 	int64_t n, k;
-	/* a Conv fused with what follows it (ep_fused_conv_new): its node's
-	 * inputs X and the Add's other operand (-1: no Add), and the bias,
-	 * copied from its initializer (ORT drops the constant inputs) */
+	/* a node fused with what follows it (ep_fused_new): its node's inputs X
+	 * (A) and the Add's other operand (-1: no Add), and the bias, copied
+	 * from its initializer (ORT drops the constant inputs) */
 	bool fused, relu;
 	size_t in_x;
 	ptrdiff_t in_res;
@@ -307,7 +307,9 @@ static OrtStatus *matmul_compute(struct ep_kernel *kernel, OrtKernelContext *ctx
 	OrtStatus *s;
 	int r;
 
-	s = ort_input_get(kernel->api, ctx, IN_A, &va);
+	s = ort_input_get(kernel->api, ctx, kernel->in_x, &va);
+	if (!s && !va)
+		s = kernel_status(kernel, ORT_INVALID_ARGUMENT, "A is missing");
 	if (!s)
 		s = ort_tensor_get(kernel->api, va, &a);
 	if (!s)
@@ -318,7 +320,7 @@ static OrtStatus *matmul_compute(struct ep_kernel *kernel, OrtKernelContext *ctx
 		s = ort_exec_begin(&e, kernel->api, ctx, kernel->cpu, &exec);
 	if (s)
 		return s;
-	r = opass_spmm_run(spmm, a.data, m, bias, n_bias, y, &exec);
+	r = opass_spmm_run_relu(spmm, a.data, m, bias, n_bias, kernel->relu, y, &exec);
 	ort_exec_end(&e);
 	if (r < 0)
 		return kernel_status(kernel, ORT_FAIL, "%s", strerror(-r));
@@ -631,7 +633,7 @@ static OrtStatus *ORT_API_CALL kernel_create(void *state, const OrtKernelInfo *i
 	return NULL;
 }
 
-/* ---- a Conv fused with the Add and / or Relu after it ------------------------------ */
+/* ---- a node fused with the Add and / or Relu after it ------------------------------ */
 
 struct ep_fused {
 	OrtNodeComputeInfo info;   /* first: ORT hands back &info */
@@ -659,7 +661,7 @@ static void ORT_API_CALL fused_release_state(OrtNodeComputeInfo *this_ptr, void 
 	(void)state;
 }
 
-void ep_fused_conv_free(OrtNodeComputeInfo *info)
+void ep_fused_free(OrtNodeComputeInfo *info)
 {
 	struct ep_fused *f = (struct ep_fused *)info;
 
@@ -670,8 +672,9 @@ void ep_fused_conv_free(OrtNodeComputeInfo *info)
 	free(f);
 }
 
-/* The Conv node's weight, packed, and its bias, copied (N values or one). */
-static OrtStatus *fused_constants(struct ep_kernel *kernel, const OrtNode *conv)
+/* The node's weight, packed, and its bias (Conv's B, Gemm's C), copied: N
+ * values (Gemm: along its last axis) or one. */
+static OrtStatus *fused_constants(struct ep_kernel *kernel, const OrtNode *node)
 {
 	const OrtApi *api = kernel->api;
 	const OrtValueInfo *inputs[3] = { NULL };
@@ -680,22 +683,23 @@ static OrtStatus *fused_constants(struct ep_kernel *kernel, const OrtNode *conv)
 	size_t n = 0;
 	OrtStatus *s;
 
-	s = api->Node_GetNumInputs(conv, &n);
+	s = api->Node_GetNumInputs(node, &n);
 	if (!s && (n < 2 || n > 3))
-		return kernel_status(kernel, ORT_INVALID_ARGUMENT, "a Conv has 2 or 3 inputs");
+		return kernel_status(kernel, ORT_INVALID_ARGUMENT, "2 or 3 inputs expected");
 	if (!s)
-		s = api->Node_GetInputs(conv, inputs, n);
+		s = api->Node_GetInputs(node, inputs, n);
 	if (!s)
 		s = api->ValueInfo_GetInitializerValue(inputs[1], &w);
 	if (!s && !w)
 		s = kernel_status(kernel, ORT_INVALID_ARGUMENT, "the weight is not an initializer");
 	if (!s)
 		s = weight_pack(kernel, w, &kernel->spmm);
-	if (s || !inputs[2])
+	if (s || n < 3 || !inputs[2])
 		return s;
-	if (!ort_value_constant(api, inputs[2], &b) || (b.numel != 1 && b.numel != (size_t)kernel->n))
+	if (!ort_value_constant(api, inputs[2], &b) || b.rank < 1 ||
+	    (b.numel != 1 && (b.numel != (size_t)kernel->n || b.dims[b.rank - 1] != kernel->n)))
 		return kernel_status(kernel, ORT_INVALID_ARGUMENT, "the bias must be a constant "
-				     "float initializer of N elements");
+				     "float initializer of N elements or one");
 	kernel->bias = malloc(b.numel * sizeof(float));
 	if (!kernel->bias)
 		return kernel_status(kernel, ORT_FAIL, "out of memory");
@@ -704,18 +708,19 @@ static OrtStatus *fused_constants(struct ep_kernel *kernel, const OrtNode *conv)
 	return NULL;
 }
 
-OrtStatus *ep_fused_conv_new(const OrtApi *api, const OrtEpApi *ep_api, const OrtNode *conv,
-			     size_t in_x, ptrdiff_t in_res, bool relu, OrtNodeComputeInfo **ret)
+OrtStatus *ep_fused_new(const OrtApi *api, const OrtEpApi *ep_api, const OrtNode *node,
+			enum ep_op op, size_t in_x, ptrdiff_t in_res, bool relu,
+			OrtNodeComputeInfo **ret)
 {
-	const struct attr_src src = { .api = api, .node = conv };
+	const struct attr_src src = { .api = api, .node = node };
 	struct ep_fused *f = calloc(1, sizeof(*f));
 	const char *name = NULL;
 	OrtStatus *s = NULL;
 
 	if (f)
-		f->kernel = kernel_alloc(api, ep_api, EP_OP_CONV);
+		f->kernel = kernel_alloc(api, ep_api, op);
 	if (!f || !f->kernel) {
-		ep_fused_conv_free(f ? &f->info : NULL);
+		ep_fused_free(f ? &f->info : NULL);
 		return api->CreateStatus(ORT_FAIL, EP_NAME ": out of memory");
 	}
 	f->info = (OrtNodeComputeInfo){ .ort_version_supported = ORT_API_VERSION,
@@ -725,15 +730,15 @@ OrtStatus *ep_fused_conv_new(const OrtApi *api, const OrtEpApi *ep_api, const Or
 	f->kernel->relu = relu;
 	f->kernel->in_x = in_x;
 	f->kernel->in_res = in_res;
-	if (ort_status_ok(api, api->Node_GetName(conv, &name)) && name)
+	if (ort_status_ok(api, api->Node_GetName(node, &name)) && name)
 		snprintf(f->kernel->name, sizeof(f->kernel->name), "%s", name);
 	s = kernel_attrs(f->kernel, &src);
 	if (!s)
-		s = fused_constants(f->kernel, conv);
+		s = fused_constants(f->kernel, node);
 	if (!s)
 		s = api->CreateCpuMemoryInfo(OrtArenaAllocator, OrtMemTypeDefault, &f->kernel->cpu);
 	if (s) {
-		ep_fused_conv_free(&f->info);
+		ep_fused_free(&f->info);
 		return s;
 	}
 	*ret = &f->info;

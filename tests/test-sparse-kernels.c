@@ -134,6 +134,12 @@ static void check_shape(const struct shape *s, enum opass_spmm_isa isa, unsigned
 		 (long long)s->m, (long long)s->n, (long long)s->k, (long long)s->br,
 		 (long long)s->bc, isa, threads, bias_kind);
 	assert_close(y, ref, s->m * s->n, what);
+	/* a following Relu, fused */
+	for (int64_t i = 0; i < s->m * s->n; i++)
+		ref[i] = fmax(ref[i], 0.0);
+	ck_assert_int_eq(opass_spmm_run_relu(spmm, a, s->m, n_bias ? bias : NULL, n_bias, true, y,
+					     &exec), 0);
+	assert_close(y, ref, s->m * s->n, what);
 	opass_spmm_free(spmm);
 	free(ref);
 	free(bt);

@@ -8,7 +8,7 @@ its OnnxPassSparse device (--ep); ORT's profiler tells which EP ran each node. C
     and that those nodes ran on OnnxPassSparse;
   - Conv (2-D, group 1) against the CPU EP: 1x1 to 7x7 kernels, strides, explicit and
     auto pads, dilations, with and without bias, batch > 1; a Conv fused with the Add
-    and / or Relu after it, and where it must not be;
+    and / or Relu after it, a MatMul or Gemm with its Relu, and where they must not be;
   - claiming: a dense weight, a weight with half zeros (the cost model predicts no win),
     an fp16 weight, a weight that is a graph input, Gemm
     with transA or beta != 1, grouped, depthwise and 1-D Conv stay on the CPU EP;
@@ -329,6 +329,32 @@ def check_fusion_subgraph(tmp, rng, inits, x):
     check_fused(path, [], "a constant X (no constant folding)", ["relu"], 1, optimize=False)
 
 
+def check_matmul_fusion(tmp):
+    """A claimed MatMul or Gemm (transB, alpha, bias) takes in the Relu after it; a Gemm
+    whose bias is computed (a graph input) is claimed but not fused."""
+    rng = np.random.default_rng(13)
+    k, n, m = 40, 24, 5
+    inits = [numpy_helper.from_array(sparse(rng, (k, n)), "w"),
+             numpy_helper.from_array(sparse(rng, (n, k)), "wt"),
+             numpy_helper.from_array(rng.standard_normal(n).astype(np.float32), "c")]
+    a = rng.standard_normal((m, k)).astype(np.float32)
+    relu = helper.make_node("Relu", ["y"], ["z"], name="relu")
+    cases = [
+        ("MatMul -> Relu", helper.make_node("MatMul", ["a", "w"], ["y"], name="mm"), [], []),
+        ("Gemm -> Relu", helper.make_node("Gemm", ["a", "wt", "c"], ["y"], name="gemm",
+                                          transB=1, alpha=0.5), [], []),
+        ("Gemm with a computed bias", helper.make_node("Gemm", ["a", "wt", "cin"], ["y"],
+                                                       name="gemm", transB=1),
+         [tensor("cin", [n])], ["relu"]),
+    ]
+    for what, node, extra_in, on_cpu in cases:
+        path = save(os.path.join(tmp, "fuse-mm.onnx"), [node, relu],
+                    [tensor("a", [m, k])] + extra_in, [tensor("z", None)], inits)
+        feeds = [a] + [rng.standard_normal(n).astype(np.float32) for _ in extra_in]
+        check_fused(path, feeds, what, on_cpu, 1)
+        check_fused(path, feeds, what + ", fuse=0", ["relu"], 1, fuse="0")
+
+
 def check_external_data(tmp):
     rng = np.random.default_rng(6)
     k, n = 256, 96
@@ -407,7 +433,7 @@ def check_shared_weight(tmp):
     w = sparse(rng, (40, 40))
     path = save(os.path.join(tmp, "shared.onnx"),
                 [helper.make_node("MatMul", ["a", "w"], ["h"], name="mm1"),
-                 helper.make_node("Relu", ["h"], ["r"]),
+                 helper.make_node("Sigmoid", ["h"], ["r"]),
                  helper.make_node("MatMul", ["r", "w"], ["y"], name="mm2")],
                 [tensor("a", [6, 40])], [tensor("y", None)], [numpy_helper.from_array(w, "w")])
     a = rng.standard_normal((6, 40)).astype(np.float32)
@@ -424,6 +450,7 @@ def main(runner):
                          ("Conv: kernels, strides, pads, dilations, bias", check_conv),
                          ("Conv: grouped, depthwise, 1-D stay", check_conv_stays),
                          ("Conv fused with Add / Relu", check_conv_fusion),
+                         ("MatMul / Gemm fused with Relu", check_matmul_fusion),
                          ("external data", check_external_data),
                          ("sparse_initializer weight", check_sparse_initializer),
                          ("If branches", check_if_branch),

@@ -19,6 +19,7 @@ struct spmm_job {
 	const float *bias;
 	size_t n_bias;
 	float *y;
+	bool relu;                 /* matmul: y = max(y, 0) after the bias */
 	int64_t m;                 /* rows of A (conv: output positions of one image) */
 	int64_t tile_max;          /* rows of A per tile (the last of an image may have fewer) */
 	int64_t tiles_per_image;   /* matmul: all tiles */
@@ -542,6 +543,12 @@ static void tile_store(const struct spmm_job *job, int64_t m0, int64_t rows, int
 			}
 		}
 	}
+	for (int64_t i = 0; job->relu && i < rows; i++) {
+		float *y = job->y + (m0 + i) * n + n0;
+
+		for (int64_t j = 0; j < n_out; j++)
+			y[j] = y[j] > 0.0f ? y[j] : 0.0f;
+	}
 }
 
 /* dst[ox - ox0] = row[ox * stride_w + shift] for ox in [ox0, ox1), 0 where
@@ -811,7 +818,15 @@ int opass_spmm_run(const struct opass_spmm *spmm, const float *a, int64_t m,
 		   const float *bias, size_t n_bias, float *y,
 		   const struct opass_spmm_exec *exec)
 {
-	struct spmm_job job = { .s = spmm, .a = a, .bias = bias, .n_bias = n_bias, .y = y, .m = m };
+	return opass_spmm_run_relu(spmm, a, m, bias, n_bias, false, y, exec);
+}
+
+int opass_spmm_run_relu(const struct opass_spmm *spmm, const float *a, int64_t m,
+			const float *bias, size_t n_bias, bool relu, float *y,
+			const struct opass_spmm_exec *exec)
+{
+	struct spmm_job job = { .s = spmm, .a = a, .bias = bias, .n_bias = n_bias, .y = y, .m = m,
+				.relu = relu };
 
 	if (!spmm || m < 0 || (bias && n_bias != 1 && n_bias != (size_t)spmm->n))
 		return -EINVAL;

@@ -112,6 +112,11 @@ int opass_spmm_run(const struct opass_spmm *spmm, const float *a, int64_t m,
 		   const float *bias, size_t n_bias, float *y,
 		   const struct opass_spmm_exec *exec);
 
+/* The same, then y = max(y, 0) when relu (a following Relu, fused). */
+int opass_spmm_run_relu(const struct opass_spmm *spmm, const float *a, int64_t m,
+			const float *bias, size_t n_bias, bool relu, float *y,
+			const struct opass_spmm_exec *exec);
+
 /* Which CPU's costs the AVX-512 model takes (flags of opass_spmm_predict_win). */
 enum {
 	OPASS_COST_INTEL = 1 << 0,    /* an Intel CPU's (else an AMD Zen 5's) */
