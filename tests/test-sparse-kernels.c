@@ -266,7 +266,8 @@ START_TEST(test_predict_win)
 	/* an Intel CPU's costs from one to eight rows: 80 % wins at one to four,
 	 * seven and eight rows, not at five or six (8-row tiles); 90 % at any
 	 * known M; 70 % never; an unknown M as on the Zen 5. Beyond the cache a
-	 * row's nonzero costs 5 dense elements: 90 % wins, 80 % does not. */
+	 * nonzero costs 3 dense elements at one row (80 % wins) and 5 at two to
+	 * four (90 % wins, 80 % does not). */
 	for (int64_t m = 1; m <= 9; m++) {
 		const unsigned intel = OPASS_COST_INTEL;
 
@@ -277,7 +278,10 @@ START_TEST(test_predict_win)
 	}
 	ck_assert(!opass_spmm_predict_win(avx512, -1, k, n, all / 10, 0, OPASS_COST_INTEL));
 	ck_assert(opass_spmm_predict_win(avx512, 1, k, n, all / 10, 340LL << 20, OPASS_COST_INTEL));
-	ck_assert(!opass_spmm_predict_win(avx512, 1, k, n, all / 5, 340LL << 20, OPASS_COST_INTEL));
+	ck_assert(opass_spmm_predict_win(avx512, 1, k, n, all / 5, 340LL << 20, OPASS_COST_INTEL));
+	ck_assert(!opass_spmm_predict_win(avx512, 1, k, n, all * 3 / 10, 340LL << 20,
+					  OPASS_COST_INTEL));
+	ck_assert(opass_spmm_predict_win(avx512, 4, k, n, all / 10, 340LL << 20, OPASS_COST_INTEL));
 	ck_assert(!opass_spmm_predict_win(avx512, 4, k, n, all / 5, 340LL << 20, OPASS_COST_INTEL));
 	ck_assert(!opass_spmm_predict_win(avx2, 0, k, n, 0, 0, 0));
 	ck_assert(!opass_spmm_predict_win(avx512, 16, 0, n, 0, 0, 0));

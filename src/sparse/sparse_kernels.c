@@ -1057,11 +1057,11 @@ int opass_spmm_run_conv(const struct opass_spmm *spmm, const struct opass_conv *
  * 1.7-1.8x and 2.6-3.2x, where the Zen 5's costs declined them all:
  * sparse_ratio_avx512_intel, fitted a little above those (five and six rows,
  * in an 8-row tile, ran 1.2-1.4x at 80 % and are declined). Its weights
- * beyond STREAM_BYTES do not win more but less: the one-row kernel, a scalar
- * sparse dot product per output, streamed 9-10 GB/s from memory (2 threads)
- * where MLAS streamed 30, and the encoder at one token and 80 % ran 0.93x
- * when claimed; there a nonzero costs STREAM_COST_INTEL dense elements (the
- * ratio of those rates x 6 / 4 bytes), for one to four rows.
+ * beyond STREAM_BYTES do not win more but less: MLAS streams them at about
+ * 30 GB/s, and the encoder at 80 % ran 1.26x at four rows with every node
+ * claimed, and at one row 0.93x with the scalar one-row kernel, 1.94x with
+ * the gather one (spmm_rows.c); there a nonzero costs STREAM_COST_INTEL dense
+ * elements for two to four rows, STREAM_COST_INTEL_ROW for one.
  *
  * Unknown M takes the worst case (on AVX-512, two to four rows'). A node is
  * claimed when the predicted speed-up is at least MIN_GAIN, so that nodes near
@@ -1072,6 +1072,7 @@ int opass_spmm_run_conv(const struct opass_spmm *spmm, const struct opass_conv *
 #define STREAM_BYTES (32LL << 20)
 #define STREAM_GAIN 1.8
 #define STREAM_COST_INTEL 5.0
+#define STREAM_COST_INTEL_ROW 3.0
 
 static double nonzero_cost_avx2(int64_t m)
 {
@@ -1149,7 +1150,8 @@ bool opass_spmm_predict_win(enum opass_spmm_isa isa, int64_t m, int64_t k, int64
 
 		sparse = dense * sparse_ratio_avx512(m, (double)nonzero / dense, intel);
 		if (m > 0 && m <= 4 && streams)
-			sparse = intel ? (double)nonzero * STREAM_COST_INTEL : sparse / STREAM_GAIN;
+			sparse = !intel ? sparse / STREAM_GAIN :
+				 (double)nonzero * (m == 1 ? STREAM_COST_INTEL_ROW : STREAM_COST_INTEL);
 	} else {
 		sparse = (double)nonzero * nonzero_cost_avx2(m) + (double)n * OUTPUT_COST;
 	}
