@@ -9,8 +9,8 @@
  * and where the cost
  * model (opass_spmm_predict) says the sparse kernel is faster than ORT's
  * dense one; every other node stays with the CPU EP. A claimed Conv takes in
- * the Relu, Add, or Add and Relu after it (as ORT's CPU EP would fuse them
- * into its own Conv): those groups are fused nodes, compiled in Compile; the
+ * the Relu, Add, or Add and Relu after it, a claimed MatMul / Gemm its Relu
+ * (as ORT's CPU EP would fuse them into its own Conv / Gemm): those groups are fused nodes, compiled in Compile; the
  * other claimed nodes run kernels of the EP's registry. Both are in
  * ort_ep_kernels.c.
  */
@@ -44,7 +44,7 @@ struct ep {
 	const OrtApi *api;
 	const OrtEpApi *ep_api;
 	bool claim_all;            /* option claim=all: skip the cost model */
-	bool no_fuse;              /* option fuse=0: no Conv + Add / Relu fusions */
+	bool no_fuse;              /* option fuse=0: no Add / Relu fusions */
 };
 
 /* What GetCapability knows of a MatMul / Gemm node. */
@@ -243,7 +243,7 @@ static bool node_wins(const struct ep_node *nd, int64_t weight_bytes, bool chain
 				      weight_bytes, opass_spmm_cost_flags());
 }
 
-/* ---- fusing a Conv with the Add and / or Relu after it ------------------------------- */
+/* ---- fusing a claimed node with the Add and / or Relu after it ---------------------- */
 
 /* The node that alone reads node's only output, when that output is not a
  * graph output (fusing them then hides nothing), or NULL. */
@@ -359,19 +359,18 @@ static bool fused_has(const struct ep_fused_set *set, const OrtNode *node)
 	return false;
 }
 
-/* Can a claimed node's inputs be a fused node's? ORT drops constant
- * initializers from those, so X (A) must not be one, and a bias (Gemm's C,
- * Conv's B) must be one, whose values the fused kernel copies. */
-static bool inputs_fusable(const OrtApi *api, const OrtNode *node)
+/* Can a claimed node's inputs (as node_read got them) be a fused node's? ORT
+ * drops constant initializers from those, so X (A) must not be one, and a
+ * bias (Gemm's C, Conv's B) must be one, whose values the fused kernel
+ * copies. */
+static bool inputs_fusable(const OrtApi *api, const struct ep_node *nd)
 {
-	const OrtValueInfo *in[EP_MAX_INPUTS] = { NULL };
+	const OrtValueInfo *const *in = nd->inputs;
 	const OrtValue *x = NULL, *bias = NULL;
-	size_t n = 0;
 
-	return ort_status_ok(api, api->Node_GetNumInputs(node, &n)) && n >= 2 &&
-	       n <= EP_MAX_INPUTS && ort_status_ok(api, api->Node_GetInputs(node, in, n)) &&
-	       in[0] && ort_status_ok(api, api->ValueInfo_GetInitializerValue(in[0], &x)) && !x &&
-	       (n < 3 || !in[2] ||
+	return nd->n_inputs >= 2 && in[0] &&
+	       ort_status_ok(api, api->ValueInfo_GetInitializerValue(in[0], &x)) && !x &&
+	       (nd->n_inputs < 3 || !in[2] ||
 		(ort_status_ok(api, api->ValueInfo_GetInitializerValue(in[2], &bias)) && bias));
 }
 
@@ -379,7 +378,7 @@ static bool inputs_fusable(const OrtApi *api, const OrtNode *node)
  * Add -> Relu, MatMul / Gemm -> Relu, each intermediate read by the next node
  * alone. group[0] is the claimed node; returns the group's size (1: nothing
  * to fuse). */
-static size_t node_fusion(const OrtApi *api, const OrtNode *node, enum ep_op op,
+static size_t node_fusion(const OrtApi *api, const OrtNode *node, const struct ep_node *nd,
 			  const struct ep_fused_set *set, const OrtNode *group[3])
 {
 	const OrtValueInfo *y = NULL, *sum = NULL;
@@ -387,9 +386,9 @@ static size_t node_fusion(const OrtApi *api, const OrtNode *node, enum ep_op op,
 	size_t n = 1;
 
 	group[0] = node;
-	if (!inputs_fusable(api, node))
+	if (!inputs_fusable(api, nd))
 		return 1;
-	if (op == EP_OP_CONV && next && !fused_has(set, next) && add_fusable(api, next, y)) {
+	if (nd->op == EP_OP_CONV && next && !fused_has(set, next) && add_fusable(api, next, y)) {
 		group[n++] = next;
 		next = node_sole_consumer(api, next, &sum);
 	}
@@ -398,13 +397,13 @@ static size_t node_fusion(const OrtApi *api, const OrtNode *node, enum ep_op op,
 	return n;
 }
 
-static OrtStatus *node_claim(struct ep *ep, const OrtNode *node, enum ep_op op,
+static OrtStatus *node_claim(struct ep *ep, const OrtNode *node, const struct ep_node *nd,
 			     struct ep_fused_set *set, OrtEpGraphSupportInfo *info)
 {
 	const OrtNodeFusionOptions options = { .ort_version_supported = ORT_API_VERSION,
 					       .drop_constant_initializers = true };
 	const OrtNode *group[3];
-	size_t n = ep->no_fuse ? 1 : node_fusion(ep->api, node, op, set, group);
+	size_t n = ep->no_fuse ? 1 : node_fusion(ep->api, node, nd, set, group);
 
 	if (n == 1)
 		return ep->ep_api->EpGraphSupportInfo_AddSingleNode(info, node);
@@ -506,7 +505,7 @@ static OrtStatus *node_consider(struct ep *ep, const OrtNode *node, const struct
 	s = ep->ep_api->EpGraphSupportInfo_LookUpKernel(info, node, &def);
 	if (s || !def)
 		return s;
-	return node_claim(ep, node, nd->op, set, info);
+	return node_claim(ep, node, nd, set, info);
 }
 
 /* Reads every node; returns the bytes of the MatMul / Gemm weights read. */
@@ -678,7 +677,8 @@ static OrtStatus *ep_option(struct ep *ep, const OrtSessionOptions *options, con
  * EP options: "claim": "auto" (default) claims the nodes the cost model
  * predicts a win for, "all" every node the kernels support (for benchmarks
  * of the cost model); "fuse": "1" (default) fuses a claimed Conv with the
- * Add and / or Relu after it, "0" leaves those to the CPU EP.
+ * Add and / or Relu after it and a claimed MatMul / Gemm with its Relu, "0"
+ * leaves those to the CPU EP.
  */
 static OrtStatus *ep_options_read(struct ep *ep, const OrtSessionOptions *options)
 {
