@@ -266,6 +266,14 @@ static OrtStatus *output_make(const struct ep_kernel *kernel, OrtKernelContext *
 	return NULL;
 }
 
+/* A bias the kernels take: float, N values (along its last axis) or one. */
+static bool bias_ok(const struct ep_kernel *kernel, const struct ort_tensor *c)
+{
+	return c->type == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT &&
+	       (c->numel == 1 || (c->rank >= 1 && c->numel == (size_t)kernel->n &&
+				  c->dims[c->rank - 1] == kernel->n));
+}
+
 /* Gemm's C: N values (any leading ones) or one. */
 static OrtStatus *bias_get(const struct ep_kernel *kernel, OrtKernelContext *ctx,
 			   const float **ret_bias, size_t *ret_n)
@@ -284,8 +292,7 @@ static OrtStatus *bias_get(const struct ep_kernel *kernel, OrtKernelContext *ctx
 	s = ort_tensor_get(kernel->api, value, &c);
 	if (s)
 		return s;
-	if (c.type != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT ||
-	    (c.numel != 1 && (c.numel != (size_t)kernel->n || c.dims[c.rank - 1] != kernel->n)))
+	if (!bias_ok(kernel, &c))
 		return kernel_status(kernel, ORT_INVALID_ARGUMENT, "the bias must be float with "
 				     "N elements or one");
 	*ret_bias = c.data;
@@ -696,8 +703,7 @@ static OrtStatus *fused_constants(struct ep_kernel *kernel, const OrtNode *node)
 		s = weight_pack(kernel, w, &kernel->spmm);
 	if (s || n < 3 || !inputs[2])
 		return s;
-	if (!ort_value_constant(api, inputs[2], &b) || b.rank < 1 ||
-	    (b.numel != 1 && (b.numel != (size_t)kernel->n || b.dims[b.rank - 1] != kernel->n)))
+	if (!ort_value_constant(api, inputs[2], &b) || !bias_ok(kernel, &b))
 		return kernel_status(kernel, ORT_INVALID_ARGUMENT, "the bias must be a constant "
 				     "float initializer of N elements or one");
 	kernel->bias = malloc(b.numel * sizeof(float));

@@ -336,13 +336,16 @@ def check_matmul_fusion(tmp):
     k, n, m = 40, 24, 5
     inits = [numpy_helper.from_array(sparse(rng, (k, n)), "w"),
              numpy_helper.from_array(sparse(rng, (n, k)), "wt"),
-             numpy_helper.from_array(rng.standard_normal(n).astype(np.float32), "c")]
+             numpy_helper.from_array(rng.standard_normal(n).astype(np.float32), "c"),
+             numpy_helper.from_array(np.array(0.25, dtype=np.float32), "c0")]
     a = rng.standard_normal((m, k)).astype(np.float32)
     relu = helper.make_node("Relu", ["y"], ["z"], name="relu")
     cases = [
         ("MatMul -> Relu", helper.make_node("MatMul", ["a", "w"], ["y"], name="mm"), [], []),
         ("Gemm -> Relu", helper.make_node("Gemm", ["a", "wt", "c"], ["y"], name="gemm",
                                           transB=1, alpha=0.5), [], []),
+        ("Gemm with a scalar bias -> Relu", helper.make_node("Gemm", ["a", "wt", "c0"], ["y"],
+                                                             name="gemm", transB=1), [], []),
         ("Gemm with a computed bias", helper.make_node("Gemm", ["a", "wt", "cin"], ["y"],
                                                        name="gemm", transB=1),
          [tensor("cin", [n])], ["relu"]),
