@@ -453,12 +453,13 @@ static OrtStatus *fused_compile(struct ep *ep, const OrtGraph *graph, const OrtN
 		else
 			relu = relu || node_is(api, nodes[i], "Relu");
 	}
-	if (main && ort_status_ok(api, api->Node_GetNumInputs(main, &n_in)) &&
-	    n_in <= EP_MAX_INPUTS && ort_status_ok(api, api->Node_GetInputs(main, xwb, n_in)) &&
-	    ort_status_ok(api, api->Node_GetOutputs(main, &y, 1)) && y &&
-	    ort_status_ok(api, api->GetValueInfoName(y, &y_name)) && y_name && add)
+	if (!main || !ort_status_ok(api, api->Node_GetNumInputs(main, &n_in)) ||
+	    n_in > EP_MAX_INPUTS || !ort_status_ok(api, api->Node_GetInputs(main, xwb, n_in)))
+		return api->CreateStatus(ORT_FAIL, EP_NAME ": unexpected fused graph");
+	if (add && ort_status_ok(api, api->Node_GetOutputs(main, &y, 1)) && y &&
+	    ort_status_ok(api, api->GetValueInfoName(y, &y_name)) && y_name)
 		res = add_other(api, add, y_name);
-	in_x = main ? fused_input(api, fused, xwb[0]) : -1;
+	in_x = fused_input(api, fused, xwb[0]);
 	if (add)
 		in_res = fused_input(api, fused, res);
 	if (in_x < 0 || (add && (in_res < 0 || op != EP_OP_CONV)))
