@@ -230,7 +230,7 @@ static bool node_read(const OrtApi *api, const OrtNode *node, struct ep_node *nd
 	return matmul_read(api, node, nd);
 }
 
-/* weight_bytes: the fp32 MatMul / Gemm weights of the graph in all;
+/* weight_bytes: the fp32 MatMul / Gemm / Conv weights of the graph in all;
  * chained: see convs_chained */
 static bool node_wins(const struct ep_node *nd, int64_t weight_bytes, bool chained)
 {
@@ -509,7 +509,8 @@ static OrtStatus *node_consider(struct ep *ep, const OrtNode *node, const struct
 	return node_claim(ep, node, nd, set, info);
 }
 
-/* Reads every node; returns the bytes of the MatMul / Gemm weights read. */
+/* Reads every node; returns the bytes of the MatMul / Gemm / Conv weights read
+ * (all of them pass through the cache each run). */
 static int64_t nodes_read(const OrtApi *api, const OrtNode **nodes, size_t n,
 			  struct ep_node *nds)
 {
@@ -517,7 +518,7 @@ static int64_t nodes_read(const OrtApi *api, const OrtNode **nodes, size_t n,
 
 	for (size_t i = 0; i < n; i++) {
 		nds[i].supported = node_read(api, nodes[i], &nds[i]);
-		if (nds[i].supported && nds[i].op != EP_OP_CONV)
+		if (nds[i].supported)
 			bytes += nds[i].k * nds[i].n * (int64_t)sizeof(float);
 	}
 	return bytes;

@@ -130,7 +130,7 @@ unsigned opass_spmm_cost_flags(void);
  * nonzeros predicted to run faster with these kernels (of that ISA; AUTO: the
  * best the CPU has) than with a dense GEMM (ORT's MLAS) on the same threads?
  * m < 0: rows not known (the prediction must then hold for every m).
- * weight_bytes: the fp32 MatMul / Gemm weights of the whole model (whether
+ * weight_bytes: the fp32 MatMul / Gemm / Conv weights of the whole model (whether
  * they stay in cache between runs), 0 when not known. flags: OPASS_COST_*.
  */
 bool opass_spmm_predict_win(enum opass_spmm_isa isa, int64_t m, int64_t k, int64_t n,
