@@ -11,7 +11,8 @@ its OnnxPassSparse device (--ep); ORT's profiler tells which EP ran each node. C
     and / or Relu after it, a MatMul or Gemm with its Relu, and where they must not be;
   - claiming: a dense weight, a weight with half zeros (the cost model predicts no win),
     an fp16 weight, a weight that is a graph input, Gemm
-    with transA or beta != 1, grouped, depthwise and 1-D Conv stay on the CPU EP;
+    with transA or beta != 1, grouped, depthwise and 1-D Conv stay on the CPU EP; a
+    one-row MatMul is claimed where the graph's activations evict its weight;
   - a model with external data, a weight stored as a sparse_initializer, a claimed
     node inside an If branch, prepacking
     disabled (the weight is packed at the first run), two graph nodes sharing a weight.
@@ -244,6 +245,33 @@ def check_conv_chains(tmp):
     check_same(behind, [x], claimed, "a conv behind depthwise convs", claim="auto")
 
 
+def amd_avx512():
+    with open("/proc/cpuinfo") as f:
+        return avx512() and any(line.startswith("vendor_id") and "AuthenticAMD" in line
+                                for line in f)
+
+
+def check_streams(tmp):
+    """One row through a 1024 x 1024 weight with 85 % zeros: where the graph's other
+    nodes write 36 MB (an Expand), the weight would come from memory each run, and
+    every cost model claims the MatMul; alone, the AVX-512 Zen 5 one declines it."""
+    rng = np.random.default_rng(12)
+    w = numpy_helper.from_array(sparse(rng, (1024, 1024), 0.15), "w")
+    mm = helper.make_node("MatMul", ["a", "w"], ["y"], name="mm")
+    a = rng.standard_normal((1, 1024)).astype(np.float32)
+    alone = save(os.path.join(tmp, "alone.onnx"), [mm], [tensor("a", [1, 1024])],
+                 [tensor("y", None)], [w])
+    check_same(alone, [a], {"mm": not amd_avx512()}, "a lone one-row MatMul", claim="auto")
+    big = [helper.make_node("Expand", ["s", "shape"], ["e"], name="expand"),
+           helper.make_node("ReduceSum", ["e"], ["z"], name="sum", keepdims=0)]
+    shape = numpy_helper.from_array(np.array([9 << 20], dtype=np.int64), "shape")
+    path = save(os.path.join(tmp, "streams.onnx"), [mm] + big,
+                [tensor("a", [1, 1024]), tensor("s", [1])],
+                [tensor("y", None), tensor("z", None)], [w, shape])
+    check_same(path, [a, np.ones(1, np.float32)], {"mm": True, "expand": False, "sum": False},
+               "a one-row MatMul beside 36 MB of activations", claim="auto")
+
+
 def check_fused(path, feeds, what, on_cpu, n_on_ep, fuse="1", optimize=True):
     """Outputs equal to the CPU EP's; exactly the nodes on_cpu ran on the CPU EP, and
     n_on_ep nodes (single Convs and fused groups, which ORT names itself) on ours."""
@@ -450,6 +478,7 @@ def main(runner):
                          ("Gemm: transB, alpha, bias shapes", check_gemm),
                          ("claiming: dense, fp16, dynamic, transA, beta", check_claiming),
                          ("claiming convs alone and behind depthwise ones", check_conv_chains),
+                         ("claiming one row when the weights leave the cache", check_streams),
                          ("Conv: kernels, strides, pads, dilations, bias", check_conv),
                          ("Conv: grouped, depthwise, 1-D stay", check_conv_stays),
                          ("Conv fused with Add / Relu", check_conv_fusion),

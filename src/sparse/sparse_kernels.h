@@ -130,11 +130,12 @@ unsigned opass_spmm_cost_flags(void);
  * nonzeros predicted to run faster with these kernels (of that ISA; AUTO: the
  * best the CPU has) than with a dense GEMM (ORT's MLAS) on the same threads?
  * m < 0: rows not known (the prediction must then hold for every m).
- * weight_bytes: the fp32 MatMul / Gemm / Conv weights of the whole model (whether
- * they stay in cache between runs), 0 when not known. flags: OPASS_COST_*.
+ * run_bytes: the bytes a run of the whole model touches (its weights and
+ * activations: whether a weight stays in cache between runs), 0 when not
+ * known. flags: OPASS_COST_*.
  */
 bool opass_spmm_predict_win(enum opass_spmm_isa isa, int64_t m, int64_t k, int64_t n,
-			    int64_t nonzero, int64_t weight_bytes, unsigned flags);
+			    int64_t nonzero, int64_t run_bytes, unsigned flags);
 
 /* How a convolution runs (flags of opass_spmm_predict_win_conv). */
 enum {
