@@ -30,7 +30,9 @@ output scored. A method that fails (nonzero exit) prints n/a and the first line 
 its error. Methods: magnitude (--sparsifier weight_norm), wanda, sparsegpt,
 sparsegpt + --allocate sensitivity (SPEC 12; calibration from the .npz folder).
 Levels: 30/50/70/90 % unstructured (--block 1x1 --zeros-per-block 1 --sparsity X)
-and 2:4 (--block 1x4 --zeros-per-block 2, plus --sparsity 1 for magnitude).
+and 2:4 (--block 1x4 --zeros-per-block 2 --sparsity 1); 2:4@S (--sparsity S: with
+--allocate sensitivity, the layers holding the share S of the 2:4 zeros get 2:4, the
+most sensitive others stay dense).
 
 --reference also prunes with bench/ref_prune.py (plain-numpy Wanda and SparseGPT,
 the expected accuracy of SPEC 12's sparsifiers) and adds rows ref-wanda and
@@ -444,7 +446,8 @@ LEVELS = ["30%", "50%", "70%", "90%", "2:4"]
 
 
 def parse_level(text):
-    """'50%', '50' or '0.5' -> '50%'; 'N:M' as it is."""
+    """'50%', '50' or '0.5' -> '50%'; 'N:M' (or 'N:M@S', with --allocate sensitivity:
+    N:M on the layers holding the share S of the N:M zeros, the others dense) as it is."""
     if ":" in text:
         return text
     v = float(text.rstrip("%"))
@@ -452,9 +455,9 @@ def parse_level(text):
 
 
 def level_args(method, level):
-    if level == "2:4":
-        a = ["--block", "1x4", "--zeros-per-block", "2"]
-        return a + (["--sparsity", "1"] if method == "magnitude" else [])
+    if level.startswith("2:4"):
+        share = level.split("@")[1] if "@" in level else "1"
+        return ["--block", "1x4", "--zeros-per-block", "2", "--sparsity", share]
     return ["--block", "1x1", "--zeros-per-block", "1",
             "--sparsity", "%g" % (int(level.rstrip("%")) / 100.0)]
 

@@ -335,6 +335,44 @@ def test_sensitivity_allocation(_):
     assert rel(squashed) < rel(uniform), (rel(squashed), rel(uniform))
 
 
+def test_sensitivity_allocation_nm(_):
+    # 2:4 with --allocate sensitivity: whole layers get 2:4 or stay dense, the cheapest
+    # first, until the zeros of --sparsity (the share of full 2:4) are met. W1 (48 x 48,
+    # 85 % tiny weights) alone holds half of the three layers' 2:4 zeros.
+    rng = np.random.default_rng(9)
+    global RNG
+    saved, RNG = RNG, rng
+    try:
+        model, ws = chain_model([32, 48, 48, 16])
+        xs = batches((None, 32), 2, 64)
+    finally:
+        RNG = saved
+    ws[1][rng.random(ws[1].shape) < 0.85] *= 1e-3
+    model.graph.initializer[1].CopyFrom(numpy_helper.from_array(ws[1], "W1"))
+    with tempfile.TemporaryDirectory() as tmp:
+        calib = write_calib(os.path.join(tmp, "c"), xs)
+        out = {}
+        for level in ("0.5", "1"):
+            out[level] = sparsify(tmp, model, calib, "--sparsifier", "sparsegpt", "--block", "1x4",
+                                  "--zeros-per-block", "2", "--sparsity", level,
+                                  "--allocate", "sensitivity")
+        full = sparsify(tmp, model, calib, "--sparsifier", "sparsegpt", "--block", "1x4",
+                        "--zeros-per-block", "2")
+
+    def two_of_four(w):  # view [out, in]: 2 zeros in every 4 inputs
+        groups = (w.T == 0).reshape(w.shape[1], -1, 4).sum(axis=2)
+        return bool((groups >= 2).all())
+
+    half = [weight(out["0.5"], "W%d" % i) for i in range(3)]
+    assert two_of_four(half[1]), "W1 is not 2:4"
+    for i in (0, 2):
+        np.testing.assert_array_equal(half[i], ws[i], err_msg="W%d should stay dense" % i)
+    for i in range(3):
+        assert two_of_four(weight(out["1"], "W%d" % i)), "level 1: W%d is not 2:4" % i
+        np.testing.assert_array_equal(weight(out["1"], "W%d" % i), weight(full, "W%d" % i),
+                                      err_msg="level 1 must equal plain 2:4")
+
+
 def test_errors(_):
     model, _, _, _, shape = layer_model("gemm_t")
     with tempfile.TemporaryDirectory() as tmp:
@@ -362,7 +400,7 @@ def test_errors(_):
 
 TESTS = [test_wanda_matches_reference, test_sparsegpt_matches_reference, test_sparsegpt_lazy_blocks,
          test_nm_exact, test_streaming_equals_full_batch, test_sequential, test_sequential_stages, test_statistics_budget,
-         test_sensitivity_allocation,
+         test_sensitivity_allocation, test_sensitivity_allocation_nm,
          test_errors]
 
 

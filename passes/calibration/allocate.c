@@ -11,6 +11,22 @@
 
 static const double candidates[] = { 0, 0.3, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95 };
 #define N_CAND (sizeof(candidates) / sizeof(candidates[0]))
+/* N:M: a layer is dense or all N:M (its level is the fraction of its blocks
+ * pruned, as torch's; the allocation takes whole layers) */
+static const double nm_candidates[] = { 0, 1 };
+#define N_NM_CAND (sizeof(nm_candidates) / sizeof(nm_candidates[0]))
+
+struct cands {
+	const double *level;
+	size_t n;
+};
+
+static struct cands group_cands(const struct opass_group *g)
+{
+	if (g->args.block_cols > 1)
+		return (struct cands){ nm_candidates, N_NM_CAND };
+	return (struct cands){ candidates, N_CAND };
+}
 
 /* The model's output error with group g pruned alone at each candidate
  * level (weight put back after each). */
@@ -28,9 +44,9 @@ static int group_errors(struct opass_group *g, struct opass_site *s, enum opass_
 	else
 		opass_group_read_masked_f32(g, w, p);
 	e[0] = 0;
-	for (size_t c = 1; r == 0 && c < N_CAND; c++) {
+	for (size_t c = 1; r == 0 && c < group_cands(g).n; c++) {
 		memcpy(p, w, n * sizeof(*p));
-		r = opass_group_prune_values(g, s, kind, candidates[c], p, mask);
+		r = opass_group_prune_values(g, s, kind, group_cands(g).level[c], p, mask);
 		if (r < 0) {
 			opass_error(err, r, "group '%s': sensitivity: %s", g->name, strerror(-r));
 			break;
@@ -50,13 +66,13 @@ static int group_errors(struct opass_group *g, struct opass_site *s, enum opass_
 
 /* The next point of group i's lower convex hull after candidate `from`:
  * the one with the least error added per pruned weight. */
-static size_t hull_next(const double *e, size_t from, double *ret_slope)
+static size_t hull_next(const double *e, struct cands cand, size_t from, double *ret_slope)
 {
 	size_t best = N_CAND;
 	double best_slope = INFINITY;
 
-	for (size_t c = from + 1; c < N_CAND; c++) {
-		double slope = (e[c] - e[from]) / (candidates[c] - candidates[from]);
+	for (size_t c = from + 1; c < cand.n; c++) {
+		double slope = (e[c] - e[from]) / (cand.level[c] - cand.level[from]);
 
 		if (slope < best_slope) {
 			best_slope = slope;
@@ -67,8 +83,11 @@ static size_t hull_next(const double *e, size_t from, double *ret_slope)
 	return best;
 }
 
-/* Greedy choice along the hulls; sizes[i] 0 for groups that keep their level. */
-static int choose(const double *e, const double *sizes, size_t n, double target, double *levels)
+/* Greedy choice along the hulls; sizes[i] 0 for groups that keep their level.
+ * The last step is interpolated to meet the target exactly, or for an N:M
+ * group (whole layers) taken whole. */
+static int choose(const double *e, const struct cands *cand, const double *sizes, size_t n,
+		  double target, double *levels)
 {
 	size_t *at = calloc(n + 1, sizeof(*at));
 	double total = 0;
@@ -84,10 +103,10 @@ static int choose(const double *e, const double *sizes, size_t n, double target,
 
 		/* error added per pruned weight */
 		for (size_t i = 0; i < n; i++) {
-			double slope;
-			size_t c = sizes[i] > 0 ? hull_next(e + i * N_CAND, at[i], &slope) : N_CAND;
+			double slope = INFINITY;
+			size_t c = sizes[i] > 0 ? hull_next(e + i * N_CAND, cand[i], at[i], &slope) : N_CAND;
 
-			if (c < N_CAND && slope / sizes[i] < best_slope) {
+			if (c < cand[i].n && slope / sizes[i] < best_slope) {
 				best_slope = slope / sizes[i];
 				best = i;
 				next = c;
@@ -95,18 +114,28 @@ static int choose(const double *e, const double *sizes, size_t n, double target,
 		}
 		if (best == n)
 			break;
-		gain = sizes[best] * (candidates[next] - candidates[at[best]]);
+		gain = sizes[best] * (cand[best].level[next] - cand[best].level[at[best]]);
 
-		if (total + gain >= target) {
-			levels[best] = candidates[at[best]] + (target - total) / sizes[best];
+		if (total + gain >= target && cand[best].n == N_CAND) {
+			levels[best] = cand[best].level[at[best]] + (target - total) / sizes[best];
 			break;
 		}
 		total += gain;
 		at[best] = next;
-		levels[best] = candidates[next];
+		levels[best] = cand[best].level[next];
 	}
 	free(at);
 	return 0;
+}
+
+/* Weights a group prunes at level 1: all of them, or N of every M. */
+static double group_size(const struct opass_group *g)
+{
+	double size = (double)g->map.rows * (double)g->map.cols;
+
+	if (g->args.block_cols > 1)
+		size *= (double)g->args.zeros_per_block / (double)g->args.block_cols;
+	return size;
 }
 
 int opass_allocate_sensitivity(struct opass_state *state, struct opass_sites *sites,
@@ -115,32 +144,32 @@ int opass_allocate_sensitivity(struct opass_state *state, struct opass_sites *si
 {
 	size_t n = state->n_groups;
 	double *e = calloc(n * N_CAND + 1, sizeof(*e)), *sizes = calloc(n + 1, sizeof(*sizes));
-	double target = 0, all = 0;
+	struct cands *cand = calloc(n + 1, sizeof(*cand));
+	double target = 0, most = 0;
 	struct opass_eval *ev = NULL;
-	int r = e && sizes ? opass_eval_open(how, &ev, err) : opass_error(err, -ENOMEM, "out of memory");
+	int r = e && sizes && cand ? opass_eval_open(how, &ev, err)
+				   : opass_error(err, -ENOMEM, "out of memory");
 
 	for (size_t i = 0; r == 0 && i < n; i++) {
 		struct opass_group *g = &state->groups[i];
 
-		if (g->args.block_cols > 1)
-			continue; /* N:M: the level is the pattern's */
-		sizes[i] = (double)g->map.rows * (double)g->map.cols;
+		cand[i] = group_cands(g);
+		sizes[i] = group_size(g);
 		target += sizes[i] * levels[i];
-		all += sizes[i];
+		most += sizes[i] * cand[i].level[cand[i].n - 1];
 		r = group_errors(g, &sites->items[sites->of_group[i]], state->sparsifier, ev,
 				 e + i * N_CAND, err);
 	}
 	opass_eval_free(ev);
-	/* beyond the last candidate everywhere: keep the uniform levels */
-	if (r == 0 && all > 0 && target <= all * candidates[N_CAND - 1] &&
-	    choose(e, sizes, n, target, levels) < 0)
+	/* beyond the last candidates everywhere: keep the uniform levels */
+	if (r == 0 && most > 0 && target <= most &&
+	    choose(e, cand, sizes, n, target, levels) < 0)
 		r = opass_error(err, -ENOMEM, "out of memory");
 	for (size_t i = 0; r == 0 && i < n; i++) {
-		if (sizes[i] == 0)
-			continue;
 		cJSON_DeleteItemFromObjectCaseSensitive(state->groups[i].json, "allocated_sparsity_level");
 		cJSON_AddNumberToObject(state->groups[i].json, "allocated_sparsity_level", levels[i]);
 	}
+	free(cand);
 	free(e);
 	free(sizes);
 	return r;

@@ -27,16 +27,17 @@ struct opass_eval *opass_eval_free(struct opass_eval *ev);
 
 /*
  * "allocate": "sensitivity". levels[i] holds group i's level on entry.
- * For every unstructured group, the model's output error (opass_eval) with
- * that group alone pruned by the state's sparsifier is measured at the
- * candidate levels 0.3, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95; then levels are
- * chosen that prune as many weights as the entry levels did (sum of levels
- * * sizes) with the least sum of errors: greedily, cheapest error per
- * pruned weight first along each group's lower convex hull, the last step
- * interpolated to meet the total exactly. N:M groups keep their level. The
- * chosen levels go into levels[] and into each group's
- * "allocated_sparsity_level". Costs one session and two batches per group
- * and candidate.
+ * For every group, the model's output error (opass_eval) with that group
+ * alone pruned by the state's sparsifier is measured at the candidate
+ * levels: 0.3, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95 for an unstructured group, 1
+ * (all of it N:M) for an N:M one. Then levels are chosen that prune as many
+ * weights as the entry levels did (sum of levels * sizes; an N:M group's
+ * size is its N of every M) with the least sum of errors: greedily,
+ * cheapest error per pruned weight first along each group's lower convex
+ * hull, the last step interpolated to meet the total exactly (an N:M
+ * group's taken whole: its level is 0, dense, or 1). The chosen levels go
+ * into levels[] and into each group's "allocated_sparsity_level". Costs
+ * one session and two batches per group and candidate.
  */
 int opass_allocate_sensitivity(struct opass_state *state, struct opass_sites *sites,
 			       const struct opass_collect *how, double *levels,

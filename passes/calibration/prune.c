@@ -65,6 +65,9 @@ static int group_prune(struct opass_group *g, struct opass_site *s, enum opass_s
 	uint8_t *mask = malloc(n ? n : 1);
 	int r = w && scratch && mask ? 0 : -ENOMEM;
 
+	/* N:M at level 0 (no block pruned, as torch's): the layer stays dense */
+	if (g->args.block_cols > 1 && level <= 0)
+		goto out;
 	if (r == 0) {
 		opass_group_read_masked_f32(g, w, scratch);
 		r = opass_group_prune_values(g, s, kind, level, w, mask);
@@ -75,6 +78,7 @@ static int group_prune(struct opass_group *g, struct opass_site *s, enum opass_s
 	}
 	if (r == 0)
 		opass_group_write_mask(g, mask, (uint8_t *)scratch);
+out:
 	free(w);
 	free(scratch);
 	free(mask);
