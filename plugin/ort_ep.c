@@ -522,14 +522,15 @@ static int64_t node_output_bytes(const OrtApi *api, const OrtNode *node)
 	    !ort_status_ok(api, api->Node_GetOutputs(node, outs, n)))
 		return 0;
 	for (size_t i = 0; i < n; i++) {
-		int64_t numel = (int64_t)sizeof(float);
+		int64_t size = (int64_t)sizeof(float);
 
 		if (!ort_value_shape(api, outs[i], &type, dims, &rank) ||
 		    type != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT)
 			continue;
-		for (size_t d = 0; d < rank && numel > 0; d++)
-			numel = dims[d] < 0 || dims[d] > (INT64_MAX >> 20) / numel ? 0 : numel * dims[d];
-		bytes += numel;
+		/* unknown (symbolic) or absurd dims: not counted */
+		for (size_t d = 0; d < rank && size > 0; d++)
+			size = dims[d] < 0 || dims[d] > (INT64_MAX >> 20) / size ? 0 : size * dims[d];
+		bytes += size;
 	}
 	return bytes;
 }
