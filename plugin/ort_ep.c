@@ -538,12 +538,8 @@ static int64_t node_output_bytes(const OrtApi *api, const OrtNode *node)
 /*
  * Reads every node; returns the bytes a run of the graph touches: the fp32
  * weights of the MatMul / Gemm / Conv nodes read and every node's float
- * outputs. Beyond the cache (STREAM_BYTES in sparse_kernels.c), a weight comes
- * from memory each run, where a dense GEMM of a few rows is slow: in
- * MobileNetV2 at one image (13 MB of weights, 41 MB of outputs), ORT's
- * profiler timed its 1280 x 1000 classifier at 343 us on the CPU EP (40 us
- * alone) and 38-59 us on this EP (90-95 % zeros); the whole model's time
- * moved within the noise (1.00-1.04x).
+ * outputs: beyond the cache, a weight comes from memory each run (the cost
+ * model's STREAM_BYTES, sparse_kernels.c, which gives the measurements).
  */
 static int64_t nodes_read(const OrtApi *api, const OrtNode **nodes, size_t n,
 			  struct ep_node *nds)

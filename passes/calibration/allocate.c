@@ -37,6 +37,7 @@ static int group_errors(struct opass_group *g, struct opass_site *s, enum opass_
 	float *w = malloc(n * sizeof(*w)), *p = malloc(n * sizeof(*p));
 	uint8_t *mask = malloc(n);
 	struct opass_tensor_backup backup = { 0 };
+	const struct cands cand = group_cands(g);
 	int r = w && p && mask ? opass_tensor_backup(g->weight.tensor, &backup) : -ENOMEM;
 
 	if (r < 0)
@@ -44,9 +45,9 @@ static int group_errors(struct opass_group *g, struct opass_site *s, enum opass_
 	else
 		opass_group_read_masked_f32(g, w, p);
 	e[0] = 0;
-	for (size_t c = 1; r == 0 && c < group_cands(g).n; c++) {
+	for (size_t c = 1; r == 0 && c < cand.n; c++) {
 		memcpy(p, w, n * sizeof(*p));
-		r = opass_group_prune_values(g, s, kind, group_cands(g).level[c], p, mask);
+		r = opass_group_prune_values(g, s, kind, cand.level[c], p, mask);
 		if (r < 0) {
 			opass_error(err, r, "group '%s': sensitivity: %s", g->name, strerror(-r));
 			break;

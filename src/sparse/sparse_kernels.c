@@ -1051,8 +1051,9 @@ int opass_spmm_run_conv(const struct opass_spmm *spmm, const struct opass_conv *
  * encoder (340 MB) at one token ran 4.22x at 95 % and 2.16x at 90 %, 1.9-2x
  * the ratio fitted above; there those rows cost STREAM_GAIN times less.
  * So do CNNs' classifiers, which their activations evict: MobileNetV2's at
- * one image took 343 us on the CPU EP by ORT's profiler, 50 us here (90 %;
- * 40 us dense alone).
+ * one image (13 MB of weights, 41 MB of outputs) took 343 us on the CPU EP by
+ * ORT's profiler, 38-59 us here (90-95 %; 40 us dense alone); the whole
+ * model's time moved within the noise (1.00-1.04x).
  *
  * On an Intel CPU (a 2-vCPU Xeon with AVX-512 and AMX, 2 MiB of L2 per core),
  * MLAS's GEMM of one to eight rows of A is slower than on the Zen 5, and the
