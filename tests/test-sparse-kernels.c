@@ -432,7 +432,7 @@ START_TEST(test_conv)
 		float *w = weight_make(n, k, 1, 1, 0.4, 0.0), *x, *y, *res, bias[7];
 		struct opass_spmm_exec exec = { .threads = 2 };
 		struct opass_spmm *spmm = spmm_from(w, n, k, br, 1, false);
-		double *ref;
+		double *ref, *relu_ref;
 
 		cv.out_h = opass_conv_output_size(cv.in_h, cv.kernel_h, cv.stride_h, cv.pad_top, c[11],
 						  cv.dilation_h);
@@ -445,7 +445,8 @@ START_TEST(test_conv)
 		x = malloc((size_t)nx * sizeof(*x));
 		y = malloc((size_t)ny * sizeof(*y));
 		res = malloc((size_t)ny * sizeof(*res));
-		ck_assert(x && y && res);
+		relu_ref = malloc((size_t)ny * sizeof(*relu_ref));
+		ck_assert(x && y && res && relu_ref);
 		for (int64_t j = 0; j < nx; j++)
 			x[j] = frand();
 		for (int64_t j = 0; j < ny; j++)
@@ -460,6 +461,13 @@ START_TEST(test_conv)
 							     &exec), 0);
 			ref = conv_reference(&cv, x, batch, w, n, bias);
 			assert_close(y, ref, ny, "conv");
+			/* a following Relu, fused: max(conv + bias, 0) */
+			for (int64_t j = 0; j < ny; j++)
+				relu_ref[j] = fmax(ref[j], 0.0);
+			cv.relu = true;
+			ck_assert_int_eq(opass_spmm_run_conv(spmm, &cv, x, batch, bias, (size_t)n, y,
+							     &exec), 0);
+			assert_close(y, relu_ref, ny, "conv + relu");
 			/* a following Add and Relu, fused: max(conv + bias + res, 0) */
 			for (int64_t j = 0; j < ny; j++)
 				ref[j] = fmax(ref[j] + res[j], 0.0);
@@ -479,6 +487,7 @@ START_TEST(test_conv)
 		free(x);
 		free(y);
 		free(res);
+		free(relu_ref);
 	}
 	ck_assert_int_eq(opass_conv_output_size(2, 3, 1, 0, 0, 1), -EINVAL);
 	ck_assert_int_eq(opass_conv_output_size(7, 3, 2, 1, 1, 1), 4);

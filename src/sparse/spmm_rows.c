@@ -563,6 +563,25 @@ AVX512_WIDTH(32)
 AVX512_WIDTH(48)
 AVX512_WIDTH(64)
 
+/* Masked, so that a conv's short rows (an output row of 7 or 14 positions,
+ * stored one by one for padded convs) take one step, not a scalar tail. */
+AVX512 static void row_add_avx512(float *dst, const float *src, float add, const float *res,
+				  bool relu, size_t n)
+{
+	__m512 a = _mm512_set1_ps(add), zero = _mm512_setzero_ps();
+
+	for (size_t i = 0; i < n; i += 16) {
+		__mmask16 k = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
+		__m512 v = _mm512_add_ps(_mm512_maskz_loadu_ps(k, src + i), a);
+
+		if (res)
+			v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(k, res + i));
+		if (relu)
+			v = _mm512_max_ps(v, zero);
+		_mm512_mask_storeu_ps(dst + i, k, v);
+	}
+}
+
 /* 16 x 16 transpose in registers: pairs, then 4x4 blocks within 128-bit lanes,
  * then the lanes themselves. */
 AVX512 static void transpose16_avx512(const float *src, size_t src_stride, float *dst,
@@ -612,7 +631,7 @@ void spmm_kernels_avx512(struct spmm_kernels *k)
 	*k = (struct spmm_kernels){ .block_rows = { rows_avx512_1, rows_avx2_4, rows_avx2_8,
 						    rows_avx512_16, rows_avx512_32,
 						    rows_avx512_48, rows_avx512_64 },
-				    .transpose16 = transpose16_avx512, .row_add = row_add_avx2 };
+				    .transpose16 = transpose16_avx512, .row_add = row_add_avx512 };
 }
 #else
 void spmm_kernels_avx2(struct spmm_kernels *k)
