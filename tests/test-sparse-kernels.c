@@ -679,7 +679,7 @@ START_TEST(test_exec_callbacks)
 	ck_assert_int_eq(opass_spmm_run(spmm, a, m, &bias, 1, y, &exec), 0);
 	assert_close(y, ref, m * n, "callbacks");
 	ck_assert_uint_eq(c.parallel_calls, 2);          /* pack, then compute */
-	ck_assert_uint_eq(c.items, 2 + 2 * 2);           /* 2 tiles; 2 tiles x 2 chunks */
+	ck_assert_uint_eq(c.items, 2 * 4 + 2 * 2);       /* 2 tiles in 4 parts; 2 tiles x 2 chunks */
 	ck_assert_uint_eq(c.allocs, 1);
 	ck_assert_uint_eq(c.releases, 1);
 	if (opass_spmm_isa_supported(OPASS_SPMM_ISA_AVX2)) {
@@ -687,7 +687,7 @@ START_TEST(test_exec_callbacks)
 		exec.isa = OPASS_SPMM_ISA_AVX2;
 		ck_assert_int_eq(opass_spmm_run(spmm, a, m, &bias, 1, y, &exec), 0);
 		assert_close(y, ref, m * n, "callbacks, AVX2");
-		ck_assert_uint_eq(c.items, 4 + 4 * 2);   /* tiles of 32 rows */
+		ck_assert_uint_eq(c.items, 4 * 2 + 4 * 2);   /* tiles of 32 rows, 2 parts each */
 	}
 	ck_assert_int_eq(opass_spmm_run(spmm, a, m, &bias, 2, y, &exec), -EINVAL);
 	ck_assert_int_eq(opass_spmm_run(spmm, a, -1, NULL, 0, y, &exec), -EINVAL);

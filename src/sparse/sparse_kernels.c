@@ -11,6 +11,7 @@
 
 #define CHUNK_N 64     /* outputs per work item (at most) */
 #define WHOLE_TILES_MIN 8  /* from this many tiles on, a work item is one whole tile */
+#define PACK_ITEMS 8       /* below it, the tiles are packed in about this many parts */
 #define BLOCK_MAX 16
 
 struct spmm_job {
@@ -29,6 +30,7 @@ struct spmm_job {
 	float *at;                 /* packed tiles [tiles][k_pad][tile_stride] */
 	size_t tile_stride;        /* floats per packed row: the first (widest) tile's width */
 	int64_t rows_per_chunk;    /* block rows per work item */
+	size_t pack_parts;         /* work items that pack one tile */
 	size_t n_chunks;
 	struct spmm_kernels kernels;
 };
@@ -484,16 +486,19 @@ static int64_t tile_rows(const struct spmm_job *job, size_t t, enum spmm_width *
 	return rows;
 }
 
-/* at[k][i] = a[m0 + i][k] for one tile of width w; rows past m and columns past K
- * are 0. Transposed in 16x16 blocks so that reads and writes both stay in L1. */
-static void matmul_pack(const struct spmm_job *job, size_t t)
+/* at[k][i] = a[m0 + i][k] for one tile of width w, columns of part `part` of
+ * `parts`; rows past m and columns past K are 0. Transposed in 16x16 blocks so
+ * that reads and writes both stay in L1. */
+static void matmul_pack(const struct spmm_job *job, size_t t, int64_t part, int64_t parts)
 {
 	int64_t k = job->s->k, k_pad = job->s->k_pad, m0 = (int64_t)t * job->tile_max;
+	int64_t groups = div_up(k, 16), k0 = groups * part / parts * 16;
+	int64_t k1 = groups * (part + 1) / parts * 16;
 	enum spmm_width wc;
 	int64_t rows = tile_rows(job, t, &wc), w = spmm_width_floats(wc);
 	float *at = job->at + t * (size_t)k_pad * job->tile_stride;
 
-	for (int64_t c0 = 0; c0 < k; c0 += 16) {
+	for (int64_t c0 = k0; c0 < k1 && c0 < k; c0 += 16) {
 		int64_t c1 = c0 + 16 < k ? c0 + 16 : k;
 
 		for (int64_t i0 = 0; i0 < rows; i0 += 16) {
@@ -511,7 +516,8 @@ static void matmul_pack(const struct spmm_job *job, size_t t)
 		for (int64_t c = c0; rows < w && c < c1; c++)
 			memset(at + c * w + rows, 0, (size_t)(w - rows) * sizeof(float));
 	}
-	memset(at + k * w, 0, (size_t)((k_pad - k) * w) * sizeof(float));
+	if (part == parts - 1)
+		memset(at + k * w, 0, (size_t)((k_pad - k) * w) * sizeof(float));
 }
 
 /* y[m0 + i][n0 + j] = out[j][i] + bias, in 16x16 blocks; out rows are w long. */
@@ -605,11 +611,14 @@ static void conv_pack_tap(const struct opass_conv *cv, const float *x, int64_t k
 }
 
 /* Implicit im2col of one tile: at[(c * kh + ky) * kw + kx][i] = the input under
- * kernel tap (ky, kx) of channel c for output position p0 + i (0 in the padding). */
-static void conv_pack(const struct spmm_job *job, size_t t)
+ * kernel tap (ky, kx) of channel c for output position p0 + i (0 in the padding),
+ * for the channels of part `part` of `parts`. */
+static void conv_pack(const struct spmm_job *job, size_t t, int64_t part, int64_t parts)
 {
 	const struct opass_conv *cv = job->conv;
-	int64_t image = (int64_t)(t / (size_t)job->tiles_per_image), kk = 0;
+	int64_t c0 = cv->c_in * part / parts, c1 = cv->c_in * (part + 1) / parts;
+	int64_t image = (int64_t)(t / (size_t)job->tiles_per_image);
+	int64_t kk = c0 * cv->kernel_h * cv->kernel_w;
 	int64_t p0 = (int64_t)(t % (size_t)job->tiles_per_image) * job->tile_max, rows, w;
 	float *at = job->at + t * (size_t)job->s->k_pad * job->tile_stride;
 	const float *x = job->a + image * cv->c_in * cv->in_h * cv->in_w;
@@ -617,12 +626,13 @@ static void conv_pack(const struct spmm_job *job, size_t t)
 
 	rows = tile_rows(job, t, &wc);
 	w = spmm_width_floats(wc);
-	for (int64_t c = 0; c < cv->c_in; c++)
+	for (int64_t c = c0; c < c1; c++)
 		for (int64_t ky = 0; ky < cv->kernel_h; ky++)
 			for (int64_t kx = 0; kx < cv->kernel_w; kx++, kk++)
 				conv_pack_tap(cv, x + c * cv->in_h * cv->in_w, ky, kx, p0, rows, w,
 					      at + kk * w);
-	memset(at + kk * w, 0, (size_t)((job->s->k_pad - kk) * w) * sizeof(float));
+	if (part == parts - 1)
+		memset(at + kk * w, 0, (size_t)((job->s->k_pad - kk) * w) * sizeof(float));
 }
 
 /* A tile that reads its rows of x in place: a direct conv's full tiles. */
@@ -631,17 +641,20 @@ static bool tile_in_place(const struct spmm_job *job, int64_t rows)
 	return job->direct && rows == job->tile_max;
 }
 
-static void tile_pack(void *data, size_t t)
+/* Work item i packs part i % pack_parts of tile i / pack_parts. */
+static void tile_pack(void *data, size_t i)
 {
 	const struct spmm_job *job = data;
+	size_t t = i / job->pack_parts;
+	int64_t part = (int64_t)(i % job->pack_parts), parts = (int64_t)job->pack_parts;
 	enum spmm_width wc;
 
 	if (job->padded || tile_in_place(job, tile_rows(job, t, &wc)))
 		return;
 	if (job->conv)
-		conv_pack(job, t);
+		conv_pack(job, t, part, parts);
 	else
-		matmul_pack(job, t);
+		matmul_pack(job, t, part, parts);
 }
 
 /* y[image][n0 + j][p0 + i] = out[j][i] + bias: rows of NCHW outputs. */
@@ -803,11 +816,13 @@ static int run_tiled(struct spmm_job *job, size_t tiles, const struct opass_spmm
 	job->at = scratch_alloc(exec, size ? size : 64);
 	if (!job->at)
 		return -ENOMEM;
+	job->pack_parts = 1;
 	if (tiles >= WHOLE_TILES_MIN) {
 		run_parallel(exec, tile_whole, tiles, job);
 	} else {
+		job->pack_parts = PACK_ITEMS / tiles;
 		if (!job->padded)
-			run_parallel(exec, tile_pack, tiles, job);
+			run_parallel(exec, tile_pack, tiles * job->pack_parts, job);
 		run_parallel(exec, tile_chunk, tiles * job->n_chunks, job);
 	}
 	scratch_release(exec, job->at);
