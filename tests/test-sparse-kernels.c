@@ -420,6 +420,9 @@ START_TEST(test_conv)
 		{ 120, 9, 9, 3, 3, 1, 1, 1, 1, 1, 1, 1 },
 		/* a stem: 7x7, stride 2 in both axes */
 		{ 3, 23, 20, 7, 7, 2, 2, 3, 3, 1, 1, 2 },
+		/* rows of 35 outputs at stride 2: two full 16-wide steps and a tail */
+		{ 4, 9, 70, 3, 3, 2, 2, 1, 1, 1, 1, 1 },
+		{ 3, 9, 70, 7, 7, 2, 2, 3, 3, 1, 1, 2 },
 	};
 
 	for (size_t i = 0; i < 2 * sizeof(cases) / sizeof(cases[0]); i++) {

@@ -559,9 +559,10 @@ static void tile_store(const struct spmm_job *job, int64_t m0, int64_t rows, int
 
 /* dst[ox - ox0] = row[ox * stride_w + shift] for ox in [ox0, ox1), 0 where
  * that index falls outside the row (all 0 when row is NULL: a padding row). */
-static void row_gather(const struct opass_conv *cv, const float *row, int64_t shift, int64_t ox0,
+static void row_gather(const struct spmm_job *job, const float *row, int64_t shift, int64_t ox0,
 		       int64_t ox1, float *dst)
 {
+	const struct opass_conv *cv = job->conv;
 	int64_t s = cv->stride_w, lo = ox0, hi = ox1;
 
 	if (!row) {
@@ -577,32 +578,38 @@ static void row_gather(const struct opass_conv *cv, const float *row, int64_t sh
 		memcpy(dst + (lo - ox0), row + lo + shift, (size_t)(hi - lo) * sizeof(float));
 		return;
 	}
+	if (s == 2 && job->kernels.gather2) {
+		job->kernels.gather2(dst + (lo - ox0), row + lo * 2 + shift, (size_t)(hi - lo));
+		return;
+	}
 	for (int64_t ox = lo; ox < hi; ox++)
 		dst[ox - ox0] = row[ox * s + shift];
 }
 
 /* Output columns [ox0, ox1) of output row oy under kernel tap (ky, kx): the
  * input row's elements at ix = ox * stride - pad + kx * dilation, 0 outside. */
-static void conv_pack_segment(const struct opass_conv *cv, const float *x, int64_t ky,
+static void conv_pack_segment(const struct spmm_job *job, const float *x, int64_t ky,
 			      int64_t kx, int64_t oy, int64_t ox0, int64_t ox1, float *dst)
 {
+	const struct opass_conv *cv = job->conv;
 	int64_t iy = oy * cv->stride_h - cv->pad_top + ky * cv->dilation_h;
 
-	row_gather(cv, iy >= 0 && iy < cv->in_h ? x + iy * cv->in_w : NULL,
+	row_gather(job, iy >= 0 && iy < cv->in_h ? x + iy * cv->in_w : NULL,
 		   kx * cv->dilation_w - cv->pad_left, ox0, ox1, dst);
 }
 
 /* One kernel tap's row of a packed tile: dst[i] for output positions p0 + i,
  * by output-row segments; w - rows padding lanes are 0. */
-static void conv_pack_tap(const struct opass_conv *cv, const float *x, int64_t ky, int64_t kx,
+static void conv_pack_tap(const struct spmm_job *job, const float *x, int64_t ky, int64_t kx,
 			  int64_t p0, int64_t rows, int64_t w, float *dst)
 {
+	const struct opass_conv *cv = job->conv;
 	int64_t oy = p0 / cv->out_w, ox = p0 % cv->out_w;
 
 	for (int64_t i = 0; i < rows;) {
 		int64_t n = cv->out_w - ox < rows - i ? cv->out_w - ox : rows - i;
 
-		conv_pack_segment(cv, x, ky, kx, oy, ox, ox + n, dst + i);
+		conv_pack_segment(job, x, ky, kx, oy, ox, ox + n, dst + i);
 		i += n;
 		ox = 0;
 		oy++;
@@ -629,7 +636,7 @@ static void conv_pack(const struct spmm_job *job, size_t t, int64_t part, int64_
 	for (int64_t c = c0; c < c1; c++)
 		for (int64_t ky = 0; ky < cv->kernel_h; ky++)
 			for (int64_t kx = 0; kx < cv->kernel_w; kx++, kk++)
-				conv_pack_tap(cv, x + c * cv->in_h * cv->in_w, ky, kx, p0, rows, w,
+				conv_pack_tap(job, x + c * cv->in_h * cv->in_w, ky, kx, p0, rows, w,
 					      at + kk * w);
 	if (part == parts - 1)
 		memset(at + kk * w, 0, (size_t)((job->s->k_pad - kk) * w) * sizeof(float));
@@ -923,7 +930,7 @@ static void padded_fill(void *data, size_t i)
 	for (int64_t r = 0; r < pd->hq; r++, dst += pd->wq) {
 		int64_t iy = r * cv->stride_h + py - cv->pad_top;
 
-		row_gather(cv, iy >= 0 && iy < cv->in_h ? src + iy * cv->in_w : NULL,
+		row_gather(job, iy >= 0 && iy < cv->in_h ? src + iy * cv->in_w : NULL,
 			   px - cv->pad_left, 0, pd->wq, dst);
 	}
 }

@@ -58,10 +58,14 @@ typedef void spmm_transpose16_fn(const float *src, size_t src_stride, float *dst
 typedef void spmm_row_add_fn(float *dst, const float *src, float add, const float *res,
 			     bool relu, size_t n);
 
+/* dst[i] = src[2 * i] for i < n (reading no element past src[2 * n - 2]). */
+typedef void spmm_gather2_fn(float *dst, const float *src, size_t n);
+
 struct spmm_kernels {
 	spmm_block_rows_fn *block_rows[_SPMM_W_MAX];
 	spmm_transpose16_fn *transpose16;    /* or NULL: scalar copies */
 	spmm_row_add_fn *row_add;
+	spmm_gather2_fn *gather2;            /* or NULL: a scalar loop */
 };
 
 /* Floats per packed row of a width class. */

@@ -582,6 +582,26 @@ AVX512 static void row_add_avx512(float *dst, const float *src, float add, const
 	}
 }
 
+/* Stride-2 rows of a conv's packed patches: 16 outputs from two masked loads
+ * and one two-source permute. */
+AVX512 static void gather2_avx512(float *dst, const float *src, size_t n)
+{
+	const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6,
+					      4, 2, 0);
+
+	for (size_t i = 0; i < n; i += 16, src += 32) {
+		size_t need = 2 * (n - i) - 1;   /* elements up to the last one read */
+		__mmask16 k0 = need >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << need) - 1);
+		__mmask16 k1 = need >= 31 ? (__mmask16)0x7fff :
+			       need > 16 ? (__mmask16)((1u << (need - 16)) - 1) : 0;
+		__mmask16 ks = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
+		__m512 v = _mm512_permutex2var_ps(_mm512_maskz_loadu_ps(k0, src), even,
+						  _mm512_maskz_loadu_ps(k1, src + 16));
+
+		_mm512_mask_storeu_ps(dst + i, ks, v);
+	}
+}
+
 /* 16 x 16 transpose in registers: pairs, then 4x4 blocks within 128-bit lanes,
  * then the lanes themselves. */
 AVX512 static void transpose16_avx512(const float *src, size_t src_stride, float *dst,
@@ -631,7 +651,8 @@ void spmm_kernels_avx512(struct spmm_kernels *k)
 	*k = (struct spmm_kernels){ .block_rows = { rows_avx512_1, rows_avx2_4, rows_avx2_8,
 						    rows_avx512_16, rows_avx512_32,
 						    rows_avx512_48, rows_avx512_64 },
-				    .transpose16 = transpose16_avx512, .row_add = row_add_avx512 };
+				    .transpose16 = transpose16_avx512, .row_add = row_add_avx512,
+				    .gather2 = gather2_avx512 };
 }
 #else
 void spmm_kernels_avx2(struct spmm_kernels *k)
