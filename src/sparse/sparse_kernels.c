@@ -1209,8 +1209,11 @@ bool opass_spmm_predict_win(enum opass_spmm_isa isa, int64_t m, int64_t k, int64
  * between 90 and 95 %), and a 3x3 conv of 512 channels with stride 2 0.68x and
  * 0.83x; MobileNetV2 as a whole ran 0.80x at 90 %. Such a call costs
  * CONV_GATHER_COST more per element of a patch (k per position), fitted on
- * those layers (100-300); the same layers at batch 8 won 1.6-3x and do not
- * pay it. There, too, ORT's NCHWc Conv keeps its blocked layout between
+ * those layers (100-300 when one thread packed a tile; 70-103 once a few
+ * tiles were packed in parts by all threads, when 2048 -> 512 at 7x7 ran
+ * 1.61-1.67x, 960 -> 160 1.12-1.17x, 960 -> 320 1.33-1.35x and 3x3 512 ->
+ * 512 with stride 2 1.31-1.34x at 90 %); the same layers at batch 8 won
+ * 1.6-3x and do not pay it. There, too, ORT's NCHWc Conv keeps its blocked layout between
  * convs while a claimed conv reorders its input and output channels and
  * runs its Clip or Add apart (in MobileNetV2 at batch 1 and 90 %, 20 claimed
  * convs took 943 us against ORT's 1127 us, but the reorders 670 us): each
@@ -1224,7 +1227,7 @@ bool opass_spmm_predict_win(enum opass_spmm_isa isa, int64_t m, int64_t k, int64
  * stay with ORT, 0.99x / 0.83x / 0.69x).
  */
 #define CONV_OUTPUT_COST 24.0
-#define CONV_GATHER_COST 250.0
+#define CONV_GATHER_COST 80.0
 #define CONV_LAYOUT_COST_AVX512 24.0
 #define CONV_L2_K 2048
 #define CONV_MIN_CHANNELS 8
