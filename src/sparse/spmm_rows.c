@@ -563,22 +563,33 @@ AVX512_WIDTH(32)
 AVX512_WIDTH(48)
 AVX512_WIDTH(64)
 
-/* Masked, so that a conv's short rows (an output row of 7 or 14 positions,
- * stored one by one for padded convs) take one step, not a scalar tail. */
+/* v + a (+ the residual at res, k's lanes), max(0, .) when relu */
+AVX512 INLINE __m512 row_add_zmm(__m512 v, __m512 a, const float *res, __mmask16 k, bool relu)
+{
+	v = _mm512_add_ps(v, a);
+	if (res)
+		v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(k, res));
+	return relu ? _mm512_max_ps(v, _mm512_setzero_ps()) : v;
+}
+
+/* The tail masked, so that a conv's short rows (an output row of 7 or 14
+ * positions, stored one by one for padded convs) take one step, not a scalar
+ * loop; full steps are plain loads and stores. */
 AVX512 static void row_add_avx512(float *dst, const float *src, float add, const float *res,
 				  bool relu, size_t n)
 {
-	__m512 a = _mm512_set1_ps(add), zero = _mm512_setzero_ps();
+	__m512 a = _mm512_set1_ps(add);
+	size_t i = 0;
 
-	for (size_t i = 0; i < n; i += 16) {
-		__mmask16 k = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
-		__m512 v = _mm512_add_ps(_mm512_maskz_loadu_ps(k, src + i), a);
+	for (; i + 16 <= n; i += 16)
+		_mm512_storeu_ps(dst + i, row_add_zmm(_mm512_loadu_ps(src + i), a,
+						      res ? res + i : NULL, 0xffff, relu));
+	if (i < n) {
+		__mmask16 k = (__mmask16)((1u << (n - i)) - 1);
 
-		if (res)
-			v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(k, res + i));
-		if (relu)
-			v = _mm512_max_ps(v, zero);
-		_mm512_mask_storeu_ps(dst + i, k, v);
+		_mm512_mask_storeu_ps(dst + i, k,
+				      row_add_zmm(_mm512_maskz_loadu_ps(k, src + i), a,
+						  res ? res + i : NULL, k, relu));
 	}
 }
 
