@@ -810,7 +810,8 @@ static void tile_whole(void *data, size_t t)
 }
 
 /* Many tiles: a work item per tile (its packed copy of A is used while in
- * cache); few: pack them all, then split the outputs among the threads. */
+ * cache); few: pack them all, each in pack_parts work items so that every
+ * thread packs, then split the outputs among the threads. */
 static int run_tiled(struct spmm_job *job, size_t tiles, const struct opass_spmm_exec *exec)
 {
 	size_t size;
