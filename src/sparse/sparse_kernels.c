@@ -1214,10 +1214,11 @@ bool opass_spmm_predict_win(enum opass_spmm_isa isa, int64_t m, int64_t k, int64
  * tiles were packed in parts by all threads, when 2048 -> 512 at 7x7 ran
  * 1.61-1.67x, 960 -> 160 1.12-1.17x, 960 -> 320 1.33-1.35x and 3x3 512 ->
  * 512 with stride 2 1.31-1.34x at 90 %); the same layers at batch 8 won
- * 1.6-3x and do not pay it. There, too, ORT's NCHWc Conv keeps its blocked layout between
- * convs while a claimed conv reorders its input and output channels and
- * runs its Clip or Add apart (in MobileNetV2 at batch 1 and 90 %, 20 claimed
- * convs took 943 us against ORT's 1127 us, but the reorders 670 us): each
+ * 1.6-3x and do not pay it. There, too, ORT's NCHWc Conv keeps its blocked
+ * layout between convs while a claimed conv reorders its input and output
+ * channels and runs its Clip or Add apart (in MobileNetV2 at batch 1 and
+ * 90 %, 20 claimed convs took 943 us against ORT's 1127 us, but the reorders
+ * 670 us): each
  * position costs CONV_LAYOUT_COST_AVX512 more per input and output channel,
  * fitted on bench/ep.py --sections cnn (0 / 24 / 48: MobileNetV2 at batch 1
  * 0.84x / 1.00x / 1.01x at 90 %, ResNet-50 at batch 8 1.41x at 24, 1.34x at
