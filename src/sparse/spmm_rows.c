@@ -563,6 +563,12 @@ AVX512_WIDTH(32)
 AVX512_WIDTH(48)
 AVX512_WIDTH(64)
 
+/* The lanes below n (all 16 from n = 16 on). */
+AVX512 INLINE __mmask16 lanes_below(size_t n)
+{
+	return n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << n) - 1);
+}
+
 /* v + a (+ the residual at res, k's lanes), max(0, .) when relu */
 AVX512 INLINE __m512 row_add_zmm(__m512 v, __m512 a, const float *res, __mmask16 k, bool relu)
 {
@@ -585,7 +591,7 @@ AVX512 static void row_add_avx512(float *dst, const float *src, float add, const
 		_mm512_storeu_ps(dst + i, row_add_zmm(_mm512_loadu_ps(src + i), a,
 						      res ? res + i : NULL, 0xffff, relu));
 	if (i < n) {
-		__mmask16 k = (__mmask16)((1u << (n - i)) - 1);
+		__mmask16 k = lanes_below(n - i);
 
 		_mm512_mask_storeu_ps(dst + i, k,
 				      row_add_zmm(_mm512_maskz_loadu_ps(k, src + i), a,
@@ -602,14 +608,11 @@ AVX512 static void gather2_avx512(float *dst, const float *src, size_t n)
 
 	for (size_t i = 0; i < n; i += 16, src += 32) {
 		size_t need = 2 * (n - i) - 1;   /* elements up to the last one read */
-		__mmask16 k0 = need >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << need) - 1);
-		__mmask16 k1 = need >= 31 ? (__mmask16)0x7fff :
-			       need > 16 ? (__mmask16)((1u << (need - 16)) - 1) : 0;
-		__mmask16 ks = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
-		__m512 v = _mm512_permutex2var_ps(_mm512_maskz_loadu_ps(k0, src), even,
+		__mmask16 k1 = need > 16 ? lanes_below(need - 16) : 0;
+		__m512 v = _mm512_permutex2var_ps(_mm512_maskz_loadu_ps(lanes_below(need), src), even,
 						  _mm512_maskz_loadu_ps(k1, src + 16));
 
-		_mm512_mask_storeu_ps(dst + i, ks, v);
+		_mm512_mask_storeu_ps(dst + i, lanes_below(n - i), v);
 	}
 }
 
