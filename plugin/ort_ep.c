@@ -10,9 +10,12 @@
  * model (opass_spmm_predict) says the sparse kernel is faster than ORT's
  * dense one; every other node stays with the CPU EP. A claimed Conv takes in
  * the Relu, Add, or Add and Relu after it, a claimed MatMul / Gemm its Relu
- * (as ORT's CPU EP would fuse them into its own Conv / Gemm): those groups are fused nodes, compiled in Compile; the
- * other claimed nodes run kernels of the EP's registry. Both are in
- * ort_ep_kernels.c.
+ * (as ORT's CPU EP would fuse them into its own Conv / Gemm), the
+ * constant-shape Reshapes around it (ORT turns a MatMul + Add of more than
+ * two dims into Reshape -> Gemm -> Reshape before it partitions the graph)
+ * and a Transpose after those that its store can write (attention's heads):
+ * those groups are fused nodes, compiled in Compile; the other claimed nodes
+ * run kernels of the EP's registry. Both are in ort_ep_kernels.c.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -29,6 +32,7 @@
 #define EP_VERSION ONNXPASS_VERSION
 #define EP_MAX_INPUTS 3
 #define EP_MAX_OUTPUTS 8
+#define EP_FUSED_MAX 5   /* nodes in a fused group */
 
 struct ep_factory {
 	OrtEpFactory base;         /* first: ORT's pointer is ours */
@@ -375,21 +379,107 @@ static bool inputs_fusable(const OrtApi *api, const struct ep_node *nd)
 		(ort_status_ok(api, api->ValueInfo_GetInitializerValue(in[2], &bias)) && bias));
 }
 
+/* A Reshape (constant shape) not fused yet. */
+static bool reshape_fusable(const OrtApi *api, const OrtNode *node, const struct ep_fused_set *set)
+{
+	struct ep_reshape r;
+
+	return node && node_is(api, node, "Reshape") && !fused_has(set, node) &&
+	       ep_reshape_read(api, node, &r);
+}
+
+/* The Reshape that alone gives a MatMul / Gemm its A, from a computed value
+ * (ORT's MatMul + Add fusion puts one before and one after the Gemm it makes
+ * of a MatMul of more than two dims), or NULL. */
+static const OrtNode *reshape_before(const OrtApi *api, const OrtNode *node,
+				     const struct ep_node *nd, const struct ep_fused_set *set)
+{
+	const OrtNode *pre = NULL;
+	const OrtValueInfo *in[2] = { NULL }, *out = NULL;
+	const OrtValue *init = NULL;
+	size_t n = 0;
+
+	if (!ort_status_ok(api, api->ValueInfo_GetValueProducer(nd->inputs[0], &pre, NULL)) ||
+	    !reshape_fusable(api, pre, set) || node_sole_consumer(api, pre, &out) != node ||
+	    !ort_status_ok(api, api->Node_GetNumInputs(pre, &n)) || n != 2 ||
+	    !ort_status_ok(api, api->Node_GetInputs(pre, in, 2)) || !in[0] ||
+	    !ort_status_ok(api, api->ValueInfo_GetInitializerValue(in[0], &init)) || init)
+		return NULL;
+	return pre;
+}
+
+/* A Transpose's perm for an input of `rank` dims (absent: reversed); false
+ * unless rank is 1 to EP_PERM_MAX. */
+static bool transpose_perm(const OrtApi *api, const OrtNode *t, size_t rank,
+			   int64_t perm[EP_PERM_MAX])
+{
+	size_t n = 0;
+
+	if (rank < 1 || rank > EP_PERM_MAX ||
+	    !ort_node_attr_ints(api, t, "perm", perm, EP_PERM_MAX, &n) || (n != 0 && n != rank))
+		return false;
+	for (size_t i = 0; n == 0 && i < rank; i++)
+		perm[i] = (int64_t)(rank - 1 - i);
+	return true;
+}
+
+/* A Transpose's input dims and perm. */
+static bool transpose_read(const OrtApi *api, const OrtNode *t, int64_t dims[ORT_TENSOR_MAX_RANK],
+			   size_t *ret_rank, int64_t perm[EP_PERM_MAX])
+{
+	const OrtValueInfo *in = NULL;
+	ONNXTensorElementDataType type;
+	size_t n = 0;
+
+	return ort_status_ok(api, api->Node_GetNumInputs(t, &n)) && n == 1 &&
+	       ort_status_ok(api, api->Node_GetInputs(t, &in, 1)) &&
+	       ort_value_shape(api, in, &type, dims, ret_rank) &&
+	       transpose_perm(api, t, *ret_rank, perm);
+}
+
+/* A Transpose of a claimed MatMul / Gemm's product (or of the Reshape after
+ * it) that the kernel's store can write: known dims, each side of the
+ * product at most two dims above 1 (ep_layout_make), as multi-head
+ * attention's [batch, tokens, heads, head size] -> [batch, heads, tokens or
+ * head size, head size or tokens]. */
+static bool transpose_fusable(const OrtApi *api, const OrtNode *t, const struct ep_node *nd,
+			      const struct ep_fused_set *set)
+{
+	int64_t dims[ORT_TENSOR_MAX_RANK], perm[EP_PERM_MAX], out[EP_PERM_MAX];
+	struct opass_spmm_layout layout;
+	size_t rank = 0;
+
+	return t && node_is(api, t, "Transpose") && !fused_has(set, t) &&
+	       transpose_read(api, t, dims, &rank, perm) && nd->m > 0 &&
+	       ep_layout_make(dims, rank, perm, nd->m, nd->n, &layout, out);
+}
+
 /* The nodes to fuse with a claimed node: Conv -> Relu, Conv -> Add, Conv ->
- * Add -> Relu, MatMul / Gemm -> Relu, each intermediate read by the next node
- * alone. group[0] is the claimed node; returns the group's size (1: nothing
- * to fuse). */
+ * Add -> Relu; MatMul / Gemm with the Reshape before it, the Reshape after
+ * it, then a Transpose, and / or the Relu after those; each intermediate read
+ * by the next node alone. group[0] is the claimed node; returns the group's
+ * size (1: nothing to fuse). */
 static size_t node_fusion(const OrtApi *api, const OrtNode *node, const struct ep_node *nd,
-			  const struct ep_fused_set *set, const OrtNode *group[3])
+			  const struct ep_fused_set *set, const OrtNode *group[EP_FUSED_MAX])
 {
 	const OrtValueInfo *y = NULL, *sum = NULL;
-	const OrtNode *next = node_sole_consumer(api, node, &y);
+	const OrtNode *next = node_sole_consumer(api, node, &y), *pre = NULL;
 	size_t n = 1;
 
 	group[0] = node;
 	if (!inputs_fusable(api, nd))
 		return 1;
 	if (nd->op == EP_OP_CONV && next && !fused_has(set, next) && add_fusable(api, next, y)) {
+		group[n++] = next;
+		next = node_sole_consumer(api, next, &sum);
+	}
+	if (nd->op != EP_OP_CONV && (pre = reshape_before(api, node, nd, set)) != NULL)
+		group[n++] = pre;
+	if (nd->op != EP_OP_CONV && reshape_fusable(api, next, set)) {
+		group[n++] = next;
+		next = node_sole_consumer(api, next, &sum);
+	}
+	if (nd->op != EP_OP_CONV && transpose_fusable(api, next, nd, set)) {
 		group[n++] = next;
 		next = node_sole_consumer(api, next, &sum);
 	}
@@ -403,7 +493,7 @@ static OrtStatus *node_claim(struct ep *ep, const OrtNode *node, const struct ep
 {
 	const OrtNodeFusionOptions options = { .ort_version_supported = ORT_API_VERSION,
 					       .drop_constant_initializers = true };
-	const OrtNode *group[3];
+	const OrtNode *group[EP_FUSED_MAX];
 	size_t n = ep->no_fuse ? 1 : node_fusion(ep->api, node, nd, set, group);
 
 	if (n == 1)
@@ -430,20 +520,47 @@ static ptrdiff_t fused_input(const OrtApi *api, const OrtNode *fused, const OrtV
 	return -1;
 }
 
+/* A fused group's Reshapes: the one whose output is the main node's A goes
+ * before it, the other after it. */
+static bool fused_reshapes(const OrtApi *api, const OrtNode *const *reshapes, size_t n,
+			   const OrtValueInfo *a, struct ep_fusion *how, const OrtValueInfo **ret_x)
+{
+	const char *a_name = NULL;
+
+	if (!ort_status_ok(api, api->GetValueInfoName(a, &a_name)) || !a_name)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		const OrtValueInfo *in[2] = { NULL }, *out = NULL;
+		bool before;
+
+		if (!ort_status_ok(api, api->Node_GetInputs(reshapes[i], in, 2)) ||
+		    !ort_status_ok(api, api->Node_GetOutputs(reshapes[i], &out, 1)))
+			return false;
+		before = value_name_is(api, out, a_name);
+		if (!ep_reshape_read(api, reshapes[i], before ? &how->before : &how->after))
+			return false;
+		if (before)
+			*ret_x = in[0];
+	}
+	return true;
+}
+
 /* One fused group (node_fusion's) of a compiled graph. */
 static OrtStatus *fused_compile(struct ep *ep, const OrtGraph *graph, const OrtNode *fused,
 				OrtNodeComputeInfo **ret)
 {
 	const OrtApi *api = ep->api;
-	const OrtNode *nodes[3] = { NULL }, *main = NULL, *add = NULL;
-	const OrtValueInfo *xwb[EP_MAX_INPUTS] = { NULL }, *y = NULL, *res = NULL;
+	const OrtNode *nodes[EP_FUSED_MAX] = { NULL }, *main = NULL, *add = NULL;
+	const OrtNode *reshapes[2] = { NULL }, *transpose = NULL;
+	int64_t t_dims[ORT_TENSOR_MAX_RANK];
+	const OrtValueInfo *xwb[EP_MAX_INPUTS] = { NULL }, *x, *y = NULL, *res = NULL;
+	struct ep_fusion how = { .in_res = -1 };
 	const char *y_name = NULL;
-	ptrdiff_t in_x, in_res = -1;
-	size_t n = 0, n_in = 0;
+	ptrdiff_t in_x;
+	size_t n = 0, n_in = 0, n_reshapes = 0;
 	enum ep_op op = EP_OP_CONV;
-	bool relu = false;
 
-	if (!ort_status_ok(api, api->Graph_GetNumNodes(graph, &n)) || n < 2 || n > 3 ||
+	if (!ort_status_ok(api, api->Graph_GetNumNodes(graph, &n)) || n < 2 || n > EP_FUSED_MAX ||
 	    !ort_status_ok(api, api->Graph_GetNodes(graph, nodes, n)))
 		return api->CreateStatus(ORT_FAIL, EP_NAME ": unexpected fused graph");
 	for (size_t i = 0; i < n; i++) {
@@ -451,21 +568,33 @@ static OrtStatus *fused_compile(struct ep *ep, const OrtGraph *graph, const OrtN
 			main = nodes[i];
 		else if (node_is(api, nodes[i], "Add"))
 			add = nodes[i];
+		else if (node_is(api, nodes[i], "Reshape") && n_reshapes < 2)
+			reshapes[n_reshapes++] = nodes[i];
+		else if (node_is(api, nodes[i], "Transpose"))
+			transpose = nodes[i];
 		else
-			relu = relu || node_is(api, nodes[i], "Relu");
+			how.relu = how.relu || node_is(api, nodes[i], "Relu");
 	}
 	if (!main || !ort_status_ok(api, api->Node_GetNumInputs(main, &n_in)) ||
 	    n_in > EP_MAX_INPUTS || !ort_status_ok(api, api->Node_GetInputs(main, xwb, n_in)))
 		return api->CreateStatus(ORT_FAIL, EP_NAME ": unexpected fused graph");
+	x = xwb[0];
 	if (add && ort_status_ok(api, api->Node_GetOutputs(main, &y, 1)) && y &&
 	    ort_status_ok(api, api->GetValueInfoName(y, &y_name)) && y_name)
 		res = add_other(api, add, y_name);
-	in_x = fused_input(api, fused, xwb[0]);
-	if (add)
-		in_res = fused_input(api, fused, res);
-	if (in_x < 0 || (add && (in_res < 0 || op != EP_OP_CONV)))
+	if (n_reshapes &&
+	    (op == EP_OP_CONV || !fused_reshapes(api, reshapes, n_reshapes, xwb[0], &how, &x)))
 		return api->CreateStatus(ORT_FAIL, EP_NAME ": unexpected fused graph");
-	return ep_fused_new(api, ep->ep_api, main, op, (size_t)in_x, in_res, relu, ret);
+	if (transpose && (op == EP_OP_CONV || !transpose_read(api, transpose, t_dims, &how.perm_rank,
+							      how.perm)))
+		return api->CreateStatus(ORT_FAIL, EP_NAME ": unexpected fused graph");
+	in_x = fused_input(api, fused, x);
+	if (add)
+		how.in_res = fused_input(api, fused, res);
+	if (in_x < 0 || (add && (how.in_res < 0 || op != EP_OP_CONV)))
+		return api->CreateStatus(ORT_FAIL, EP_NAME ": unexpected fused graph");
+	how.in_x = (size_t)in_x;
+	return ep_fused_new(api, ep->ep_api, main, op, &how, ret);
 }
 
 static OrtStatus *ORT_API_CALL ep_compile(OrtEp *this_ptr, const OrtGraph **graphs,

@@ -56,12 +56,15 @@ struct ep_kernel {
 	pthread_mutex_t lock;      /* the weight, when packed at the first run */
 	struct opass_spmm *spmm;
 	int64_t n, k;
-	/* a node fused with what follows it (ep_fused_new): its node's inputs X
-	 * (A) and the Add's other operand (-1: no Add), and the bias, copied
-	 * from its initializer (ORT drops the constant inputs) */
+	/* a node fused with what follows it (ep_fused_new): where its inputs
+	 * are, its Relu and Reshapes, and the bias, copied from its initializer
+	 * (ORT drops the constant inputs) */
 	bool fused, relu;
 	size_t in_x;
 	ptrdiff_t in_res;
+	struct ep_reshape before, after;
+	size_t perm_rank;          /* the fused Transpose (0: none) */
+	int64_t perm[EP_PERM_MAX];
 	float *bias;
 	size_t n_bias;
 };
@@ -240,25 +243,136 @@ static OrtStatus *weight_get(struct ep_kernel *kernel, OrtKernelContext *ctx,
 /* ---- compute --------------------------------------------------------------------- */
 
 /* Y = A with the last axis K replaced by N; *ret_m = rows of A. */
-static OrtStatus *output_make(const struct ep_kernel *kernel, OrtKernelContext *ctx,
-			      const struct ort_tensor *a, float **ret_y, int64_t *ret_m)
+/* ONNX's Reshape (allowzero 0) of a tensor of dims in[in_rank] to r's shape,
+ * into out[r->rank]: a 0 keeps the input's dim, one -1 takes what is left. */
+static bool reshape_resolve(const struct ep_reshape *r, const int64_t *in, size_t in_rank,
+			    int64_t *out)
 {
-	int64_t dims[ORT_TENSOR_MAX_RANK], m = 1;
-	OrtValue *out = NULL;
+	int64_t numel = 1, known = 1;
+	ptrdiff_t infer = -1;
+
+	for (size_t d = 0; d < in_rank; d++)
+		numel *= in[d];
+	for (size_t d = 0; d < r->rank; d++) {
+		int64_t v = r->shape[d] == 0 && d < in_rank ? in[d] : r->shape[d];
+
+		if (v == -1 && infer < 0) {
+			infer = (ptrdiff_t)d;
+			continue;
+		}
+		if (v < 0 || (r->shape[d] == 0 && d >= in_rank) || (v > 0 && known > INT64_MAX / v))
+			return false;
+		out[d] = v;
+		known *= v;
+	}
+	if (infer < 0)
+		return known == numel;
+	if (known == 0 || numel % known)
+		return false;
+	out[infer] = numel / known;
+	return true;
+}
+
+/* One side of a layout: the dims [d0, d1) of size above 1 (at most two),
+ * the inner one's count and stride, the outer one's stride. */
+static bool layout_side(const int64_t *dims, const int64_t *stride, size_t d0, size_t d1,
+			int64_t *ret_count, int64_t *ret_inner, int64_t *ret_outer)
+{
+	size_t axes[EP_PERM_MAX], n = 0;
+
+	for (size_t d = d0; d < d1; d++)
+		if (dims[d] > 1)
+			axes[n++] = d;
+	if (n > 2)
+		return false;
+	*ret_count = n ? dims[axes[n - 1]] : 1;
+	*ret_inner = n ? stride[axes[n - 1]] : 0;
+	*ret_outer = n == 2 ? stride[axes[0]] : 0;
+	return true;
+}
+
+bool ep_layout_make(const int64_t *dims, size_t rank, const int64_t *perm, int64_t m, int64_t n,
+		    struct opass_spmm_layout *ret, int64_t *out_dims)
+{
+	int64_t stride[EP_PERM_MAX], inner = 1, rows = 1;
+	bool seen[EP_PERM_MAX] = { false };
+	size_t split = 0;
+
+	if (rank < 1 || rank > EP_PERM_MAX || m < 1 || n < 1)
+		return false;
+	for (size_t i = 0; i < rank; i++) {
+		if (perm[i] < 0 || perm[i] >= (int64_t)rank || seen[perm[i]] || dims[perm[i]] < 1)
+			return false;
+		seen[perm[i]] = true;
+		out_dims[i] = dims[perm[i]];
+	}
+	for (size_t i = rank; i-- > 0;) {
+		stride[perm[i]] = inner;
+		inner *= out_dims[i];
+	}
+	while (split < rank && rows < m)
+		rows *= dims[split++];
+	return rows == m && inner == m * n &&
+	       layout_side(dims, stride, 0, split, &ret->rows, &ret->row, &ret->row_group) &&
+	       layout_side(dims, stride, split, rank, &ret->cols, &ret->col, &ret->col_group);
+}
+
+/* Y's dims before a fused Transpose: A's (reshaped first when a Reshape is
+ * fused before the node) with N for K, or those of the Reshape fused after
+ * it; and A's rows, the product of all but its last axis. */
+static OrtStatus *output_dims(const struct ep_kernel *kernel, const struct ort_tensor *a,
+			      int64_t dims[ORT_TENSOR_MAX_RANK], size_t *ret_rank, int64_t *ret_m)
+{
+	int64_t y[ORT_TENSOR_MAX_RANK], m = 1;
+	size_t rank = a->rank;
+
+	memcpy(y, a->dims, a->rank * sizeof(*y));
+	if (kernel->before.rank && !reshape_resolve(&kernel->before, a->dims, a->rank, y))
+		return kernel_status(kernel, ORT_INVALID_ARGUMENT, "the Reshape before the node "
+				     "does not fit its input");
+	rank = kernel->before.rank ? kernel->before.rank : rank;
+	if (a->type != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT || rank < 1 || y[rank - 1] != kernel->k ||
+	    (kernel->op == EP_OP_GEMM && rank != 2))
+		return kernel_status(kernel, ORT_INVALID_ARGUMENT, "A must be float [..., K] "
+				     "with K = %lld", (long long)kernel->k);
+	for (size_t d = 0; d + 1 < rank; d++)
+		m *= y[d];
+	y[rank - 1] = kernel->n;
+	if (kernel->after.rank && !reshape_resolve(&kernel->after, y, rank, dims))
+		return kernel_status(kernel, ORT_INVALID_ARGUMENT, "the Reshape after the node "
+				     "does not fit its output");
+	if (!kernel->after.rank)
+		memcpy(dims, y, rank * sizeof(*y));
+	*ret_rank = kernel->after.rank ? kernel->after.rank : rank;
+	*ret_m = m;
+	return NULL;
+}
+
+/* The output (transposed when a Transpose is fused: its layout in *layout,
+ * else layout->rows is 0) and A's rows. */
+static OrtStatus *output_make(const struct ep_kernel *kernel, OrtKernelContext *ctx,
+			      const struct ort_tensor *a, float **ret_y, int64_t *ret_m,
+			      struct opass_spmm_layout *layout)
+{
+	int64_t dims[ORT_TENSOR_MAX_RANK], out[EP_PERM_MAX], m = 1;
+	OrtValue *value = NULL;
+	size_t rank = 0;
 	OrtStatus *s;
 	void *y;
 
-	if (a->type != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT || a->rank < 1 ||
-	    a->dims[a->rank - 1] != kernel->k || (kernel->op == EP_OP_GEMM && a->rank != 2))
-		return kernel_status(kernel, ORT_INVALID_ARGUMENT, "A must be float [..., K] "
-				     "with K = %lld", (long long)kernel->k);
-	memcpy(dims, a->dims, a->rank * sizeof(*dims));
-	dims[a->rank - 1] = kernel->n;
-	for (size_t d = 0; d + 1 < a->rank; d++)
-		m *= a->dims[d];
-	s = kernel->api->KernelContext_GetOutput(ctx, 0, dims, a->rank, &out);
+	*layout = (struct opass_spmm_layout){ 0 };
+	s = output_dims(kernel, a, dims, &rank, &m);
+	if (!s && kernel->perm_rank) {
+		if (rank != kernel->perm_rank || m < 1 ||
+		    !ep_layout_make(dims, rank, kernel->perm, m, kernel->n, layout, out))
+			return kernel_status(kernel, ORT_INVALID_ARGUMENT, "the Transpose after the "
+					     "node does not fit its output");
+		memcpy(dims, out, rank * sizeof(*out));
+	}
 	if (!s)
-		s = kernel->api->GetTensorMutableData(out, &y);
+		s = kernel->api->KernelContext_GetOutput(ctx, 0, dims, rank, &value);
+	if (!s)
+		s = kernel->api->GetTensorMutableData(value, &y);
 	if (s)
 		return s;
 	*ret_y = y;
@@ -305,6 +419,7 @@ static OrtStatus *matmul_compute(struct ep_kernel *kernel, OrtKernelContext *ctx
 {
 	const float *bias = NULL;
 	const OrtValue *va = NULL;
+	struct opass_spmm_layout layout;
 	struct opass_spmm_exec exec;
 	struct ort_tensor a;
 	struct ort_exec e;
@@ -322,12 +437,13 @@ static OrtStatus *matmul_compute(struct ep_kernel *kernel, OrtKernelContext *ctx
 	if (!s)
 		s = bias_get(kernel, ctx, &bias, &n_bias);
 	if (!s)
-		s = output_make(kernel, ctx, &a, &y, &m);
+		s = output_make(kernel, ctx, &a, &y, &m, &layout);
 	if (!s)
 		s = ort_exec_begin(&e, kernel->api, ctx, kernel->cpu, &exec);
 	if (s)
 		return s;
-	r = opass_spmm_run_relu(spmm, a.data, m, bias, n_bias, kernel->relu, y, &exec);
+	r = opass_spmm_run_layout(spmm, a.data, m, bias, n_bias, kernel->relu,
+				  layout.rows ? &layout : NULL, y, &exec);
 	ort_exec_end(&e);
 	if (r < 0)
 		return kernel_status(kernel, ORT_FAIL, "%s", strerror(-r));
@@ -714,9 +830,25 @@ static OrtStatus *fused_constants(struct ep_kernel *kernel, const OrtNode *node)
 	return NULL;
 }
 
+bool ep_reshape_read(const OrtApi *api, const OrtNode *reshape, struct ep_reshape *ret)
+{
+	const OrtValueInfo *in[2] = { NULL };
+	struct ort_tensor shape;
+	size_t n = 0;
+
+	if (ort_node_attr_int(api, reshape, "allowzero", 0) != 0 ||
+	    !ort_status_ok(api, api->Node_GetNumInputs(reshape, &n)) || n != 2 ||
+	    !ort_status_ok(api, api->Node_GetInputs(reshape, in, 2)) ||
+	    !ort_value_constant_of(api, in[1], ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64, &shape) ||
+	    shape.rank != 1 || shape.numel < 1 || shape.numel > ORT_TENSOR_MAX_RANK)
+		return false;
+	ret->rank = shape.numel;
+	memcpy(ret->shape, shape.data, shape.numel * sizeof(*ret->shape));
+	return true;
+}
+
 OrtStatus *ep_fused_new(const OrtApi *api, const OrtEpApi *ep_api, const OrtNode *node,
-			enum ep_op op, size_t in_x, ptrdiff_t in_res, bool relu,
-			OrtNodeComputeInfo **ret)
+			enum ep_op op, const struct ep_fusion *how, OrtNodeComputeInfo **ret)
 {
 	const struct attr_src src = { .api = api, .node = node };
 	struct ep_fused *f = calloc(1, sizeof(*f));
@@ -733,9 +865,13 @@ OrtStatus *ep_fused_new(const OrtApi *api, const OrtEpApi *ep_api, const OrtNode
 					.CreateState = fused_create_state, .Compute = fused_compute,
 					.ReleaseState = fused_release_state };
 	f->kernel->fused = true;
-	f->kernel->relu = relu;
-	f->kernel->in_x = in_x;
-	f->kernel->in_res = in_res;
+	f->kernel->relu = how->relu;
+	f->kernel->in_x = how->in_x;
+	f->kernel->in_res = how->in_res;
+	f->kernel->before = how->before;
+	f->kernel->after = how->after;
+	f->kernel->perm_rank = how->perm_rank;
+	memcpy(f->kernel->perm, how->perm, sizeof(how->perm));
 	if (ort_status_ok(api, api->Node_GetName(node, &name)) && name)
 		snprintf(f->kernel->name, sizeof(f->kernel->name), "%s", name);
 	s = kernel_attrs(f->kernel, &src);

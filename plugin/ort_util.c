@@ -141,16 +141,24 @@ bool ort_value_shape(const OrtApi *api, const OrtValueInfo *vi,
 	return true;
 }
 
-bool ort_value_constant(const OrtApi *api, const OrtValueInfo *vi, struct ort_tensor *ret)
+bool ort_value_constant_of(const OrtApi *api, const OrtValueInfo *vi,
+			   ONNXTensorElementDataType type, struct ort_tensor *ret)
 {
 	const OrtValue *value = NULL;
+	struct ort_tensor t;
 	bool constant = false;
 
 	if (!vi || !ort_status_ok(api, api->ValueInfo_IsConstantInitializer(vi, &constant)) ||
 	    !constant || !ort_status_ok(api, api->ValueInfo_GetInitializerValue(vi, &value)) ||
-	    !value || !ort_status_ok(api, ort_tensor_get(api, value, ret)))
+	    !value || !ort_status_ok(api, ort_tensor_get(api, value, &t)) || t.type != type)
 		return false;
-	return ret->type == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
+	*ret = t;
+	return true;
+}
+
+bool ort_value_constant(const OrtApi *api, const OrtValueInfo *vi, struct ort_tensor *ret)
+{
+	return ort_value_constant_of(api, vi, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, ret);
 }
 
 bool ort_node_attr_ints(const OrtApi *api, const OrtNode *node, const char *name,

@@ -66,5 +66,8 @@ bool ort_value_shape(const OrtApi *api, const OrtValueInfo *vi,
 		     ONNXTensorElementDataType *ret_type, int64_t dims[ORT_TENSOR_MAX_RANK],
 		     size_t *ret_rank);
 
+/* The constant initializer of element type `type` behind vi, or false. */
+bool ort_value_constant_of(const OrtApi *api, const OrtValueInfo *vi,
+			   ONNXTensorElementDataType type, struct ort_tensor *ret);
 /* The constant float initializer behind vi, or false. */
 bool ort_value_constant(const OrtApi *api, const OrtValueInfo *vi, struct ort_tensor *ret);

@@ -107,6 +107,39 @@ struct shape {
 	double keep, hole;
 };
 
+/* y viewed as [B, T, H, D] (T = m / 2 when m is even, D = 16 when 16 divides
+ * n, else 1 group each) and stored transposed as attention's query / value
+ * ([B, H, T, D]) and key ([B, H, D, T]) projections. */
+static void check_layouts(const struct opass_spmm *spmm, const float *a, const struct shape *s,
+			  const float *bias, size_t n_bias, const struct opass_spmm_exec *exec,
+			  const double *ref, float *y, const char *what)
+{
+	int64_t t = s->m % 2 == 0 ? s->m / 2 : s->m, d = s->n % 16 == 0 ? 16 : s->n;
+	int64_t h = s->n / d;
+	const struct opass_spmm_layout layouts[2] = {
+		{ .rows = t, .row = d, .row_group = h * t * d, .cols = d, .col = 1, .col_group = t * d },
+		{ .rows = t, .row = 1, .row_group = h * d * t, .cols = d, .col = t, .col_group = d * t },
+	};
+	double *want = malloc((size_t)(s->m * s->n + 1) * sizeof(*want));
+
+	ck_assert_ptr_nonnull(want);
+	for (int l = 0; l < 2; l++) {
+		const struct opass_spmm_layout *lo = &layouts[l];
+		char msg[200];
+
+		for (int64_t i = 0; i < s->m; i++)
+			for (int64_t j = 0; j < s->n; j++)
+				want[i / lo->rows * lo->row_group + i % lo->rows * lo->row +
+				     j / lo->cols * lo->col_group + j % lo->cols * lo->col] =
+					ref[i * s->n + j];
+		ck_assert_int_eq(opass_spmm_run_layout(spmm, a, s->m, bias, n_bias, true, lo, y,
+						       exec), 0);
+		snprintf(msg, sizeof(msg), "%s layout %d", what, l);
+		assert_close(y, want, s->m * s->n, msg);
+	}
+	free(want);
+}
+
 static void check_shape(const struct shape *s, enum opass_spmm_isa isa, unsigned threads,
 			int bias_kind)
 {
@@ -140,6 +173,7 @@ static void check_shape(const struct shape *s, enum opass_spmm_isa isa, unsigned
 	ck_assert_int_eq(opass_spmm_run_relu(spmm, a, s->m, n_bias ? bias : NULL, n_bias, true, y,
 					     &exec), 0);
 	assert_close(y, ref, s->m * s->n, what);
+	check_layouts(spmm, a, s, n_bias ? bias : NULL, n_bias, &exec, ref, y, what);
 	opass_spmm_free(spmm);
 	free(ref);
 	free(bt);

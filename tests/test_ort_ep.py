@@ -8,7 +8,9 @@ its OnnxPassSparse device (--ep); ORT's profiler tells which EP ran each node. C
     and that those nodes ran on OnnxPassSparse;
   - Conv (2-D, group 1) against the CPU EP: 1x1 to 7x7 kernels, strides, explicit and
     auto pads, dilations, with and without bias, batch > 1; a Conv fused with the Add
-    and / or Relu after it, a MatMul or Gemm with its Relu, and where they must not be;
+    and / or Relu after it, a MatMul or Gemm with its Relu, the Reshapes around it
+    (ORT's rewrite of a 3-D MatMul + Add) and the Transpose after them (attention's
+    heads), and where they must not be;
   - claiming: a dense weight, a weight with half zeros (the cost model predicts no win),
     an fp16 weight, a weight that is a graph input, Gemm
     with transA or beta != 1, grouped, depthwise and 1-D Conv stay on the CPU EP; a
@@ -19,6 +21,7 @@ its OnnxPassSparse device (--ep); ORT's profiler tells which EP ran each node. C
 Exit 77 (skipped) without ORT_RUN.
 """
 
+import itertools
 import os
 import sys
 import tempfile
@@ -362,12 +365,11 @@ def check_matmul_fusion(tmp):
     """A claimed MatMul or Gemm (transB, alpha, bias) takes in the Relu after it; a Gemm
     whose bias is computed (a graph input) is claimed but not fused."""
     rng = np.random.default_rng(13)
-    k, n, m = 40, 24, 5
+    k, n = 40, 24
     inits = [numpy_helper.from_array(sparse(rng, (k, n)), "w"),
              numpy_helper.from_array(sparse(rng, (n, k)), "wt"),
              numpy_helper.from_array(rng.standard_normal(n).astype(np.float32), "c"),
              numpy_helper.from_array(np.array(0.25, dtype=np.float32), "c0")]
-    a = rng.standard_normal((m, k)).astype(np.float32)
     relu = helper.make_node("Relu", ["y"], ["z"], name="relu")
     cases = [
         ("MatMul -> Relu", helper.make_node("MatMul", ["a", "w"], ["y"], name="mm"), [], []),
@@ -379,12 +381,99 @@ def check_matmul_fusion(tmp):
                                                        name="gemm", transB=1),
          [tensor("cin", [n])], ["relu"]),
     ]
-    for what, node, extra_in, on_cpu in cases:
+    # 5 rows: scalar stores; 37: 16x16 transposed blocks and a tail
+    for (what, node, extra_in, on_cpu), m in itertools.product(cases, (5, 37)):
+        a = rng.standard_normal((m, k)).astype(np.float32)
         path = save(os.path.join(tmp, "fuse-mm.onnx"), [node, relu],
                     [tensor("a", [m, k])] + extra_in, [tensor("z", None)], inits)
         feeds = [a] + [rng.standard_normal(n).astype(np.float32) for _ in extra_in]
-        check_fused(path, feeds, what, on_cpu, 1)
-        check_fused(path, feeds, what + ", fuse=0", ["relu"], 1, fuse="0")
+        check_fused(path, feeds, "%s, M = %d" % (what, m), on_cpu, 1)
+        check_fused(path, feeds, "%s, M = %d, fuse=0" % (what, m), ["relu"], 1, fuse="0")
+
+
+def check_reshape_fusion(tmp):
+    """A claimed MatMul / Gemm takes in the Reshape (constant shape) that gives it A and
+    the one after it, then the Relu after those: hand-made graphs (shapes with -1, A of
+    rank 3 through the Reshape, a Reshape feeding MatMul alone), and ORT's own rewrite
+    of a 3-D MatMul + Add into Reshape -> Gemm -> Reshape; not fused: a Reshape whose
+    shape is computed, or whose output is also a graph output."""
+    rng = np.random.default_rng(17)
+    k, n = 40, 24
+    shape = lambda name, v: numpy_helper.from_array(np.array(v, dtype=np.int64), name)
+    inits = [numpy_helper.from_array(sparse(rng, (n, k)), "wt"),
+             numpy_helper.from_array(sparse(rng, (k, n)), "w"),
+             numpy_helper.from_array(rng.standard_normal(n).astype(np.float32), "c"),
+             shape("flat", [-1, k]), shape("back", [2, -1, n]), shape("three", [2, 19, k])]
+    x = rng.standard_normal((2, 19, k)).astype(np.float32)
+    pre = helper.make_node("Reshape", ["x", "flat"], ["a"], name="pre")
+    gemm = helper.make_node("Gemm", ["a", "wt", "c"], ["y"], name="gemm", transB=1)
+    post = helper.make_node("Reshape", ["y", "back"], ["r"], name="post")
+    relu = helper.make_node("Relu", ["r"], ["z"], name="relu")
+    to3 = helper.make_node("Reshape", ["x2", "three"], ["a3"], name="to3")
+    mm = helper.make_node("MatMul", ["a3", "w"], ["y3"], name="mm")
+    relu3 = helper.make_node("Relu", ["y3"], ["z"], name="relu")
+    dyn = helper.make_node("Reshape", ["x", "s"], ["a"], name="pre")
+    xin, x2in = tensor("x", [2, 19, k]), tensor("x2", [38, k])
+    sin = tensor("s", [2], TensorProto.INT64)
+    x2, s = x.reshape(38, k), np.array([-1, k], dtype=np.int64)
+    cases = [  # (what, nodes, inputs, feeds, outputs, on the CPU EP, on ours)
+        ("Reshape -> Gemm -> Reshape -> Relu", [pre, gemm, post, relu], [xin], [x], ["z"], [], 1),
+        ("Reshape to 3-D -> MatMul -> Relu", [to3, mm, relu3], [x2in], [x2], ["z"], [], 1),
+        ("a computed shape", [dyn, gemm, post, relu], [xin, sin], [x, s], ["z"], ["pre"], 1),
+        ("a Reshape output also a graph output", [pre, gemm, post, relu], [xin], [x],
+         ["z", "a"], ["pre"], 1),
+    ]
+    for what, nodes, ins, feeds, outs, on_cpu, n_on_ep in cases:
+        path = save(os.path.join(tmp, "fuse-reshape.onnx"), nodes, ins,
+                    [tensor(o, None) for o in outs], inits)
+        check_fused(path, feeds, what, on_cpu, n_on_ep, optimize=False)
+        check_fused(path, feeds, what + ", fuse=0",
+                    [nd.name for nd in nodes if nd.op_type not in ("Gemm", "MatMul")], 1,
+                    fuse="0", optimize=False)
+    check_transpose_fusion(tmp, rng, x)
+    # ORT rewrites MatMul [2, 19, K] + Add into Reshape -> Gemm -> Reshape: all ours
+    path = save(os.path.join(tmp, "fuse-ort.onnx"),
+                [helper.make_node("MatMul", ["x", "w"], ["m"], name="mm"),
+                 helper.make_node("Add", ["m", "c"], ["r"], name="add"), relu],
+                [xin], [tensor("z", None)], inits)
+    check_fused(path, [x], "ORT's MatMul + Add -> Relu", [], 1)
+
+
+def check_transpose_fusion(tmp, rng, x):
+    """Reshape -> Gemm -> Reshape [2, 19, heads, size] -> Transpose fused into one node
+    whose store writes the transposed layout: attention's query / value ([0, 2, 1, 3]) and
+    key ([0, 2, 3, 1]) perms, a perm mixing the row and column dims, the default
+    (reversed) perm of a 2-D product, one token, a batch of one; a Transpose of five
+    dims stays on the CPU EP. 64 columns in heads of 32 (full 16x16 blocks, blocks across
+    tokens' groups) or of 8."""
+    k = x.shape[-1]
+    inits = lambda n: [numpy_helper.from_array(sparse(rng, (n, k)), "wt"),
+                       numpy_helper.from_array(rng.standard_normal(n).astype(np.float32), "c"),
+                       numpy_helper.from_array(np.array([-1, k], dtype=np.int64), "flat")]
+    cases = [  # (what, x, heads, size, perm, on the CPU EP)
+        ("query / value perm", x, 2, 32, [0, 2, 1, 3], []),
+        ("key perm", x, 2, 32, [0, 2, 3, 1], []),
+        ("key perm, heads of 8", x, 3, 8, [0, 2, 3, 1], []),
+        ("a mixed perm", x, 2, 32, [3, 1, 0, 2], []),
+        ("one token", x[:, :1], 2, 32, [0, 2, 3, 1], []),
+        ("a batch of one", x[:1], 2, 32, [0, 2, 1, 3], []),
+        ("the default perm of a 2-D product", x, None, 64, None, []),
+        ("five dims", x, (2, 4), 8, [0, 2, 1, 3, 4], ["t"]),
+    ]
+    for what, xc, heads, size, perm, on_cpu in cases:
+        b, t = xc.shape[:2]
+        heads_dims = list(heads) if isinstance(heads, tuple) else [heads] if heads else []
+        n = int(np.prod(heads_dims or [1])) * size
+        back = [b * t, n] if heads is None else [b, t] + heads_dims + [size]
+        shape = numpy_helper.from_array(np.array(back, dtype=np.int64), "back")
+        nodes = [helper.make_node("Reshape", ["x", "flat"], ["a"], name="pre"),
+                 helper.make_node("Gemm", ["a", "wt", "c"], ["y"], name="gemm", transB=1),
+                 helper.make_node("Reshape", ["y", "back"], ["r"], name="post"),
+                 helper.make_node("Transpose", ["r"], ["z"], name="t",
+                                  **({"perm": perm} if perm else {}))]
+        path = save(os.path.join(tmp, "fuse-transpose.onnx"), nodes, [tensor("x", list(xc.shape))],
+                    [tensor("z", None)], inits(n) + [shape])
+        check_fused(path, [xc], "Transpose: " + what, on_cpu, 1, optimize=False)
 
 
 def check_external_data(tmp):
@@ -484,6 +573,7 @@ def main(runner):
                          ("Conv: grouped, depthwise, 1-D stay", check_conv_stays),
                          ("Conv fused with Add / Relu", check_conv_fusion),
                          ("MatMul / Gemm fused with Relu", check_matmul_fusion),
+                         ("MatMul / Gemm fused with Reshapes", check_reshape_fusion),
                          ("external data", check_external_data),
                          ("sparse_initializer weight", check_sparse_initializer),
                          ("If branches", check_if_branch),

@@ -21,6 +21,7 @@ struct spmm_job {
 	size_t n_bias;
 	float *y;
 	bool relu;                 /* matmul: y = max(y, 0) after the bias */
+	struct opass_spmm_layout layout; /* matmul: where y's elements go */
 	int64_t m;                 /* rows of A (conv: output positions of one image) */
 	int64_t tile_max;          /* rows of A per tile (the last of an image may have fewer) */
 	int64_t tiles_per_image;   /* matmul: all tiles */
@@ -506,7 +507,7 @@ static void matmul_pack(const struct spmm_job *job, size_t t, int64_t part, int6
 
 			if (job->kernels.transpose16 && c1 - c0 == 16 && i1 - i0 == 16) {
 				job->kernels.transpose16(job->a + (m0 + i0) * k + c0, (size_t)k,
-							 at + c0 * w + i0, (size_t)w, NULL);
+							 at + c0 * w + i0, (size_t)w, NULL, false);
 				continue;
 			}
 			for (int64_t c = c0; c < c1; c++)
@@ -520,40 +521,74 @@ static void matmul_pack(const struct spmm_job *job, size_t t, int64_t part, int6
 		memset(at + k * w, 0, (size_t)((k_pad - k) * w) * sizeof(float));
 }
 
-/* y[m0 + i][n0 + j] = out[j][i] + bias, in 16x16 blocks; out rows are w long. */
+static int64_t layout_at(const struct opass_spmm_layout *l, int64_t m, int64_t n)
+{
+	return m / l->rows * l->row_group + m % l->rows * l->row + n / l->cols * l->col_group +
+	       n % l->cols * l->col;
+}
+
+/* Output columns j of rows [i0, i0 + rows) that are contiguous in y (row 1):
+ * row_add by runs within a row group. */
+static void tile_store_columns(const struct spmm_job *job, int64_t m0, int64_t rows, int64_t w,
+			       int64_t n0, int64_t n_out, const float *bias, const float *out)
+{
+	const struct opass_spmm_layout *l = &job->layout;
+
+	for (int64_t i = 0; i < rows;) {
+		int64_t len = l->rows - (m0 + i) % l->rows;
+
+		len = len < rows - i ? len : rows - i;
+		for (int64_t j = 0; j < n_out; j++)
+			job->kernels.row_add(job->y + layout_at(l, m0 + i, n0 + j), out + j * w + i,
+					     bias[j], NULL, job->relu, (size_t)len);
+		i += len;
+	}
+}
+
+/* Can a 16x16 block at (m, n) be one transpose16 (consecutive columns
+ * contiguous, rows and columns within one group each)? */
+static bool block_transposes(const struct spmm_job *job, int64_t m, int64_t n)
+{
+	const struct opass_spmm_layout *l = &job->layout;
+
+	return job->kernels.transpose16 && l->col == 1 && m % l->rows + 16 <= l->rows &&
+	       n % l->cols + 16 <= l->cols;
+}
+
+/* y[(m0 + i, n0 + j) by the layout] = out[j][i] + bias (then max(0, .) with
+ * relu: NaN gives 0, as row_add's), in 16x16 blocks; out rows are w long. */
 static void tile_store(const struct spmm_job *job, int64_t m0, int64_t rows, int64_t w,
 		       int64_t n0, int64_t n_out, const float *out)
 {
-	int64_t n = job->s->n;
+	const struct opass_spmm_layout *l = &job->layout;
 	float bias[CHUNK_N];
 
 	for (int64_t j = 0; j < n_out; j++)
 		bias[j] = bias_at(job, n0 + j);
+	if (l->row == 1) {
+		tile_store_columns(job, m0, rows, w, n0, n_out, bias, out);
+		return;
+	}
 	for (int64_t i0 = 0; i0 < rows; i0 += 16) {
 		int64_t i1 = i0 + 16 < rows ? i0 + 16 : rows;
 
 		for (int64_t j0 = 0; j0 < n_out; j0 += 16) {
 			int64_t j1 = j0 + 16 < n_out ? j0 + 16 : n_out;
 
-			if (job->kernels.transpose16 && i1 - i0 == 16 && j1 - j0 == 16) {
+			if (i1 - i0 == 16 && j1 - j0 == 16 && block_transposes(job, m0 + i0, n0 + j0)) {
 				job->kernels.transpose16(out + j0 * w + i0, (size_t)w,
-							 job->y + (m0 + i0) * n + n0 + j0,
-							 (size_t)n, bias + j0);
+							 job->y + layout_at(l, m0 + i0, n0 + j0),
+							 (size_t)l->row, bias + j0, job->relu);
 				continue;
 			}
-			for (int64_t i = i0; i < i1; i++) {
-				float *y = job->y + (m0 + i) * n + n0;
+			for (int64_t i = i0; i < i1; i++)
+				for (int64_t j = j0; j < j1; j++) {
+					float v = out[j * w + i] + bias[j];
 
-				for (int64_t j = j0; j < j1; j++)
-					y[j] = out[j * w + i] + bias[j];
-			}
+					job->y[layout_at(l, m0 + i, n0 + j)] =
+						job->relu && !(v > 0.0f) ? 0.0f : v;
+				}
 		}
-	}
-	for (int64_t i = 0; job->relu && i < rows; i++) {
-		float *y = job->y + (m0 + i) * n + n0;
-
-		for (int64_t j = 0; j < n_out; j++)
-			y[j] = y[j] > 0.0f ? y[j] : 0.0f;
 	}
 }
 
@@ -848,11 +883,24 @@ int opass_spmm_run_relu(const struct opass_spmm *spmm, const float *a, int64_t m
 			const float *bias, size_t n_bias, bool relu, float *y,
 			const struct opass_spmm_exec *exec)
 {
+	return opass_spmm_run_layout(spmm, a, m, bias, n_bias, relu, NULL, y, exec);
+}
+
+int opass_spmm_run_layout(const struct opass_spmm *spmm, const float *a, int64_t m,
+			  const float *bias, size_t n_bias, bool relu,
+			  const struct opass_spmm_layout *layout, float *y,
+			  const struct opass_spmm_exec *exec)
+{
 	struct spmm_job job = { .s = spmm, .a = a, .bias = bias, .n_bias = n_bias, .y = y, .m = m,
 				.relu = relu };
 
-	if (!spmm || m < 0 || (bias && n_bias != 1 && n_bias != (size_t)spmm->n))
+	if (!spmm || m < 0 || (bias && n_bias != 1 && n_bias != (size_t)spmm->n) ||
+	    (layout && (layout->rows < 1 || layout->cols < 1)))
 		return -EINVAL;
+	job.layout = layout ? *layout : (struct opass_spmm_layout){ .rows = m > 0 ? m : 1,
+								    .row = spmm->n,
+								    .cols = spmm->n > 0 ? spmm->n : 1,
+								    .col = 1 };
 	if (kernels_pick(exec ? exec->isa : OPASS_SPMM_ISA_AUTO, &job) < 0)
 		return -ENOTSUP;
 	if (m == 0 || spmm->n == 0)

@@ -117,6 +117,25 @@ int opass_spmm_run_relu(const struct opass_spmm *spmm, const float *a, int64_t m
 			const float *bias, size_t n_bias, bool relu, float *y,
 			const struct opass_spmm_exec *exec);
 
+/*
+ * Where element (m, n) of the product goes: y[m / rows * row_group + m % rows
+ * * row + n / cols * col_group + n % cols * col]. Row-major [M, N] is rows =
+ * M, row = N, cols = N, col = 1; the product viewed as [M / rows, rows,
+ * N / cols, cols] and transposed (multi-head attention's Reshape and
+ * Transpose of a projection) takes the transposed strides.
+ */
+struct opass_spmm_layout {
+	int64_t rows, row, row_group;
+	int64_t cols, col, col_group;
+};
+
+/* opass_spmm_run_relu storing by layout (NULL: row-major [M, N]); rows and
+ * cols must be >= 1. */
+int opass_spmm_run_layout(const struct opass_spmm *spmm, const float *a, int64_t m,
+			  const float *bias, size_t n_bias, bool relu,
+			  const struct opass_spmm_layout *layout, float *y,
+			  const struct opass_spmm_exec *exec);
+
 /* Which CPU's costs the AVX-512 model takes (flags of opass_spmm_predict_win). */
 enum {
 	OPASS_COST_INTEL = 1 << 0,    /* an Intel CPU's (else an AMD Zen 5's) */

@@ -49,9 +49,10 @@ enum spmm_width {
 typedef void spmm_block_rows_fn(const struct opass_spmm *s, int64_t row0, int64_t row1,
 				const float *at, size_t ld, float *out);
 
-/* dst[c][i] = src[i][c] (+ add[i]) for a 16 x 16 block; strides in floats. */
+/* dst[c][i] = src[i][c] (+ add[i]; then max(0, .) when relu) for a 16 x 16
+ * block; strides in floats. */
 typedef void spmm_transpose16_fn(const float *src, size_t src_stride, float *dst,
-				 size_t dst_stride, const float *add);
+				 size_t dst_stride, const float *add, bool relu);
 
 /* dst[i] = src[i] + add (+ res[i] when res is not NULL; then max(0, .) when
  * relu) for i < n. */

@@ -292,9 +292,10 @@ AVX2 static void row_add_avx2(float *dst, const float *src, float add, const flo
 }
 
 /* 8 x 8 transpose: pairs, then 2x2 blocks of pairs, then the 128-bit lanes;
- * dst[c][i] = src[i][c] (+ add[i]). */
+ * dst[c][i] = src[i][c] (+ add[i]; then max(0, .) when relu: NaN gives 0, as
+ * row_add's). */
 AVX2 INLINE void transpose8_avx2(const float *src, size_t src_stride, float *dst,
-				 size_t dst_stride, const float *add)
+				 size_t dst_stride, const float *add, bool relu)
 {
 	__m256 r[8], t[8];
 
@@ -322,17 +323,20 @@ AVX2 INLINE void transpose8_avx2(const float *src, size_t src_stride, float *dst
 	for (int c = 0; c < 8; c++) {
 		__m256 v = add ? _mm256_add_ps(t[c], _mm256_loadu_ps(add)) : t[c];
 
-		_mm256_storeu_ps(dst + (size_t)c * dst_stride, v);
+		/* max(v, 0) is 0 when v is NaN (the second operand) */
+		_mm256_storeu_ps(dst + (size_t)c * dst_stride,
+				 relu ? _mm256_max_ps(v, _mm256_setzero_ps()) : v);
 	}
 }
 
 AVX2 static void transpose16_avx2(const float *src, size_t src_stride, float *dst,
-				  size_t dst_stride, const float *add)
+				  size_t dst_stride, const float *add, bool relu)
 {
 	for (size_t bi = 0; bi < 16; bi += 8)
 		for (size_t bj = 0; bj < 16; bj += 8)
 			transpose8_avx2(src + bi * src_stride + bj, src_stride,
-					dst + bj * dst_stride + bi, dst_stride, add ? add + bi : NULL);
+					dst + bj * dst_stride + bi, dst_stride, add ? add + bi : NULL,
+					relu);
 }
 
 void spmm_kernels_avx2(struct spmm_kernels *k)
@@ -619,7 +623,7 @@ AVX512 static void gather2_avx512(float *dst, const float *src, size_t n)
 /* 16 x 16 transpose in registers: pairs, then 4x4 blocks within 128-bit lanes,
  * then the lanes themselves. */
 AVX512 static void transpose16_avx512(const float *src, size_t src_stride, float *dst,
-				      size_t dst_stride, const float *add)
+				      size_t dst_stride, const float *add, bool relu)
 {
 	__m512 r[16], t[16];
 
@@ -655,7 +659,9 @@ AVX512 static void transpose16_avx512(const float *src, size_t src_stride, float
 	for (int c = 0; c < 16; c++) {
 		__m512 v = add ? _mm512_add_ps(t[c], _mm512_loadu_ps(add)) : t[c];
 
-		_mm512_storeu_ps(dst + (size_t)c * dst_stride, v);
+		/* max(v, 0) is 0 when v is NaN (the second operand) */
+		_mm512_storeu_ps(dst + (size_t)c * dst_stride,
+				 relu ? _mm512_max_ps(v, _mm512_setzero_ps()) : v);
 	}
 }
 
