@@ -521,16 +521,27 @@ static void matmul_pack(const struct spmm_job *job, size_t t, int64_t part, int6
 		memset(at + k * w, 0, (size_t)((k_pad - k) * w) * sizeof(float));
 }
 
-static int64_t layout_at(const struct opass_spmm_layout *l, int64_t m, int64_t n)
+/* Offsets in y of rows (or columns) i0 .. i0 + n - 1 along one side of the
+ * layout: count per group, stride within and between groups. */
+static void layout_offsets(int64_t i0, int64_t n, int64_t count, int64_t stride, int64_t group,
+			   int64_t *off)
 {
-	return m / l->rows * l->row_group + m % l->rows * l->row + n / l->cols * l->col_group +
-	       n % l->cols * l->col;
+	int64_t q = i0 / count, r = i0 % count;
+
+	for (int64_t i = 0; i < n; i++) {
+		off[i] = q * group + r * stride;
+		if (++r == count) {
+			r = 0;
+			q++;
+		}
+	}
 }
 
-/* Output columns j of rows [i0, i0 + rows) that are contiguous in y (row 1):
+/* Output columns j of rows [0, rows) that are contiguous in y (row 1):
  * row_add by runs within a row group. */
 static void tile_store_columns(const struct spmm_job *job, int64_t m0, int64_t rows, int64_t w,
-			       int64_t n0, int64_t n_out, const float *bias, const float *out)
+			       const int64_t *roff, const int64_t *coff, int64_t n_out,
+			       const float *bias, const float *out)
 {
 	const struct opass_spmm_layout *l = &job->layout;
 
@@ -539,8 +550,8 @@ static void tile_store_columns(const struct spmm_job *job, int64_t m0, int64_t r
 
 		len = len < rows - i ? len : rows - i;
 		for (int64_t j = 0; j < n_out; j++)
-			job->kernels.row_add(job->y + layout_at(l, m0 + i, n0 + j), out + j * w + i,
-					     bias[j], NULL, job->relu, (size_t)len);
+			job->kernels.row_add(job->y + roff[i] + coff[j], out + j * w + i, bias[j],
+					     NULL, job->relu, (size_t)len);
 		i += len;
 	}
 }
@@ -561,12 +572,15 @@ static void tile_store(const struct spmm_job *job, int64_t m0, int64_t rows, int
 		       int64_t n0, int64_t n_out, const float *out)
 {
 	const struct opass_spmm_layout *l = &job->layout;
+	int64_t roff[TILE_MAX], coff[CHUNK_N];
 	float bias[CHUNK_N];
 
 	for (int64_t j = 0; j < n_out; j++)
 		bias[j] = bias_at(job, n0 + j);
+	layout_offsets(m0, rows, l->rows, l->row, l->row_group, roff);
+	layout_offsets(n0, n_out, l->cols, l->col, l->col_group, coff);
 	if (l->row == 1) {
-		tile_store_columns(job, m0, rows, w, n0, n_out, bias, out);
+		tile_store_columns(job, m0, rows, w, roff, coff, n_out, bias, out);
 		return;
 	}
 	for (int64_t i0 = 0; i0 < rows; i0 += 16) {
@@ -577,16 +591,17 @@ static void tile_store(const struct spmm_job *job, int64_t m0, int64_t rows, int
 
 			if (i1 - i0 == 16 && j1 - j0 == 16 && block_transposes(job, m0 + i0, n0 + j0)) {
 				job->kernels.transpose16(out + j0 * w + i0, (size_t)w,
-							 job->y + layout_at(l, m0 + i0, n0 + j0),
-							 (size_t)l->row, bias + j0, job->relu);
+							 job->y + roff[i0] + coff[j0], (size_t)l->row,
+							 bias + j0, job->relu);
 				continue;
 			}
 			for (int64_t i = i0; i < i1; i++)
 				for (int64_t j = j0; j < j1; j++) {
 					float v = out[j * w + i] + bias[j];
+					/* a max, not a branch on the data (NaN gives 0) */
+					float clamped = v > 0.0f ? v : 0.0f;
 
-					job->y[layout_at(l, m0 + i, n0 + j)] =
-						job->relu && !(v > 0.0f) ? 0.0f : v;
+					job->y[roff[i] + coff[j]] = job->relu ? clamped : v;
 				}
 		}
 	}
