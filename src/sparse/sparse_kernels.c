@@ -528,6 +528,11 @@ static void layout_offsets(int64_t i0, int64_t n, int64_t count, int64_t stride,
 {
 	int64_t q = i0 / count, r = i0 % count;
 
+	if (r + n <= count) { /* within one group (always so for row-major y) */
+		for (int64_t i = 0; i < n; i++)
+			off[i] = q * group + (r + i) * stride;
+		return;
+	}
 	for (int64_t i = 0; i < n; i++) {
 		off[i] = q * group + r * stride;
 		if (++r == count) {
@@ -566,6 +571,39 @@ static bool block_transposes(const struct spmm_job *job, int64_t m, int64_t n)
 	       n % l->cols + 16 <= l->cols;
 }
 
+/* max(v, 0): a max, not a branch on the data (NaN gives 0). */
+static inline float relu_of(float v)
+{
+	return v > 0.0f ? v : 0.0f;
+}
+
+/* A block of tile_store's without transposes: by rows of y where its
+ * columns are contiguous there (row-major y), else element by element;
+ * the Relu's test is outside the loops. */
+static void block_store(const struct spmm_job *job, int64_t i0, int64_t i1, int64_t j0,
+			int64_t j1, int64_t w, const int64_t *roff, const int64_t *coff,
+			const float *bias, const float *out)
+{
+	bool rows = coff[j1 - 1] - coff[j0] == j1 - 1 - j0;
+
+	for (int64_t i = i0; i < i1; i++) {
+		float *y = job->y + roff[i] + coff[j0] - j0;
+
+		if (rows && job->relu)
+			for (int64_t j = j0; j < j1; j++)
+				y[j] = relu_of(out[j * w + i] + bias[j]);
+		else if (rows)
+			for (int64_t j = j0; j < j1; j++)
+				y[j] = out[j * w + i] + bias[j];
+		else
+			for (int64_t j = j0; j < j1; j++) {
+				float v = out[j * w + i] + bias[j];
+
+				job->y[roff[i] + coff[j]] = job->relu ? relu_of(v) : v;
+			}
+	}
+}
+
 /* y[(m0 + i, n0 + j) by the layout] = out[j][i] + bias (then max(0, .) with
  * relu: NaN gives 0, as row_add's), in 16x16 blocks; out rows are w long. */
 static void tile_store(const struct spmm_job *job, int64_t m0, int64_t rows, int64_t w,
@@ -595,14 +633,7 @@ static void tile_store(const struct spmm_job *job, int64_t m0, int64_t rows, int
 							 bias + j0, job->relu);
 				continue;
 			}
-			for (int64_t i = i0; i < i1; i++)
-				for (int64_t j = j0; j < j1; j++) {
-					float v = out[j * w + i] + bias[j];
-					/* a max, not a branch on the data (NaN gives 0) */
-					float clamped = v > 0.0f ? v : 0.0f;
-
-					job->y[roff[i] + coff[j]] = job->relu ? clamped : v;
-				}
+			block_store(job, i0, i1, j0, j1, w, roff, coff, bias, out);
 		}
 	}
 }
