@@ -624,6 +624,54 @@ static void ORT_API_CALL ep_release_compute_infos(OrtEp *this_ptr, OrtNodeComput
 		ep_fused_free(infos[i]);
 }
 
+/* Is every node reading v a MaxPool / AveragePool (which the CPU EP runs in
+ * its blocked NCHWc layout)? */
+static bool value_feeds_pools(const OrtApi *api, const OrtValueInfo *v)
+{
+	const OrtNode *consumers[EP_MAX_OUTPUTS] = { NULL };
+	int64_t index[EP_MAX_OUTPUTS];
+	bool graph_output = true;
+	size_t n = 0;
+
+	if (!ort_status_ok(api, api->ValueInfo_IsGraphOutput(v, &graph_output)) || graph_output ||
+	    !ort_status_ok(api, api->ValueInfo_GetValueNumConsumers(v, &n)) || n == 0 ||
+	    n > EP_MAX_OUTPUTS ||
+	    !ort_status_ok(api, api->ValueInfo_GetValueConsumers(v, consumers, index, n)))
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!node_is(api, consumers[i], "MaxPool") && !node_is(api, consumers[i], "AveragePool"))
+			return false;
+	return true;
+}
+
+/*
+ * A CNN's stem: a Conv of the graph's input whose output (through its Relu)
+ * only pooling nodes read. ORT's own NCHWc Conv reads a graph input as it is
+ * and hands its pool the blocked layout, so claiming the Conv only moves the
+ * layout reorder from the pool's small output to the Conv's full-size one:
+ * ResNet-50 at batch 1 and 90 %, by ORT's profiler, ran the claimed 7x7 stem
+ * at 0.63-0.70 ms (0.37 ms alone; its 3.2 MB of outputs are stored from
+ * memory) plus a 0.18-0.26 ms reorder into the pool, against 0.64 ms on the
+ * CPU EP; the model ran 14.0-14.8 -> 13.6-13.7 ms when the stem stayed.
+ */
+static bool conv_feeds_pools(const OrtApi *api, const OrtNode *node, const struct ep_node *nd)
+{
+	const OrtValueInfo *y = NULL, *relu_y = NULL;
+	const OrtNode *next = node_sole_consumer(api, node, &y);
+	bool required = false, optional = false;
+
+	if (!ort_status_ok(api, api->ValueInfo_IsRequiredGraphInput(nd->inputs[0], &required)) ||
+	    !ort_status_ok(api, api->ValueInfo_IsOptionalGraphInput(nd->inputs[0], &optional)) ||
+	    !(required || optional))
+		return false;
+	if (next && node_is(api, next, "Relu"))
+		return ort_status_ok(api, api->Node_GetOutputs(next, &relu_y, 1)) && relu_y &&
+		       value_feeds_pools(api, relu_y);
+	if (!ort_status_ok(api, api->Node_GetOutputs(node, &y, 1)) || !y)
+		return false;
+	return value_feeds_pools(api, y);
+}
+
 static OrtStatus *node_consider(struct ep *ep, const OrtNode *node, const struct ep_node *nd,
 				int64_t run_bytes, bool chained, struct ep_fused_set *set,
 				OrtEpGraphSupportInfo *info)
@@ -632,6 +680,8 @@ static OrtStatus *node_consider(struct ep *ep, const OrtNode *node, const struct
 	OrtStatus *s;
 
 	if (!nd->supported || (!ep->claim_all && !node_wins(nd, run_bytes, chained)))
+		return NULL;
+	if (!ep->claim_all && chained && nd->conv && conv_feeds_pools(ep->api, node, nd))
 		return NULL;
 	s = ep->ep_api->EpGraphSupportInfo_LookUpKernel(info, node, &def);
 	if (s || !def)

@@ -248,6 +248,41 @@ def check_conv_chains(tmp):
     check_same(behind, [x], claimed, "a conv behind depthwise convs", claim="auto")
 
 
+def check_stem(tmp):
+    """A chained CNN's stem (a Conv of the graph input whose Relu only a MaxPool reads)
+    stays with the CPU EP, whose NCHWc Conv hands the pool its blocked layout; the same
+    Conv is claimed when a Conv reads its Relu instead. Six 1x1 convs (95 % zeros) keep
+    the graph's convs chained."""
+    rng = np.random.default_rng(19)
+    inits = [numpy_helper.from_array(sparse(rng, (64, 3, 7, 7), 0.05), "stem_w"),
+             numpy_helper.from_array(rng.standard_normal(64).astype(np.float32), "stem_b")]
+    inits += [numpy_helper.from_array(sparse(rng, (64, 64, 1, 1), 0.05), "w%d" % i)
+              for i in range(6)]
+    x = rng.standard_normal((1, 3, 224, 224)).astype(np.float32)
+    for pool in (True, False):
+        nodes = [helper.make_node("Conv", ["x", "stem_w", "stem_b"], ["s"], name="stem",
+                                  strides=[2, 2], pads=[3, 3, 3, 3]),
+                 helper.make_node("Relu", ["s"], ["r"], name="relu")]
+        if pool:
+            nodes.append(helper.make_node("MaxPool", ["r"], ["h0"], name="pool",
+                                          kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]))
+        nodes += [helper.make_node("Conv", ["h%d" % i if i or pool else "r", "w%d" % i],
+                                   ["h%d" % (i + 1)], name="pw%d" % i) for i in range(6)]
+        path = save(os.path.join(tmp, "stem.onnx"), nodes, [tensor("x", [1, 3, 224, 224])],
+                    [tensor("h6", None)], inits)
+        want = ortlib.run(path, [x], threads=2)
+        profile = []
+        got = ortlib.run(path, [x], ep=LIB, profile=profile, threads=2)
+        assert_close(got[0], want[0], "stem, pool %s" % pool)
+        # ORT renames the nodes it rewrites: count the convs the CPU EP ran
+        cpu_convs = {e["name"] for e in profile if e.get("cat") == "Node" and
+                     e["args"].get("op_name") == "Conv" and e["args"]["provider"] != EP}
+        if pool:
+            assert len(cpu_convs) == 1, "before a pool: %s ran on the CPU EP" % cpu_convs
+        elif avx512():
+            assert not cpu_convs, "no pool: %s ran on the CPU EP" % cpu_convs
+
+
 def zen_costs():
     """AVX-512 and not Intel: the cost model takes its Zen 5 costs (opass_spmm_cost_flags)."""
     with open("/proc/cpuinfo") as f:
@@ -569,6 +604,7 @@ def main(runner):
                          ("claiming: dense, fp16, dynamic, transA, beta", check_claiming),
                          ("claiming convs alone and behind depthwise ones", check_conv_chains),
                          ("claiming one row when the weights leave the cache", check_streams),
+                         ("a CNN's stem before its pool stays", check_stem),
                          ("Conv: kernels, strides, pads, dilations, bias", check_conv),
                          ("Conv: grouped, depthwise, 1-D stay", check_conv_stays),
                          ("Conv fused with Add / Relu", check_conv_fusion),
