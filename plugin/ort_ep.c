@@ -652,7 +652,9 @@ static bool value_feeds_pools(const OrtApi *api, const OrtValueInfo *v)
  * ResNet-50 at batch 1 and 90 %, by ORT's profiler, ran the claimed 7x7 stem
  * at 0.63-0.70 ms (0.37 ms alone; its 3.2 MB of outputs are stored from
  * memory) plus a 0.18-0.26 ms reorder into the pool, against 0.64 ms on the
- * CPU EP; the model ran 14.0-14.8 -> 13.6-13.7 ms when the stem stayed.
+ * CPU EP (with the stem left to ORT: 0.81 ms for stem, pool and reorder,
+ * against 1.02). The whole model moved within the noise: 14.0-14.8 ->
+ * 13.6-13.7 ms in one series of processes, no difference in another.
  */
 static bool conv_feeds_pools(const OrtApi *api, const OrtNode *node, const struct ep_node *nd)
 {

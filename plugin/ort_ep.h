@@ -72,7 +72,8 @@ bool ep_layout_make(const int64_t *dims, size_t rank, const int64_t *perm, int64
 
 /*
  * The compute of a Conv fused with the Add and / or Relu that follow it, or a
- * MatMul / Gemm fused with the Reshapes around it and / or its Relu
+ * MatMul / Gemm fused with the Reshapes around it, the Transpose after them
+ * and / or its Relu
  * (GetCapability fuses them; ORT then calls Compile): node is the Conv /
  * MatMul / Gemm of the compiled graph, whose weight (packed now) and bias
  * (copied) are constant initializers ORT need not keep. ep_fused_free
