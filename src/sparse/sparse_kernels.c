@@ -577,9 +577,21 @@ static inline float relu_of(float v)
 	return v > 0.0f ? v : 0.0f;
 }
 
+/* y[j] = out[j * w] + bias[j] (then max(0, .) with relu) for j in [j0, j1):
+ * one row of a block; the Relu's test is outside the loops. */
+static void row_store(float *y, const float *out, int64_t w, const float *bias, int64_t j0,
+		      int64_t j1, bool relu)
+{
+	if (relu)
+		for (int64_t j = j0; j < j1; j++)
+			y[j] = relu_of(out[j * w] + bias[j]);
+	else
+		for (int64_t j = j0; j < j1; j++)
+			y[j] = out[j * w] + bias[j];
+}
+
 /* A block of tile_store's without transposes: by rows of y where its
- * columns are contiguous there (row-major y), else element by element;
- * the Relu's test is outside the loops. */
+ * columns are contiguous there, else element by element. */
 static void block_store(const struct spmm_job *job, int64_t i0, int64_t i1, int64_t j0,
 			int64_t j1, int64_t w, const int64_t *roff, const int64_t *coff,
 			const float *bias, const float *out)
@@ -587,20 +599,42 @@ static void block_store(const struct spmm_job *job, int64_t i0, int64_t i1, int6
 	bool rows = coff[j1 - 1] - coff[j0] == j1 - 1 - j0;
 
 	for (int64_t i = i0; i < i1; i++) {
-		float *y = job->y + roff[i] + coff[j0] - j0;
+		if (rows) {
+			row_store(job->y + roff[i] + coff[j0] - j0, out + i, w, bias, j0, j1, job->relu);
+			continue;
+		}
+		for (int64_t j = j0; j < j1; j++) {
+			float v = out[j * w + i] + bias[j];
 
-		if (rows && job->relu)
-			for (int64_t j = j0; j < j1; j++)
-				y[j] = relu_of(out[j * w + i] + bias[j]);
-		else if (rows)
-			for (int64_t j = j0; j < j1; j++)
-				y[j] = out[j * w + i] + bias[j];
-		else
-			for (int64_t j = j0; j < j1; j++) {
-				float v = out[j * w + i] + bias[j];
+			job->y[roff[i] + coff[j]] = job->relu ? relu_of(v) : v;
+		}
+	}
+}
 
-				job->y[roff[i] + coff[j]] = job->relu ? relu_of(v) : v;
+/* tile_store into a row-major y [M, N]: the offsets are the strides (a call
+ * stores as few as 4 x 64 outputs, where filling offset tables cost 5-8 % of
+ * a 4- or 8-row MatMul). */
+static void tile_store_row_major(const struct spmm_job *job, int64_t m0, int64_t rows,
+				 int64_t w, int64_t n0, int64_t n_out, const float *bias,
+				 const float *out)
+{
+	int64_t n = job->s->n;
+
+	for (int64_t i0 = 0; i0 < rows; i0 += 16) {
+		int64_t i1 = i0 + 16 < rows ? i0 + 16 : rows;
+
+		for (int64_t j0 = 0; j0 < n_out; j0 += 16) {
+			int64_t j1 = j0 + 16 < n_out ? j0 + 16 : n_out;
+
+			if (job->kernels.transpose16 && i1 - i0 == 16 && j1 - j0 == 16) {
+				job->kernels.transpose16(out + j0 * w + i0, (size_t)w,
+							 job->y + (m0 + i0) * n + n0 + j0, (size_t)n,
+							 bias + j0, job->relu);
+				continue;
 			}
+			for (int64_t i = i0; i < i1; i++)
+				row_store(job->y + (m0 + i) * n + n0, out + i, w, bias, j0, j1, job->relu);
+		}
 	}
 }
 
@@ -615,6 +649,10 @@ static void tile_store(const struct spmm_job *job, int64_t m0, int64_t rows, int
 
 	for (int64_t j = 0; j < n_out; j++)
 		bias[j] = bias_at(job, n0 + j);
+	if (l->row_group == 0 && l->col_group == 0 && l->col == 1 && l->row == job->s->n) {
+		tile_store_row_major(job, m0, rows, w, n0, n_out, bias, out);
+		return;
+	}
 	layout_offsets(m0, rows, l->rows, l->row, l->row_group, roff);
 	layout_offsets(n0, n_out, l->cols, l->col, l->col_group, coff);
 	if (l->row == 1) {
