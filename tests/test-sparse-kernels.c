@@ -109,21 +109,24 @@ struct shape {
 
 /* y viewed as [B, T, H, D] (T = m / 2 when m is even, D = 16 when 16 divides
  * n, else 1 group each) and stored transposed as attention's query / value
- * ([B, H, T, D]) and key ([B, H, D, T]) projections. */
+ * ([B, H, T, D]) and key ([B, H, D, T]) projections; and as [B, T, n / 2, 2]
+ * stored [B, T, 2, n / 2] (n even): columns never contiguous. */
 static void check_layouts(const struct opass_spmm *spmm, const float *a, const struct shape *s,
 			  const float *bias, size_t n_bias, const struct opass_spmm_exec *exec,
 			  const double *ref, float *y, const char *what)
 {
 	int64_t t = s->m % 2 == 0 ? s->m / 2 : s->m, d = s->n % 16 == 0 ? 16 : s->n;
-	int64_t h = s->n / d;
-	const struct opass_spmm_layout layouts[2] = {
+	int64_t h = s->n / d, pairs = s->n % 2 == 0 ? s->n / 2 : 1;
+	const struct opass_spmm_layout layouts[3] = {
 		{ .rows = t, .row = d, .row_group = h * t * d, .cols = d, .col = 1, .col_group = t * d },
 		{ .rows = t, .row = 1, .row_group = h * d * t, .cols = d, .col = t, .col_group = d * t },
+		{ .rows = t, .row = s->n, .row_group = t * s->n, .cols = s->n / pairs, .col = pairs,
+		  .col_group = 1 },
 	};
 	double *want = malloc((size_t)(s->m * s->n + 1) * sizeof(*want));
 
 	ck_assert_ptr_nonnull(want);
-	for (int l = 0; l < 2; l++) {
+	for (int l = 0; l < 3; l++) {
 		const struct opass_spmm_layout *lo = &layouts[l];
 		char msg[200];
 

@@ -480,7 +480,8 @@ def check_transpose_fusion(tmp, rng, x):
     key ([0, 2, 3, 1]) perms, a perm mixing the row and column dims, the default
     (reversed) perm of a 2-D product, one token, a batch of one; a Transpose of five
     dims stays on the CPU EP. 64 columns in heads of 32 (full 16x16 blocks, blocks across
-    tokens' groups) or of 8."""
+    tokens' groups) or of 8, and 4 in heads of 2 whose size goes outer (column offsets
+    0, 2, 1, 3: a block's ends are 3 apart, but its columns are not contiguous)."""
     k = x.shape[-1]
     inits = lambda n: [numpy_helper.from_array(sparse(rng, (n, k)), "wt"),
                        numpy_helper.from_array(rng.standard_normal(n).astype(np.float32), "c"),
@@ -490,6 +491,7 @@ def check_transpose_fusion(tmp, rng, x):
         ("key perm", x, 2, 32, [0, 2, 3, 1], []),
         ("key perm, heads of 8", x, 3, 8, [0, 2, 3, 1], []),
         ("a mixed perm", x, 2, 32, [3, 1, 0, 2], []),
+        ("heads of 2 swapped with their size 2", x, 2, 2, [0, 1, 3, 2], []),
         ("one token", x[:, :1], 2, 32, [0, 2, 3, 1], []),
         ("a batch of one", x[:1], 2, 32, [0, 2, 1, 3], []),
         ("the default perm of a 2-D product", x, None, 64, None, []),

@@ -590,13 +590,23 @@ static void row_store(float *y, const float *out, int64_t w, const float *bias, 
 			y[j] = out[j * w] + bias[j];
 }
 
+/* Are columns [j0, j1) consecutive in y? (Their ends' distance alone does
+ * not tell: heads of 2 stored size-major give offsets 0, 2, 1, 3.) */
+static bool columns_contiguous(const int64_t *coff, int64_t j0, int64_t j1)
+{
+	for (int64_t j = j0 + 1; j < j1; j++)
+		if (coff[j] != coff[j - 1] + 1)
+			return false;
+	return true;
+}
+
 /* A block of tile_store's without transposes: by rows of y where its
  * columns are contiguous there, else element by element. */
 static void block_store(const struct spmm_job *job, int64_t i0, int64_t i1, int64_t j0,
 			int64_t j1, int64_t w, const int64_t *roff, const int64_t *coff,
 			const float *bias, const float *out)
 {
-	bool rows = coff[j1 - 1] - coff[j0] == j1 - 1 - j0;
+	bool rows = columns_contiguous(coff, j0, j1);
 
 	for (int64_t i = i0; i < i1; i++) {
 		if (rows) {
