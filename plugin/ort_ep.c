@@ -397,11 +397,10 @@ static const OrtNode *reshape_before(const OrtApi *api, const OrtNode *node,
 	const OrtNode *pre = NULL;
 	const OrtValueInfo *in[2] = { NULL }, *out = NULL;
 	const OrtValue *init = NULL;
-	size_t n = 0;
 
+	/* reshape_fusable checked its two inputs */
 	if (!ort_status_ok(api, api->ValueInfo_GetValueProducer(nd->inputs[0], &pre, NULL)) ||
 	    !reshape_fusable(api, pre, set) || node_sole_consumer(api, pre, &out) != node ||
-	    !ort_status_ok(api, api->Node_GetNumInputs(pre, &n)) || n != 2 ||
 	    !ort_status_ok(api, api->Node_GetInputs(pre, in, 2)) || !in[0] ||
 	    !ort_status_ok(api, api->ValueInfo_GetInitializerValue(in[0], &init)) || init)
 		return NULL;
@@ -473,15 +472,17 @@ static size_t node_fusion(const OrtApi *api, const OrtNode *node, const struct e
 		group[n++] = next;
 		next = node_sole_consumer(api, next, &sum);
 	}
-	if (nd->op != EP_OP_CONV && (pre = reshape_before(api, node, nd, set)) != NULL)
-		group[n++] = pre;
-	if (nd->op != EP_OP_CONV && reshape_fusable(api, next, set)) {
-		group[n++] = next;
-		next = node_sole_consumer(api, next, &sum);
-	}
-	if (nd->op != EP_OP_CONV && transpose_fusable(api, next, nd, set)) {
-		group[n++] = next;
-		next = node_sole_consumer(api, next, &sum);
+	if (nd->op != EP_OP_CONV) {
+		if ((pre = reshape_before(api, node, nd, set)) != NULL)
+			group[n++] = pre;
+		if (reshape_fusable(api, next, set)) {
+			group[n++] = next;
+			next = node_sole_consumer(api, next, &sum);
+		}
+		if (transpose_fusable(api, next, nd, set)) {
+			group[n++] = next;
+			next = node_sole_consumer(api, next, &sum);
+		}
 	}
 	if (next && !fused_has(set, next) && node_is(api, next, "Relu"))
 		group[n++] = next;

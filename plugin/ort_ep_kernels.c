@@ -242,7 +242,6 @@ static OrtStatus *weight_get(struct ep_kernel *kernel, OrtKernelContext *ctx,
 
 /* ---- compute --------------------------------------------------------------------- */
 
-/* Y = A with the last axis K replaced by N; *ret_m = rows of A. */
 /* ONNX's Reshape (allowzero 0) of a tensor of dims in[in_rank] to r's shape,
  * into out[r->rank]: a 0 keeps the input's dim, one -1 takes what is left. */
 static bool reshape_resolve(const struct ep_reshape *r, const int64_t *in, size_t in_rank,
