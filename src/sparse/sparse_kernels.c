@@ -777,6 +777,13 @@ static bool tile_in_place(const struct spmm_job *job, int64_t rows)
 	return job->direct && rows == job->tile_max;
 }
 
+/* A product of one row of A reads it in place: at[k][0] = a[k] (unless its
+ * blocks read columns past K, which the packed copy pads with zeros). */
+static bool row_in_place(const struct spmm_job *job)
+{
+	return !job->conv && job->m == 1 && job->s->k_pad == job->s->k;
+}
+
 /* Work item i packs part i % pack_parts of tile i / pack_parts. */
 static void tile_pack(void *data, size_t i)
 {
@@ -785,7 +792,7 @@ static void tile_pack(void *data, size_t i)
 	int64_t part = (int64_t)(i % job->pack_parts), parts = (int64_t)job->pack_parts;
 	enum spmm_width wc;
 
-	if (job->padded || tile_in_place(job, tile_rows(job, t, &wc)))
+	if (job->padded || row_in_place(job) || tile_in_place(job, tile_rows(job, t, &wc)))
 		return;
 	if (job->conv)
 		conv_pack(job, t, part, parts);
@@ -846,6 +853,10 @@ static const float *tile_at(const struct spmm_job *job, size_t t, int64_t rows, 
 	if (job->padded) {
 		*ret_ld = 1;
 		return job->padded->x + image * job->padded->image + p0;
+	}
+	if (row_in_place(job)) {
+		*ret_ld = 1;
+		return job->a;
 	}
 	if (tile_in_place(job, rows)) {
 		*ret_ld = (size_t)job->m;
@@ -948,7 +959,8 @@ static int run_tiled(struct spmm_job *job, size_t tiles, const struct opass_spmm
 
 	tile_rows(job, 0, &w0);
 	job->tile_stride = (size_t)spmm_width_floats(w0);
-	size = job->padded ? 0 : tiles * (size_t)job->s->k_pad * job->tile_stride * sizeof(float);
+	size = job->padded || row_in_place(job) ? 0 :
+		tiles * (size_t)job->s->k_pad * job->tile_stride * sizeof(float);
 
 	job->at = scratch_alloc(exec, size ? size : 64);
 	if (!job->at)
@@ -958,7 +970,7 @@ static int run_tiled(struct spmm_job *job, size_t tiles, const struct opass_spmm
 		run_parallel(exec, tile_whole, tiles, job);
 	} else {
 		job->pack_parts = PACK_ITEMS / tiles;
-		if (!job->padded)
+		if (!job->padded && !row_in_place(job))
 			run_parallel(exec, tile_pack, tiles * job->pack_parts, job);
 		run_parallel(exec, tile_chunk, tiles * job->n_chunks, job);
 	}

@@ -540,6 +540,27 @@ AVX512 INLINE void csr_gather(const struct opass_spmm *s, int64_t row, const flo
 		a0 = _mm512_fmadd_ps(_mm512_loadu_ps(v + b), _mm512_i32gather_ps(i0, at, 4), a0);
 		a1 = _mm512_fmadd_ps(_mm512_loadu_ps(v + b + 16), _mm512_i32gather_ps(i1, at, 4), a1);
 	}
+	if (b + 16 <= e) {
+		__m512i i0 = idx16 ? _mm512_cvtepu16_epi32(_mm256_loadu_si256((const void *)(s->k16 + b)))
+				   : _mm512_loadu_si512(s->k0 + b);
+
+		if (ld != 1)
+			i0 = _mm512_mullo_epi32(i0, scale);
+		a0 = _mm512_fmadd_ps(_mm512_loadu_ps(v + b), _mm512_i32gather_ps(i0, at, 4), a0);
+		b += 16;
+	}
+	if (b < e && e >= 16) {
+		__mmask16 k = (__mmask16)(0xffff << (16 - (e - b)));
+		int32_t b0 = e - 16;
+		__m512i i0 = idx16 ? _mm512_cvtepu16_epi32(_mm256_loadu_si256((const void *)(s->k16 + b0)))
+				   : _mm512_loadu_si512(s->k0 + b0);
+
+		if (ld != 1)
+			i0 = _mm512_mullo_epi32(i0, scale);
+		a1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(k, v + b0),
+				     _mm512_mask_i32gather_ps(_mm512_setzero_ps(), k, i0, at, 4), a1);
+		b = e;
+	}
 	for (; b < e; b++)
 		tail = __builtin_fmaf(v[b], at[KAT(s, b, idx16) * ld], tail);
 	out[0] = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1)) + tail;
