@@ -514,51 +514,48 @@ AVX512 INLINE void rows_zmm(const struct opass_spmm *s, int64_t row0, int64_t ro
 				bsr_zmm(s, row, r, at, ld, out, nv);
 }
 
-/* One row of A (CSR): sixteen nonzeros per gather, two sums. On the Intel
- * Xeon (one thread) 1.5-2.9x faster than csr_scalar, in cache and streamed
- * (768x3072 at 80-95 %); session 6's gather kernel on the Zen 5 ran 6 % slower
- * in cache, 4-6 % faster on the encoder streamed. */
+/* The 16 packed-row offsets of nonzeros b .. b + 15 (column times ld). */
+AVX512 INLINE __m512i csr_offsets16(const struct opass_spmm *s, int32_t b, size_t ld,
+				    const bool idx16)
+{
+	__m512i i = idx16 ? _mm512_cvtepu16_epi32(_mm256_loadu_si256((const void *)(s->k16 + b)))
+			  : _mm512_loadu_si512(s->k0 + b);
+
+	return ld == 1 ? i : _mm512_mullo_epi32(i, _mm512_set1_epi32((int)ld));
+}
+
+/* One row of A (CSR): sixteen nonzeros per gather, two sums; the last
+ * nonzeros in one masked gather whose offsets end at the row's end (rows
+ * before it are read, not used), so that a row's tail is no scalar chain. On
+ * the Intel Xeon (one thread) 1.5-2.9x faster than csr_scalar, in cache and
+ * streamed (768x3072 at 80-95 %); session 6's gather kernel on the Zen 5 ran
+ * 6 % slower in cache, 4-6 % faster on the encoder streamed. */
 AVX512 INLINE void csr_gather(const struct opass_spmm *s, int64_t row, const float *at, size_t ld,
 			      float *out, const bool idx16)
 {
 	__m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
-	__m512i scale = _mm512_set1_epi32((int)ld);
 	int32_t b = s->row_ptr[row], e = s->row_ptr[row + 1];
 	const float *v = s->values;
 	float tail = 0.0f;
 
 	for (; b + 32 <= e; b += 32) {
-		__m512i i0 = idx16 ? _mm512_cvtepu16_epi32(_mm256_loadu_si256((const void *)(s->k16 + b)))
-				   : _mm512_loadu_si512(s->k0 + b);
-		__m512i i1 = idx16 ? _mm512_cvtepu16_epi32(_mm256_loadu_si256((const void *)(s->k16 + b + 16)))
-				   : _mm512_loadu_si512(s->k0 + b + 16);
-
-		if (ld != 1) {
-			i0 = _mm512_mullo_epi32(i0, scale);
-			i1 = _mm512_mullo_epi32(i1, scale);
-		}
-		a0 = _mm512_fmadd_ps(_mm512_loadu_ps(v + b), _mm512_i32gather_ps(i0, at, 4), a0);
-		a1 = _mm512_fmadd_ps(_mm512_loadu_ps(v + b + 16), _mm512_i32gather_ps(i1, at, 4), a1);
+		a0 = _mm512_fmadd_ps(_mm512_loadu_ps(v + b),
+				     _mm512_i32gather_ps(csr_offsets16(s, b, ld, idx16), at, 4), a0);
+		a1 = _mm512_fmadd_ps(_mm512_loadu_ps(v + b + 16),
+				     _mm512_i32gather_ps(csr_offsets16(s, b + 16, ld, idx16), at, 4),
+				     a1);
 	}
 	if (b + 16 <= e) {
-		__m512i i0 = idx16 ? _mm512_cvtepu16_epi32(_mm256_loadu_si256((const void *)(s->k16 + b)))
-				   : _mm512_loadu_si512(s->k0 + b);
-
-		if (ld != 1)
-			i0 = _mm512_mullo_epi32(i0, scale);
-		a0 = _mm512_fmadd_ps(_mm512_loadu_ps(v + b), _mm512_i32gather_ps(i0, at, 4), a0);
+		a0 = _mm512_fmadd_ps(_mm512_loadu_ps(v + b),
+				     _mm512_i32gather_ps(csr_offsets16(s, b, ld, idx16), at, 4), a0);
 		b += 16;
 	}
 	if (b < e && e >= 16) {
 		__mmask16 k = (__mmask16)(0xffff << (16 - (e - b)));
-		int32_t b0 = e - 16;
-		__m512i i0 = idx16 ? _mm512_cvtepu16_epi32(_mm256_loadu_si256((const void *)(s->k16 + b0)))
-				   : _mm512_loadu_si512(s->k0 + b0);
+		__m512 x = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), k,
+						    csr_offsets16(s, e - 16, ld, idx16), at, 4);
 
-		if (ld != 1)
-			i0 = _mm512_mullo_epi32(i0, scale);
-		a1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(k, v + b0),
-				     _mm512_mask_i32gather_ps(_mm512_setzero_ps(), k, i0, at, 4), a1);
+		a1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(k, v + e - 16), x, a1);
 		b = e;
 	}
 	for (; b < e; b++)
