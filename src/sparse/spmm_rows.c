@@ -21,6 +21,7 @@
 #define INLINE static inline __attribute__((always_inline))
 #define PREFETCH_AHEAD 6  /* nonzeros: wide tiles prefetch that nonzero's packed row */
 #define IN_FLIGHT 8       /* independent sums a narrow tile's CSR row keeps going */
+#define GATHER_TAIL_MIN 4 /* one-row kernel: a tail this long or longer in one masked gather */
 
 /* Column of block b's first element. */
 #define KAT(s, b, idx16) ((size_t)((idx16) ? (s)->k16[b] : (uint32_t)(s)->k0[b]))
@@ -525,8 +526,9 @@ AVX512 INLINE __m512i csr_offsets16(const struct opass_spmm *s, int32_t b, size_
 }
 
 /* One row of A (CSR): sixteen nonzeros per gather, two sums; the last
- * nonzeros in one masked gather whose offsets end at the row's end (rows
- * before it are read, not used), so that a row's tail is no scalar chain. On
+ * nonzeros (GATHER_TAIL_MIN or more) in one masked gather whose offsets end
+ * at the row's end (rows before it are read, not used), not in a scalar
+ * chain; fewer take the scalar loop, cheaper than a gather for them. On
  * the Intel Xeon (one thread) 1.5-2.9x faster than csr_scalar, in cache and
  * streamed (768x3072 at 80-95 %); session 6's gather kernel on the Zen 5 ran
  * 6 % slower in cache, 4-6 % faster on the encoder streamed. */
@@ -550,7 +552,7 @@ AVX512 INLINE void csr_gather(const struct opass_spmm *s, int64_t row, const flo
 				     _mm512_i32gather_ps(csr_offsets16(s, b, ld, idx16), at, 4), a0);
 		b += 16;
 	}
-	if (b < e && e >= 16) {
+	if (e - b >= GATHER_TAIL_MIN && e >= 16) {
 		__mmask16 k = (__mmask16)(0xffff << (16 - (e - b)));
 		__m512 x = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), k,
 						    csr_offsets16(s, e - 16, ld, idx16), at, 4);
