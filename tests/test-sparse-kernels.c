@@ -286,6 +286,13 @@ START_TEST(test_predict_win)
 	ck_assert(!opass_spmm_predict_win(avx512, 9, k, n, all / 5, 0, 0));
 	ck_assert(opass_spmm_predict_win(avx512, 9, k, n, all / 10, 0, 0));
 	ck_assert(!opass_spmm_predict_win(avx512, 5, k, n, all / 10, 0, 0));
+	/* a call's fixed cost: a 64x64 weight at 95 % zeros does not win at one
+	 * row (nor when M is unknown), a 200x200 one does, and 64x64 at 64 rows */
+	ck_assert(!opass_spmm_predict_win(avx512, 1, 64, 64, 64 * 64 / 20, 0, 0));
+	ck_assert(!opass_spmm_predict_win(avx512, -1, 64, 64, 64 * 64 / 20, 0, 0));
+	ck_assert(!opass_spmm_predict_win(avx2, 1, 64, 64, 64 * 64 / 20, 0, 0));
+	ck_assert(opass_spmm_predict_win(avx512, 1, 200, 200, 200 * 200 / 20, 0, 0));
+	ck_assert(opass_spmm_predict_win(avx512, 64, 64, 64, 64 * 64 / 20, 0, 0));
 	/* two to four rows pay a fixed cost: 94 % zeros win at one row, not at
 	 * two, four or an unknown M */
 	ck_assert(opass_spmm_predict_win(avx512, 1, k, n, all * 6 / 100, 0, 0));
@@ -732,6 +739,11 @@ START_TEST(test_exec_callbacks)
 		assert_close(y, ref, m * n, "callbacks, AVX2");
 		ck_assert_uint_eq(c.items, 4 * 2 + 4 * 2);   /* tiles of 32 rows, 2 parts each */
 	}
+	/* one row: some 1150 products, too few to wake other threads for */
+	c = (struct counting){ 0 };
+	ck_assert_int_eq(opass_spmm_run(spmm, a, 1, &bias, 1, y, &exec), 0);
+	assert_close(y, ref, n, "callbacks, one row");
+	ck_assert_uint_eq(c.parallel_calls, 0);
 	ck_assert_int_eq(opass_spmm_run(spmm, a, m, &bias, 2, y, &exec), -EINVAL);
 	ck_assert_int_eq(opass_spmm_run(spmm, a, -1, NULL, 0, y, &exec), -EINVAL);
 	ck_assert_int_eq(opass_spmm_run(NULL, a, m, NULL, 0, y, &exec), -EINVAL);

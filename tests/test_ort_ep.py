@@ -14,7 +14,8 @@ its OnnxPassSparse device (--ep); ORT's profiler tells which EP ran each node. C
   - claiming: a dense weight, a weight with half zeros (the cost model predicts no win),
     an fp16 weight, a weight that is a graph input, Gemm
     with transA or beta != 1, grouped, depthwise and 1-D Conv stay on the CPU EP; a
-    one-row MatMul is claimed where the graph's activations evict its weight;
+    one-row MatMul is claimed where the graph's activations evict its weight, and one
+    too small to pay for the EP's call is not;
   - a model with external data, a weight stored as a sparse_initializer, a claimed
     node inside an If branch, prepacking
     disabled (the weight is packed at the first run), two graph nodes sharing a weight.
@@ -309,6 +310,19 @@ def check_streams(tmp):
                 [tensor("y", None), tensor("z", None)], [w, shape])
     check_same(path, [a, np.ones(1, np.float32)], {"mm": True, "expand": False, "sum": False},
                "a one-row MatMul beside 36 MB of activations", claim="auto")
+
+
+def check_tiny(tmp):
+    """A call's fixed cost: one row through 64 x 64 at 95 % zeros stays on the CPU EP
+    (the EP ran it 2x slower), through 200 x 200 it is claimed."""
+    rng = np.random.default_rng(13)
+    for d, claimed in ((64, False), (200, True)):
+        w = numpy_helper.from_array(sparse(rng, (d, d), 0.05), "w")
+        path = save(os.path.join(tmp, "tiny.onnx"),
+                    [helper.make_node("MatMul", ["a", "w"], ["y"], name="mm")],
+                    [tensor("a", [1, d])], [tensor("y", None)], [w])
+        check_same(path, [rng.standard_normal((1, d)).astype(np.float32)], {"mm": claimed},
+                   "a one-row MatMul of %dx%d" % (d, d), claim="auto")
 
 
 def check_fused(path, feeds, what, on_cpu, n_on_ep, fuse="1", optimize=True):
@@ -606,6 +620,7 @@ def main(runner):
                          ("claiming: dense, fp16, dynamic, transA, beta", check_claiming),
                          ("claiming convs alone and behind depthwise ones", check_conv_chains),
                          ("claiming one row when the weights leave the cache", check_streams),
+                         ("a tiny MatMul stays on the CPU EP", check_tiny),
                          ("a CNN's stem before its pool stays", check_stem),
                          ("Conv: kernels, strides, pads, dilations, bias", check_conv),
                          ("Conv: grouped, depthwise, 1-D stay", check_conv_stays),

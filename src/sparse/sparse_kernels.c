@@ -12,6 +12,13 @@
 #define CHUNK_N 64     /* outputs per work item (at most) */
 #define WHOLE_TILES_MIN 8  /* from this many tiles on, a work item is one whole tile */
 #define PACK_ITEMS 8       /* below it, the tiles are packed in about this many parts */
+/*
+ * A call of fewer products (nonzeros x rows of A) runs on the calling thread:
+ * waking the others took longer than the work. Chains of 48 MatMuls of one
+ * row at 95 % zeros, every node claimed, 2 threads (ORT's pool): 200x200 took
+ * 5.5 us a node in parallel against 2.7 us on the CPU EP.
+ */
+#define SERIAL_PRODUCTS 16384.0
 #define BLOCK_MAX 16
 
 struct spmm_job {
@@ -33,6 +40,7 @@ struct spmm_job {
 	int64_t rows_per_chunk;    /* block rows per work item */
 	size_t pack_parts;         /* work items that pack one tile */
 	size_t n_chunks;
+	bool serial;               /* too little work to wake other threads for */
 	struct spmm_kernels kernels;
 };
 
@@ -924,6 +932,18 @@ static void run_parallel(const struct opass_spmm_exec *exec, void (*fn)(void *da
 			fn(data, i);
 }
 
+/* A job's work items, in parallel unless the job is too small for it. */
+static void job_run(struct spmm_job *job, const struct opass_spmm_exec *exec,
+		    void (*fn)(void *data, size_t i), size_t n)
+{
+	if (!job->serial) {
+		run_parallel(exec, fn, n, job);
+		return;
+	}
+	for (size_t i = 0; i < n; i++)
+		fn(job, i);
+}
+
 static void *scratch_alloc(const struct opass_spmm_exec *exec, size_t size)
 {
 	if (exec && exec->alloc)
@@ -966,13 +986,15 @@ static int run_tiled(struct spmm_job *job, size_t tiles, const struct opass_spmm
 	if (!job->at)
 		return -ENOMEM;
 	job->pack_parts = 1;
+	job->serial = (double)job->s->n_blocks * job->s->br * job->s->bc * (double)job->m *
+		      (double)(tiles / (size_t)job->tiles_per_image) < SERIAL_PRODUCTS;
 	if (tiles >= WHOLE_TILES_MIN) {
-		run_parallel(exec, tile_whole, tiles, job);
+		job_run(job, exec, tile_whole, tiles);
 	} else {
 		job->pack_parts = PACK_ITEMS / tiles;
 		if (!job->padded && !row_in_place(job))
-			run_parallel(exec, tile_pack, tiles * job->pack_parts, job);
-		run_parallel(exec, tile_chunk, tiles * job->n_chunks, job);
+			job_run(job, exec, tile_pack, tiles * job->pack_parts);
+		job_run(job, exec, tile_chunk, tiles * job->n_chunks);
 	}
 	scratch_release(exec, job->at);
 	return 0;
@@ -1250,6 +1272,14 @@ int opass_spmm_run_conv(const struct opass_spmm *spmm, const struct opass_conv *
  * break-even (and the noise of the measurement) stay on the CPU EP.
  */
 #define MIN_GAIN 1.25
+/*
+ * What a call costs beyond ORT's own node (its kernel context's inputs and
+ * output, an allocator), in dense elements of one row: chains of 48 one-row
+ * MatMuls at 95 % zeros, every node claimed, ran 16x16 and 64x64 in 0.68-0.93
+ * us a node against 0.30-0.46 us on the CPU EP, and MLAS took 2.4 us for a
+ * 200x200 one (about 17 elements a nanosecond), so the tiny ones stay there.
+ */
+#define CALL_COST 10000.0
 #define OUTPUT_COST 32.0
 #define STREAM_BYTES (32LL << 20)
 #define STREAM_GAIN 1.8
@@ -1337,6 +1367,7 @@ bool opass_spmm_predict_win(enum opass_spmm_isa isa, int64_t m, int64_t k, int64
 	} else {
 		sparse = (double)nonzero * nonzero_cost_avx2(m) + (double)n * OUTPUT_COST;
 	}
+	sparse += CALL_COST / (double)(m > 0 ? m : 1);
 	return sparse * MIN_GAIN <= dense;
 }
 
