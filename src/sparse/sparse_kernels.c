@@ -982,8 +982,8 @@ static int run_tiled(struct spmm_job *job, size_t tiles, const struct opass_spmm
 	size = job->padded || row_in_place(job) ? 0 :
 		tiles * (size_t)job->s->k_pad * job->tile_stride * sizeof(float);
 
-	job->at = scratch_alloc(exec, size ? size : 64);
-	if (!job->at)
+	job->at = size ? scratch_alloc(exec, size) : NULL;  /* none: nothing is packed */
+	if (size && !job->at)
 		return -ENOMEM;
 	job->pack_parts = 1;
 	job->serial = (double)job->s->n_blocks * job->s->br * job->s->bc * (double)job->m *
@@ -996,7 +996,8 @@ static int run_tiled(struct spmm_job *job, size_t tiles, const struct opass_spmm
 			job_run(job, exec, tile_pack, tiles * job->pack_parts);
 		job_run(job, exec, tile_chunk, tiles * job->n_chunks);
 	}
-	scratch_release(exec, job->at);
+	if (job->at)
+		scratch_release(exec, job->at);
 	return 0;
 }
 
