@@ -975,15 +975,14 @@ static void tile_whole(void *data, size_t t)
 static int run_tiled(struct spmm_job *job, size_t tiles, const struct opass_spmm_exec *exec)
 {
 	size_t size;
+	bool packs = !job->padded && !row_in_place(job);
 	enum spmm_width w0;
 
 	tile_rows(job, 0, &w0);
 	job->tile_stride = (size_t)spmm_width_floats(w0);
-	size = job->padded || row_in_place(job) ? 0 :
-		tiles * (size_t)job->s->k_pad * job->tile_stride * sizeof(float);
-
-	job->at = size ? scratch_alloc(exec, size) : NULL;  /* none: nothing is packed */
-	if (size && !job->at)
+	size = tiles * (size_t)job->s->k_pad * job->tile_stride * sizeof(float);
+	job->at = packs ? scratch_alloc(exec, size ? size : 64) : NULL;
+	if (packs && !job->at)
 		return -ENOMEM;
 	job->pack_parts = 1;
 	job->serial = (double)job->s->n_blocks * job->s->br * job->s->bc * (double)job->m *
@@ -992,7 +991,7 @@ static int run_tiled(struct spmm_job *job, size_t tiles, const struct opass_spmm
 		job_run(job, exec, tile_whole, tiles);
 	} else {
 		job->pack_parts = PACK_ITEMS / tiles;
-		if (!job->padded && !row_in_place(job))
+		if (packs)
 			job_run(job, exec, tile_pack, tiles * job->pack_parts);
 		job_run(job, exec, tile_chunk, tiles * job->n_chunks);
 	}
