@@ -525,6 +525,14 @@ AVX512 INLINE __m512i csr_offsets16(const struct opass_spmm *s, int32_t b, size_
 	return ld == 1 ? i : _mm512_mullo_epi32(i, _mm512_set1_epi32((int)ld));
 }
 
+/* acc + values[b .. b + 15] x their packed-row elements of at, one gather. */
+AVX512 INLINE __m512 csr_fma16(const struct opass_spmm *s, int32_t b, const float *at, size_t ld,
+			       __m512 acc, const bool idx16)
+{
+	return _mm512_fmadd_ps(_mm512_loadu_ps(s->values + b),
+			       _mm512_i32gather_ps(csr_offsets16(s, b, ld, idx16), at, 4), acc);
+}
+
 /* One row of A (CSR): sixteen nonzeros per gather, two sums; the last
  * nonzeros (GATHER_TAIL_MIN or more) in one masked gather whose offsets end
  * at the row's end (rows before it are read, not used), not in a scalar
@@ -541,15 +549,11 @@ AVX512 INLINE void csr_gather(const struct opass_spmm *s, int64_t row, const flo
 	float tail = 0.0f;
 
 	for (; b + 32 <= e; b += 32) {
-		a0 = _mm512_fmadd_ps(_mm512_loadu_ps(v + b),
-				     _mm512_i32gather_ps(csr_offsets16(s, b, ld, idx16), at, 4), a0);
-		a1 = _mm512_fmadd_ps(_mm512_loadu_ps(v + b + 16),
-				     _mm512_i32gather_ps(csr_offsets16(s, b + 16, ld, idx16), at, 4),
-				     a1);
+		a0 = csr_fma16(s, b, at, ld, a0, idx16);
+		a1 = csr_fma16(s, b + 16, at, ld, a1, idx16);
 	}
 	if (b + 16 <= e) {
-		a0 = _mm512_fmadd_ps(_mm512_loadu_ps(v + b),
-				     _mm512_i32gather_ps(csr_offsets16(s, b, ld, idx16), at, 4), a0);
+		a0 = csr_fma16(s, b, at, ld, a0, idx16);
 		b += 16;
 	}
 	if (e - b >= GATHER_TAIL_MIN && e >= 16) {
