@@ -792,6 +792,12 @@ static bool row_in_place(const struct spmm_job *job)
 	return !job->conv && job->m == 1 && job->s->k_pad == job->s->k;
 }
 
+/* Does the job pack A at all (not a padded conv's copy, not one row in place)? */
+static bool job_packs(const struct spmm_job *job)
+{
+	return !job->padded && !row_in_place(job);
+}
+
 /* Work item i packs part i % pack_parts of tile i / pack_parts. */
 static void tile_pack(void *data, size_t i)
 {
@@ -800,7 +806,7 @@ static void tile_pack(void *data, size_t i)
 	int64_t part = (int64_t)(i % job->pack_parts), parts = (int64_t)job->pack_parts;
 	enum spmm_width wc;
 
-	if (job->padded || row_in_place(job) || tile_in_place(job, tile_rows(job, t, &wc)))
+	if (!job_packs(job) || tile_in_place(job, tile_rows(job, t, &wc)))
 		return;
 	if (job->conv)
 		conv_pack(job, t, part, parts);
@@ -975,7 +981,7 @@ static void tile_whole(void *data, size_t t)
 static int run_tiled(struct spmm_job *job, size_t tiles, const struct opass_spmm_exec *exec)
 {
 	size_t size;
-	bool packs = !job->padded && !row_in_place(job);
+	bool packs = job_packs(job);
 	enum spmm_width w0;
 
 	tile_rows(job, 0, &w0);
