@@ -67,6 +67,11 @@ struct ep_kernel {
 	int64_t perm[EP_PERM_MAX];
 	float *bias;
 	size_t n_bias;
+	/* a conv's weight offsets in the padded copy of x, made at the first
+	 * run of an input size (in_h x in_w) and kept for it (under lock) */
+	int32_t *conv_offsets;
+	int64_t offsets_h, offsets_w;
+	bool offsets_tried;
 };
 
 static OrtStatus *kernel_status(const struct ep_kernel *kernel, OrtErrorCode code,
@@ -521,6 +526,28 @@ static OrtStatus *residual_get(const struct ep_kernel *kernel, OrtKernelContext 
 	return NULL;
 }
 
+/* The weight offsets for cv: those of the first input size run (made now
+ * when this is it), else NULL (opass_spmm_run_conv then makes its own; also
+ * when this conv packs its patches or memory runs out). */
+static const int32_t *conv_offsets_get(struct ep_kernel *kernel, const struct opass_spmm *spmm,
+				       const struct opass_conv *cv)
+{
+	const int32_t *off = NULL;
+
+	pthread_mutex_lock(&kernel->lock);
+	if (!kernel->offsets_tried) {
+		kernel->offsets_tried = true;
+		kernel->offsets_h = cv->in_h;
+		kernel->offsets_w = cv->in_w;
+		if (opass_conv_offsets_new(spmm, cv, &kernel->conv_offsets) < 0)
+			kernel->conv_offsets = NULL;
+	}
+	if (kernel->offsets_h == cv->in_h && kernel->offsets_w == cv->in_w)
+		off = kernel->conv_offsets;
+	pthread_mutex_unlock(&kernel->lock);
+	return off;
+}
+
 static OrtStatus *conv_run(struct ep_kernel *kernel, OrtKernelContext *ctx,
 			   const struct opass_spmm *spmm, const struct ort_tensor *x,
 			   const struct opass_conv *geometry)
@@ -537,6 +564,7 @@ static OrtStatus *conv_run(struct ep_kernel *kernel, OrtKernelContext *ctx,
 	int r;
 
 	cv.relu = kernel->relu;
+	cv.offsets = conv_offsets_get(kernel, spmm, &cv);
 	s = bias_get(kernel, ctx, &bias, &n_bias);
 	if (!s)
 		s = residual_get(kernel, ctx, dims, &cv.residual);
@@ -598,6 +626,7 @@ static void ORT_API_CALL kernel_release(OrtKernelImpl *impl)
 	if (!kernel)
 		return;
 	opass_spmm_free(kernel->spmm);
+	free(kernel->conv_offsets);
 	if (kernel->cpu)
 		kernel->api->ReleaseMemoryInfo(kernel->cpu);
 	pthread_mutex_destroy(&kernel->lock);

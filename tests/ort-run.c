@@ -4,13 +4,16 @@
  *
  *   ort-run [--custom-ops LIB]... [--ep LIB [--ep-option KEY=VALUE]...] [--threads N]
  *           [--config KEY=VALUE]...
- *           [--profile PREFIX] [--runs N] [--no-optimize] MODEL.onnx [IN.bin...] -- OUT_PREFIX
+ *           [--profile PREFIX] [--runs N] [--warm PREFIX] [--no-optimize]
+ *           MODEL.onnx [IN.bin...] -- OUT_PREFIX
  *
  * --ep registers LIB as an execution-provider library and appends its
  * OnnxPassSparse device before the CPU EP. --profile enables ORT's profiler and
  * prints "profile<TAB>path" after the outputs; --ep-option passes an option to
  * the EP; --runs runs the model N times (outputs of the last run), for a
- * profile of warm runs. --threads sets the intra-op
+ * profile of warm runs; --warm first runs it once on other inputs,
+ * PREFIX.0.bin, PREFIX.1.bin, ... (say of another size, for kernels that keep
+ * state from their first run). --threads sets the intra-op
  * threads (default 1); --config adds a session config entry.
  *
  * Inputs are given in the order of the model's graph inputs. Output N is written to
@@ -188,17 +191,24 @@ static int tensor_write(const char *path, const struct tensor *t)
 	return r;
 }
 
-static void run_free(struct run *r)
+static void inputs_free(struct run *r)
 {
 	for (size_t i = 0; r->input_values && i < r->s.n_inputs; i++)
 		ortlib_api->ReleaseValue(r->input_values[i]);
-	for (size_t i = 0; r->output_values && i < r->s.n_outputs; i++)
-		ortlib_api->ReleaseValue(r->output_values[i]);
 	for (size_t i = 0; r->inputs && i < r->s.n_inputs; i++)
 		free(r->inputs[i].data);
 	free(r->input_values);
-	free(r->output_values);
 	free(r->inputs);
+	r->input_values = NULL;
+	r->inputs = NULL;
+}
+
+static void run_free(struct run *r)
+{
+	inputs_free(r);
+	for (size_t i = 0; r->output_values && i < r->s.n_outputs; i++)
+		ortlib_api->ReleaseValue(r->output_values[i]);
+	free(r->output_values);
 	ortlib_session_close(&r->s);
 	if (r->env)
 		ortlib_api->ReleaseEnv(r->env);
@@ -333,13 +343,15 @@ static int usage(void)
 {
 	fprintf(stderr, "usage: ort-run [--custom-ops LIB]... [--ep LIB [--ep-option K=V]...] "
 		"[--threads N] "
-		"[--config KEY=VALUE]... [--profile PREFIX] [--runs N] [--no-optimize] MODEL.onnx "
+		"[--config KEY=VALUE]... [--profile PREFIX] [--runs N] [--warm PREFIX] "
+		"[--no-optimize] MODEL.onnx "
 		"[IN.bin...] -- OUT_PREFIX\n");
 	return 1;
 }
 
 /* Options before the model; returns the index of the model or -1. */
-static int opts_parse(int argc, char **argv, struct ortlib_options *o, int *runs)
+static int opts_parse(int argc, char **argv, struct ortlib_options *o, int *runs,
+		      const char **warm)
 {
 	int i = 1;
 
@@ -351,6 +363,8 @@ static int opts_parse(int argc, char **argv, struct ortlib_options *o, int *runs
 			o->profile = argv[++i];
 		else if (strcmp(argv[i], "--runs") == 0 && i + 1 < argc)
 			*runs = atoi(argv[++i]);
+		else if (strcmp(argv[i], "--warm") == 0 && i + 1 < argc)
+			*warm = argv[++i];
 		else if (i + 1 < argc && ortlib_options_parse(o, argv[i], argv[i + 1]) == 1)
 			i++;
 		else
@@ -359,14 +373,35 @@ static int opts_parse(int argc, char **argv, struct ortlib_options *o, int *runs
 	return i;
 }
 
+/* One run on the inputs PREFIX.0.bin ... (as many as the model has), then freed. */
+static int warm_run(struct run *r, const char *prefix)
+{
+	char **paths = calloc(r->s.n_inputs ? r->s.n_inputs : 1, sizeof(*paths));
+	int k = paths ? 0 : -ENOMEM;
+
+	for (size_t i = 0; k == 0 && i < r->s.n_inputs; i++)
+		if (asprintf(&paths[i], "%s.%zu.bin", prefix, i) < 0)
+			k = -ENOMEM;
+	if (k == 0)
+		k = inputs_load(r, paths, r->s.n_inputs);
+	if (k == 0)
+		k = run_model(r);
+	inputs_free(r);
+	for (size_t i = 0; paths && i < r->s.n_inputs; i++)
+		free(paths[i]);
+	free(paths);
+	return k;
+}
+
 int main(int argc, char **argv)
 {
 	size_t n_in;
 	struct run r = { 0 };
 	struct ortlib_options o;
+	const char *warm = NULL;
 	int i, sep, k, runs = 1;
 
-	i = opts_parse(argc, argv, &o, &runs);
+	i = opts_parse(argc, argv, &o, &runs, &warm);
 	if (i < 0 || runs < 1)
 		return usage();
 	for (sep = i; sep < argc && strcmp(argv[sep], "--") != 0; sep++)
@@ -380,6 +415,8 @@ int main(int argc, char **argv)
 	k = ortlib_env_open(&r.env, ORT_LOGGING_LEVEL_ERROR, &o);
 	if (k == 0)
 		k = ortlib_session_open(&r.s, r.env, argv[i], &o);
+	if (k == 0 && warm)
+		k = warm_run(&r, warm);
 	if (k == 0)
 		k = inputs_load(&r, argv + i + 1, n_in);
 	for (int n = 0; k == 0 && n < runs; n++)

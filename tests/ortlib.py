@@ -116,14 +116,15 @@ def model_input_names(model_path):
 
 
 def run_named(model_path, inputs, custom_ops=(), optimize=True, dtypes=None, ep=None,
-              threads=None, config=(), profile=None, ep_options=()):
+              threads=None, config=(), profile=None, ep_options=(), warm=None):
     """Run model_path in ORT; inputs: a list (graph input order) or a dict by name.
 
     dtypes optionally gives the file dtype per input position (e.g. "bfloat16").
     ep: an execution-provider library whose OnnxPassSparse device is appended, with
     ep_options ("KEY=VALUE");
     config: "KEY=VALUE" session config entries; profile: a list that gets the
-    parsed events of ORT's profiler (each a dict).
+    parsed events of ORT's profiler (each a dict); warm: other inputs (a list) the
+    same session runs first.
     Returns [(output name, numpy array)] in the model's output order."""
     if isinstance(inputs, dict):
         names = model_input_names(model_path)
@@ -147,6 +148,10 @@ def run_named(model_path, inputs, custom_ops=(), optimize=True, dtypes=None, ep=
             args += ["--config", entry]
         if profile is not None:
             args += ["--profile", os.path.join(tmp, "profile")]
+        for i, a in enumerate(warm or []):
+            write_tensor(os.path.join(tmp, "warm.%d.bin" % i), a)
+        if warm:
+            args += ["--warm", os.path.join(tmp, "warm")]
         args.append(model_path)
         for i, a in enumerate(inputs):
             path = os.path.join(tmp, "in%d.bin" % i)

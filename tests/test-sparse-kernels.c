@@ -449,7 +449,8 @@ static double *conv_reference(const struct opass_conv *cv, const float *x, int64
  * strides, asymmetric padding, dilations, output rows split across tiles,
  * 1x1 convolutions whose full tiles read x in place, K > 1024; packed
  * patches and the padded copy (stride 1; stride 2 under a 7x7 or 5x3
- * kernel), CSR and 4x1 blocks. */
+ * kernel), with its weight offsets made per call or kept by the caller
+ * (opass_conv_offsets_new), CSR and 4x1 blocks. */
 START_TEST(test_conv)
 {
 	static const int64_t cases[][12] = {
@@ -482,7 +483,10 @@ START_TEST(test_conv)
 		float *w = weight_make(n, k, 1, 1, 0.4, 0.0), *x, *y, *res, bias[7];
 		struct opass_spmm_exec exec = { .threads = 2 };
 		struct opass_spmm *spmm = spmm_from(w, n, k, br, 1, false);
+		const int64_t kernel[2] = { c[3], c[4] }, stride[2] = { c[5], c[6] };
+		const int64_t dilation[2] = { c[9], c[10] };
 		double *ref, *relu_ref;
+		int32_t *offsets = NULL;
 
 		cv.out_h = opass_conv_output_size(cv.in_h, cv.kernel_h, cv.stride_h, cv.pad_top, c[11],
 						  cv.dilation_h);
@@ -503,6 +507,8 @@ START_TEST(test_conv)
 			res[j] = frand();
 		for (int64_t j = 0; j < n; j++)
 			bias[j] = frand();
+		ck_assert_int_eq(opass_conv_offsets_new(spmm, &cv, &offsets),
+				 opass_conv_packs(kernel, stride, dilation) ? -ENOTSUP : 0);
 		for (size_t t = 0; t < sizeof(isas) / sizeof(isas[0]); t++) {
 			if (!opass_spmm_isa_supported(isas[t]))
 				continue;
@@ -526,12 +532,19 @@ START_TEST(test_conv)
 			ck_assert_int_eq(opass_spmm_run_conv(spmm, &cv, x, batch, bias, (size_t)n, y,
 							     &exec), 0);
 			assert_close(y, ref, ny, "conv + add + relu");
+			cv.offsets = offsets;
+			ck_assert_int_eq(opass_spmm_run_conv(spmm, &cv, x, batch, bias, (size_t)n, y,
+							     &exec), 0);
+			assert_close(y, ref, ny, "conv + add + relu, kept offsets");
+			cv.offsets = NULL;
 			cv.residual = NULL;
 			cv.relu = false;
 			free(ref);
 		}
 		cv.c_in++;
 		ck_assert_int_eq(opass_spmm_run_conv(spmm, &cv, x, batch, NULL, 0, y, NULL), -EINVAL);
+		ck_assert_int_eq(opass_conv_offsets_new(spmm, &cv, &offsets), -EINVAL);
+		free(offsets);
 		opass_spmm_free(spmm);
 		free(w);
 		free(x);

@@ -7,7 +7,8 @@ its OnnxPassSparse device (--ep); ORT's profiler tells which EP ran each node. C
     M from 1 to 300, odd K and N) and Gemm (transB, alpha, bias [N] / [1, N] / one),
     and that those nodes ran on OnnxPassSparse;
   - Conv (2-D, group 1) against the CPU EP: 1x1 to 7x7 kernels, strides, explicit and
-    auto pads, dilations, with and without bias, batch > 1; a Conv fused with the Add
+    auto pads, dilations, with and without bias, batch > 1, an input whose size
+    changes between runs of one session; a Conv fused with the Add
     and / or Relu after it, a MatMul or Gemm with its Relu, the Reshapes around it
     (ORT's rewrite of a 3-D MatMul + Add) and the Transpose after them (attention's
     heads), and where they must not be;
@@ -203,6 +204,26 @@ def check_conv(tmp):
         x = rng.standard_normal(x_shape).astype(np.float32)
         check_same(path, [x], {"conv": True}, "Conv %s %s %s" % (x_shape, kernel, attrs),
                    threads=2)
+
+
+def check_conv_sizes(tmp):
+    """One session runs a Conv of dynamic H and W at two sizes (the EP keeps the
+    weight's offsets of the first size it runs, and makes them per run for others)."""
+    rng = np.random.default_rng(11)
+    w = sparse(rng, (24, 16, 3, 3), 0.1)
+    path = save(os.path.join(tmp, "conv_sizes.onnx"),
+                [helper.make_node("Conv", ["x", "w"], ["y"], name="conv", pads=[1, 1, 1, 1])],
+                [tensor("x", [1, 16, "h", "w"])], [tensor("y", None)],
+                [numpy_helper.from_array(w, "w")])
+    small, large = (rng.standard_normal((1, 16) + hw).astype(np.float32)
+                    for hw in ((7, 9), (12, 10)))
+    for first, then in ((small, large), (large, small), (large, large)):
+        want = ortlib.run(path, [then])
+        profile = []
+        got = ortlib.run(path, [then], ep=LIB, profile=profile, ep_options=["claim=all"],
+                         warm=[first], threads=2)
+        assert_close(got[0], want[0], "Conv at %s after %s" % (then.shape, first.shape))
+        assert providers(profile).get("conv") == EP, "the Conv did not run on " + EP
 
 
 def check_conv_stays(tmp):
@@ -623,6 +644,7 @@ def main(runner):
                          ("a tiny MatMul stays on the CPU EP", check_tiny),
                          ("a CNN's stem before its pool stays", check_stem),
                          ("Conv: kernels, strides, pads, dilations, bias", check_conv),
+                         ("Conv: one session, two input sizes", check_conv_sizes),
                          ("Conv: grouped, depthwise, 1-D stay", check_conv_stays),
                          ("Conv fused with Add / Relu", check_conv_fusion),
                          ("MatMul / Gemm fused with Relu", check_matmul_fusion),

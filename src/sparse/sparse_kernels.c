@@ -1149,35 +1149,70 @@ static void padded_remap(void *data, size_t i)
 		pd->s.k0[b] = pd->of_col[job->s->k0[b]];
 }
 
-/* The padded copy of x and the weight's offsets (in one scratch buffer). */
+/* The padded copy of x and, unless the caller has them (opass_conv.offsets),
+ * the weight's offsets (in one scratch buffer). */
 static int padded_make(struct spmm_job *job, struct conv_padded *pd, int64_t batch,
 		       const struct opass_spmm_exec *exec, void **ret_scratch)
 {
 	const struct opass_conv *cv = job->conv;
 	int64_t planes = cv->c_in * cv->stride_h * cv->stride_w;
 	size_t n_x, slack = TILE_MAX + (size_t)((cv->kernel_w - 1) * cv->dilation_w);
+	size_t n_off = cv->offsets ? 0 : (size_t)(job->s->n_blocks + job->s->k);
 	int32_t *off, *of_col;
 	void *scratch;
 
 	pd->image = planes * pd->hq * pd->wq;
 	n_x = (size_t)(batch * pd->image);
-	scratch = scratch_alloc(exec, (n_x + slack) * sizeof(float) +
-					  (size_t)(job->s->n_blocks + job->s->k) * sizeof(int32_t));
+	scratch = scratch_alloc(exec, (n_x + slack) * sizeof(float) + n_off * sizeof(int32_t));
 	if (!scratch)
 		return -ENOMEM;
 	pd->x = scratch;
-	off = (int32_t *)(pd->x + n_x + slack);
-	of_col = off + job->s->n_blocks;
 	memset(pd->x + n_x, 0, slack * sizeof(float));
-	padded_offsets(cv, pd, of_col);
-	pd->of_col = of_col;
 	pd->s = *job->s;
-	pd->s.k0 = off;
 	pd->s.k16 = NULL;
 	job->padded = pd;
-	run_parallel(exec, padded_remap, (size_t)div_up(job->s->n_blocks, REMAP_BLOCKS), job);
+	if (cv->offsets) {
+		pd->s.k0 = (int32_t *)cv->offsets;  /* only read */
+	} else {
+		off = (int32_t *)(pd->x + n_x + slack);
+		of_col = off + job->s->n_blocks;
+		padded_offsets(cv, pd, of_col);
+		pd->of_col = of_col;
+		pd->s.k0 = off;
+		run_parallel(exec, padded_remap, (size_t)div_up(job->s->n_blocks, REMAP_BLOCKS), job);
+	}
 	run_parallel(exec, padded_fill, (size_t)(batch * planes), job);
 	*ret_scratch = scratch;
+	return 0;
+}
+
+/* A phase plane's rows and columns. */
+static void padded_dims(const struct opass_conv *cv, struct conv_padded *pd)
+{
+	pd->hq = cv->out_h + (cv->kernel_h - 1) * cv->dilation_h / cv->stride_h;
+	pd->wq = cv->out_w + (cv->kernel_w - 1) * cv->dilation_w / cv->stride_w;
+}
+
+int opass_conv_offsets_new(const struct opass_spmm *spmm, const struct opass_conv *conv,
+			   int32_t **ret_offsets)
+{
+	struct spmm_job job = { .s = spmm, .conv = conv };
+	struct conv_padded pd = { 0 };
+	int32_t *off, *of_col;
+
+	if (!spmm || !conv || !ret_offsets || !conv_valid(spmm, conv))
+		return -EINVAL;
+	padded_dims(conv, &pd);
+	if (!conv_pads(&job, &pd))
+		return -ENOTSUP;
+	off = malloc((size_t)(spmm->n_blocks + spmm->k + 1) * sizeof(int32_t));
+	if (!off)
+		return -ENOMEM;
+	of_col = off + spmm->n_blocks;
+	padded_offsets(conv, &pd, of_col);
+	for (int64_t b = 0; b < spmm->n_blocks; b++)
+		off[b] = of_col[spmm->k0[b]];
+	*ret_offsets = off;
 	return 0;
 }
 
@@ -1202,8 +1237,7 @@ int opass_spmm_run_conv(const struct opass_spmm *spmm, const struct opass_conv *
 		     conv->out_h == conv->in_h && conv->out_w == conv->in_w;
 	if (batch == 0 || job.m == 0 || spmm->n == 0)
 		return 0;
-	pd.hq = conv->out_h + (conv->kernel_h - 1) * conv->dilation_h / conv->stride_h;
-	pd.wq = conv->out_w + (conv->kernel_w - 1) * conv->dilation_w / conv->stride_w;
+	padded_dims(conv, &pd);
 	if (conv_pads(&job, &pd)) {
 		if (padded_make(&job, &pd, batch, exec, &scratch) < 0)
 			return -ENOMEM;

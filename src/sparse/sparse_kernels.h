@@ -184,7 +184,20 @@ struct opass_conv {
 	 * y = max(y, 0) when relu: a following Add and Relu fused */
 	const float *residual;
 	bool relu;
+	/* opass_conv_offsets_new's offsets for this same geometry and weight,
+	 * or NULL: a conv that reads a padded copy of x remaps the weight's
+	 * columns to offsets in it on every call */
+	const int32_t *offsets;
 };
+
+/*
+ * The offsets in the padded copy of x (see opass_spmm_run_conv) of every
+ * nonzero of the weight, for one geometry: malloc'd, one int32 per block, for
+ * opass_conv.offsets, so that a caller running the same conv again skips the
+ * remap. -ENOTSUP when this conv does not read a padded copy (it packs).
+ */
+int opass_conv_offsets_new(const struct opass_spmm *spmm, const struct opass_conv *conv,
+			   int32_t **ret_offsets);
 
 /* Output size along one axis, or -EINVAL when the kernel does not fit. */
 int64_t opass_conv_output_size(int64_t in, int64_t kernel, int64_t stride, int64_t pad_begin,
