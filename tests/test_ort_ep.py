@@ -16,7 +16,7 @@ its OnnxPassSparse device (--ep); ORT's profiler tells which EP ran each node. C
     an fp16 weight, a weight that is a graph input, Gemm
     with transA or beta != 1, grouped, depthwise and 1-D Conv stay on the CPU EP; a
     one-row MatMul is claimed where the graph's activations evict its weight, and one
-    too small to pay for the EP's call is not;
+    too small to pay for the EP's call is not, nor are small convs amid ORT's;
   - a model with external data, a weight stored as a sparse_initializer, a claimed
     node inside an If branch, prepacking
     disabled (the weight is packed at the first run), two graph nodes sharing a weight.
@@ -268,6 +268,33 @@ def check_conv_chains(tmp):
     claimed = {"dw%d" % i: False for i in range(9)}
     claimed["pw"] = not avx512()
     check_same(behind, [x], claimed, "a conv behind depthwise convs", claim="auto")
+
+
+def check_small_convs(tmp):
+    """Small convs amid ORT's (a digits CNN at 8x8: 1 -> 32, 32 -> 64, a pool, 64 -> 64 at
+    4x4, 95 % zeros) stay with the CPU EP: each would pay a call and two reorders that
+    cost more than its few products."""
+    rng = np.random.default_rng(13)
+    shapes = [(32, 1, 3, 3), (64, 32, 3, 3), (64, 64, 3, 3)]
+    inits = [numpy_helper.from_array(sparse(rng, s, 0.05), "w%d" % i)
+             for i, s in enumerate(shapes)]
+    nodes = [helper.make_node("Conv", ["x", "w0"], ["c0"], name="conv0", pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c0"], ["r0"], name="relu0"),
+             helper.make_node("Conv", ["r0", "w1"], ["c1"], name="conv1", pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+             helper.make_node("MaxPool", ["r1"], ["p"], name="pool", kernel_shape=[2, 2],
+                              strides=[2, 2]),
+             helper.make_node("Conv", ["p", "w2"], ["c2"], name="conv2", pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c2"], ["y"], name="relu2")]
+    path = save(os.path.join(tmp, "small_convs.onnx"), nodes, [tensor("x", [1, 1, 8, 8])],
+                [tensor("y", None)], inits)
+    x = rng.standard_normal((1, 1, 8, 8)).astype(np.float32)
+    want = ortlib.run(path, [x], threads=2)
+    profile = []
+    got = ortlib.run(path, [x], ep=LIB, profile=profile, threads=2)
+    assert_close(got[0], want[0], "small convs")
+    on_ep = sorted(name for name, ep in providers(profile).items() if ep == EP)
+    assert not on_ep, "small convs: %s ran on %s" % (on_ep, EP)
 
 
 def check_stem(tmp):
@@ -642,6 +669,7 @@ def main(runner):
                          ("claiming convs alone and behind depthwise ones", check_conv_chains),
                          ("claiming one row when the weights leave the cache", check_streams),
                          ("a tiny MatMul stays on the CPU EP", check_tiny),
+                         ("small convs amid ORT's stay", check_small_convs),
                          ("a CNN's stem before its pool stays", check_stem),
                          ("Conv: kernels, strides, pads, dilations, bias", check_conv),
                          ("Conv: one session, two input sizes", check_conv_sizes),

@@ -938,6 +938,13 @@ static void run_parallel(const struct opass_spmm_exec *exec, void (*fn)(void *da
 			fn(data, i);
 }
 
+/* Too few products (nonzeros x rows of A, over all images) to wake other threads for? */
+static bool job_small(const struct spmm_job *job, int64_t images)
+{
+	return (double)job->s->n_blocks * job->s->br * job->s->bc * (double)job->m *
+	       (double)images < SERIAL_PRODUCTS;
+}
+
 /* A job's work items, in parallel unless the job is too small for it. */
 static void job_run(struct spmm_job *job, const struct opass_spmm_exec *exec,
 		    void (*fn)(void *data, size_t i), size_t n)
@@ -991,8 +998,6 @@ static int run_tiled(struct spmm_job *job, size_t tiles, const struct opass_spmm
 	if (packs && !job->at)
 		return -ENOMEM;
 	job->pack_parts = 1;
-	job->serial = (double)job->s->n_blocks * job->s->br * job->s->bc * (double)job->m *
-		      (double)(tiles / (size_t)job->tiles_per_image) < SERIAL_PRODUCTS;
 	if (tiles >= WHOLE_TILES_MIN) {
 		job_run(job, exec, tile_whole, tiles);
 	} else {
@@ -1042,6 +1047,7 @@ int opass_spmm_run_layout(const struct opass_spmm *spmm, const float *a, int64_t
 	job.rows_per_chunk = CHUNK_N / spmm->br;
 	job.n_chunks = (size_t)div_up(spmm->n_block_rows, job.rows_per_chunk);
 	job.tiles_per_image = div_up(m, job.tile_max);
+	job.serial = job_small(&job, 1);
 	return run_tiled(&job, (size_t)job.tiles_per_image, exec);
 }
 
@@ -1179,9 +1185,9 @@ static int padded_make(struct spmm_job *job, struct conv_padded *pd, int64_t bat
 		padded_offsets(cv, pd, of_col);
 		pd->of_col = of_col;
 		pd->s.k0 = off;
-		run_parallel(exec, padded_remap, (size_t)div_up(job->s->n_blocks, REMAP_BLOCKS), job);
+		job_run(job, exec, padded_remap, (size_t)div_up(job->s->n_blocks, REMAP_BLOCKS));
 	}
-	run_parallel(exec, padded_fill, (size_t)(batch * planes), job);
+	job_run(job, exec, padded_fill, (size_t)(batch * planes));
 	*ret_scratch = scratch;
 	return 0;
 }
@@ -1224,6 +1230,7 @@ int opass_spmm_run_conv(const struct opass_spmm *spmm, const struct opass_conv *
 				.conv = conv };
 	struct conv_padded pd = { 0 };
 	void *scratch = NULL;
+	bool padded;
 	int r;
 
 	if (!spmm || !conv || batch < 0 || !conv_valid(spmm, conv) ||
@@ -1238,11 +1245,12 @@ int opass_spmm_run_conv(const struct opass_spmm *spmm, const struct opass_conv *
 	if (batch == 0 || job.m == 0 || spmm->n == 0)
 		return 0;
 	padded_dims(conv, &pd);
-	if (conv_pads(&job, &pd)) {
-		if (padded_make(&job, &pd, batch, exec, &scratch) < 0)
-			return -ENOMEM;
+	padded = conv_pads(&job, &pd);
+	if (padded)
 		job.m = conv->out_h * pd.wq;
-	}
+	job.serial = job_small(&job, batch);
+	if (padded && padded_make(&job, &pd, batch, exec, &scratch) < 0)
+		return -ENOMEM;
 	job.rows_per_chunk = CHUNK_N / spmm->br;
 	job.n_chunks = (size_t)div_up(spmm->n_block_rows, job.rows_per_chunk);
 	job.tiles_per_image = div_up(job.m, job.tile_max);
@@ -1452,7 +1460,15 @@ bool opass_spmm_predict_win(enum opass_spmm_isa isa, int64_t m, int64_t k, int64
  * 90 %, with the padded-copy kernels: 1.23x with the layout cost, 1.34x
  * without, 1.38x with every node claimed; MobileNetV2, whose depthwise convs
  * stay with ORT, 0.99x / 0.83x / 0.69x).
+ * A conv that is not chained also pays a fixed CONV_CALL_COST per call: amid
+ * ORT's convs, the call and the reorders around it take some 20 us whatever
+ * its size. bench/accuracy.py's digits CNN at 95 % zeros, one image, by ORT's
+ * profiler: its 32 -> 64 and 64 -> 64 3x3 convs at 8x8 and 4x4 took 22 and
+ * 18 us here against ORT's 14.5 and 12 us, and the two reorders 15 us more;
+ * the model ran 0.78-0.82x. A million dense elements is about 10 us of ORT's
+ * Conv on the Zen 5's two threads.
  */
+#define CONV_CALL_COST 1e6
 #define CONV_OUTPUT_COST 24.0
 #define CONV_GATHER_COST 80.0
 #define CONV_LAYOUT_COST_AVX512 24.0
@@ -1471,6 +1487,8 @@ bool opass_spmm_predict_win_conv(enum opass_spmm_isa isa, int64_t m, int64_t k, 
 		per_nonzero *= 1.5;
 	dense = (double)k * (double)n;
 	sparse = (double)nonzero * per_nonzero + (double)n * CONV_OUTPUT_COST;
+	if (!(flags & OPASS_CONV_CHAINED) && m > 0)
+		sparse += CONV_CALL_COST / (double)m;
 	if (isa_resolve(isa) == OPASS_SPMM_ISA_AVX512) {
 		if (!(flags & OPASS_CONV_CHAINED))
 			sparse += (double)(n + c_in) * CONV_LAYOUT_COST_AVX512;
