@@ -218,12 +218,8 @@ def check_conv_sizes(tmp):
     small, large = (rng.standard_normal((1, 16) + hw).astype(np.float32)
                     for hw in ((7, 9), (12, 10)))
     for first, then in ((small, large), (large, small), (large, large)):
-        want = ortlib.run(path, [then])
-        profile = []
-        got = ortlib.run(path, [then], ep=LIB, profile=profile, ep_options=["claim=all"],
-                         warm=[first], threads=2)
-        assert_close(got[0], want[0], "Conv at %s after %s" % (then.shape, first.shape))
-        assert providers(profile).get("conv") == EP, "the Conv did not run on " + EP
+        check_same(path, [then], {"conv": True}, "Conv at %s after %s" % (then.shape, first.shape),
+                   warm=[first], threads=2)
 
 
 def check_conv_stays(tmp):
@@ -289,12 +285,8 @@ def check_small_convs(tmp):
     path = save(os.path.join(tmp, "small_convs.onnx"), nodes, [tensor("x", [1, 1, 8, 8])],
                 [tensor("y", None)], inits)
     x = rng.standard_normal((1, 1, 8, 8)).astype(np.float32)
-    want = ortlib.run(path, [x], threads=2)
-    profile = []
-    got = ortlib.run(path, [x], ep=LIB, profile=profile, threads=2)
-    assert_close(got[0], want[0], "small convs")
-    on_ep = sorted(name for name, ep in providers(profile).items() if ep == EP)
-    assert not on_ep, "small convs: %s ran on %s" % (on_ep, EP)
+    check_same(path, [x], {"conv0": False, "conv1": False, "conv2": False}, "small convs",
+               claim="auto", threads=2)
 
 
 def check_stem(tmp):
