@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "sparse_kernels.h"
+#include "spmm_impl.h"
 #include "testlib.h"
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15u;
@@ -410,6 +411,12 @@ START_TEST(test_flat_view)
 		ck_assert_int_eq(opass_spmm_run(spmm, a, m, NULL, 0, y1, NULL), 0);
 		ck_assert_int_eq(opass_spmm_run(view, a, m, NULL, 0, y2, NULL), 0);
 		ck_assert_mem_eq(y1, y2, (size_t)(m * n) * sizeof(float));
+		/* one row: the one-row format's arrays come with it */
+		ck_assert((view->m1.steps != NULL) == (spmm->m1.steps != NULL));
+		ck_assert_int_eq(opass_spmm_run(spmm, a, 1, NULL, 0, y1, NULL), 0);
+		ck_assert_int_eq(opass_spmm_run(view, a, 1, NULL, 0, y2, NULL), 0);
+		ck_assert_mem_eq(y1, y2, (size_t)n * sizeof(float));
+		view = opass_spmm_free(view);
 		ck_assert_int_eq(opass_spmm_flat_view(buf, size - 4, &view), -EINVAL);
 		memset(buf, 0, 8);
 		ck_assert_int_eq(opass_spmm_flat_view(buf, size, &view), -EINVAL);
@@ -420,6 +427,69 @@ START_TEST(test_flat_view)
 		free(a);
 		free(y1);
 		free(y2);
+	}
+}
+END_TEST
+
+/* y = one row x times a weight of `dup` blocks in column `col` of row 0 and
+ * `dup2` in column col2 of row 1 (values v, v2): duplicates add up. */
+static struct opass_spmm *duplicates_make(int64_t k, int dup, int64_t col, int dup2,
+					  int64_t col2)
+{
+	int32_t *cols = malloc((size_t)(dup + dup2) * sizeof(*cols)), ptr[3] = { 0, dup, dup + dup2 };
+	float *v = malloc((size_t)(dup + dup2) * sizeof(*v));
+	struct opass_spmm *spmm = NULL;
+
+	ck_assert(cols && v);
+	for (int i = 0; i < dup + dup2; i++) {
+		cols[i] = (int32_t)(i < dup ? col : col2);
+		v[i] = i < dup ? 0.5f : 0.25f;
+	}
+	ck_assert_int_eq(opass_spmm_new(2, k, 1, 1, v, (size_t)(dup + dup2), cols,
+					(size_t)(dup + dup2), ptr, 3, false, &spmm, NULL), 0);
+	free(cols);
+	free(v);
+	return spmm;
+}
+
+/* Products of one row, which AVX-512 runs from the one-row format
+ * (spmm_m1.c): its empty lanes leave the sums alone even where x is infinite
+ * (they point at a window's last column); a window with more than
+ * M1_STEPS_MAX elements of one row leaves the format out, and the block rows
+ * run instead. */
+START_TEST(test_one_row)
+{
+	bool avx512 = opass_spmm_isa_supported(OPASS_SPMM_ISA_AVX512);
+	int64_t n = 45, k = 150;
+	float *bt = weight_make(n, k, 1, 1, 0.3, 0.0), x[150], y[45];
+	struct opass_spmm *spmm;
+
+	for (int64_t j = 0; j < k; j++)
+		x[j] = frand();
+	for (int64_t i = 0; i < n; i++)
+		bt[i * k + 63] = bt[i * k + 127] = 0.0f;
+	x[63] = x[127] = INFINITY;
+	spmm = spmm_from(bt, n, k, 1, 1, false);
+	ck_assert(avx512 == (spmm->m1.steps != NULL));
+	ck_assert_int_eq(opass_spmm_run(spmm, x, 1, NULL, 0, y, NULL), 0);
+	for (int64_t i = 0; i < n; i++) {
+		double want = 0.0;
+
+		for (int64_t j = 0; j < k; j++)
+			want += bt[i * k + j] != 0.0f ? (double)bt[i * k + j] * x[j] : 0.0;
+		ck_assert_msg(fabs(y[i] - want) <= 1e-5 * (1.0 + fabs(want)),
+			      "row %lld: %g, expected %g", (long long)i, (double)y[i], want);
+	}
+	opass_spmm_free(spmm);
+	free(bt);
+	for (int dup = M1_STEPS_MAX; dup <= M1_STEPS_MAX + 1; dup++) {
+		spmm = duplicates_make(k, dup, 5, 7, 140);
+		ck_assert(avx512 && dup <= M1_STEPS_MAX ? spmm->m1.steps != NULL
+							: spmm->m1.steps == NULL);
+		ck_assert_int_eq(opass_spmm_run(spmm, x, 1, NULL, 0, y, NULL), 0);
+		ck_assert_float_eq_tol(y[0], 0.5f * (float)dup * x[5], 1e-5f * (float)dup);
+		ck_assert_float_eq_tol(y[1], 0.25f * 7.0f * x[140], 1e-5f);
+		opass_spmm_free(spmm);
 	}
 }
 END_TEST
@@ -847,6 +917,7 @@ Suite *test_suite(void)
 	tcase_add_test(tc, test_wide_k);
 	tcase_add_test(tc, test_predict_win);
 	tcase_add_test(tc, test_flat_view);
+	tcase_add_test(tc, test_one_row);
 	tcase_add_test(tc, test_conv);
 	suite_add_tcase(s, tc);
 	return s;

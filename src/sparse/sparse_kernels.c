@@ -41,6 +41,7 @@ struct spmm_job {
 	size_t pack_parts;         /* work items that pack one tile */
 	size_t n_chunks;
 	bool serial;               /* too little work to wake other threads for */
+	bool m1;                   /* one row of A: the one-row format's kernel */
 	struct spmm_kernels kernels;
 };
 
@@ -179,6 +180,7 @@ struct opass_spmm *opass_spmm_free(struct opass_spmm *spmm)
 		free(spmm->k0);
 		free(spmm->k16);
 		free(spmm->values);
+		spmm_m1_free(&spmm->m1);
 	}
 	free(spmm);
 	return NULL;
@@ -294,6 +296,8 @@ int opass_spmm_new(int64_t n, int64_t k, int64_t br, int64_t bc,
 	}
 	if (r == 0)
 		r = spmm_compact(s, n_col, err);
+	if (r == 0 && spmm_m1_build(s) < 0)
+		r = opass_error(err, -ENOMEM, "out of memory");
 	if (r < 0) {
 		opass_spmm_free(s);
 		return r;
@@ -320,87 +324,125 @@ int opass_spmm_from_dense(const float *bt, int64_t n, int64_t k, int64_t br, int
 
 /* ---- one flat buffer (weights shared between sessions) --------------------- */
 
-#define FLAT_MAGIC 0x31746c66706f6e78ull   /* "xnopflt1" */
+#define FLAT_MAGIC 0x32746c66706f6e78ull   /* "xnopflt2" */
 #define FLAT_ALIGN 64
 
 struct spmm_flat {
 	uint64_t magic;
 	int64_t n, k, k_pad, n_block_rows, n_blocks;
+	int64_t m1_slices, m1_windows, m1_steps, m1_values;   /* m1_slices 0: no one-row format */
 	int32_t br, bc, has_k16, pad;
 };
+
+/* The arrays of a flat buffer, in order. */
+enum { FLAT_ROW_PTR, FLAT_K0, FLAT_K16, FLAT_VALUES, FLAT_M1_STEP, FLAT_M1_VALUE,
+       FLAT_M1_STEPS, FLAT_M1_IDX, FLAT_M1_VALUES, _FLAT_ARRAYS };
 
 static size_t align_up(size_t v)
 {
 	return (v + FLAT_ALIGN - 1) / FLAT_ALIGN * FLAT_ALIGN;
 }
 
-/* Offsets of the arrays in a flat buffer, and its size. */
-static size_t flat_layout(const struct spmm_flat *h, size_t off[4])
+/* Offsets and sizes of the arrays in a flat buffer, and its size. */
+static size_t flat_layout(const struct spmm_flat *h, size_t off[_FLAT_ARRAYS],
+			  size_t bytes[_FLAT_ARRAYS])
 {
-	size_t blocks = (size_t)h->n_blocks, at = align_up(sizeof(*h));
+	size_t blocks = (size_t)h->n_blocks, slices = (size_t)h->m1_slices;
+	size_t at = align_up(sizeof(*h));
 
-	off[0] = at;
-	at = align_up(at + ((size_t)h->n_block_rows + 1) * sizeof(int32_t));
-	off[1] = at;
-	at = align_up(at + blocks * sizeof(int32_t));
-	off[2] = at;
-	at = align_up(at + (h->has_k16 ? blocks * sizeof(uint16_t) : 0));
-	off[3] = at;
-	return at + blocks * (size_t)h->br * (size_t)h->bc * sizeof(float);
+	bytes[FLAT_ROW_PTR] = ((size_t)h->n_block_rows + 1) * sizeof(int32_t);
+	bytes[FLAT_K0] = blocks * sizeof(int32_t);
+	bytes[FLAT_K16] = h->has_k16 ? blocks * sizeof(uint16_t) : 0;
+	bytes[FLAT_VALUES] = blocks * (size_t)h->br * (size_t)h->bc * sizeof(float);
+	bytes[FLAT_M1_STEP] = slices ? (slices + 1) * sizeof(int64_t) : 0;
+	bytes[FLAT_M1_VALUE] = bytes[FLAT_M1_STEP];
+	bytes[FLAT_M1_STEPS] = slices * (size_t)h->m1_windows;
+	bytes[FLAT_M1_IDX] = (size_t)h->m1_steps * 16;
+	bytes[FLAT_M1_VALUES] = (size_t)h->m1_values * sizeof(float);
+	for (int i = 0; i < _FLAT_ARRAYS; i++) {
+		off[i] = at;
+		at = align_up(at + bytes[i]);
+	}
+	return at;
 }
 
 static struct spmm_flat flat_header(const struct opass_spmm *s)
 {
+	const struct spmm_m1 *m1 = &s->m1;
+	bool has = m1->steps != NULL;
+
 	return (struct spmm_flat){ .magic = FLAT_MAGIC, .n = s->n, .k = s->k, .k_pad = s->k_pad,
 				   .n_block_rows = s->n_block_rows, .n_blocks = s->n_blocks,
+				   .m1_slices = has ? m1->n_slices : 0,
+				   .m1_windows = has ? m1->n_windows : 0,
+				   .m1_steps = has ? m1->n_steps : 0,
+				   .m1_values = has ? m1->n_values : 0,
 				   .br = s->br, .bc = s->bc, .has_k16 = s->k16 != NULL };
 }
 
 size_t opass_spmm_flat_size(const struct opass_spmm *spmm)
 {
 	struct spmm_flat h = flat_header(spmm);
-	size_t off[4];
+	size_t off[_FLAT_ARRAYS], bytes[_FLAT_ARRAYS];
 
-	return flat_layout(&h, off);
+	return flat_layout(&h, off, bytes);
 }
 
 void opass_spmm_flat_write(const struct opass_spmm *spmm, void *buf)
 {
+	const struct spmm_m1 *m1 = &spmm->m1;
+	const void *src[_FLAT_ARRAYS] = { spmm->row_ptr, spmm->k0, spmm->k16, spmm->values,
+					  m1->slice_step, m1->slice_value, m1->steps, m1->idx,
+					  m1->values };
 	struct spmm_flat h = flat_header(spmm);
-	size_t off[4], blocks = (size_t)h.n_blocks;
+	size_t off[_FLAT_ARRAYS], bytes[_FLAT_ARRAYS];
 	char *p = buf;
 
-	flat_layout(&h, off);
+	memset(p, 0, flat_layout(&h, off, bytes));
 	memcpy(p, &h, sizeof(h));
-	memcpy(p + off[0], spmm->row_ptr, ((size_t)h.n_block_rows + 1) * sizeof(int32_t));
-	memcpy(p + off[1], spmm->k0, blocks * sizeof(int32_t));
-	if (spmm->k16)
-		memcpy(p + off[2], spmm->k16, blocks * sizeof(uint16_t));
-	memcpy(p + off[3], spmm->values, blocks * (size_t)h.br * (size_t)h.bc * sizeof(float));
+	for (int i = 0; i < _FLAT_ARRAYS; i++)
+		if (bytes[i])
+			memcpy(p + off[i], src[i], bytes[i]);
+}
+
+/* The one-row format of a flat buffer (none when it has no slices). */
+static struct spmm_m1 flat_m1(const struct spmm_flat *h, char *p, const size_t off[_FLAT_ARRAYS])
+{
+	if (h->m1_slices == 0)
+		return (struct spmm_m1){ 0 };
+	return (struct spmm_m1){ .n_slices = h->m1_slices, .n_windows = h->m1_windows,
+				 .n_steps = h->m1_steps, .n_values = h->m1_values,
+				 .slice_step = (int64_t *)(void *)(p + off[FLAT_M1_STEP]),
+				 .slice_value = (int64_t *)(void *)(p + off[FLAT_M1_VALUE]),
+				 .steps = (uint8_t *)(p + off[FLAT_M1_STEPS]),
+				 .idx = (uint8_t *)(p + off[FLAT_M1_IDX]),
+				 .values = (float *)(void *)(p + off[FLAT_M1_VALUES]) };
 }
 
 int opass_spmm_flat_view(const void *buf, size_t size, struct opass_spmm **ret_spmm)
 {
 	struct spmm_flat h;
 	struct opass_spmm *s;
-	size_t off[4];
+	size_t off[_FLAT_ARRAYS], bytes[_FLAT_ARRAYS];
 	char *p = (char *)buf;
 
 	if (!buf || size < sizeof(h))
 		return -EINVAL;
 	memcpy(&h, buf, sizeof(h));
-	if (h.magic != FLAT_MAGIC || h.n_blocks < 0 || h.n_block_rows < 0 ||
-	    flat_layout(&h, off) != size)
+	if (h.magic != FLAT_MAGIC || h.n_blocks < 0 || h.n_block_rows < 0 || h.m1_slices < 0 ||
+	    h.m1_windows < 0 || h.m1_steps < 0 || h.m1_values < 0 ||
+	    flat_layout(&h, off, bytes) != size)
 		return -EINVAL;
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
 	*s = (struct opass_spmm){ .n = h.n, .k = h.k, .k_pad = h.k_pad, .br = h.br, .bc = h.bc,
 				  .n_block_rows = h.n_block_rows, .n_blocks = h.n_blocks,
-				  .row_ptr = (int32_t *)(void *)(p + off[0]),
-				  .k0 = (int32_t *)(void *)(p + off[1]),
-				  .k16 = h.has_k16 ? (uint16_t *)(void *)(p + off[2]) : NULL,
-				  .values = (float *)(void *)(p + off[3]), .borrowed = true };
+				  .row_ptr = (int32_t *)(void *)(p + off[FLAT_ROW_PTR]),
+				  .k0 = (int32_t *)(void *)(p + off[FLAT_K0]),
+				  .k16 = h.has_k16 ? (uint16_t *)(void *)(p + off[FLAT_K16]) : NULL,
+				  .values = (float *)(void *)(p + off[FLAT_VALUES]),
+				  .m1 = flat_m1(&h, p, off), .borrowed = true };
 	*ret_spmm = s;
 	return 0;
 }
@@ -899,8 +941,11 @@ static void tile_chunk(void *data, size_t item)
 	block_rows = job->kernels.block_rows[wc];
 	if (row1 > s->n_block_rows)
 		row1 = s->n_block_rows;
-	block_rows(job->padded ? &job->padded->s : s, row0, row1, at, ld, out);
 	n_out = row1 * s->br < s->n ? row1 * s->br - n0 : s->n - n0;
+	if (job->m1)
+		job->kernels.m1(&s->m1, s->k, n0 / 16, div_up(n0 + n_out, 16), at, out);
+	else
+		block_rows(job->padded ? &job->padded->s : s, row0, row1, at, ld, out);
 	if (job->padded)
 		conv_store_padded(job, t, rows, w, n0, n_out, out);
 	else if (job->conv)
@@ -1048,6 +1093,9 @@ int opass_spmm_run_layout(const struct opass_spmm *spmm, const float *a, int64_t
 	job.n_chunks = (size_t)div_up(spmm->n_block_rows, job.rows_per_chunk);
 	job.tiles_per_image = div_up(m, job.tile_max);
 	job.serial = job_small(&job, 1);
+	/* a chunk's outputs start at a slice (br 1, 2, 4, 8 or 16) */
+	job.m1 = m == 1 && spmm->m1.steps && job.kernels.m1 &&
+		 job.rows_per_chunk * spmm->br % 16 == 0;
 	return run_tiled(&job, (size_t)job.tiles_per_image, exec);
 }
 
@@ -1176,6 +1224,7 @@ static int padded_make(struct spmm_job *job, struct conv_padded *pd, int64_t bat
 	memset(pd->x + n_x, 0, slack * sizeof(float));
 	pd->s = *job->s;
 	pd->s.k16 = NULL;
+	pd->s.m1 = (struct spmm_m1){ 0 };
 	job->padded = pd;
 	if (cv->offsets) {
 		pd->s.k0 = (int32_t *)cv->offsets;  /* only read */

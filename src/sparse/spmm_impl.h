@@ -21,6 +21,29 @@
 
 #define TILE_MAX 64
 
+/*
+ * The one-row format (products of one row of A, AVX-512), kept beside the
+ * block rows: output rows in slices of 16, a lane each, and columns in
+ * windows of M1_WINDOW. A step gives every lane one element of its row within
+ * the window (the column's offset in it) or none (M1_EMPTY); slice s runs
+ * steps[s * n_windows + w] steps in window w, windows in order, its steps
+ * from slice_step[s] on. The values of the elements there follow one another
+ * in step and lane order from slice_value[s] on. Stored elements past the
+ * weight's edge (zeros) are left out.
+ */
+#define M1_WINDOW 64
+#define M1_EMPTY 0xff
+#define M1_STEPS_MAX 255
+
+struct spmm_m1 {
+	int64_t n_slices, n_windows, n_steps, n_values;
+	int64_t *slice_step;   /* [n_slices + 1] */
+	int64_t *slice_value;  /* [n_slices + 1] */
+	uint8_t *steps;        /* [n_slices * n_windows] */
+	uint8_t *idx;          /* [n_steps * 16] */
+	float *values;         /* [n_values] */
+};
+
 struct opass_spmm {
 	int64_t n, k, k_pad;
 	int br, bc;
@@ -30,8 +53,14 @@ struct opass_spmm {
 	uint16_t *k16;     /* the same in 16 bits when k_pad <= 65536, else NULL */
 	float *values;     /* [n_blocks * br * bc] */
 	int64_t n_blocks;
+	struct spmm_m1 m1; /* steps NULL: none (no AVX-512, or too many duplicates) */
 	bool borrowed;     /* the arrays live in a flat buffer owned elsewhere */
 };
+
+/* s->m1 built from s's block rows (left empty where the CPU has no AVX-512,
+ * or a window holds more than M1_STEPS_MAX elements of a row); -ENOMEM. */
+int spmm_m1_build(struct opass_spmm *s);
+void spmm_m1_free(struct spmm_m1 *m1);
 
 enum spmm_width {
 	SPMM_W1,
@@ -59,6 +88,11 @@ typedef void spmm_transpose16_fn(const float *src, size_t src_stride, float *dst
 typedef void spmm_row_add_fn(float *dst, const float *src, float add, const float *res,
 			     bool relu, size_t n);
 
+/* out[(s - s0) * 16 + lane] = row 16 s + lane of the product with one row x
+ * of K = k floats, for slices s0 <= s < s1 of the one-row format. */
+typedef void spmm_m1_fn(const struct spmm_m1 *f, int64_t k, int64_t s0, int64_t s1,
+			const float *x, float *out);
+
 /* dst[i] = src[2 * i] for i < n (reading no element past src[2 * n - 2]). */
 typedef void spmm_gather2_fn(float *dst, const float *src, size_t n);
 
@@ -67,6 +101,7 @@ struct spmm_kernels {
 	spmm_transpose16_fn *transpose16;    /* or NULL: scalar copies */
 	spmm_row_add_fn *row_add;
 	spmm_gather2_fn *gather2;            /* or NULL: a scalar loop */
+	spmm_m1_fn *m1;                      /* or NULL: the one-row format unused */
 };
 
 /* Floats per packed row of a width class. */

@@ -597,6 +597,72 @@ AVX512 INLINE __mmask16 lanes_below(size_t n)
 	return n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << n) - 1);
 }
 
+/* ---- AVX-512, the one-row format (spmm_impl.h, spmm_m1.c) ---------------- */
+
+#define M1_AVX512 __attribute__((target("avx512f,popcnt")))
+#define M1_PREFETCH_STEPS 64   /* software prefetch this far ahead (hardware alone: 3x slower streamed) */
+
+/* x's window w (64 columns from 64 w on) in four registers, 0 past k. */
+M1_AVX512 INLINE void m1_window(const float *x, int64_t w, int64_t k, __m512 xs[4])
+{
+	int64_t left = k - w * M1_WINDOW;
+
+#pragma GCC unroll 4
+	for (int j = 0; j < 4; j++) {
+		const float *p = x + w * M1_WINDOW + 16 * j;
+
+		xs[j] = left >= 16 * (j + 1) ? _mm512_loadu_ps(p)
+			: _mm512_maskz_loadu_ps(lanes_below(left > 16 * j ? (size_t)(left - 16 * j) : 0), p);
+	}
+}
+
+/* acc + one step: each lane's element of the window (two two-source
+ * permutes, then the upper or lower half by the offset's bit 5) times its
+ * value (an expanding load of the values of the lanes that have one). Empty
+ * lanes keep acc as it is, whatever x holds. */
+M1_AVX512 INLINE __m512 m1_step(const uint8_t *idx, const float **v, const __m512 xs[4], __m512 acc)
+{
+	__m512i id = _mm512_cvtepu8_epi32(_mm_loadu_si128((const void *)idx));
+	__mmask16 k = _mm512_cmpneq_epi32_mask(id, _mm512_set1_epi32(M1_EMPTY));
+	__m512 w = _mm512_maskz_expandloadu_ps(k, *v);
+	__m512 lo = _mm512_permutex2var_ps(xs[0], id, xs[1]);
+	__m512 hi = _mm512_permutex2var_ps(xs[2], id, xs[3]);
+	__mmask16 upper = _mm512_test_epi32_mask(id, _mm512_set1_epi32(32));
+
+	_mm_prefetch((const char *)(idx + 16 * M1_PREFETCH_STEPS), _MM_HINT_T0);
+	_mm_prefetch((const char *)(*v + 4 * M1_PREFETCH_STEPS), _MM_HINT_T0);
+	*v += __builtin_popcount(k);
+	return _mm512_mask3_fmadd_ps(w, _mm512_mask_blend_ps(upper, lo, hi), acc, k);
+}
+
+M1_AVX512 static void m1_avx512(const struct spmm_m1 *f, int64_t k, int64_t s0, int64_t s1,
+			     const float *x, float *out)
+{
+	for (int64_t s = s0; s < s1; s++, out += 16) {
+		const uint8_t *idx = f->idx + f->slice_step[s] * 16;
+		const uint8_t *steps = f->steps + s * f->n_windows;
+		const float *v = f->values + f->slice_value[s];
+		__m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps(), xs[4];
+
+		for (int64_t w = 0; w < f->n_windows; w++) {
+			int c = steps[w];
+
+			if (!c)
+				continue;
+			m1_window(x, w, k, xs);
+			for (; c >= 2; c -= 2, idx += 32) {
+				a0 = m1_step(idx, &v, xs, a0);
+				a1 = m1_step(idx + 16, &v, xs, a1);
+			}
+			if (c) {
+				a0 = m1_step(idx, &v, xs, a0);
+				idx += 16;
+			}
+		}
+		_mm512_storeu_ps(out, _mm512_add_ps(a0, a1));
+	}
+}
+
 /* v + a (+ the residual at res, k's lanes), max(0, .) when relu */
 AVX512 INLINE __m512 row_add_zmm(__m512 v, __m512 a, const float *res, __mmask16 k, bool relu)
 {
@@ -696,7 +762,7 @@ void spmm_kernels_avx512(struct spmm_kernels *k)
 						    rows_avx512_16, rows_avx512_32,
 						    rows_avx512_48, rows_avx512_64 },
 				    .transpose16 = transpose16_avx512, .row_add = row_add_avx512,
-				    .gather2 = gather2_avx512 };
+				    .gather2 = gather2_avx512, .m1 = m1_avx512 };
 }
 #else
 void spmm_kernels_avx2(struct spmm_kernels *k)
