@@ -273,13 +273,15 @@ START_TEST(test_predict_win)
 		ck_assert(!opass_spmm_predict_win(avx2, m, k, n, all / 2, 0, 0));
 		ck_assert(opass_spmm_predict_win(avx2, m, k, n, all / 20, 0, 0));
 		ck_assert(opass_spmm_predict_win(avx2, m, k, n, all / 5, 0, 0) == (m >= 5 && m <= 48));
-		/* AVX-512 (fitted on a Zen 5): 70 % never; 80 % with tiles of at
-		 * least 16 rows that are full (16, 48, 64+ rows; not 49, padded to
-		 * 64); 90 % from 7 rows on; 95 % at any M, also unknown */
+		/* AVX-512 (fitted on a Zen 5): 70 % never; 80 % at one row (the
+		 * one-row format) and with tiles of at least 16 rows that are full
+		 * (16, 48, 64+ rows; not 49, padded to 64); 90 % at one row and
+		 * from 7 rows on; 95 % at any M, also unknown */
 		ck_assert(!opass_spmm_predict_win(avx512, m, k, n, all * 3 / 10, 0, 0));
 		ck_assert(opass_spmm_predict_win(avx512, m, k, n, all / 5, 0, 0) ==
-			  (m == 16 || m == 48 || m >= 64));
-		ck_assert(opass_spmm_predict_win(avx512, m, k, n, all / 10, 0, 0) == (m >= 7));
+			  (m == 1 || m == 16 || m == 48 || m >= 64));
+		ck_assert(opass_spmm_predict_win(avx512, m, k, n, all / 10, 0, 0) ==
+			  (m == 1 || m >= 7));
 		ck_assert(opass_spmm_predict_win(avx512, m, k, n, all / 20, 0, 0));
 	}
 	/* a tile padded from 9 to 16 rows costs as 16: 80 % does not win at 9,
@@ -300,14 +302,17 @@ START_TEST(test_predict_win)
 	ck_assert(!opass_spmm_predict_win(avx512, 2, k, n, all * 6 / 100, 0, 0));
 	ck_assert(!opass_spmm_predict_win(avx512, 4, k, n, all * 6 / 100, 0, 0));
 	ck_assert(!opass_spmm_predict_win(avx512, -1, k, n, all * 6 / 100, 0, 0));
-	/* a model whose MatMul weights do not stay in cache (340 MB): one to
-	 * four rows win 1.8x more (90 % at one and four rows, not 80 %); an
-	 * unknown M is not assumed to be small */
+	/* a model whose MatMul weights do not stay in cache (340 MB): two to
+	 * four rows win 1.8x more (90 % at four rows, not 80 %), one row by its
+	 * bytes (70 % wins, half zeros do not); an unknown M is not assumed to
+	 * be small */
 	ck_assert(opass_spmm_predict_win(avx512, 1, k, n, all / 10, 340LL << 20, 0));
 	ck_assert(opass_spmm_predict_win(avx512, 4, k, n, all / 10, 340LL << 20, 0));
-	ck_assert(!opass_spmm_predict_win(avx512, 1, k, n, all / 5, 340LL << 20, 0));
+	ck_assert(!opass_spmm_predict_win(avx512, 4, k, n, all / 5, 340LL << 20, 0));
+	ck_assert(opass_spmm_predict_win(avx512, 1, k, n, all * 3 / 10, 340LL << 20, 0));
+	ck_assert(!opass_spmm_predict_win(avx512, 1, k, n, all / 2, 340LL << 20, 0));
+	ck_assert(!opass_spmm_predict_win(avx512, 1, k, n, all * 3 / 10, 16LL << 20, 0));
 	ck_assert(!opass_spmm_predict_win(avx512, -1, k, n, all / 10, 340LL << 20, 0));
-	ck_assert(!opass_spmm_predict_win(avx512, 1, k, n, all / 10, 16LL << 20, 0));
 	/* an Intel CPU's costs from one to eight rows: 80 % wins at one to four,
 	 * seven and eight rows, not at five or six (8-row tiles); 90 % at any
 	 * known M; 70 % never; an unknown M as on the Zen 5. Beyond the cache a

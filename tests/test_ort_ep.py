@@ -332,23 +332,25 @@ def zen_costs():
 
 
 def check_streams(tmp):
-    """One row through a 1024 x 1024 weight with 85 % zeros: where the graph's other
-    nodes write 36 MB (an Expand), the weight would come from memory each run, and
-    every cost model claims the MatMul; alone, the AVX-512 Zen 5 one declines it."""
+    """One row through a 1024 x 1024 weight with 72 % zeros: alone, every cost model
+    declines the MatMul; where the graph's other nodes write 36 MB (an Expand), the
+    weight would come from memory each run, and the AVX-512 Zen 5 one claims it (its
+    one-row kernel reads 5.7 bytes a nonzero where MLAS reads 4 an element)."""
     rng = np.random.default_rng(12)
-    w = numpy_helper.from_array(sparse(rng, (1024, 1024), 0.15), "w")
+    w = numpy_helper.from_array(sparse(rng, (1024, 1024), 0.28), "w")
     mm = helper.make_node("MatMul", ["a", "w"], ["y"], name="mm")
     a = rng.standard_normal((1, 1024)).astype(np.float32)
     alone = save(os.path.join(tmp, "alone.onnx"), [mm], [tensor("a", [1, 1024])],
                  [tensor("y", None)], [w])
-    check_same(alone, [a], {"mm": not zen_costs()}, "a lone one-row MatMul", claim="auto")
+    check_same(alone, [a], {"mm": False}, "a lone one-row MatMul", claim="auto")
     big = [helper.make_node("Expand", ["s", "shape"], ["e"], name="expand"),
            helper.make_node("ReduceSum", ["e"], ["z"], name="sum", keepdims=0)]
     shape = numpy_helper.from_array(np.array([9 << 20], dtype=np.int64), "shape")
     path = save(os.path.join(tmp, "streams.onnx"), [mm] + big,
                 [tensor("a", [1, 1024]), tensor("s", [1])],
                 [tensor("y", None), tensor("z", None)], [w, shape])
-    check_same(path, [a, np.ones(1, np.float32)], {"mm": True, "expand": False, "sum": False},
+    check_same(path, [a, np.ones(1, np.float32)],
+               {"mm": zen_costs(), "expand": False, "sum": False},
                "a one-row MatMul beside 36 MB of activations", claim="auto")
 
 

@@ -1330,7 +1330,9 @@ int opass_spmm_run_conv(const struct opass_spmm *spmm, const struct opass_conv *
  *
  * AVX-512 (a 2-core Zen 5, where MLAS's AVX-512 GEMM is about twice the AVX2
  * machine's), fitted as time(sparse) / time(dense) = zeros' complement x cost
- * + fixed: one row of A costs 8 per nonzero (5.2-7.4 fitted) + 0.08; two to four
+ * + fixed: one row of A, run from the one-row format (spmm_m1.c), costs 2.6
+ * per nonzero + 0.14 (session 14: 1.27, 0.86, 0.69, 0.42 and 0.26 measured at
+ * 50, 70, 80, 90 and 95 % zeros; the gather kernel before it cost 8); two to four
  * rows (the 4-row tile, whose fixed costs weigh on a dense GEMM this fast)
  * 6.5 + 0.45 (6.1-6.5 and 0.3-0.56 fitted); five to eight rows 6 per row of
  * the 8-row tile (4 fitted at 8 rows, 3.3 at 768x3072) + 0.08; from nine rows
@@ -1345,7 +1347,11 @@ int opass_spmm_run_conv(const struct opass_spmm *spmm, const struct opass_conv *
  * dense GEMM of one to four rows is memory-bound and the sparse weight, 6
  * bytes per nonzero against 4 per element, wins more: the BERT-base-sized
  * encoder (340 MB) at one token ran 4.22x at 95 % and 2.16x at 90 %, 1.9-2x
- * the ratio fitted above; there those rows cost STREAM_GAIN times less.
+ * the ratio fitted above; there two to four rows cost STREAM_GAIN times less.
+ * One row, from the one-row format, costs STREAM_ROW_COST per nonzero + 0.05
+ * (the encoder at one token with every node claimed, session 14: 1.21x, 1.6x
+ * and 2.1x at 50, 70 and 80 % zeros with ORT's other nodes, 0.5 ms of the
+ * EP's 2.3-3.9 ms; 0.79, 0.58 and 0.42 for its MatMuls alone).
  * So do CNNs' classifiers, which their activations evict: MobileNetV2's at
  * one image (13 MB of weights, 41 MB of outputs) took 343 us on the CPU EP by
  * ORT's profiler, 38-59 us here (90-95 %; 40 us dense alone); the whole
@@ -1380,6 +1386,7 @@ int opass_spmm_run_conv(const struct opass_spmm *spmm, const struct opass_conv *
 #define OUTPUT_COST 32.0
 #define STREAM_BYTES (32LL << 20)
 #define STREAM_GAIN 1.8
+#define STREAM_ROW_COST 1.6
 #define STREAM_COST_INTEL 5.0
 #define STREAM_COST_INTEL_ROW 3.0
 
@@ -1420,7 +1427,7 @@ static double sparse_ratio_avx512(int64_t m, double density, bool intel)
 	if (intel && m >= 1 && m <= 8)
 		return sparse_ratio_avx512_intel(m, density);
 	if (m == 1)
-		return density * 8.0 + 0.08;
+		return density * 2.6 + 0.14;
 	if (m < 0 || m <= 4)  /* unknown M: the worst from 88 % zeros on */
 		return density * 6.5 + 0.45;
 	if (m <= 8)
@@ -1446,6 +1453,17 @@ unsigned opass_spmm_cost_flags(void)
 	return 0;
 }
 
+/* The cost of one to four rows of A (AVX-512) whose weight comes from memory. */
+static double sparse_streamed(int64_t m, double dense, int64_t nonzero, double in_cache,
+			      bool intel)
+{
+	if (intel)
+		return (double)nonzero * (m == 1 ? STREAM_COST_INTEL_ROW : STREAM_COST_INTEL);
+	if (m == 1)
+		return (double)nonzero * STREAM_ROW_COST + dense * 0.05;
+	return in_cache / STREAM_GAIN;
+}
+
 bool opass_spmm_predict_win(enum opass_spmm_isa isa, int64_t m, int64_t k, int64_t n,
 			    int64_t nonzero, int64_t run_bytes, unsigned flags)
 {
@@ -1459,8 +1477,7 @@ bool opass_spmm_predict_win(enum opass_spmm_isa isa, int64_t m, int64_t k, int64
 
 		sparse = dense * sparse_ratio_avx512(m, (double)nonzero / dense, intel);
 		if (m > 0 && m <= 4 && streams)
-			sparse = !intel ? sparse / STREAM_GAIN :
-				 (double)nonzero * (m == 1 ? STREAM_COST_INTEL_ROW : STREAM_COST_INTEL);
+			sparse = sparse_streamed(m, dense, nonzero, sparse, intel);
 	} else {
 		sparse = (double)nonzero * nonzero_cost_avx2(m) + (double)n * OUTPUT_COST;
 	}

@@ -92,14 +92,14 @@ void spmm_kernels_generic(struct spmm_kernels *k)
 #ifdef SPMM_X86
 #define AVX2 __attribute__((target("avx2,fma")))
 
-/* The weight's values and 16-bit columns WEIGHT_PREFETCH nonzeros past b on
- * their way to L1: the hardware prefetchers alone left the streamed encoder's
- * kernels 13 % slower at 16 rows of A, 2-3x at one row (session 14). */
+/* The weight's values and columns WEIGHT_PREFETCH nonzeros past b on their
+ * way to L1: the hardware prefetchers alone left the streamed encoder's
+ * kernels 13 % slower at 16 rows of A (session 14). */
 INLINE void weight_prefetch(const struct opass_spmm *s, int32_t b, const bool idx16)
 {
 	_mm_prefetch((const char *)(s->values + b + WEIGHT_PREFETCH), _MM_HINT_T0);
-	if (idx16)
-		_mm_prefetch((const char *)(s->k16 + b + WEIGHT_PREFETCH), _MM_HINT_T0);
+	_mm_prefetch(idx16 ? (const char *)(s->k16 + b + WEIGHT_PREFETCH)
+			   : (const char *)(s->k0 + b + WEIGHT_PREFETCH), _MM_HINT_T0);
 }
 #define AVX512 __attribute__((target("avx512f")))
 
