@@ -10,7 +10,8 @@
 #include "spmm_impl.h"
 
 #define CHUNK_N 64     /* outputs per work item (at most) */
-#define WHOLE_TILES_MIN 8  /* from this many tiles on, a work item is one whole tile */
+#define WHOLE_TILES_MIN 8  /* from this many tiles on, a work item is whole tiles */
+#define WHOLE_ITEMS 16     /* ... at most this many work items of consecutive tiles */
 #define PACK_ITEMS 8       /* below it, the tiles are packed in about this many parts */
 /*
  * A call of fewer products (nonzeros x rows of A) runs on the calling thread:
@@ -40,6 +41,7 @@ struct spmm_job {
 	int64_t rows_per_chunk;    /* block rows per work item */
 	size_t pack_parts;         /* work items that pack one tile */
 	size_t n_chunks;
+	size_t tiles, tiles_per_item; /* whole tiles: consecutive ones per work item */
 	bool serial;               /* too little work to wake other threads for */
 	bool m1;                   /* one row of A: the one-row format's kernel */
 	struct spmm_kernels kernels;
@@ -1017,14 +1019,18 @@ static void scratch_release(const struct opass_spmm_exec *exec, void *p)
 		free(p);
 }
 
-/* One tile whole: pack it, then every chunk of outputs while it is in cache. */
-static void tile_whole(void *data, size_t t)
+/* Work item i: tiles i * tiles_per_item ... whole, one after the other: pack
+ * each, then every chunk of outputs while it is in cache. */
+static void tile_whole(void *data, size_t i)
 {
 	const struct spmm_job *job = data;
+	size_t t0 = i * job->tiles_per_item, t1 = t0 + job->tiles_per_item;
 
-	tile_pack(data, t);
-	for (size_t c = 0; c < job->n_chunks; c++)
-		tile_chunk(data, t * job->n_chunks + c);
+	for (size_t t = t0; t < t1 && t < job->tiles; t++) {
+		tile_pack(data, t);
+		for (size_t c = 0; c < job->n_chunks; c++)
+			tile_chunk(data, t * job->n_chunks + c);
+	}
 }
 
 /* Many tiles: a work item per tile (its packed copy of A is used while in
@@ -1044,7 +1050,9 @@ static int run_tiled(struct spmm_job *job, size_t tiles, const struct opass_spmm
 		return -ENOMEM;
 	job->pack_parts = 1;
 	if (tiles >= WHOLE_TILES_MIN) {
-		job_run(job, exec, tile_whole, tiles);
+		job->tiles = tiles;
+		job->tiles_per_item = (tiles + WHOLE_ITEMS - 1) / WHOLE_ITEMS;
+		job_run(job, exec, tile_whole, (tiles + job->tiles_per_item - 1) / job->tiles_per_item);
 	} else {
 		job->pack_parts = PACK_ITEMS / tiles;
 		if (packs)
