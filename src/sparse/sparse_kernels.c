@@ -836,10 +836,11 @@ static bool row_in_place(const struct spmm_job *job)
 	return !job->conv && job->m == 1 && job->s->k_pad == job->s->k;
 }
 
-/* Does the job pack A at all (not a padded conv's copy, not one row in place)? */
+/* Does the job pack A at all (not a padded conv's copy, not one row in place,
+ * not the one-row format's kernel, which reads A's rows)? */
 static bool job_packs(const struct spmm_job *job)
 {
-	return !job->padded && !row_in_place(job);
+	return !job->padded && !row_in_place(job) && !job->m1;
 }
 
 /* Work item i packs part i % pack_parts of tile i / pack_parts. */
@@ -945,7 +946,8 @@ static void tile_chunk(void *data, size_t item)
 		row1 = s->n_block_rows;
 	n_out = row1 * s->br < s->n ? row1 * s->br - n0 : s->n - n0;
 	if (job->m1)
-		job->kernels.m1(&s->m1, s->k, n0 / 16, div_up(n0 + n_out, 16), at, out);
+		job->kernels.m1(&s->m1, s->k, n0 / 16, div_up(n0 + n_out, 16), job->a,
+				(size_t)s->k, (int)job->m, out, (size_t)w);
 	else
 		block_rows(job->padded ? &job->padded->s : s, row0, row1, at, ld, out);
 	if (job->padded)
@@ -1102,7 +1104,7 @@ int opass_spmm_run_layout(const struct opass_spmm *spmm, const float *a, int64_t
 	job.tiles_per_image = div_up(m, job.tile_max);
 	job.serial = job_small(&job, 1);
 	/* a chunk's outputs start at a slice (br 1, 2, 4, 8 or 16) */
-	job.m1 = m == 1 && spmm->m1.steps && job.kernels.m1 &&
+	job.m1 = m <= M1_ROWS && spmm->m1.steps && job.kernels.m1 &&
 		 job.rows_per_chunk * spmm->br % 16 == 0;
 	return run_tiled(&job, (size_t)job.tiles_per_image, exec);
 }
@@ -1341,8 +1343,12 @@ int opass_spmm_run_conv(const struct opass_spmm *spmm, const struct opass_conv *
  * + fixed: one row of A, run from the one-row format (spmm_m1.c), costs 2.6
  * per nonzero + 0.14 (session 14: 1.27, 0.86, 0.69, 0.42 and 0.26 measured at
  * 50, 70, 80, 90 and 95 % zeros; the gather kernel before it cost 8); two to four
- * rows (the 4-row tile, whose fixed costs weigh on a dense GEMM this fast)
- * 6.5 + 0.45 (6.1-6.5 and 0.3-0.56 fitted); five to eight rows 6 per row of
+ * rows, from the same format (one step's values serve every row), 2 + 0.35 per
+ * row + 0.25 (measured 0.69-0.74, 1.01-1.09, 1.39-1.40, 2.09-2.36 and
+ * 3.02-3.35x at two rows, 0.54-0.56, 0.78-0.82, 1.03-1.10, 1.66-1.74 and
+ * 2.31-2.58x at four, at the five levels; the 4-row tile before it ran 0.94-1.11x
+ * and 1.31-1.57x at 90 and 95 %: 6.5 per nonzero + 0.45, still taken for an
+ * unknown M, the worst case from 88 % zeros on); five to eight rows 6 per row of
  * the 8-row tile (4 fitted at 8 rows, 3.3 at 768x3072) + 0.08; from nine rows
  * on 3 per row of the wider tiles (2.4-3 fitted), a tile being padded to its
  * width class (rows 9 to 16 cost as 16), + 0.08 (0.1-0.3 fitted: at 80 % zeros
@@ -1436,7 +1442,9 @@ static double sparse_ratio_avx512(int64_t m, double density, bool intel)
 		return sparse_ratio_avx512_intel(m, density);
 	if (m == 1)
 		return density * 2.6 + 0.14;
-	if (m < 0 || m <= 4)  /* unknown M: the worst from 88 % zeros on */
+	if (m >= 2 && m <= M1_ROWS)
+		return density * (2.0 + 0.35 * (double)m) + 0.25;
+	if (m < 0)  /* unknown M: the worst from 88 % zeros on */
 		return density * 6.5 + 0.45;
 	if (m <= 8)
 		return density * 6.0 * rows_padded(m) / (double)m + 0.08;

@@ -22,7 +22,7 @@
 #define TILE_MAX 64
 
 /*
- * The one-row format (products of one row of A, AVX-512), kept beside the
+ * The one-row format (products of one to M1_ROWS rows of A, AVX-512), kept beside the
  * block rows: output rows in slices of 16, a lane each, and columns in
  * windows of M1_WINDOW. A step gives every lane one element of its row within
  * the window (the column's offset in it) or none (M1_EMPTY); slice s runs
@@ -34,6 +34,7 @@
 #define M1_WINDOW 64
 #define M1_EMPTY 0xff
 #define M1_STEPS_MAX 255
+#define M1_ROWS 4     /* products of up to this many rows of A use it */
 
 struct spmm_m1 {
 	int64_t n_slices, n_windows, n_steps, n_values;
@@ -88,10 +89,11 @@ typedef void spmm_transpose16_fn(const float *src, size_t src_stride, float *dst
 typedef void spmm_row_add_fn(float *dst, const float *src, float add, const float *res,
 			     bool relu, size_t n);
 
-/* out[(s - s0) * 16 + lane] = row 16 s + lane of the product with one row x
- * of K = k floats, for slices s0 <= s < s1 of the one-row format. */
+/* out[((s - s0) * 16 + lane) * ldo + r] = output row 16 s + lane of the
+ * product with row r of x (rows < M1_ROWS rows of K = k floats, ldx floats
+ * apart; ldo 1 for one row), for slices s0 <= s < s1 of the one-row format. */
 typedef void spmm_m1_fn(const struct spmm_m1 *f, int64_t k, int64_t s0, int64_t s1,
-			const float *x, float *out);
+			const float *x, size_t ldx, int rows, float *out, size_t ldo);
 
 /* dst[i] = src[2 * i] for i < n (reading no element past src[2 * n - 2]). */
 typedef void spmm_gather2_fn(float *dst, const float *src, size_t n);

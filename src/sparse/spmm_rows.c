@@ -635,50 +635,123 @@ M1_AVX512 INLINE void m1_window(const float *x, int64_t w, int64_t k, __m512 xs[
 	}
 }
 
-/* acc + one step: each lane's element of the window (two two-source
- * permutes, then the upper or lower half by the offset's bit 5) times its
- * value (an expanding load of the values of the lanes that have one). Empty
- * lanes keep acc as it is, whatever x holds. */
-M1_AVX512 INLINE __m512 m1_step(const uint8_t *idx, const float **v, const __m512 xs[4], __m512 acc)
+/* Each lane's element of the window: two two-source permutes, then the upper
+ * or lower half by the offset's bit 5. */
+M1_AVX512 INLINE __m512 m1_pick(const __m512 xs[4], __m512i id)
+{
+	__m512 lo = _mm512_permutex2var_ps(xs[0], id, xs[1]);
+	__m512 hi = _mm512_permutex2var_ps(xs[2], id, xs[3]);
+
+	return _mm512_mask_blend_ps(_mm512_test_epi32_mask(id, _mm512_set1_epi32(32)), lo, hi);
+}
+
+/* One step's offsets, the lanes that have an element (*ret_k), and their
+ * values by an expanding load (0 elsewhere); *v moves past them. */
+M1_AVX512 INLINE __m512i m1_load(const uint8_t *idx, const float **v, __mmask16 *ret_k,
+				 __m512 *ret_w)
 {
 	__m512i id = _mm512_cvtepu8_epi32(_mm_loadu_si128((const void *)idx));
 	__mmask16 k = _mm512_cmpneq_epi32_mask(id, _mm512_set1_epi32(M1_EMPTY));
-	__m512 w = _mm512_maskz_expandloadu_ps(k, *v);
-	__m512 lo = _mm512_permutex2var_ps(xs[0], id, xs[1]);
-	__m512 hi = _mm512_permutex2var_ps(xs[2], id, xs[3]);
-	__mmask16 upper = _mm512_test_epi32_mask(id, _mm512_set1_epi32(32));
 
+	*ret_w = _mm512_maskz_expandloadu_ps(k, *v);
 	_mm_prefetch((const char *)(idx + 16 * M1_PREFETCH_STEPS), _MM_HINT_T0);
 	_mm_prefetch((const char *)(*v + 4 * M1_PREFETCH_STEPS), _MM_HINT_T0);
 	*v += __builtin_popcount(k);
-	return _mm512_mask3_fmadd_ps(w, _mm512_mask_blend_ps(upper, lo, hi), acc, k);
+	*ret_k = k;
+	return id;
+}
+
+/* acc + one step's elements times their values; empty lanes keep acc as it
+ * is, whatever x holds. */
+M1_AVX512 INLINE __m512 m1_step(const uint8_t *idx, const float **v, const __m512 xs[4], __m512 acc)
+{
+	__mmask16 k;
+	__m512 w;
+	__m512i id = m1_load(idx, v, &k, &w);
+
+	return _mm512_mask3_fmadd_ps(w, m1_pick(xs, id), acc, k);
+}
+
+/* One row of A: two sums, alternate steps. */
+M1_AVX512 INLINE void m1_slice1(const struct spmm_m1 *f, int64_t k, int64_t s, const float *x,
+				float *out)
+{
+	const uint8_t *idx = f->idx + f->slice_step[s] * 16;
+	const uint8_t *steps = f->steps + s * f->n_windows;
+	const float *v = f->values + f->slice_value[s];
+	__m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps(), xs[4];
+
+	for (int64_t w = 0; w < f->n_windows; w++) {
+		int c = steps[w];
+
+		if (!c)
+			continue;
+		m1_window(x, w, k, xs);
+		for (; c >= 2; c -= 2, idx += 32) {
+			a0 = m1_step(idx, &v, xs, a0);
+			a1 = m1_step(idx + 16, &v, xs, a1);
+		}
+		if (c) {
+			a0 = m1_step(idx, &v, xs, a0);
+			idx += 16;
+		}
+	}
+	_mm512_storeu_ps(out, _mm512_add_ps(a0, a1));
+}
+
+/* rows (2 .. M1_ROWS) rows of A, a sum each, sharing every step's offsets and
+ * values: out[lane * ldo + r]. */
+M1_AVX512 INLINE void m1_slice_rows(const struct spmm_m1 *f, int64_t k, int64_t s,
+				    const float *x, size_t ldx, float *out, size_t ldo,
+				    const int rows)
+{
+	const uint8_t *idx = f->idx + f->slice_step[s] * 16;
+	const uint8_t *steps = f->steps + s * f->n_windows;
+	const float *v = f->values + f->slice_value[s];
+	__m512 acc[M1_ROWS], xs[M1_ROWS][4];
+	float sums[M1_ROWS][16];
+
+#pragma GCC unroll 4
+	for (int r = 0; r < rows; r++)
+		acc[r] = _mm512_setzero_ps();
+	for (int64_t w = 0; w < f->n_windows; w++) {
+		int c = steps[w];
+
+		if (!c)
+			continue;
+#pragma GCC unroll 4
+		for (int r = 0; r < rows; r++)
+			m1_window(x + (size_t)r * ldx, w, k, xs[r]);
+		for (; c > 0; c--, idx += 16) {
+			__mmask16 m;
+			__m512 wv;
+			__m512i id = m1_load(idx, &v, &m, &wv);
+
+#pragma GCC unroll 4
+			for (int r = 0; r < rows; r++)
+				acc[r] = _mm512_mask3_fmadd_ps(wv, m1_pick(xs[r], id), acc[r], m);
+		}
+	}
+#pragma GCC unroll 4
+	for (int r = 0; r < rows; r++)
+		_mm512_storeu_ps(sums[r], acc[r]);
+	for (int lane = 0; lane < 16; lane++)
+		for (int r = 0; r < rows; r++)
+			out[(size_t)lane * ldo + (size_t)r] = sums[r][lane];
 }
 
 M1_AVX512 static void m1_avx512(const struct spmm_m1 *f, int64_t k, int64_t s0, int64_t s1,
-			     const float *x, float *out)
+			     const float *x, size_t ldx, int rows, float *out, size_t ldo)
 {
-	for (int64_t s = s0; s < s1; s++, out += 16) {
-		const uint8_t *idx = f->idx + f->slice_step[s] * 16;
-		const uint8_t *steps = f->steps + s * f->n_windows;
-		const float *v = f->values + f->slice_value[s];
-		__m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps(), xs[4];
-
-		for (int64_t w = 0; w < f->n_windows; w++) {
-			int c = steps[w];
-
-			if (!c)
-				continue;
-			m1_window(x, w, k, xs);
-			for (; c >= 2; c -= 2, idx += 32) {
-				a0 = m1_step(idx, &v, xs, a0);
-				a1 = m1_step(idx + 16, &v, xs, a1);
-			}
-			if (c) {
-				a0 = m1_step(idx, &v, xs, a0);
-				idx += 16;
-			}
-		}
-		_mm512_storeu_ps(out, _mm512_add_ps(a0, a1));
+	for (int64_t s = s0; s < s1; s++, out += 16 * ldo) {
+		if (rows == 1)
+			m1_slice1(f, k, s, x, out);
+		else if (rows == 2)
+			m1_slice_rows(f, k, s, x, ldx, out, ldo, 2);
+		else if (rows == 3)
+			m1_slice_rows(f, k, s, x, ldx, out, ldo, 3);
+		else
+			m1_slice_rows(f, k, s, x, ldx, out, ldo, 4);
 	}
 }
 
