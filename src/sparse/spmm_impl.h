@@ -95,6 +95,9 @@ typedef void spmm_row_add_fn(float *dst, const float *src, float add, const floa
 typedef void spmm_m1_fn(const struct spmm_m1 *f, int64_t k, int64_t s0, int64_t s1,
 			const float *x, size_t ldx, int rows, float *out, size_t ldo);
 
+/* dst[i] = src[idx[i]], or 0 where idx[i] < 0, for i < n (n a multiple of 4). */
+typedef void spmm_gather_fn(float *dst, const float *src, const int32_t *idx, size_t n);
+
 /* dst[i] = src[2 * i] for i < n (reading no element past src[2 * n - 2]). */
 typedef void spmm_gather2_fn(float *dst, const float *src, size_t n);
 
@@ -103,6 +106,7 @@ struct spmm_kernels {
 	spmm_transpose16_fn *transpose16;    /* or NULL: scalar copies */
 	spmm_row_add_fn *row_add;
 	spmm_gather2_fn *gather2;            /* or NULL: a scalar loop */
+	spmm_gather_fn *gather;              /* or NULL: packed convs copy by row segments */
 	spmm_m1_fn *m1;                      /* or NULL: the one-row format unused */
 };
 

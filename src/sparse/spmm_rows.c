@@ -802,6 +802,20 @@ AVX512 static void gather2_avx512(float *dst, const float *src, size_t n)
 	}
 }
 
+/* A packed conv's tap rows: 16 elements a masked gather (positions in the
+ * padding have idx -1 and read nothing). */
+AVX512 static void gather_avx512(float *dst, const float *src, const int32_t *idx, size_t n)
+{
+	for (size_t i = 0; i < n; i += 16) {
+		__mmask16 k = lanes_below(n - i);
+		__m512i id = _mm512_maskz_loadu_epi32(k, idx + i);
+		__mmask16 in = _mm512_mask_cmpge_epi32_mask(k, id, _mm512_setzero_si512());
+
+		_mm512_mask_storeu_ps(dst + i, k, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), in,
+									   id, src, 4));
+	}
+}
+
 /* 16 x 16 transpose in registers: pairs, then 4x4 blocks within 128-bit lanes,
  * then the lanes themselves. */
 AVX512 static void transpose16_avx512(const float *src, size_t src_stride, float *dst,
@@ -854,7 +868,8 @@ void spmm_kernels_avx512(struct spmm_kernels *k)
 						    rows_avx512_16, rows_avx512_32,
 						    rows_avx512_48, rows_avx512_64 },
 				    .transpose16 = transpose16_avx512, .row_add = row_add_avx512,
-				    .gather2 = gather2_avx512, .m1 = m1_avx512 };
+				    .gather2 = gather2_avx512, .gather = gather_avx512,
+				    .m1 = m1_avx512 };
 }
 #else
 void spmm_kernels_avx2(struct spmm_kernels *k)
