@@ -123,6 +123,7 @@ static OrtStatus *conv_weight_pack(struct ep_kernel *kernel, const struct ort_te
 	k = w->dims[1] * w->dims[2] * w->dims[3];
 	if (opass_spmm_from_dense(w->data, n, k, 1, 1, ret_spmm, &err) < 0)
 		return kernel_status(kernel, ORT_FAIL, "%s", err.message);
+	opass_spmm_one_row_drop(*ret_spmm);
 	kernel->n = n;
 	kernel->k = k;
 	kernel->conv.c_in = w->dims[1];

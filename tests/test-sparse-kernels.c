@@ -490,6 +490,18 @@ START_TEST(test_one_row)
 					      (double)y[r * n + i], want);
 			}
 	}
+	/* without it (a conv weight's), the block rows give the same products */
+	opass_spmm_one_row_drop(spmm);
+	ck_assert_ptr_null(spmm->m1.steps);
+	ck_assert_int_eq(opass_spmm_run(spmm, x, 3, NULL, 0, y, NULL), 0);
+	for (int64_t i = 0; i < n; i++) {
+		double want = 0.0;
+
+		for (int64_t j = 0; j < k; j++)
+			if (bt[i * k + j] != 0.0f)
+				want += (double)bt[i * k + j] * x[2 * k + j];
+		ck_assert_double_eq_tol(y[2 * n + i], want, 1e-5 * (1.0 + fabs(want)));
+	}
 	opass_spmm_free(spmm);
 	free(bt);
 	for (int dup = M1_STEPS_MAX; dup <= M1_STEPS_MAX + 1; dup++) {

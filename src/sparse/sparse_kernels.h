@@ -76,6 +76,11 @@ int opass_spmm_new(int64_t n, int64_t k, int64_t br, int64_t bc,
 		   bool index64, struct opass_spmm **ret_spmm, struct onnxpass_error *err);
 struct opass_spmm *opass_spmm_free(struct opass_spmm *spmm);
 
+/* Free the weight's one-row format (products of one to four rows of A on
+ * AVX-512, kept beside the block rows): a conv weight never runs from it.
+ * Those products then run from the block rows. */
+void opass_spmm_one_row_drop(struct opass_spmm *spmm);
+
 /*
  * The weight as one flat buffer (for an allocator-owned copy that several
  * sessions share): its size, writing it (buf 64-byte aligned, of that size),

@@ -186,3 +186,10 @@ int spmm_m1_build(struct opass_spmm *s)
 	s->m1 = f;
 	return 0;
 }
+
+void opass_spmm_one_row_drop(struct opass_spmm *spmm)
+{
+	if (!spmm->borrowed)
+		spmm_m1_free(&spmm->m1);
+	spmm->m1 = (struct spmm_m1){ 0 };
+}
