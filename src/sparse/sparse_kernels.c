@@ -44,7 +44,7 @@ struct spmm_job {
 	size_t n_chunks;
 	size_t tiles, tiles_per_item; /* whole tiles: consecutive ones per work item */
 	bool serial;               /* too little work to wake other threads for */
-	bool m1;                   /* one row of A: the one-row format's kernel */
+	bool m1;                   /* one to M1_ROWS rows of A: the one-row format's kernel */
 	struct spmm_kernels kernels;
 };
 

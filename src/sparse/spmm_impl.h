@@ -95,7 +95,7 @@ typedef void spmm_row_add_fn(float *dst, const float *src, float add, const floa
 typedef void spmm_m1_fn(const struct spmm_m1 *f, int64_t k, int64_t s0, int64_t s1,
 			const float *x, size_t ldx, int rows, float *out, size_t ldo);
 
-/* dst[i] = src[idx[i]], or 0 where idx[i] < 0, for i < n (n a multiple of 4). */
+/* dst[i] = src[idx[i]], or 0 where idx[i] < 0, for i < n. */
 typedef void spmm_gather_fn(float *dst, const float *src, const int32_t *idx, size_t n);
 
 /* dst[i] = src[2 * i] for i < n (reading no element past src[2 * n - 2]). */

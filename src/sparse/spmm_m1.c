@@ -9,8 +9,8 @@
  * 16 of them at a time out of x's 64-column window, held in four registers,
  * with two two-source permutes (0.1 cycle a lane). Lanes are output rows, so
  * no sum crosses lanes. The price is the empty lanes of a window's steps
- * (1.7 steps' worth of lanes per nonzero at 90 % zeros, 2.1 at 95 %), one
- * byte each: 5.7-6.1 bytes a nonzero against CSR's 6.
+ * (1.7 lanes per nonzero at 90 % zeros, 2.1 at 95 %), a byte each:
+ * 5.7-6.1 bytes a nonzero against CSR's 6.
  */
 #include <errno.h>
 #include <stdlib.h>

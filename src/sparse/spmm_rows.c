@@ -7,6 +7,8 @@
  * CSR rows (1x1 blocks) alternate two sets of accumulators so that
  * consecutive nonzeros do not wait on each other's FMA; 16-bit column
  * indices (k16) halve the index traffic, which is what limits small tiles.
+ * AVX-512 runs products of one to four rows of A from the one-row format
+ * instead (spmm_impl.h, spmm_m1.c; the m1_ kernels below).
  */
 #include <stdbool.h>
 #include <string.h>
@@ -91,6 +93,7 @@ void spmm_kernels_generic(struct spmm_kernels *k)
 
 #ifdef SPMM_X86
 #define AVX2 __attribute__((target("avx2,fma")))
+#define AVX512 __attribute__((target("avx512f")))
 
 /* The weight's values and columns WEIGHT_PREFETCH nonzeros past b on their
  * way to L1: the hardware prefetchers alone left the streamed encoder's
@@ -101,7 +104,6 @@ INLINE void weight_prefetch(const struct opass_spmm *s, int32_t b, const bool id
 	_mm_prefetch(idx16 ? (const char *)(s->k16 + b + WEIGHT_PREFETCH)
 			   : (const char *)(s->k0 + b + WEIGHT_PREFETCH), _MM_HINT_T0);
 }
-#define AVX512 __attribute__((target("avx512f")))
 
 /* ---- AVX2: 1 row (scalar), 4 rows (xmm), 8 x nv rows (ymm) ------------------- */
 
@@ -619,7 +621,7 @@ AVX512 INLINE __mmask16 lanes_below(size_t n)
 /* ---- AVX-512, the one-row format (spmm_impl.h, spmm_m1.c) ---------------- */
 
 #define M1_AVX512 __attribute__((target("avx512f,popcnt")))
-#define M1_PREFETCH_STEPS 64   /* software prefetch this far ahead (hardware alone: 3x slower streamed) */
+#define M1_PREFETCH_STEPS 64   /* steps ahead (the hardware alone: 3x slower streamed) */
 
 /* x's window w (64 columns from 64 w on) in four registers, 0 past k. */
 M1_AVX512 INLINE void m1_window(const float *x, int64_t w, int64_t k, __m512 xs[4])
@@ -629,9 +631,9 @@ M1_AVX512 INLINE void m1_window(const float *x, int64_t w, int64_t k, __m512 xs[
 #pragma GCC unroll 4
 	for (int j = 0; j < 4; j++) {
 		const float *p = x + w * M1_WINDOW + 16 * j;
+		size_t in = left > 16 * j ? (size_t)(left - 16 * j) : 0;
 
-		xs[j] = left >= 16 * (j + 1) ? _mm512_loadu_ps(p)
-			: _mm512_maskz_loadu_ps(lanes_below(left > 16 * j ? (size_t)(left - 16 * j) : 0), p);
+		xs[j] = in >= 16 ? _mm512_loadu_ps(p) : _mm512_maskz_loadu_ps(lanes_below(in), p);
 	}
 }
 
