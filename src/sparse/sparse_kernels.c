@@ -369,17 +369,13 @@ static size_t flat_layout(const struct spmm_flat *h, size_t off[_FLAT_ARRAYS],
 	return at;
 }
 
+/* A weight without the one-row format has its counts 0 (never built, or freed). */
 static struct spmm_flat flat_header(const struct opass_spmm *s)
 {
-	const struct spmm_m1 *m1 = &s->m1;
-	bool has = m1->steps != NULL;
-
 	return (struct spmm_flat){ .magic = FLAT_MAGIC, .n = s->n, .k = s->k, .k_pad = s->k_pad,
 				   .n_block_rows = s->n_block_rows, .n_blocks = s->n_blocks,
-				   .m1_slices = has ? m1->n_slices : 0,
-				   .m1_windows = has ? m1->n_windows : 0,
-				   .m1_steps = has ? m1->n_steps : 0,
-				   .m1_values = has ? m1->n_values : 0,
+				   .m1_slices = s->m1.n_slices, .m1_windows = s->m1.n_windows,
+				   .m1_steps = s->m1.n_steps, .m1_values = s->m1.n_values,
 				   .br = s->br, .bc = s->bc, .has_k16 = s->k16 != NULL };
 }
 
@@ -987,23 +983,23 @@ static void tile_chunk(void *data, size_t item)
 	int64_t row0 = (int64_t)c * job->rows_per_chunk, row1 = row0 + job->rows_per_chunk;
 	float out[CHUNK_N * TILE_MAX] __attribute__((aligned(64)));
 	int64_t n0 = row0 * s->br, n_out, rows, w;
-	spmm_block_rows_fn *block_rows;
 	enum spmm_width wc;
 	const float *at;
 	size_t ld;
 
 	rows = tile_rows(job, t, &wc);
 	w = spmm_width_floats(wc);
-	at = tile_at(job, t, rows, w, &ld);
-	block_rows = job->kernels.block_rows[wc];
 	if (row1 > s->n_block_rows)
 		row1 = s->n_block_rows;
 	n_out = row1 * s->br < s->n ? row1 * s->br - n0 : s->n - n0;
-	if (job->m1)
+	if (job->m1) {
 		job->kernels.m1(&s->m1, s->k, n0 / 16, div_up(n0 + n_out, 16), job->a,
 				(size_t)s->k, (int)job->m, out, (size_t)w);
-	else
-		block_rows(job->padded ? &job->padded->s : s, row0, row1, at, ld, out);
+	} else {
+		at = tile_at(job, t, rows, w, &ld);
+		job->kernels.block_rows[wc](job->padded ? &job->padded->s : s, row0, row1, at, ld,
+					    out);
+	}
 	if (job->padded)
 		conv_store_padded(job, t, rows, w, n0, n_out, out);
 	else if (job->conv)

@@ -63,8 +63,9 @@ static void place_element(int64_t col, float value, void *data)
 	sl->vals[at] = value;
 }
 
-/* Steps of slice i: counts its lanes' elements per window, fills steps[] and
- * first[]; -E2BIG when a window needs more than M1_STEPS_MAX steps. */
+/* Steps of slice i: counts its lanes' elements per window into sl->counts and
+ * their most into f->steps; -E2BIG when a window needs more than M1_STEPS_MAX
+ * steps. */
 static int slice_count(const struct opass_spmm *s, struct spmm_m1 *f, int64_t i,
 		       struct m1_slice *sl, int64_t *ret_steps)
 {
@@ -81,19 +82,24 @@ static int slice_count(const struct opass_spmm *s, struct spmm_m1 *f, int64_t i,
 		if (most > M1_STEPS_MAX)
 			return -E2BIG;
 		f->steps[i * nw + w] = (uint8_t)most;
-		sl->first[w] = total;
 		total += most;
 	}
 	*ret_steps = total;
 	return 0;
 }
 
-/* Slice i's steps and values, at f->slice_step[i] and f->slice_value[i]. */
+/* Slice i's steps and values, at f->slice_step[i] and f->slice_value[i]; its
+ * windows' step counts are those m1_size stored in f->steps. */
 static void slice_fill(const struct opass_spmm *s, struct spmm_m1 *f, int64_t i,
-		       struct m1_slice *sl, int64_t steps)
+		       struct m1_slice *sl)
 {
+	int64_t steps = f->slice_step[i + 1] - f->slice_step[i], at = 0;
 	float *out = f->values + f->slice_value[i];
 
+	for (int64_t w = 0; w < f->n_windows; w++) {
+		sl->first[w] = at;
+		at += f->steps[i * f->n_windows + w];
+	}
 	sl->idx = f->idx + f->slice_step[i] * 16;
 	memset(sl->idx, M1_EMPTY, (size_t)steps * 16);
 	memset(sl->counts, 0, (size_t)(16 * f->n_windows) * sizeof(*sl->counts));
@@ -139,12 +145,8 @@ static int m1_fill(const struct opass_spmm *s, struct spmm_m1 *f, struct m1_slic
 	f->values = malloc((size_t)(f->n_values + 1) * sizeof(float));
 	if (!sl->vals || !f->idx || !f->values)
 		return -ENOMEM;
-	for (int64_t i = 0; i < f->n_slices; i++) {
-		int64_t steps;
-
-		slice_count(s, f, i, sl, &steps);
-		slice_fill(s, f, i, sl, steps);
-	}
+	for (int64_t i = 0; i < f->n_slices; i++)
+		slice_fill(s, f, i, sl);
 	return 0;
 }
 
