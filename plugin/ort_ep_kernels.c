@@ -53,6 +53,7 @@ struct ep_kernel {
 	float alpha;
 	struct ep_conv_attrs conv;
 	OrtMemoryInfo *cpu;
+	unsigned threads;          /* ort_pool_threads() */
 	pthread_mutex_t lock;      /* the weight, when packed at the first run */
 	struct opass_spmm *spmm;
 	int64_t n, k;
@@ -444,7 +445,7 @@ static OrtStatus *matmul_compute(struct ep_kernel *kernel, OrtKernelContext *ctx
 	if (!s)
 		s = output_make(kernel, ctx, &a, &y, &m, &layout);
 	if (!s)
-		s = ort_exec_begin(&e, kernel->api, ctx, kernel->cpu, &exec);
+		s = ort_exec_begin(&e, kernel->api, ctx, kernel->cpu, kernel->threads, &exec);
 	if (s)
 		return s;
 	r = opass_spmm_run_layout(spmm, a.data, m, bias, n_bias, kernel->relu,
@@ -574,7 +575,7 @@ static OrtStatus *conv_run(struct ep_kernel *kernel, OrtKernelContext *ctx,
 	if (!s)
 		s = kernel->api->GetTensorMutableData(out, &y);
 	if (!s)
-		s = ort_exec_begin(&e, kernel->api, ctx, kernel->cpu, &exec);
+		s = ort_exec_begin(&e, kernel->api, ctx, kernel->cpu, kernel->threads, &exec);
 	if (s)
 		return s;
 	r = opass_spmm_run_conv(spmm, &cv, x->data, x->dims[0], bias, n_bias, y, &exec);
@@ -754,6 +755,7 @@ static struct ep_kernel *kernel_alloc(const OrtApi *api, const OrtEpApi *ep_api,
 	kernel->op = op;
 	kernel->in_x = IN_A;
 	kernel->in_res = -1;
+	kernel->threads = ort_pool_threads();
 	pthread_mutex_init(&kernel->lock, NULL);
 	return kernel;
 }

@@ -48,6 +48,7 @@ struct ops_kernel {
 	int64_t n, k, br, bc;
 	struct opass_spmm *spmm;   /* from initializers, or NULL: built at each run */
 	OrtMemoryInfo *cpu;
+	unsigned threads;          /* ort_pool_threads() */
 };
 
 static OrtStatus *ops_status(const OrtApi *api, OrtErrorCode code, const char *node,
@@ -207,6 +208,7 @@ static OrtStatus *ORT_API_CALL kernel_create(const OrtCustomOp *op, const OrtApi
 	if (!kernel)
 		return api->CreateStatus(ORT_FAIL, "SparseMatMul: out of memory");
 	kernel->api = api;
+	kernel->threads = ort_pool_threads();
 	s = kernel_attrs(kernel, info);
 	if (!s)
 		s = weight_from_info(kernel, info);
@@ -293,7 +295,7 @@ static OrtStatus *run(const struct ops_kernel *kernel, OrtKernelContext *ctx,
 
 	s = output_make(kernel, ctx, a, &y, &m);
 	if (!s)
-		s = ort_exec_begin(&e, kernel->api, ctx, kernel->cpu, &exec);
+		s = ort_exec_begin(&e, kernel->api, ctx, kernel->cpu, kernel->threads, &exec);
 	if (s)
 		return s;
 	r = opass_spmm_run(spmm, a->data, m, c ? c->data : NULL, c ? c->numel : 0, y, &exec);

@@ -1,5 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* Tensor views, graph reading and ORT-backed execution for the library's kernels (ort_util.h). */
+#include <limits.h>
+#include <unistd.h>
+
 #include "ort_util.h"
 
 OrtStatus *ort_tensor_get(const OrtApi *api, const OrtValue *value, struct ort_tensor *ret)
@@ -67,7 +70,7 @@ static void exec_release(void *userdata, void *p)
 }
 
 OrtStatus *ort_exec_begin(struct ort_exec *e, const OrtApi *api, OrtKernelContext *ctx,
-			  const OrtMemoryInfo *cpu, struct opass_spmm_exec *exec)
+			  const OrtMemoryInfo *cpu, unsigned threads, struct opass_spmm_exec *exec)
 {
 	OrtStatus *s;
 
@@ -76,8 +79,16 @@ OrtStatus *ort_exec_begin(struct ort_exec *e, const OrtApi *api, OrtKernelContex
 	if (s)
 		return s;
 	*exec = (struct opass_spmm_exec){ .parallel_for = exec_parallel_for, .ctx = e,
-					  .alloc = exec_alloc, .release = exec_release };
+					  .threads = threads, .alloc = exec_alloc,
+					  .release = exec_release };
 	return NULL;
+}
+
+unsigned ort_pool_threads(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+	return n > 0 && n < UINT_MAX ? (unsigned)n : 0;
 }
 
 void ort_exec_end(struct ort_exec *e)

@@ -886,6 +886,17 @@ START_TEST(test_exec_callbacks)
 	ck_assert_uint_eq(c.items, 2 * 4 + 2 * 2);       /* 2 tiles in 4 parts; 2 tiles x 2 chunks */
 	ck_assert_uint_eq(c.allocs, 1);
 	ck_assert_uint_eq(c.releases, 1);
+	/* told the pool's size: 2 tiles on 2 threads are a work item each (the
+	 * thread that packs a tile reads it), on 3 they are split as above */
+	for (unsigned threads = 2; threads <= 3; threads++) {
+		c = (struct counting){ 0 };
+		exec.threads = threads;
+		ck_assert_int_eq(opass_spmm_run(spmm, a, m, &bias, 1, y, &exec), 0);
+		assert_close(y, ref, m * n, "callbacks, whole tiles");
+		ck_assert_uint_eq(c.parallel_calls, threads == 2 ? 1 : 2);
+		ck_assert_uint_eq(c.items, threads == 2 ? 2 : 2 * 4 + 2 * 2);
+	}
+	exec.threads = 0;
 	if (opass_spmm_isa_supported(OPASS_SPMM_ISA_AVX2)) {
 		c = (struct counting){ 0 };
 		exec.isa = OPASS_SPMM_ISA_AVX2;

@@ -101,7 +101,9 @@ struct opass_spmm_exec {
 	/* run fn(data, i) for every i in [0, n), possibly in parallel; NULL: own pthreads */
 	void (*parallel_for)(void *ctx, void (*fn)(void *data, size_t i), size_t n, void *data);
 	void *ctx;
-	unsigned threads;                    /* own pthreads: 0 = online CPUs */
+	/* own pthreads: how many (0 = online CPUs); with parallel_for: how many
+	 * threads it runs on, to split work evenly (0 = unknown) */
+	unsigned threads;
 	enum opass_spmm_isa isa;
 	/* scratch memory (64-byte aligned); NULL: aligned_alloc/free */
 	void *(*alloc)(void *ctx, size_t size);
