@@ -404,6 +404,26 @@ AVX512 INLINE void csr_zmm_pairs(const struct opass_spmm *s, int64_t row, const 
 		_mm512_storeu_ps(out + 16 * j, _mm512_add_ps(a0[j], a1[j]));
 }
 
+/* The last e - b < u nonzeros of a row, one into each sum (not one chain into
+ * the first): the u slots run masked, those past e read nonzero e - 1 and
+ * leave their sums as they are. */
+AVX512 INLINE void acc_tail(const struct opass_spmm *s, int32_t b, int32_t e, const float *at,
+			    size_t ld, __m512 *acc, const int nv, const int u, const bool idx16)
+{
+#pragma GCC unroll 8
+	for (int i = 0; i < u; i++) {
+		int32_t c = b + i < e ? b + i : e - 1;
+		__mmask16 k = (__mmask16)-(b + i < e);
+		const float *x = at + KAT(s, c, idx16) * ld;
+		__m512 w = _mm512_set1_ps(s->values[c]);
+
+#pragma GCC unroll 4
+		for (int j = 0; j < nv; j++)
+			acc[i * nv + j] = _mm512_mask3_fmadd_ps(w, _mm512_maskz_loadu_ps(k, x + 16 * j),
+								acc[i * nv + j], k);
+	}
+}
+
 AVX512 INLINE void csr_zmm(const struct opass_spmm *s, int64_t row, const float *at, size_t ld,
 			   float *out, const int nv, const bool idx16)
 {
@@ -433,14 +453,8 @@ AVX512 INLINE void csr_zmm(const struct opass_spmm *s, int64_t row, const float 
 				acc[i * nv + j] = _mm512_fmadd_ps(w[i], _mm512_loadu_ps(x[i] + 16 * j),
 								  acc[i * nv + j]);
 	}
-	for (; b < e; b++) {
-		const float *x0 = at + KAT(s, b, idx16) * ld;
-		__m512 w0 = _mm512_set1_ps(v[b]);
-
-#pragma GCC unroll 4
-		for (int j = 0; j < nv; j++)
-			acc[j] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(x0 + 16 * j), acc[j]);
-	}
+	if (b < e)
+		acc_tail(s, b, e, at, ld, acc, nv, u, idx16);
 #pragma GCC unroll 8
 	for (int i = 1; i < u; i++)
 #pragma GCC unroll 4
