@@ -870,7 +870,7 @@ START_TEST(test_exec_callbacks)
 	struct counting c = { 0 };
 	struct opass_spmm_exec exec = { .parallel_for = count_parallel, .ctx = &c,
 					.alloc = count_alloc, .release = count_release };
-	int64_t m = 100, n = 70, k = 33;
+	int64_t m = 100, n = 70, k = 200;
 	float *bt = weight_make(n, k, 1, 1, 0.5, 0.0), *a = malloc((size_t)(m * k) * 4);
 	float *y = malloc((size_t)(m * n) * 4), bias = 0.5f;
 	struct opass_spmm *spmm = spmm_from(bt, n, k, 1, 1, false);
@@ -904,7 +904,14 @@ START_TEST(test_exec_callbacks)
 		assert_close(y, ref, m * n, "callbacks, AVX2");
 		ck_assert_uint_eq(c.items, 4 * 2 + 4 * 2);   /* tiles of 32 rows, 2 parts each */
 	}
-	/* one row: some 1150 products, too few to wake other threads for; A is
+	/* ten rows: some 70k products, too few for a MatMul that packs A to wake
+	 * other threads for */
+	c = (struct counting){ 0 };
+	ck_assert_int_eq(opass_spmm_run(spmm, a, 10, &bias, 1, y, &exec), 0);
+	assert_close(y, ref, 10 * n, "callbacks, ten rows");
+	ck_assert_uint_eq(c.parallel_calls, 0);
+	ck_assert_uint_eq(c.allocs, 1);
+	/* one row: some 7000 products, too few to wake other threads for; A is
 	 * read in place, so nothing is allocated */
 	c = (struct counting){ 0 };
 	ck_assert_int_eq(opass_spmm_run(spmm, a, 1, &bias, 1, y, &exec), 0);

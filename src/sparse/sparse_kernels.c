@@ -29,6 +29,15 @@
  * 5.5 us a node in parallel against 2.7 us on the CPU EP.
  */
 #define SERIAL_PRODUCTS 16384.0
+/*
+ * The same for a MatMul that packs A (more than M1_ROWS rows): waking the
+ * other thread, packing A in parts and reading the parts the other core
+ * packed cost more than they save below this. The encoder at 16 tokens, 95 %
+ * zeros (its 768x768 layers: 472k products), 2 threads, alternating builds:
+ * 3.45-3.58 against 3.71-3.91 ms; at 90 % (944k) a limit of 1.2M changed
+ * nothing.
+ */
+#define SERIAL_PRODUCTS_PACKED 600000.0
 #define BLOCK_MAX 16
 
 struct spmm_job {
@@ -1048,8 +1057,11 @@ static void run_parallel(const struct opass_spmm_exec *exec, void (*fn)(void *da
 /* Too few products (nonzeros x rows of A, over all images) to wake other threads for? */
 static bool job_small(const struct spmm_job *job, int64_t images)
 {
-	return (double)job->s->n_blocks * job->s->br * job->s->bc * (double)job->m *
-	       (double)images < SERIAL_PRODUCTS;
+	double products = (double)job->s->n_blocks * job->s->br * job->s->bc * (double)job->m *
+			  (double)images;
+	bool packed = !job->conv && !job->m1 && job->m > M1_ROWS;
+
+	return products < (packed ? SERIAL_PRODUCTS_PACKED : SERIAL_PRODUCTS);
 }
 
 /* A job's work items, in parallel unless the job is too small for it. */
@@ -1170,10 +1182,10 @@ int opass_spmm_run_layout(const struct opass_spmm *spmm, const float *a, int64_t
 	job.rows_per_chunk = CHUNK_N / spmm->br;
 	job.n_chunks = (size_t)div_up(spmm->n_block_rows, job.rows_per_chunk);
 	job.tiles_per_image = div_up(m, job.tile_max);
-	job.serial = job_small(&job, 1);
 	/* a chunk's outputs start at a slice (br 1, 2, 4, 8 or 16) */
 	job.m1 = m <= M1_ROWS && spmm->m1.steps && job.kernels.m1 &&
 		 job.rows_per_chunk * spmm->br % 16 == 0;
+	job.serial = job_small(&job, 1);
 	return run_tiled(&job, (size_t)job.tiles_per_image, exec);
 }
 
