@@ -870,7 +870,7 @@ START_TEST(test_exec_callbacks)
 	struct counting c = { 0 };
 	struct opass_spmm_exec exec = { .parallel_for = count_parallel, .ctx = &c,
 					.alloc = count_alloc, .release = count_release };
-	int64_t m = 100, n = 70, k = 200;
+	int64_t m = 100, n = 70, k = 400;
 	float *bt = weight_make(n, k, 1, 1, 0.5, 0.0), *a = malloc((size_t)(m * k) * 4);
 	float *y = malloc((size_t)(m * n) * 4), bias = 0.5f;
 	struct opass_spmm *spmm = spmm_from(bt, n, k, 1, 1, false);
@@ -896,7 +896,20 @@ START_TEST(test_exec_callbacks)
 		ck_assert_uint_eq(c.parallel_calls, threads == 2 ? 1 : 2);
 		ck_assert_uint_eq(c.items, threads == 2 ? 2 : 2 * 4 + 2 * 2);
 	}
+	/* one tile on 2 or 3 threads: a work item per thread (at most one per
+	 * chunk), each packing its own copy of A; generic and the CPU's kernels */
+	for (unsigned i = 0; i < 4; i++) {
+		c = (struct counting){ 0 };
+		exec.threads = 2 + i % 2;
+		exec.isa = i < 2 ? OPASS_SPMM_ISA_GENERIC : OPASS_SPMM_ISA_AUTO;
+		ck_assert_int_eq(opass_spmm_run(spmm, a, 64, &bias, 1, y, &exec), 0);
+		assert_close(y, ref, 64 * n, "callbacks, copies of one tile");
+		ck_assert_uint_eq(c.parallel_calls, 1);
+		ck_assert_uint_eq(c.items, 2);
+		ck_assert_uint_eq(c.allocs, 1);
+	}
 	exec.threads = 0;
+	exec.isa = OPASS_SPMM_ISA_GENERIC;
 	if (opass_spmm_isa_supported(OPASS_SPMM_ISA_AVX2)) {
 		c = (struct counting){ 0 };
 		exec.isa = OPASS_SPMM_ISA_AVX2;
@@ -904,14 +917,14 @@ START_TEST(test_exec_callbacks)
 		assert_close(y, ref, m * n, "callbacks, AVX2");
 		ck_assert_uint_eq(c.items, 4 * 2 + 4 * 2);   /* tiles of 32 rows, 2 parts each */
 	}
-	/* ten rows: some 70k products, too few for a MatMul that packs A to wake
+	/* ten rows: some 140k products, too few for a MatMul that packs A to wake
 	 * other threads for */
 	c = (struct counting){ 0 };
 	ck_assert_int_eq(opass_spmm_run(spmm, a, 10, &bias, 1, y, &exec), 0);
 	assert_close(y, ref, 10 * n, "callbacks, ten rows");
 	ck_assert_uint_eq(c.parallel_calls, 0);
 	ck_assert_uint_eq(c.allocs, 1);
-	/* one row: some 7000 products, too few to wake other threads for; A is
+	/* one row: some 14000 products, too few to wake other threads for; A is
 	 * read in place, so nothing is allocated */
 	c = (struct counting){ 0 };
 	ck_assert_int_eq(opass_spmm_run(spmm, a, 1, &bias, 1, y, &exec), 0);
