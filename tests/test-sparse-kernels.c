@@ -917,13 +917,6 @@ START_TEST(test_exec_callbacks)
 		assert_close(y, ref, m * n, "callbacks, AVX2");
 		ck_assert_uint_eq(c.items, 4 * 2 + 4 * 2);   /* tiles of 32 rows, 2 parts each */
 	}
-	/* ten rows: some 140k products, too few for a MatMul that packs A to wake
-	 * other threads for */
-	c = (struct counting){ 0 };
-	ck_assert_int_eq(opass_spmm_run(spmm, a, 10, &bias, 1, y, &exec), 0);
-	assert_close(y, ref, 10 * n, "callbacks, ten rows");
-	ck_assert_uint_eq(c.parallel_calls, 0);
-	ck_assert_uint_eq(c.allocs, 1);
 	/* one row: some 14000 products, too few to wake other threads for; A is
 	 * read in place, so nothing is allocated */
 	c = (struct counting){ 0 };

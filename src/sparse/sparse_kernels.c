@@ -29,15 +29,6 @@
  * 5.5 us a node in parallel against 2.7 us on the CPU EP.
  */
 #define SERIAL_PRODUCTS 16384.0
-/*
- * The same for a MatMul that packs A (more than M1_ROWS rows): waking the
- * other thread, packing A in parts and reading the parts the other core
- * packed cost more than they save below this. The encoder at 16 tokens, 95 %
- * zeros (its 768x768 layers: 472k products), 2 threads, alternating builds:
- * 3.45-3.58 against 3.71-3.91 ms; at 90 % (944k) a limit of 1.2M changed
- * nothing.
- */
-#define SERIAL_PRODUCTS_PACKED 600000.0
 #define BLOCK_MAX 16
 
 struct spmm_job {
@@ -1058,11 +1049,8 @@ static void run_parallel(const struct opass_spmm_exec *exec, void (*fn)(void *da
 /* Too few products (nonzeros x rows of A, over all images) to wake other threads for? */
 static bool job_small(const struct spmm_job *job, int64_t images)
 {
-	double products = (double)job->s->n_blocks * job->s->br * job->s->bc * (double)job->m *
-			  (double)images;
-	bool packed = !job->conv && !job->m1 && job->m > M1_ROWS;
-
-	return products < (packed ? SERIAL_PRODUCTS_PACKED : SERIAL_PRODUCTS);
+	return (double)job->s->n_blocks * job->s->br * job->s->bc * (double)job->m *
+	       (double)images < SERIAL_PRODUCTS;
 }
 
 /* A job's work items, in parallel unless the job is too small for it. */
@@ -1112,8 +1100,10 @@ static void tile_whole(void *data, size_t i)
  * threads read: 3072x768 at 95 % 159-164 against 186-198 us, 768x3072 at
  * 90 % 331-334 against 408-421, 768x768 at 90 % 80 against 106-108; 16 rows,
  * 3072x768 at 95 %: 65-68 against 81-87. The encoder at 16 tokens in ORT,
- * alternating builds: 3.50-3.92 against 3.89-4.20 ms at 95 %, 4.32-5.19
- * against 5.01-6.05 at 90 %. */
+ * alternating builds, with MatMuls of under 600k products on one thread in
+ * both: 3.50-3.92 against 3.89-4.20 ms at 95 %, 4.32-5.19 against 5.01-6.05
+ * at 90 %; with copies, that limit cost time (16k: 2.88-2.92 against
+ * 3.08-3.14 ms at 95 %). */
 static void tile_copy(void *data, size_t i)
 {
 	const struct spmm_job *job = data;
