@@ -43,11 +43,11 @@ struct ort_exec {
  * scratch = ORT's allocator for cpu); ort_exec_end() releases the allocator. */
 OrtStatus *ort_exec_begin(struct ort_exec *e, const OrtApi *api, OrtKernelContext *ctx,
 			  const OrtMemoryInfo *cpu, unsigned threads, struct opass_spmm_exec *exec);
+void ort_exec_end(struct ort_exec *e);
 
 /* The size ORT's intra-op pool has by default, which a kernel cannot ask
  * for: the online CPUs (the pool's own default is the physical cores). */
 unsigned ort_pool_threads(void);
-void ort_exec_end(struct ort_exec *e);
 
 /* ---- reading a graph (OrtGraph API) ---- */
 

@@ -1200,10 +1200,10 @@ int opass_spmm_run_layout(const struct opass_spmm *spmm, const float *a, int64_t
 	job.rows_per_chunk = CHUNK_N / spmm->br;
 	job.n_chunks = (size_t)div_up(spmm->n_block_rows, job.rows_per_chunk);
 	job.tiles_per_image = div_up(m, job.tile_max);
+	job.serial = job_small(&job, 1);
 	/* a chunk's outputs start at a slice (br 1, 2, 4, 8 or 16) */
 	job.m1 = m <= M1_ROWS && spmm->m1.steps && job.kernels.m1 &&
 		 job.rows_per_chunk * spmm->br % 16 == 0;
-	job.serial = job_small(&job, 1);
 	return run_tiled(&job, (size_t)job.tiles_per_image, exec);
 }
 
