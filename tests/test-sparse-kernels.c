@@ -908,6 +908,14 @@ START_TEST(test_exec_callbacks)
 		ck_assert_uint_eq(c.items, 2);
 		ck_assert_uint_eq(c.allocs, 1);
 	}
+	/* the same on 2 and 3 of the library's own threads: each packs one copy,
+	 * whichever items it runs */
+	for (unsigned threads = 2; threads <= 3; threads++) {
+		struct opass_spmm_exec own = { .threads = threads };
+
+		ck_assert_int_eq(opass_spmm_run(spmm, a, 64, &bias, 1, y, &own), 0);
+		assert_close(y, ref, 64 * n, "own threads, copies of one tile");
+	}
 	exec.threads = 0;
 	exec.isa = OPASS_SPMM_ISA_GENERIC;
 	if (opass_spmm_isa_supported(OPASS_SPMM_ISA_AVX2)) {

@@ -1,6 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /* Sparse-weight products (layout and rationale: sparse_kernels.h). */
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -31,6 +34,13 @@
 #define SERIAL_PRODUCTS 16384.0
 #define BLOCK_MAX 16
 
+/* Which thread packed each copy of a one-tile job's A (its pthread_self(),
+ * 0 while unclaimed; slots are claimed in order). */
+struct tile_copies {
+	atomic_size_t used;
+	atomic_uintptr_t owner[OPASS_MAX_THREADS];
+};
+
 struct spmm_job {
 	const struct opass_spmm *s;
 	const float *a;
@@ -51,7 +61,8 @@ struct spmm_job {
 	size_t pack_parts;         /* work items that pack one tile */
 	size_t n_chunks;
 	size_t tiles, tiles_per_item; /* whole tiles: consecutive ones per work item */
-	size_t copies;             /* one tile, copies work items: each packs its own copy */
+	size_t copies;             /* one tile, copies work items: a packed copy per thread */
+	struct tile_copies *copy_slots;
 	bool serial;               /* too little work to wake other threads for */
 	bool m1;                   /* one to M1_ROWS rows of A: the one-row format's kernel */
 	struct spmm_kernels kernels;
@@ -1094,8 +1105,28 @@ static void tile_whole(void *data, size_t i)
 	}
 }
 
-/* Work item i of a single tile's job->copies: its own packed copy of A (the
- * other cores' copies are not read), then its share of the outputs. One
+/* The calling thread's copy: the slot it claimed before (*ret_fresh false),
+ * else the next one. A thread claims at most one, so a pool smaller than the
+ * work items packs no more copies than it has threads. */
+static size_t copy_slot(struct tile_copies *tc, bool *ret_fresh)
+{
+	uintptr_t self = (uintptr_t)pthread_self();
+	size_t used = atomic_load(&tc->used), j;
+
+	for (j = 0; j < used; j++) {
+		if (atomic_load(&tc->owner[j]) == self) {
+			*ret_fresh = false;
+			return j;
+		}
+	}
+	j = atomic_fetch_add(&tc->used, 1);
+	atomic_store(&tc->owner[j], self);
+	*ret_fresh = true;
+	return j;
+}
+
+/* Work item i of a single tile's job->copies: its thread's packed copy of A
+ * (the other cores' copies are not read), then its share of the outputs. One
  * MatMul, 64 rows, 2 threads (OpenMP), against packing in parts that both
  * threads read: 3072x768 at 95 % 159-164 against 186-198 us, 768x3072 at
  * 90 % 331-334 against 408-421, 768x768 at 90 % 80 against 106-108; 16 rows,
@@ -1109,10 +1140,15 @@ static void tile_copy(void *data, size_t i)
 	const struct spmm_job *job = data;
 	struct spmm_job copy = *job;
 	size_t c0 = job->n_chunks * i / job->copies, c1 = job->n_chunks * (i + 1) / job->copies;
+	bool fresh;
+	size_t slot;
 
-	copy.at = job->at + i * (size_t)job->s->k_pad * job->tile_stride;
+	if (c0 == c1)
+		return;
+	slot = copy_slot(job->copy_slots, &fresh);
+	copy.at = job->at + slot * (size_t)job->s->k_pad * job->tile_stride;
 	copy.pack_parts = 1;
-	if (c0 < c1)
+	if (fresh)
 		tile_pack(&copy, 0);
 	for (size_t c = c0; c < c1; c++)
 		tile_chunk(&copy, c);
@@ -1135,13 +1171,17 @@ static int run_tiled(struct spmm_job *job, size_t tiles, const struct opass_spmm
 {
 	size_t size, threads = exec_threads(exec);
 	bool packs = job_packs(job);
+	struct tile_copies slots = { 0 };
 	enum spmm_width w0;
 
 	tile_rows(job, 0, &w0);
 	job->tile_stride = (size_t)spmm_width_floats(w0);
 	job->copies = 1;
+	job->copy_slots = &slots;
 	if (tiles == 1 && packs && !job->conv && !job->serial && threads > 1)
 		job->copies = threads < job->n_chunks ? threads : job->n_chunks;
+	if (job->copies > OPASS_MAX_THREADS)
+		job->copies = OPASS_MAX_THREADS;
 	size = tiles * job->copies * (size_t)job->s->k_pad * job->tile_stride * sizeof(float);
 	job->at = packs ? scratch_alloc(exec, size ? size : 64) : NULL;
 	if (packs && !job->at)
