@@ -897,7 +897,8 @@ START_TEST(test_exec_callbacks)
 		ck_assert_uint_eq(c.items, threads == 2 ? 2 : 2 * 4 + 2 * 2);
 	}
 	/* one tile on 2 or 3 threads: a work item per thread (at most one per
-	 * chunk), each packing its own copy of A; generic and the CPU's kernels */
+	 * chunk), each with its thread's packed copy of A (count_parallel runs
+	 * them all on this thread: one copy); generic and the CPU's kernels */
 	for (unsigned i = 0; i < 4; i++) {
 		c = (struct counting){ 0 };
 		exec.threads = 2 + i % 2;
