@@ -23,6 +23,7 @@
 
 #include "error.h"
 #include "ort_ep.h"
+#include "parallel.h"
 #include "ort_util.h"
 #include "sparse_kernels.h"
 
@@ -53,7 +54,7 @@ struct ep_kernel {
 	float alpha;
 	struct ep_conv_attrs conv;
 	OrtMemoryInfo *cpu;
-	unsigned threads;          /* ort_pool_threads() */
+	unsigned threads;          /* ORT's pool, which a kernel cannot ask: the online CPUs */
 	pthread_mutex_t lock;      /* the weight, when packed at the first run */
 	struct opass_spmm *spmm;
 	int64_t n, k;
@@ -755,7 +756,7 @@ static struct ep_kernel *kernel_alloc(const OrtApi *api, const OrtEpApi *ep_api,
 	kernel->op = op;
 	kernel->in_x = IN_A;
 	kernel->in_res = -1;
-	kernel->threads = ort_pool_threads();
+	kernel->threads = opass_parallel_threads(0);
 	pthread_mutex_init(&kernel->lock, NULL);
 	return kernel;
 }

@@ -31,6 +31,7 @@
 #include <onnxruntime_c_api.h>
 
 #include "onnxpass/ort.h"
+#include "parallel.h"
 #include "ort_util.h"
 #include "sparse_kernels.h"
 
@@ -48,7 +49,7 @@ struct ops_kernel {
 	int64_t n, k, br, bc;
 	struct opass_spmm *spmm;   /* from initializers, or NULL: built at each run */
 	OrtMemoryInfo *cpu;
-	unsigned threads;          /* ort_pool_threads() */
+	unsigned threads;          /* ORT's pool, which a kernel cannot ask: the online CPUs */
 };
 
 static OrtStatus *ops_status(const OrtApi *api, OrtErrorCode code, const char *node,
@@ -208,7 +209,7 @@ static OrtStatus *ORT_API_CALL kernel_create(const OrtCustomOp *op, const OrtApi
 	if (!kernel)
 		return api->CreateStatus(ORT_FAIL, "SparseMatMul: out of memory");
 	kernel->api = api;
-	kernel->threads = ort_pool_threads();
+	kernel->threads = opass_parallel_threads(0);
 	s = kernel_attrs(kernel, info);
 	if (!s)
 		s = weight_from_info(kernel, info);

@@ -1,8 +1,5 @@
 /* SPDX-License-Identifier: MIT */
 /* Tensor views, graph reading and ORT-backed execution for the library's kernels (ort_util.h). */
-#include <limits.h>
-#include <unistd.h>
-
 #include "ort_util.h"
 
 OrtStatus *ort_tensor_get(const OrtApi *api, const OrtValue *value, struct ort_tensor *ret)
@@ -82,13 +79,6 @@ OrtStatus *ort_exec_begin(struct ort_exec *e, const OrtApi *api, OrtKernelContex
 					  .threads = threads, .alloc = exec_alloc,
 					  .release = exec_release };
 	return NULL;
-}
-
-unsigned ort_pool_threads(void)
-{
-	long n = sysconf(_SC_NPROCESSORS_ONLN);
-
-	return n > 0 && n < UINT_MAX ? (unsigned)n : 0;
 }
 
 void ort_exec_end(struct ort_exec *e)

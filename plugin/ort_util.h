@@ -45,10 +45,6 @@ OrtStatus *ort_exec_begin(struct ort_exec *e, const OrtApi *api, OrtKernelContex
 			  const OrtMemoryInfo *cpu, unsigned threads, struct opass_spmm_exec *exec);
 void ort_exec_end(struct ort_exec *e);
 
-/* The size ORT's intra-op pool has by default, which a kernel cannot ask
- * for: the online CPUs (the pool's own default is the physical cores). */
-unsigned ort_pool_threads(void);
-
 /* ---- reading a graph (OrtGraph API) ---- */
 
 /* True when s is NULL (success); releases s otherwise. */

@@ -1147,7 +1147,6 @@ static void tile_copy(void *data, size_t i)
 		return;
 	slot = copy_slot(job->copy_slots, &fresh);
 	copy.at = job->at + slot * (size_t)job->s->k_pad * job->tile_stride;
-	copy.pack_parts = 1;
 	if (fresh)
 		tile_pack(&copy, 0);
 	for (size_t c = c0; c < c1; c++)
