@@ -862,6 +862,18 @@ static void conv_pack_rows(const struct spmm_job *job, const float *x, int64_t c
 					      at);
 }
 
+/* The same for a direct conv (1x1, stride 1, no padding), whose tile is one
+ * run of each channel's plane: a copy per channel, not one per output row
+ * (ResNet-50's 7x7 stage has 7 of 7 floats). */
+static void conv_pack_direct(const struct spmm_job *job, const float *x, int64_t c0, int64_t c1,
+			     int64_t p0, int64_t rows, int64_t w, float *at)
+{
+	for (int64_t c = c0; c < c1; c++, at += w) {
+		memcpy(at, x + c * job->m + p0, (size_t)rows * sizeof(float));
+		memset(at + rows, 0, (size_t)(w - rows) * sizeof(float));
+	}
+}
+
 /* Implicit im2col of one tile: at[(c * kh + ky) * kw + kx][i] = the input under
  * kernel tap (ky, kx) of channel c for output position p0 + i (0 in the padding),
  * for the channels of part `part` of `parts`. Where the ISA has gathers and
@@ -884,7 +896,9 @@ static void conv_pack(const struct spmm_job *job, size_t t, int64_t part, int64_
 
 	rows = tile_rows(job, t, &wc);
 	w = spmm_width_floats(wc);
-	if (job->kernels.gather && taps > 1 && taps <= PACK_GATHER_TAPS &&
+	if (job->direct)
+		conv_pack_direct(job, x, c0, c1, p0, rows, w, at + c0 * w);
+	else if (job->kernels.gather && taps > 1 && taps <= PACK_GATHER_TAPS &&
 	    cv->in_h * cv->in_w <= INT32_MAX)
 		conv_pack_gathers(job, x, c0, c1, p0, rows, w, at + c0 * taps * w);
 	else
