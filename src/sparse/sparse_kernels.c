@@ -25,6 +25,7 @@
 #define WHOLE_ITEMS 16     /* ... at most this many work items of consecutive tiles */
 #define PACK_ITEMS 8       /* below it, the tiles are packed in about this many parts */
 #define PACK_GATHER_TAPS 49 /* kernels of up to this many taps pack by gathers, if the ISA has them */
+#define PACK_GATHER_ROW 16  /* and 1x1 kernels whose output rows are at most this long */
 /*
  * A call of fewer products (nonzeros x rows of A) runs on the calling thread:
  * waking the others took longer than the work. Chains of 48 MatMuls of one
@@ -882,7 +883,10 @@ static void conv_pack_direct(const struct spmm_job *job, const float *x, int64_t
  * left ResNet-50's stride-2 3x3 convs at 0.94-1.26x of ORT's time at batch 1
  * (one 3x3 of 256 channels at 28x28, stride 2: 511 -> 377-384 us with the
  * gathers). A 1x1 conv's segments are longer, and copying them ran faster
- * (263-270 us against 305 for 256 -> 512 at 56x56, stride 2). */
+ * (263-270 us against 305 for 256 -> 512 at 56x56, stride 2), unless its
+ * output rows are short (PACK_GATHER_ROW): 1024 -> 2048 from 14x14, stride 2,
+ * 240 -> 212 us with gathers; 512 -> 1024 from 28x28, 275 -> 260 us; from 56x56
+ * (rows of 28) no faster. */
 static void conv_pack(const struct spmm_job *job, size_t t, int64_t part, int64_t parts)
 {
 	const struct opass_conv *cv = job->conv;
@@ -898,8 +902,8 @@ static void conv_pack(const struct spmm_job *job, size_t t, int64_t part, int64_
 	w = spmm_width_floats(wc);
 	if (job->direct)
 		conv_pack_direct(job, x, c0, c1, p0, rows, w, at + c0 * w);
-	else if (job->kernels.gather && taps > 1 && taps <= PACK_GATHER_TAPS &&
-	    cv->in_h * cv->in_w <= INT32_MAX)
+	else if (job->kernels.gather && (taps > 1 || cv->out_w <= PACK_GATHER_ROW) &&
+		 taps <= PACK_GATHER_TAPS && cv->in_h * cv->in_w <= INT32_MAX)
 		conv_pack_gathers(job, x, c0, c1, p0, rows, w, at + c0 * taps * w);
 	else
 		conv_pack_rows(job, x, c0, c1, p0, rows, w, at + c0 * taps * w);
